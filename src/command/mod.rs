@@ -1,0 +1,393 @@
+//! Classification: each request is looked at once and becomes a typed
+//! [`Command`] — forwarded to the passthrough backend, answered by the proxy,
+//! run as a lock operation on the masters, or refused.
+//!
+//! This module is pure: it reads the arguments and a little connection state
+//! and decides; the connection carries the decision out.
+
+mod pattern;
+pub mod set_args;
+mod spec;
+mod table;
+
+use bytes::Bytes;
+
+pub use pattern::{LockPatterns, glob_match};
+pub use spec::{CommandSpec, flags, for_each_key, lookup, parse_i64};
+
+use crate::errors;
+use crate::protocol::{ArgList, Proto, Reply};
+use crate::redlock::ops::{self, LockOp};
+use crate::redlock::scripts::{ScriptRegistry, sha1_hex};
+use crate::server::session::ReplyMode;
+
+/// The decision for one request.
+#[derive(Debug)]
+pub enum Command {
+    /// Forward the request to the passthrough backend; then apply the effect.
+    Forward(Effect),
+    /// The proxy answers.
+    Local(Local),
+    /// A lock operation, run on the masters.
+    Lock(LockOp),
+    /// Refused with this error; nothing is forwarded. Inside MULTI a refusal
+    /// makes EXEC abort, as a command rejected while queueing does in Redis.
+    Refuse(Reply),
+}
+
+/// What a forwarded command changes in the connection's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Nothing.
+    None,
+    /// `SELECT n`.
+    Select(u32),
+    /// `MULTI`.
+    Multi,
+    /// `EXEC`.
+    Exec,
+    /// `DISCARD`.
+    Discard,
+    /// `WATCH`.
+    Watch,
+    /// `UNWATCH`.
+    Unwatch,
+    /// A (un)subscribe command: replies stop being one per request.
+    Subscribe,
+    /// `MONITOR`.
+    Monitor,
+    /// `RESET`.
+    Reset,
+    /// `SCRIPT FLUSH`: the proxy forgets the lock scripts it learned, too.
+    ScriptFlush,
+    /// `SCRIPT EXISTS` with some lock scripts among others: patch these answers.
+    ScriptExists(Vec<(usize, bool)>),
+    /// `EVALSHA` of a lock script on data keys: make sure the backend has it.
+    EnsureScript(Bytes),
+}
+
+/// Commands the proxy answers itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Local {
+    /// `PING [msg]`.
+    Ping(Option<Bytes>),
+    /// `ECHO msg`.
+    Echo(Bytes),
+    /// `HELLO [protover [AUTH user pass] [SETNAME name]]`.
+    Hello {
+        /// The protocol to switch to.
+        proto: Option<Proto>,
+        /// `AUTH user pass`.
+        auth: Option<(Bytes, Bytes)>,
+        /// `SETNAME name`.
+        setname: Option<Bytes>,
+    },
+    /// `AUTH [user] pass`.
+    Auth(Option<Bytes>, Bytes),
+    /// `QUIT`.
+    Quit,
+    /// `RESET` with no backend connection to forward it to.
+    Reset,
+    /// `CLIENT SETNAME name`.
+    ClientSetName(Bytes),
+    /// `CLIENT GETNAME`.
+    ClientGetName,
+    /// `CLIENT SETINFO LIB-NAME|LIB-VER value`.
+    ClientSetInfo {
+        /// True for LIB-NAME, false for LIB-VER.
+        lib_name: bool,
+        /// The value.
+        value: Bytes,
+    },
+    /// `CLIENT REPLY ON|OFF|SKIP`.
+    ClientReply(ReplyMode),
+    /// `SCRIPT LOAD` of a lock script: reply its SHA1.
+    ScriptLoad(Bytes),
+    /// `SCRIPT EXISTS` of lock scripts only.
+    ScriptExists(Vec<bool>),
+    /// `EXEC` of a transaction the backend no longer has.
+    ExecLost,
+    /// `DISCARD` of a transaction the backend no longer has.
+    DiscardLost,
+}
+
+/// The connection state classification depends on.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Context {
+    /// Inside MULTI.
+    pub in_multi: bool,
+    /// The backend lost the transaction (see `Session::multi_lost`).
+    pub multi_lost: bool,
+    /// Backend replies are not being counted (pub/sub, MONITOR).
+    pub uncounted: bool,
+    /// A backend connection is open or opening.
+    pub attached: bool,
+}
+
+/// Everything classification needs from the proxy's configuration.
+#[derive(Debug)]
+pub struct Classifier {
+    /// Lock key patterns.
+    pub patterns: LockPatterns,
+    /// Known lock scripts.
+    pub scripts: std::sync::Arc<ScriptRegistry>,
+    /// Lock operation parameters.
+    pub lock_rules: ops::Rules,
+}
+
+fn upper<'a>(name: &[u8], buf: &'a mut [u8; 24]) -> &'a [u8] {
+    if name.len() > buf.len() {
+        return b"";
+    }
+    for (d, s) in buf.iter_mut().zip(name) {
+        *d = s.to_ascii_uppercase();
+    }
+    &buf[..name.len()]
+}
+
+impl Classifier {
+    /// Classifies one request (`args` is not empty).
+    pub fn classify<A: ArgList + ?Sized>(&self, args: &A, ctx: Context) -> Command {
+        let mut name_buf = [0u8; 24];
+        let name = upper(args.arg(0), &mut name_buf);
+        let spec = lookup(args);
+
+        // Lock keys first: whatever the command, a lock key never reaches the backend.
+        if let Some(spec) = spec {
+            let (mut lock, mut total) = (0usize, 0usize);
+            for_each_key(spec, args, |i| {
+                total += 1;
+                if self.patterns.is_lock_key(args.arg(i)) {
+                    lock += 1;
+                }
+            });
+            if lock > 0 {
+                if lock < total {
+                    return Command::Refuse(errors::mixed_keys(args.arg(0)));
+                }
+                if ctx.in_multi {
+                    return Command::Refuse(errors::lock_in_multi(args.arg(0)));
+                }
+                return match ops::parse(name, args, &self.scripts, &self.lock_rules) {
+                    Ok(op) => Command::Lock(op),
+                    Err(reply) => Command::Refuse(reply),
+                };
+            }
+        }
+
+        // Transactions whose backend side is gone.
+        if ctx.in_multi && ctx.multi_lost {
+            return match name {
+                b"EXEC" => Command::Local(Local::ExecLost),
+                b"DISCARD" => Command::Local(Local::DiscardLost),
+                b"QUIT" => Command::Local(Local::Quit),
+                _ => Command::Refuse(errors::transaction_lost()),
+            };
+        }
+
+        let n = args.len();
+        let bytes = |i: usize| Bytes::copy_from_slice(args.arg(i));
+        // Inside MULTI and in pub/sub the backend must see the command (it queues
+        // it, or answers in the pub/sub shape).
+        let answer_locally = !ctx.in_multi && !ctx.uncounted;
+        match name {
+            b"PING" if answer_locally && n <= 2 => {
+                return Command::Local(Local::Ping((n == 2).then(|| bytes(1))));
+            }
+            b"ECHO" if answer_locally && n == 2 => return Command::Local(Local::Echo(bytes(1))),
+            b"QUIT" => return Command::Local(Local::Quit),
+            b"HELLO" | b"AUTH" if ctx.in_multi => {
+                return Command::Refuse(errors::err(format_args!(
+                    "'{}' inside MULTI is not supported by redlock-proxy",
+                    String::from_utf8_lossy(name).to_lowercase()
+                )));
+            }
+            b"HELLO" => return parse_hello(args),
+            b"AUTH" => {
+                return match n {
+                    2 => Command::Local(Local::Auth(None, bytes(1))),
+                    3 => Command::Local(Local::Auth(Some(bytes(1)), bytes(2))),
+                    _ => Command::Refuse(errors::wrong_arity(args.arg(0))),
+                };
+            }
+            b"RESET" if !ctx.attached => return Command::Local(Local::Reset),
+            b"RESET" => return Command::Forward(Effect::Reset),
+            b"SELECT" if n == 2 => {
+                return match parse_i64(args.arg(1)).and_then(|d| u32::try_from(d).ok()) {
+                    Some(db) => Command::Forward(Effect::Select(db)),
+                    None => Command::Forward(Effect::None), // the backend explains
+                };
+            }
+            b"MULTI" => return Command::Forward(Effect::Multi),
+            b"EXEC" => return Command::Forward(Effect::Exec),
+            b"DISCARD" => return Command::Forward(Effect::Discard),
+            b"WATCH" => return Command::Forward(Effect::Watch),
+            b"UNWATCH" => return Command::Forward(Effect::Unwatch),
+            b"SUBSCRIBE" | b"PSUBSCRIBE" | b"SSUBSCRIBE" | b"UNSUBSCRIBE" | b"PUNSUBSCRIBE"
+            | b"SUNSUBSCRIBE"
+                if !ctx.in_multi =>
+            {
+                return Command::Forward(Effect::Subscribe);
+            }
+            b"MONITOR" if !ctx.in_multi => return Command::Forward(Effect::Monitor),
+            b"CLIENT" if answer_locally && n >= 2 => {
+                if let Some(cmd) = self.classify_client(args) {
+                    return cmd;
+                }
+            }
+            b"SCRIPT" if n >= 2 => return self.classify_script(args, ctx),
+            b"EVALSHA" | b"EVALSHA_RO" if n >= 2 => {
+                let sha = args.arg(1).to_ascii_lowercase();
+                if self.scripts.text(&sha).is_some() {
+                    return Command::Forward(Effect::EnsureScript(Bytes::from(sha)));
+                }
+            }
+            _ => {}
+        }
+        Command::Forward(Effect::None)
+    }
+
+    fn classify_client<A: ArgList + ?Sized>(&self, args: &A) -> Option<Command> {
+        let mut buf = [0u8; 24];
+        let sub = upper(args.arg(1), &mut buf);
+        let n = args.len();
+        let bytes = |i: usize| Bytes::copy_from_slice(args.arg(i));
+        Some(match sub {
+            b"SETNAME" if n == 3 => {
+                let name = args.arg(2);
+                if name.iter().any(|&c| !(b'!'..=b'~').contains(&c)) {
+                    Command::Refuse(errors::bad_client_name())
+                } else {
+                    Command::Local(Local::ClientSetName(bytes(2)))
+                }
+            }
+            b"GETNAME" if n == 2 => Command::Local(Local::ClientGetName),
+            b"SETINFO" if n == 4 => {
+                let mut abuf = [0u8; 24];
+                let lib_name = match upper(args.arg(2), &mut abuf) {
+                    b"LIB-NAME" => true,
+                    b"LIB-VER" => false,
+                    _ => {
+                        return Some(Command::Refuse(errors::err(format_args!(
+                            "Unrecognized option '{}'",
+                            String::from_utf8_lossy(args.arg(2))
+                        ))));
+                    }
+                };
+                let value = args.arg(3);
+                if value.iter().any(|&c| !(b'!'..=b'~').contains(&c)) {
+                    return Some(Command::Refuse(errors::err(
+                        "lib-name and lib-ver cannot contain spaces, newlines or special characters.",
+                    )));
+                }
+                Command::Local(Local::ClientSetInfo {
+                    lib_name,
+                    value: bytes(3),
+                })
+            }
+            b"REPLY" if n == 3 => {
+                let mut mbuf = [0u8; 24];
+                match upper(args.arg(2), &mut mbuf) {
+                    b"ON" => Command::Local(Local::ClientReply(ReplyMode::On)),
+                    b"OFF" => Command::Local(Local::ClientReply(ReplyMode::Off)),
+                    b"SKIP" => Command::Local(Local::ClientReply(ReplyMode::Skip)),
+                    _ => Command::Refuse(errors::syntax()),
+                }
+            }
+            // Maintenance notifications describe the server endpoint, which the
+            // proxy hides; answer what a server without the feature answers.
+            b"MAINT_NOTIFICATIONS" => {
+                Command::Refuse(errors::unknown_subcommand(args.arg(1), "CLIENT"))
+            }
+            _ => return None,
+        })
+    }
+
+    fn classify_script<A: ArgList + ?Sized>(&self, args: &A, ctx: Context) -> Command {
+        let mut buf = [0u8; 24];
+        let sub = upper(args.arg(1), &mut buf);
+        match sub {
+            b"LOAD" if args.len() == 3 => {
+                let text = args.arg(2);
+                let sha = sha1_hex(text);
+                if self.scripts.learn(&sha, text) {
+                    return Command::Local(Local::ScriptLoad(Bytes::from(sha.into_bytes())));
+                }
+                Command::Forward(Effect::None)
+            }
+            b"EXISTS" if args.len() >= 3 => {
+                let mut known = Vec::new();
+                for i in 2..args.len() {
+                    let sha = args.arg(i).to_ascii_lowercase();
+                    if self.scripts.is_lock_script(&sha) {
+                        known.push((i - 2, self.scripts.text(&sha).is_some()));
+                    }
+                }
+                if known.is_empty() {
+                    Command::Forward(Effect::None)
+                } else if known.len() == args.len() - 2 && !ctx.in_multi && !ctx.uncounted {
+                    Command::Local(Local::ScriptExists(
+                        known.into_iter().map(|k| k.1).collect(),
+                    ))
+                } else {
+                    Command::Forward(Effect::ScriptExists(known))
+                }
+            }
+            b"FLUSH" => Command::Forward(Effect::ScriptFlush),
+            _ => Command::Forward(Effect::None),
+        }
+    }
+}
+
+fn parse_hello<A: ArgList + ?Sized>(args: &A) -> Command {
+    let n = args.len();
+    let mut proto = None;
+    let mut auth = None;
+    let mut setname = None;
+    let mut i = 1;
+    if n >= 2 {
+        match parse_i64(args.arg(1)) {
+            Some(2) => proto = Some(Proto::Resp2),
+            Some(3) => proto = Some(Proto::Resp3),
+            Some(_) => return Command::Refuse(errors::noproto()),
+            None => {
+                return Command::Refuse(errors::err(
+                    "Protocol version is not an integer or out of range",
+                ));
+            }
+        }
+        i = 2;
+    }
+    while i < n {
+        let mut buf = [0u8; 24];
+        let more = n - i - 1;
+        match upper(args.arg(i), &mut buf) {
+            b"AUTH" if more >= 2 => {
+                auth = Some((
+                    Bytes::copy_from_slice(args.arg(i + 1)),
+                    Bytes::copy_from_slice(args.arg(i + 2)),
+                ));
+                i += 3;
+            }
+            b"SETNAME" if more >= 1 => {
+                let name = args.arg(i + 1);
+                if name.iter().any(|&c| !(b'!'..=b'~').contains(&c)) {
+                    return Command::Refuse(errors::bad_client_name());
+                }
+                setname = Some(Bytes::copy_from_slice(name));
+                i += 2;
+            }
+            _ => {
+                return Command::Refuse(errors::err(format_args!(
+                    "Syntax error in HELLO option '{}'",
+                    String::from_utf8_lossy(args.arg(i))
+                )));
+            }
+        }
+    }
+    Command::Local(Local::Hello {
+        proto,
+        auth,
+        setname,
+    })
+}

@@ -1,0 +1,301 @@
+//! Command specs (arity, flags, key specs) and Redis's key-finding algorithm.
+//!
+//! The table itself is generated from redis-server's `COMMAND` output
+//! (`table.rs`); this module only knows how to read it.
+
+use super::table::COMMANDS;
+use crate::protocol::ArgList;
+
+/// Command flag bits, a subset of Redis's command flags.
+pub mod flags {
+    /// The command may modify the keyspace.
+    pub const WRITE: u32 = 1 << 0;
+    /// The command only reads.
+    pub const READONLY: u32 = 1 << 1;
+    /// The command may block the client.
+    pub const BLOCKING: u32 = 1 << 2;
+    /// A pub/sub command.
+    pub const PUBSUB: u32 = 1 << 3;
+    /// Not allowed inside MULTI.
+    pub const NO_MULTI: u32 = 1 << 4;
+    /// An administrative command.
+    pub const ADMIN: u32 = 1 << 5;
+    /// Not allowed from scripts.
+    pub const NOSCRIPT: u32 = 1 << 6;
+    /// Keys can only be found by parsing the arguments.
+    pub const MOVABLEKEYS: u32 = 1 << 7;
+    /// Allowed before authentication.
+    pub const NO_AUTH: u32 = 1 << 8;
+    /// Allowed while the server loads its dataset.
+    pub const LOADING: u32 = 1 << 9;
+    /// Allowed on a stale replica.
+    pub const STALE: u32 = 1 << 10;
+}
+
+/// Where the search for a key spec's first key starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BeginSearch {
+    /// At a fixed argument index.
+    Index(i16),
+    /// After a keyword, searched from `start_from` (negative: from the end, backwards).
+    Keyword {
+        /// The keyword, uppercase.
+        keyword: &'static str,
+        /// The index the search starts at.
+        start_from: i16,
+    },
+    /// Keys cannot be located from the spec.
+    Unknown,
+}
+
+/// How the keys continue after the first one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FindKeys {
+    /// A range of keys.
+    Range {
+        /// Index of the last key relative to the first (negative: from the end).
+        last_key: i16,
+        /// Distance between keys.
+        key_step: i16,
+        /// With `last_key == -1`, only 1/limit of the remaining args are keys.
+        limit: i16,
+    },
+    /// The number of keys is given by an argument.
+    KeyNum {
+        /// Index of the key count, relative to the begin-search index.
+        keynum_idx: i16,
+        /// Index of the first key, relative to the begin-search index.
+        first_key: i16,
+        /// Distance between keys.
+        key_step: i16,
+    },
+    /// Keys cannot be located from the spec.
+    Unknown,
+}
+
+/// One Redis 7 key specification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeySpec {
+    /// Where the first key is.
+    pub begin: BeginSearch,
+    /// Where the others are.
+    pub find: FindKeys,
+}
+
+/// What the proxy knows about one command.
+#[derive(Debug)]
+pub struct CommandSpec {
+    /// Lowercase name; subcommands are `container|sub`.
+    pub name: &'static str,
+    /// Redis arity: positive = exact argument count, negative = at least -arity.
+    pub arity: i16,
+    /// Bits from [`flags`].
+    pub flags: u32,
+    /// The command's key specs.
+    pub key_specs: &'static [KeySpec],
+    /// Subcommands, sorted by name, for container commands.
+    pub subcommands: &'static [CommandSpec],
+}
+
+impl CommandSpec {
+    /// Whether the command has the given flag bit.
+    pub fn has(&self, flag: u32) -> bool {
+        self.flags & flag != 0
+    }
+
+    /// The subcommand's name, without the `container|` prefix.
+    fn short_name(&self) -> &'static str {
+        self.name.rsplit('|').next().unwrap_or(self.name)
+    }
+}
+
+fn find<'a>(table: &'a [CommandSpec], name: &[u8], short: bool) -> Option<&'a CommandSpec> {
+    table
+        .binary_search_by(|spec| {
+            let n = if short { spec.short_name() } else { spec.name };
+            cmp_ignore_ascii_case(n.as_bytes(), name)
+        })
+        .ok()
+        .map(|i| &table[i])
+}
+
+fn cmp_ignore_ascii_case(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    let n = a.len().min(b.len());
+    for i in 0..n {
+        let (x, y) = (a[i].to_ascii_lowercase(), b[i].to_ascii_lowercase());
+        if x != y {
+            return x.cmp(&y);
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
+/// Looks up a command, and its subcommand when it is a container (`OBJECT ENCODING`).
+pub fn lookup<A: ArgList + ?Sized>(args: &A) -> Option<&'static CommandSpec> {
+    let spec = find(COMMANDS, args.get(0)?, false)?;
+    if spec.subcommands.is_empty() {
+        return Some(spec);
+    }
+    match args.get(1) {
+        Some(sub) => find(spec.subcommands, sub, true).or(Some(spec)),
+        None => Some(spec),
+    }
+}
+
+/// Calls `f` with the index of every key argument of `args`, found with the
+/// command's key specs the way Redis's `getKeysUsingKeySpecs` does. Indexes out
+/// of range are clamped away rather than reported: the backend will reject such
+/// a command anyway, and the caller only needs the keys that are present.
+pub fn for_each_key<A: ArgList + ?Sized>(spec: &CommandSpec, args: &A, mut f: impl FnMut(usize)) {
+    let argc = args.len() as i64;
+    for ks in spec.key_specs {
+        let first = match ks.begin {
+            BeginSearch::Index(i) => i as i64,
+            BeginSearch::Keyword {
+                keyword,
+                start_from,
+            } => {
+                let start = start_from as i64;
+                let (from, to, step) = if start > 0 {
+                    (start, argc - 1, 1)
+                } else {
+                    (argc + start, 1, -1)
+                };
+                let mut found = None;
+                let mut i = from;
+                while i >= 1 && i < argc {
+                    if args
+                        .arg(i as usize)
+                        .eq_ignore_ascii_case(keyword.as_bytes())
+                    {
+                        found = Some(i + 1);
+                        break;
+                    }
+                    if i == to {
+                        break;
+                    }
+                    i += step;
+                }
+                match found {
+                    Some(first) => first,
+                    None => continue,
+                }
+            }
+            BeginSearch::Unknown => continue,
+        };
+        let (first, last, step) = match ks.find {
+            FindKeys::Range {
+                last_key,
+                key_step,
+                limit,
+            } => {
+                let last = if last_key >= 0 {
+                    first + last_key as i64
+                } else if limit == 0 {
+                    argc + last_key as i64
+                } else {
+                    first + ((argc - first) / limit as i64 + last_key as i64)
+                };
+                (first, last, key_step as i64)
+            }
+            FindKeys::KeyNum {
+                keynum_idx,
+                first_key,
+                key_step,
+            } => {
+                let idx = first + keynum_idx as i64;
+                let Some(n) = usize::try_from(idx).ok().and_then(|i| args.get(i)) else {
+                    continue;
+                };
+                let Some(numkeys) = parse_i64(n).filter(|n| *n > 0) else {
+                    continue;
+                };
+                let first = first + first_key as i64;
+                (first, first + numkeys - 1, key_step as i64)
+            }
+            FindKeys::Unknown => continue,
+        };
+        if step <= 0 || first < 1 {
+            continue;
+        }
+        let mut i = first;
+        while i <= last && i < argc {
+            f(i as usize);
+            i += step;
+        }
+    }
+}
+
+/// Parses a decimal i64 the strict way Redis's `string2ll` does (no spaces, no `+`).
+pub fn parse_i64(s: &[u8]) -> Option<i64> {
+    if s.is_empty() || s.len() > 20 || s[0] == b'+' {
+        return None;
+    }
+    if s.len() > 1 && s[0] == b'0' {
+        return None;
+    }
+    if s.len() > 2 && s[0] == b'-' && s[1] == b'0' {
+        return None;
+    }
+    std::str::from_utf8(s).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(args: &[&str]) -> Vec<String> {
+        let spec = lookup(args).expect("known command");
+        let mut out = Vec::new();
+        for_each_key(spec, args, |i| out.push(args[i].to_string()));
+        out
+    }
+
+    #[test]
+    fn finds_keys_like_redis() {
+        assert_eq!(keys(&["GET", "a"]), ["a"]);
+        assert_eq!(keys(&["set", "a", "v", "NX"]), ["a"]);
+        assert_eq!(keys(&["MSET", "a", "1", "b", "2"]), ["a", "b"]);
+        assert_eq!(keys(&["DEL", "a", "b", "c"]), ["a", "b", "c"]);
+        assert_eq!(keys(&["EVAL", "s", "2", "k1", "k2", "arg"]), ["k1", "k2"]);
+        assert_eq!(keys(&["evalsha", "s", "0", "arg"]), Vec::<String>::new());
+        assert_eq!(keys(&["BLPOP", "a", "b", "0"]), ["a", "b"]);
+        assert_eq!(
+            keys(&["XREAD", "COUNT", "2", "STREAMS", "s1", "s2", "0", "0"]),
+            ["s1", "s2"]
+        );
+        assert_eq!(keys(&["RENAME", "a", "b"]), ["a", "b"]);
+        assert_eq!(keys(&["OBJECT", "ENCODING", "k"]), ["k"]);
+        assert_eq!(keys(&["ZUNIONSTORE", "d", "2", "a", "b"]), ["d", "a", "b"]);
+        assert_eq!(
+            keys(&["GEORADIUS", "g", "0", "0", "1", "km", "STORE", "dst"]),
+            ["g", "dst"]
+        );
+        // The empty key slot of the KEYS form is a key spec of its own, as in Redis.
+        assert_eq!(
+            keys(&["MIGRATE", "h", "1", "", "0", "5", "KEYS", "a", "b"]),
+            ["", "a", "b"]
+        );
+    }
+
+    #[test]
+    fn tolerates_malformed_arguments() {
+        assert_eq!(keys(&["EVAL", "s", "5", "k1"]), ["k1"]);
+        assert_eq!(keys(&["EVAL", "s", "x", "k1"]), Vec::<String>::new());
+        assert_eq!(keys(&["EVAL"]), Vec::<String>::new());
+        assert_eq!(keys(&["GET"]), Vec::<String>::new());
+        assert!(lookup(&["NOSUCHCOMMAND"][..]).is_none());
+    }
+
+    #[test]
+    fn strict_integers() {
+        assert_eq!(parse_i64(b"10"), Some(10));
+        assert_eq!(parse_i64(b"-3"), Some(-3));
+        assert_eq!(parse_i64(b"0"), Some(0));
+        assert_eq!(parse_i64(b"010"), None);
+        assert_eq!(parse_i64(b"+1"), None);
+        assert_eq!(parse_i64(b" 1"), None);
+        assert_eq!(parse_i64(b""), None);
+        assert_eq!(parse_i64(b"99999999999999999999"), None);
+    }
+}

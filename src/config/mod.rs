@@ -1,0 +1,759 @@
+//! Configuration: defaults < TOML file < `REDLOCK_PROXY_*` environment < CLI flags.
+//!
+//! Every layer is turned into a TOML table, the tables are merged, and the result
+//! is deserialized and validated once, so an error can name the option and the
+//! layer it came from in one line. `config/redlock-proxy.toml` documents every
+//! option; `tests/config.rs` checks that file against [`Config::default`].
+
+mod duration;
+mod redis_url;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use redis_url::RedisUrl;
+
+use crate::protocol::FrameLimits;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The client-facing listener.
+    pub server: ServerConfig,
+    /// Framing and buffer limits per client.
+    pub limits: LimitsConfig,
+    /// The backend that receives every command that is not a lock operation.
+    pub passthrough: PassthroughConfig,
+    /// The RedLock masters and algorithm parameters.
+    pub redlock: RedlockConfig,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// Most clients connected at once.
+    pub max_clients: usize,
+    /// Close a client idle this long (0: never, like Redis's `timeout 0`).
+    #[serde(with = "duration")]
+    pub timeout: Duration,
+    /// TCP keepalive interval for client sockets (0: off).
+    #[serde(with = "duration")]
+    pub tcp_keepalive: Duration,
+    /// How long SIGTERM/SIGINT waits for in-flight commands before exiting.
+    #[serde(with = "duration")]
+    pub shutdown_timeout: Duration,
+    /// Tokio worker threads (0: one per CPU core).
+    pub threads: usize,
+    /// `text` or `json`.
+    pub log_format: LogFormat,
+    /// Address of the Prometheus `/metrics` endpoint (empty: off).
+    pub metrics_listen: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:7379".into(),
+            max_clients: 10_000,
+            timeout: Duration::ZERO,
+            tcp_keepalive: Duration::from_secs(300),
+            shutdown_timeout: Duration::from_secs(5),
+            threads: 0,
+            log_format: LogFormat::Text,
+            metrics_listen: String::new(),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest bulk string in a request (Redis `proto-max-bulk-len`).
+    pub max_bulk_len: u64,
+    /// Most elements in one request.
+    pub max_multibulk_len: u64,
+    /// Longest inline command.
+    pub max_inline_len: usize,
+    /// Deepest nesting of a frame the proxy decodes.
+    pub max_nesting_depth: usize,
+    /// Most bytes buffered for one client's unfinished requests (Redis `client-query-buffer-limit`).
+    pub max_query_buffer: usize,
+    /// Most reply bytes waiting for a client that does not read (0: no limit).
+    pub max_output_buffer: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let f = FrameLimits::default();
+        LimitsConfig {
+            max_bulk_len: f.max_bulk_len,
+            max_multibulk_len: f.max_multibulk_len,
+            max_inline_len: f.max_inline_len,
+            max_nesting_depth: f.max_nesting_depth,
+            max_query_buffer: 1024 * 1024 * 1024,
+            max_output_buffer: 1024 * 1024 * 1024,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The framing part of the limits.
+    pub fn frame_limits(&self) -> FrameLimits {
+        FrameLimits {
+            max_bulk_len: self.max_bulk_len,
+            max_multibulk_len: self.max_multibulk_len,
+            max_inline_len: self.max_inline_len,
+            max_nesting_depth: self.max_nesting_depth,
+        }
+    }
+}
+
+/// `[passthrough]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PassthroughConfig {
+    /// The backend's URL.
+    #[serde(deserialize_with = "url_de")]
+    pub url: RedisUrl,
+    /// How long opening a backend connection may take.
+    #[serde(with = "duration")]
+    pub connect_timeout: Duration,
+}
+
+impl Default for PassthroughConfig {
+    fn default() -> Self {
+        PassthroughConfig {
+            url: RedisUrl::parse("redis://127.0.0.1:6379").expect("static URL"),
+            connect_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+/// `[redlock]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedlockConfig {
+    /// The independent masters locks are taken on.
+    #[serde(deserialize_with = "urls_de")]
+    pub masters: Vec<RedisUrl>,
+    /// Keys matching any of these Redis globs are lock keys.
+    pub lock_patterns: Vec<String>,
+    /// How long one master may take to answer one lock operation.
+    #[serde(with = "duration")]
+    pub node_timeout: Duration,
+    /// Clock drift allowance, as a fraction of the TTL.
+    pub drift_factor: f64,
+    /// Clock drift allowance added to the fraction.
+    #[serde(with = "duration")]
+    pub drift_floor: Duration,
+    /// A lock is granted only with at least this much validity left.
+    #[serde(with = "duration")]
+    pub min_validity: Duration,
+    /// Extra acquisition attempts after a refusal (each measured afresh).
+    pub retry_count: u32,
+    /// Base delay between attempts (plus up to 50% jitter).
+    #[serde(with = "duration")]
+    pub retry_delay: Duration,
+    /// Refuse `SET key token NX` without an expiry.
+    pub require_ttl: bool,
+    /// Longest TTL accepted (0: no limit).
+    #[serde(with = "duration")]
+    pub max_ttl: Duration,
+    /// Extra lock scripts, by SHA1.
+    pub scripts: Vec<ScriptConfig>,
+}
+
+impl Default for RedlockConfig {
+    fn default() -> Self {
+        RedlockConfig {
+            masters: Vec::new(),
+            lock_patterns: vec!["lock:*".into()],
+            node_timeout: Duration::from_millis(50),
+            drift_factor: 0.01,
+            drift_floor: Duration::from_millis(2),
+            min_validity: Duration::from_millis(1),
+            retry_count: 0,
+            retry_delay: Duration::from_millis(200),
+            require_ttl: false,
+            max_ttl: Duration::ZERO,
+            scripts: Vec::new(),
+        }
+    }
+}
+
+/// A `[[redlock.scripts]]` entry: declares what a script the proxy does not
+/// know does, so it can run it on the masters.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptConfig {
+    /// SHA1 of the script text, 40 hex digits.
+    pub sha1: String,
+    /// What the script does: `acquire`, `release`, `extend` or `query`.
+    pub kind: String,
+    /// For `acquire` and `extend`: which ARGV (1-based) holds the TTL in ms.
+    #[serde(default)]
+    pub ttl_arg: Option<usize>,
+}
+
+fn url_de<'de, D: serde::Deserializer<'de>>(d: D) -> Result<RedisUrl, D::Error> {
+    let s = String::deserialize(d)?;
+    RedisUrl::parse(&s).map_err(serde::de::Error::custom)
+}
+
+fn urls_de<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<RedisUrl>, D::Error> {
+    let v = Vec::<String>::deserialize(d)?;
+    v.iter()
+        .map(|s| RedisUrl::parse(s).map_err(|e| serde::de::Error::custom(format!("{s:?}: {e}"))))
+        .collect()
+}
+
+/// Values given on the command line, which override everything else.
+#[derive(Debug, Clone, Default)]
+pub struct Flags {
+    /// `--listen`.
+    pub listen: Option<String>,
+    /// `--passthrough`.
+    pub passthrough: Option<String>,
+    /// `--master`, repeated.
+    pub masters: Vec<String>,
+    /// `--lock-pattern`, repeated.
+    pub lock_patterns: Vec<String>,
+    /// `--metrics-listen`.
+    pub metrics_listen: Option<String>,
+    /// `--log-format`.
+    pub log_format: Option<String>,
+}
+
+/// A configuration error: one line naming the option and where its value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted option name (`redlock.node_timeout`), or the file for syntax errors.
+    pub option: String,
+    /// Where the bad value came from (`--master`, `REDLOCK_PROXY_MASTERS`, the file).
+    pub source: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration: {}", self.option)?;
+        if !self.source.is_empty() {
+            write!(f, " (from {})", self.source)?;
+        }
+        write!(f, ": {}", self.message.replace('\n', " "))
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// What kind of value an option takes, for reading it from an environment variable.
+#[derive(Clone, Copy)]
+enum Kind {
+    Str,
+    Int,
+    Float,
+    Bool,
+    List,
+}
+
+/// Every option: environment name (after `REDLOCK_PROXY_`), TOML path, kind.
+const OPTIONS: &[(&str, &str, &str, Kind)] = &[
+    ("LISTEN", "server", "listen", Kind::Str),
+    ("MAX_CLIENTS", "server", "max_clients", Kind::Int),
+    ("TIMEOUT", "server", "timeout", Kind::Str),
+    ("TCP_KEEPALIVE", "server", "tcp_keepalive", Kind::Str),
+    ("SHUTDOWN_TIMEOUT", "server", "shutdown_timeout", Kind::Str),
+    ("THREADS", "server", "threads", Kind::Int),
+    ("LOG_FORMAT", "server", "log_format", Kind::Str),
+    ("METRICS_LISTEN", "server", "metrics_listen", Kind::Str),
+    ("MAX_BULK_LEN", "limits", "max_bulk_len", Kind::Int),
+    (
+        "MAX_MULTIBULK_LEN",
+        "limits",
+        "max_multibulk_len",
+        Kind::Int,
+    ),
+    ("MAX_INLINE_LEN", "limits", "max_inline_len", Kind::Int),
+    (
+        "MAX_NESTING_DEPTH",
+        "limits",
+        "max_nesting_depth",
+        Kind::Int,
+    ),
+    ("MAX_QUERY_BUFFER", "limits", "max_query_buffer", Kind::Int),
+    (
+        "MAX_OUTPUT_BUFFER",
+        "limits",
+        "max_output_buffer",
+        Kind::Int,
+    ),
+    ("PASSTHROUGH", "passthrough", "url", Kind::Str),
+    (
+        "PASSTHROUGH_CONNECT_TIMEOUT",
+        "passthrough",
+        "connect_timeout",
+        Kind::Str,
+    ),
+    ("MASTERS", "redlock", "masters", Kind::List),
+    ("LOCK_PATTERNS", "redlock", "lock_patterns", Kind::List),
+    ("NODE_TIMEOUT", "redlock", "node_timeout", Kind::Str),
+    ("DRIFT_FACTOR", "redlock", "drift_factor", Kind::Float),
+    ("DRIFT_FLOOR", "redlock", "drift_floor", Kind::Str),
+    ("MIN_VALIDITY", "redlock", "min_validity", Kind::Str),
+    ("RETRY_COUNT", "redlock", "retry_count", Kind::Int),
+    ("RETRY_DELAY", "redlock", "retry_delay", Kind::Str),
+    ("REQUIRE_TTL", "redlock", "require_ttl", Kind::Bool),
+    ("MAX_TTL", "redlock", "max_ttl", Kind::Str),
+];
+
+/// The prefix of every environment variable the proxy reads.
+pub const ENV_PREFIX: &str = "REDLOCK_PROXY_";
+
+/// Environment variables that are not options but are still ours.
+const ENV_OTHER: &[&str] = &["CONFIG"];
+
+type Table = toml::Table;
+
+/// Where each set option came from, by dotted path.
+type Provenance = BTreeMap<String, String>;
+
+fn set(
+    table: &mut Table,
+    prov: &mut Provenance,
+    section: &str,
+    key: &str,
+    value: toml::Value,
+    from: &str,
+) {
+    let sec = table
+        .entry(section)
+        .or_insert_with(|| toml::Value::Table(Table::new()));
+    if let toml::Value::Table(t) = sec {
+        t.insert(key.to_string(), value);
+    }
+    prov.insert(format!("{section}.{key}"), from.to_string());
+}
+
+fn merge(base: &mut Table, over: Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+fn env_value(name: &str, kind: Kind, raw: &str) -> Result<toml::Value, String> {
+    let raw = raw.trim();
+    Ok(match kind {
+        Kind::Str => toml::Value::String(raw.to_string()),
+        Kind::Int => toml::Value::Integer(
+            raw.parse()
+                .map_err(|_| format!("{name}={raw:?} is not an integer"))?,
+        ),
+        Kind::Float => toml::Value::Float(
+            raw.parse()
+                .map_err(|_| format!("{name}={raw:?} is not a number"))?,
+        ),
+        Kind::Bool => toml::Value::Boolean(match raw.to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => true,
+            "0" | "false" | "no" | "off" => false,
+            _ => return Err(format!("{name}={raw:?} is not a boolean (true/false)")),
+        }),
+        Kind::List => toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.to_string()))
+                .collect(),
+        ),
+    })
+}
+
+impl Config {
+    /// Builds the configuration from a file (if any), the environment and flags,
+    /// then validates it.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: &Flags,
+    ) -> Result<Config, ConfigError> {
+        let mut table = Table::new();
+        let mut prov = Provenance::new();
+        if let Some(path) = file {
+            let source = path.display().to_string();
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+                option: "--config".into(),
+                source: source.clone(),
+                message: format!("cannot read the file: {e}"),
+            })?;
+            table = text.parse::<Table>().map_err(|e| ConfigError {
+                option: source.clone(),
+                source: String::new(),
+                message: toml_error_line(&text, &e),
+            })?;
+            for (section, v) in &table {
+                if let toml::Value::Table(t) = v {
+                    for key in t.keys() {
+                        prov.insert(format!("{section}.{key}"), source.clone());
+                    }
+                }
+            }
+        }
+
+        let mut env_table = Table::new();
+        for (name, value) in env {
+            let Some(suffix) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            if ENV_OTHER.contains(&suffix) {
+                continue;
+            }
+            let Some(&(_, section, key, kind)) = OPTIONS.iter().find(|o| o.0 == suffix) else {
+                return Err(ConfigError {
+                    option: name.clone(),
+                    source: "the environment".into(),
+                    message: "unknown option (see config/redlock-proxy.toml for the list)".into(),
+                });
+            };
+            let v = env_value(&name, kind, &value).map_err(|message| ConfigError {
+                option: format!("{section}.{key}"),
+                source: name.clone(),
+                message,
+            })?;
+            set(&mut env_table, &mut prov, section, key, v, &name);
+        }
+        merge(&mut table, env_table);
+
+        let mut flag_table = Table::new();
+        let s = |v: &str| toml::Value::String(v.to_string());
+        let list = |v: &[String]| toml::Value::Array(v.iter().map(|x| s(x)).collect());
+        if let Some(v) = &flags.listen {
+            set(
+                &mut flag_table,
+                &mut prov,
+                "server",
+                "listen",
+                s(v),
+                "--listen",
+            );
+        }
+        if let Some(v) = &flags.passthrough {
+            set(
+                &mut flag_table,
+                &mut prov,
+                "passthrough",
+                "url",
+                s(v),
+                "--passthrough",
+            );
+        }
+        if !flags.masters.is_empty() {
+            set(
+                &mut flag_table,
+                &mut prov,
+                "redlock",
+                "masters",
+                list(&flags.masters),
+                "--master",
+            );
+        }
+        if !flags.lock_patterns.is_empty() {
+            let v = list(&flags.lock_patterns);
+            set(
+                &mut flag_table,
+                &mut prov,
+                "redlock",
+                "lock_patterns",
+                v,
+                "--lock-pattern",
+            );
+        }
+        if let Some(v) = &flags.metrics_listen {
+            set(
+                &mut flag_table,
+                &mut prov,
+                "server",
+                "metrics_listen",
+                s(v),
+                "--metrics-listen",
+            );
+        }
+        if let Some(v) = &flags.log_format {
+            set(
+                &mut flag_table,
+                &mut prov,
+                "server",
+                "log_format",
+                s(v),
+                "--log-format",
+            );
+        }
+        merge(&mut table, flag_table);
+
+        let config: Config =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+                let path = e.path().to_string();
+                // Unknown fields are reported at their parent; name the field itself.
+                let inner = e.into_inner().to_string();
+                let option = match unknown_field(&inner) {
+                    Some(field) if path == "." => field.to_string(),
+                    Some(field) => format!("{path}.{field}"),
+                    None => path.clone(),
+                };
+                let option = option.split('[').next().unwrap_or(&option).to_string();
+                ConfigError {
+                    source: prov.get(&option).cloned().unwrap_or_default(),
+                    option,
+                    message: inner,
+                }
+            })?;
+        config.validate().map_err(|(option, message)| ConfigError {
+            source: prov.get(option).cloned().unwrap_or_default(),
+            option: option.to_string(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// Checks the values that deserialized but are not sensible. Masters may be
+    /// empty here (dev mode supplies its own); [`Config::require_masters`] checks them.
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        let s = &self.server;
+        check_addr(&s.listen).map_err(|m| ("server.listen", m))?;
+        if !s.metrics_listen.is_empty() {
+            check_addr(&s.metrics_listen).map_err(|m| ("server.metrics_listen", m))?;
+        }
+        if s.max_clients == 0 {
+            return Err(("server.max_clients", "must be at least 1".into()));
+        }
+        if s.threads > 1024 {
+            return Err((
+                "server.threads",
+                "must be between 0 (one per core) and 1024".into(),
+            ));
+        }
+        let l = &self.limits;
+        for (name, v) in [
+            ("limits.max_bulk_len", l.max_bulk_len),
+            ("limits.max_multibulk_len", l.max_multibulk_len),
+            ("limits.max_inline_len", l.max_inline_len as u64),
+            ("limits.max_nesting_depth", l.max_nesting_depth as u64),
+            ("limits.max_query_buffer", l.max_query_buffer as u64),
+        ] {
+            if v == 0 {
+                return Err((name, "must be at least 1".into()));
+            }
+        }
+        if l.max_nesting_depth > 100_000 {
+            return Err(("limits.max_nesting_depth", "must be at most 100000".into()));
+        }
+        if self.passthrough.connect_timeout.is_zero() {
+            return Err(("passthrough.connect_timeout", "must be more than 0".into()));
+        }
+        let r = &self.redlock;
+        let mut seen = std::collections::HashSet::new();
+        for m in &r.masters {
+            if !seen.insert(m.addr()) {
+                return Err(("redlock.masters", format!("{} is listed twice", m.addr())));
+            }
+        }
+        if r.lock_patterns.is_empty() || r.lock_patterns.iter().any(|p| p.is_empty()) {
+            return Err((
+                "redlock.lock_patterns",
+                "needs at least one non-empty pattern".into(),
+            ));
+        }
+        if r.node_timeout.is_zero() {
+            return Err(("redlock.node_timeout", "must be more than 0".into()));
+        }
+        if !(0.0..0.5).contains(&r.drift_factor) || r.drift_factor.is_nan() {
+            return Err((
+                "redlock.drift_factor",
+                format!("{} is not in [0, 0.5)", r.drift_factor),
+            ));
+        }
+        for sc in &r.scripts {
+            if sc.sha1.len() != 40 || !sc.sha1.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err((
+                    "redlock.scripts",
+                    format!("sha1 {:?} is not 40 hex digits", sc.sha1),
+                ));
+            }
+            if !["acquire", "release", "extend", "query"].contains(&sc.kind.as_str()) {
+                return Err((
+                    "redlock.scripts",
+                    format!(
+                        "kind {:?} of {} is not one of acquire, release, extend, query",
+                        sc.kind, sc.sha1
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that masters are configured (they are required outside dev mode).
+    pub fn require_masters(&self) -> Result<(), ConfigError> {
+        if self.redlock.masters.is_empty() {
+            return Err(ConfigError {
+                option: "redlock.masters".into(),
+                source: String::new(),
+                message: "at least one master is required (--master URL, REDLOCK_PROXY_MASTERS or [redlock] masters); try `redlock-proxy dev` to run with local masters".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The effective configuration in one line, passwords redacted.
+    pub fn summary(&self) -> String {
+        let s = &self.server;
+        let l = &self.limits;
+        let r = &self.redlock;
+        let masters: Vec<String> = r.masters.iter().map(|m| m.to_string()).collect();
+        format!(
+            "listen={} max_clients={} timeout={:?} tcp_keepalive={:?} shutdown_timeout={:?} threads={} log_format={:?} metrics_listen={:?} \
+             max_bulk_len={} max_multibulk_len={} max_inline_len={} max_nesting_depth={} max_query_buffer={} max_output_buffer={} \
+             passthrough={} passthrough_connect_timeout={:?} masters=[{}] lock_patterns={:?} node_timeout={:?} drift_factor={} drift_floor={:?} \
+             min_validity={:?} retry_count={} retry_delay={:?} require_ttl={} max_ttl={:?} scripts={}",
+            s.listen,
+            s.max_clients,
+            s.timeout,
+            s.tcp_keepalive,
+            s.shutdown_timeout,
+            s.threads,
+            s.log_format,
+            s.metrics_listen,
+            l.max_bulk_len,
+            l.max_multibulk_len,
+            l.max_inline_len,
+            l.max_nesting_depth,
+            l.max_query_buffer,
+            l.max_output_buffer,
+            self.passthrough.url,
+            self.passthrough.connect_timeout,
+            masters.join(","),
+            r.lock_patterns,
+            r.node_timeout,
+            r.drift_factor,
+            r.drift_floor,
+            r.min_validity,
+            r.retry_count,
+            r.retry_delay,
+            r.require_ttl,
+            r.max_ttl,
+            r.scripts.len(),
+        )
+    }
+}
+
+fn check_addr(addr: &str) -> Result<(), String> {
+    use std::net::ToSocketAddrs;
+    match addr.to_socket_addrs().map(|mut it| it.next()) {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(format!("{addr:?} resolves to no address")),
+        Err(e) => Err(format!("{addr:?} is not a host:port address ({e})")),
+    }
+}
+
+fn unknown_field(msg: &str) -> Option<&str> {
+    let rest = msg.strip_prefix("unknown field `")?;
+    rest.split('`').next()
+}
+
+fn toml_error_line(text: &str, e: &toml::de::Error) -> String {
+    let msg = e.message().replace('\n', " ");
+    match e.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!("TOML syntax error on line {line}: {msg}")
+        }
+        None => format!("TOML syntax error: {msg}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(env: &[(&str, &str)], flags: &Flags) -> Result<Config, ConfigError> {
+        Config::load(
+            None,
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+            flags,
+        )
+    }
+
+    #[test]
+    fn defaults() {
+        let c = load(&[], &Flags::default()).unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:7379");
+        assert_eq!(c.server.max_clients, 10_000);
+        assert_eq!(c.redlock.lock_patterns, ["lock:*"]);
+        assert_eq!(c.redlock.node_timeout, Duration::from_millis(50));
+    }
+
+    #[test]
+    fn flags_beat_env() {
+        let flags = Flags {
+            listen: Some("127.0.0.1:1234".into()),
+            ..Flags::default()
+        };
+        let c = load(
+            &[
+                ("REDLOCK_PROXY_LISTEN", "127.0.0.1:999"),
+                ("REDLOCK_PROXY_NODE_TIMEOUT", "20ms"),
+                ("REDLOCK_PROXY_MASTERS", "redis://a:1, redis://b:2"),
+            ],
+            &flags,
+        )
+        .unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:1234");
+        assert_eq!(c.redlock.node_timeout, Duration::from_millis(20));
+        assert_eq!(c.redlock.masters.len(), 2);
+    }
+
+    #[test]
+    fn errors_name_the_option_and_source() {
+        let e = load(&[("REDLOCK_PROXY_NODE_TIMEOUT", "fast")], &Flags::default()).unwrap_err();
+        assert_eq!(e.option, "redlock.node_timeout");
+        assert_eq!(e.source, "REDLOCK_PROXY_NODE_TIMEOUT");
+        let e = load(&[("REDLOCK_PROXY_MAX_CLIENTS", "many")], &Flags::default()).unwrap_err();
+        assert_eq!(e.option, "server.max_clients");
+        let e = load(&[("REDLOCK_PROXY_NOPE", "1")], &Flags::default()).unwrap_err();
+        assert_eq!(e.option, "REDLOCK_PROXY_NOPE");
+        let flags = Flags {
+            masters: vec!["nope".into()],
+            ..Flags::default()
+        };
+        let e = load(&[], &flags).unwrap_err();
+        assert_eq!(
+            (e.option.as_str(), e.source.as_str()),
+            ("redlock.masters", "--master")
+        );
+        assert!(!e.to_string().contains('\n'));
+    }
+}

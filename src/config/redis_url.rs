@@ -1,0 +1,196 @@
+//! `redis://[user:password@]host:port[/db]` URLs for the passthrough backend and
+//! the lock masters.
+
+use std::fmt;
+
+/// A parsed Redis server URL. `Display` redacts the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl {
+    /// Host name or IP address (IPv6 without brackets).
+    pub host: String,
+    /// TCP port (default 6379).
+    pub port: u16,
+    /// ACL user name, if any.
+    pub username: Option<String>,
+    /// Password, if any.
+    pub password: Option<String>,
+    /// Database number (default 0).
+    pub db: u32,
+}
+
+impl RedisUrl {
+    /// Parses a URL; the error says what is wrong with it, in one line.
+    pub fn parse(s: &str) -> Result<RedisUrl, String> {
+        let url = url::Url::parse(s).map_err(|e| {
+            format!("not a URL ({e}): expected redis://[user:password@]host:port[/db]")
+        })?;
+        match url.scheme() {
+            "redis" => {}
+            "rediss" => {
+                return Err(
+                    "rediss:// (TLS) is not supported yet: see the README's limitations".into(),
+                );
+            }
+            other => {
+                return Err(format!(
+                    "unsupported scheme {other:?}: expected redis://[user:password@]host:port[/db]"
+                ));
+            }
+        }
+        let host = match url.host() {
+            Some(url::Host::Ipv6(a)) => a.to_string(),
+            Some(h) => h.to_string(),
+            None => {
+                return Err("missing host: expected redis://[user:password@]host:port[/db]".into());
+            }
+        };
+        if host.is_empty() {
+            return Err("missing host: expected redis://[user:password@]host:port[/db]".into());
+        }
+        let port = url.port().unwrap_or(6379);
+        if port == 0 {
+            return Err("port 0 is not a server port".into());
+        }
+        let decode = |s: &str| {
+            percent_decode(s)
+                .ok_or_else(|| "invalid percent-encoding in the credentials".to_string())
+        };
+        let username = match url.username() {
+            "" => None,
+            u => Some(decode(u)?),
+        };
+        let password = url.password().map(decode).transpose()?;
+        let db = match url.path().trim_start_matches('/') {
+            "" => 0,
+            p => p
+                .parse::<u32>()
+                .map_err(|_| format!("invalid database {p:?} in the path: expected /<number>"))?,
+        };
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(
+                "URL parameters are not supported: expected redis://[user:password@]host:port[/db]"
+                    .into(),
+            );
+        }
+        Ok(RedisUrl {
+            host,
+            port,
+            username,
+            password,
+            db,
+        })
+    }
+
+    /// `host:port`, bracketing IPv6 addresses, for connecting.
+    pub fn addr(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// The URL with its password, for client libraries.
+    pub fn to_url_string(&self) -> String {
+        let mut u = match url::Url::parse(&format!("redis://{}/{}", self.addr(), self.db)) {
+            Ok(u) => u,
+            Err(_) => return format!("redis://{}/{}", self.addr(), self.db),
+        };
+        if let Some(user) = &self.username {
+            let _ = u.set_username(user);
+        }
+        if let Some(pass) = &self.password {
+            let _ = u.set_password(Some(pass));
+        }
+        u.to_string()
+    }
+
+    /// The `AUTH` command arguments for this URL's credentials, if any.
+    pub fn auth_args(&self) -> Option<Vec<&[u8]>> {
+        let password = self.password.as_deref()?;
+        let mut args: Vec<&[u8]> = vec![b"AUTH"];
+        if let Some(user) = &self.username {
+            args.push(user.as_bytes());
+        }
+        args.push(password.as_bytes());
+        Some(args)
+    }
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+impl fmt::Display for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "redis://")?;
+        match (&self.username, &self.password) {
+            (Some(u), Some(_)) => write!(f, "{u}:***@")?,
+            (None, Some(_)) => write!(f, ":***@")?,
+            (Some(u), None) => write!(f, "{u}@")?,
+            (None, None) => {}
+        }
+        write!(f, "{}", self.addr())?;
+        if self.db != 0 {
+            write!(f, "/{}", self.db)?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_full_urls() {
+        let u = RedisUrl::parse("redis://alice:p%40ss@10.0.0.1:6380/3").unwrap();
+        assert_eq!(u.host, "10.0.0.1");
+        assert_eq!(u.port, 6380);
+        assert_eq!(u.username.as_deref(), Some("alice"));
+        assert_eq!(u.password.as_deref(), Some("p@ss"));
+        assert_eq!(u.db, 3);
+        assert_eq!(u.to_string(), "redis://alice:***@10.0.0.1:6380/3");
+        let u = RedisUrl::parse("redis://:secret@localhost").unwrap();
+        assert_eq!(
+            (u.port, u.username.clone(), u.password.as_deref()),
+            (6379, None, Some("secret"))
+        );
+        assert_eq!(u.auth_args().unwrap(), vec![&b"AUTH"[..], b"secret"]);
+        let u = RedisUrl::parse("redis://[::1]:7000").unwrap();
+        assert_eq!(u.addr(), "[::1]:7000");
+    }
+
+    #[test]
+    fn rejects_bad_urls() {
+        for bad in [
+            "localhost:6379",
+            "http://x:1",
+            "rediss://x:1",
+            "redis://x:1/abc",
+            "redis://x:1/?timeout=3",
+            "redis://:0",
+        ] {
+            assert!(RedisUrl::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

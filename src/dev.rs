@@ -1,0 +1,194 @@
+//! `redlock-proxy dev`: real `redis-server` children (N masters and one
+//! passthrough backend) on free loopback ports, without persistence, in a
+//! temporary directory, for trying the proxy out.
+//!
+//! No child outlives the proxy: children are killed on drop, they get SIGKILL
+//! from the kernel if the proxy dies (`PR_SET_PDEATHSIG`), and they run in their
+//! own process group so a terminal's Ctrl-C reaches only the proxy, which then
+//! drains and stops them in order.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+
+use crate::config::RedisUrl;
+
+/// The redis-server processes of a dev setup.
+pub struct DevCluster {
+    children: Vec<(u16, Child)>,
+    _dir: tempfile::TempDir,
+    /// The masters' URLs.
+    pub masters: Vec<RedisUrl>,
+    /// The passthrough backend's URL.
+    pub passthrough: RedisUrl,
+}
+
+/// Finds `redis-server`: `$REDIS_SERVER`, else the `PATH`.
+pub fn find_redis_server(explicit: Option<&Path>) -> Result<PathBuf, String> {
+    if let Some(p) = explicit {
+        return if p.is_file() {
+            Ok(p.to_path_buf())
+        } else {
+            Err(format!("redis-server not found at {}", p.display()))
+        };
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join("redis-server"))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            "redis-server is not installed (not on PATH). Install it: `sudo apt-get install redis-server` on Debian/Ubuntu, `brew install redis` on macOS, or point REDIS_SERVER at the binary.".to_string()
+        })
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+impl DevCluster {
+    /// Starts `masters` masters and a passthrough backend, and waits until each answers PING.
+    pub async fn start(masters: usize, redis_server: &Path) -> Result<DevCluster, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("redlock-proxy-dev-")
+            .tempdir()
+            .map_err(|e| format!("cannot create a temporary directory: {e}"))?;
+        let mut cluster = DevCluster {
+            children: Vec::new(),
+            masters: Vec::new(),
+            passthrough: RedisUrl::parse("redis://127.0.0.1:6379").map_err(|e| e.to_string())?,
+            _dir: dir,
+        };
+        for i in 0..=masters {
+            let port = cluster.spawn_one(redis_server).await?;
+            let url =
+                RedisUrl::parse(&format!("redis://127.0.0.1:{port}")).map_err(|e| e.to_string())?;
+            if i < masters {
+                cluster.masters.push(url);
+            } else {
+                cluster.passthrough = url;
+            }
+        }
+        Ok(cluster)
+    }
+
+    async fn spawn_one(&mut self, redis_server: &Path) -> Result<u16, String> {
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            let port = free_port().map_err(|e| format!("cannot find a free port: {e}"))?;
+            let dir = self._dir.path().join(format!("redis-{port}"));
+            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            let mut cmd = Command::new(redis_server);
+            cmd.args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(&dir)
+            .args(["--daemonize", "no", "--loglevel", "warning"])
+            .arg("--logfile")
+            .arg(dir.join("redis.log"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .process_group(0);
+            // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+            let mut child = cmd
+                .spawn()
+                .map_err(|e| format!("cannot start {}: {e}", redis_server.display()))?;
+            match wait_ready(port, &mut child).await {
+                Ok(()) => {
+                    self.children.push((port, child));
+                    return Ok(port);
+                }
+                Err(e) => {
+                    let _ = child.kill().await;
+                    let log = std::fs::read_to_string(dir.join("redis.log")).unwrap_or_default();
+                    last_error =
+                        format!("{e}; its log: {}", log.lines().last().unwrap_or("(empty)"));
+                }
+            }
+        }
+        Err(format!("redis-server did not start: {last_error}"))
+    }
+
+    /// The ports of every child, masters first.
+    pub fn ports(&self) -> Vec<u16> {
+        self.children.iter().map(|(p, _)| *p).collect()
+    }
+
+    /// Process ids of the children.
+    pub fn pids(&self) -> Vec<u32> {
+        self.children.iter().filter_map(|(_, c)| c.id()).collect()
+    }
+
+    /// Stops every child and waits for it.
+    pub async fn stop(mut self) {
+        for (_, child) in &mut self.children {
+            if let Some(pid) = child.id() {
+                // SAFETY: sending a signal to our own child.
+                unsafe {
+                    libc::kill(pid as i32, libc::SIGTERM);
+                }
+            }
+        }
+        for (_, child) in &mut self.children {
+            if tokio::time::timeout(Duration::from_secs(2), child.wait())
+                .await
+                .is_err()
+            {
+                let _ = child.kill().await;
+            }
+        }
+    }
+}
+
+async fn wait_ready(port: u16, child: &mut Child) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("redis-server on port {port} exited ({status})"));
+        }
+        if ping(port).await {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!(
+                "redis-server on port {port} did not answer PING within 5 s"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn ping(port: u16) -> bool {
+    let Ok(client) = redis::Client::open(format!("redis://127.0.0.1:{port}")) else {
+        return false;
+    };
+    let attempt = async {
+        let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .ok()
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_millis(500), attempt).await,
+        Ok(Some(_))
+    )
+}

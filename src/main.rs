@@ -1,0 +1,228 @@
+//! The `redlock-proxy` binary: parses the command line, loads the configuration,
+//! and runs the proxy (or `dev` mode) until SIGTERM or SIGINT.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use redlock_proxy::Proxy;
+use redlock_proxy::config::{Config, Flags, LogFormat};
+use redlock_proxy::dev::{DevCluster, find_redis_server};
+use tokio_util::sync::CancellationToken;
+
+/// A RESP proxy that runs Redis lock operations as RedLock across independent
+/// masters and passes every other command through to a Redis backend.
+#[derive(Parser, Debug)]
+#[command(name = "redlock-proxy", version, about, long_about = None)]
+struct Cli {
+    /// TOML configuration file (see config/redlock-proxy.toml).
+    #[arg(long, value_name = "FILE", env = "REDLOCK_PROXY_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:7379].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Passthrough backend: redis://[user:password@]host:port[/db].
+    #[arg(long, value_name = "URL")]
+    passthrough: Option<String>,
+    /// A lock master (repeat for each): redis://[user:password@]host:port[/db].
+    #[arg(long = "master", value_name = "URL")]
+    masters: Vec<String>,
+    /// Lock key pattern, Redis glob syntax (repeatable; replaces the default lock:*).
+    #[arg(long = "lock-pattern", value_name = "GLOB")]
+    lock_patterns: Vec<String>,
+    /// Address for the Prometheus /metrics endpoint.
+    #[arg(long, value_name = "ADDR", global = true)]
+    metrics_listen: Option<String>,
+    /// Log format.
+    #[arg(long, value_name = "FORMAT", value_parser = ["text", "json"], global = true)]
+    log_format: Option<String>,
+    #[command(subcommand)]
+    command: Option<Sub>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Sub {
+    /// Start local redis-server masters and a passthrough backend, and the proxy in front of them.
+    Dev {
+        /// Number of masters.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=15))]
+        masters: u16,
+        /// Address to listen on [default: 127.0.0.1:7379].
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        /// The redis-server binary [default: from PATH].
+        #[arg(long, value_name = "PATH", env = "REDIS_SERVER")]
+        redis_server: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut flags = Flags {
+        listen: cli.listen.clone(),
+        passthrough: cli.passthrough.clone(),
+        masters: cli.masters.clone(),
+        lock_patterns: cli.lock_patterns.clone(),
+        metrics_listen: cli.metrics_listen.clone(),
+        log_format: cli.log_format.clone(),
+    };
+    let dev = match &cli.command {
+        Some(Sub::Dev {
+            masters,
+            listen,
+            redis_server,
+        }) => {
+            if listen.is_some() {
+                flags.listen = listen.clone();
+            }
+            Some((*masters as usize, redis_server.clone()))
+        }
+        None => None,
+    };
+    let config = Config::load(cli.config.as_deref(), std::env::vars(), &flags).and_then(|c| {
+        if dev.is_none() {
+            c.require_masters().map(|_| c)
+        } else {
+            Ok(c)
+        }
+    });
+    let config = match config {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("redlock-proxy: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(config.server.log_format);
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if config.server.threads > 0 {
+        rt.worker_threads(config.server.threads);
+    }
+    let rt = match rt.enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("redlock-proxy: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        match dev {
+            Some((masters, redis_server)) => run_dev(config, masters, redis_server).await,
+            None => run(config).await,
+        }
+    })
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+/// Cancels the returned token on the first SIGTERM or SIGINT; a second one exits at once.
+fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("cannot install signal handlers");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+        t.cancel();
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::warn!("second signal: exiting now");
+        std::process::exit(1);
+    });
+    token
+}
+
+async fn run(config: Config) -> ExitCode {
+    let shutdown = shutdown_on_signals();
+    let summary = config.summary();
+    let proxy = match Proxy::bind(config).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen");
+            eprintln!("redlock-proxy: cannot listen: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = proxy
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), %addr, config = %summary, "redlock-proxy started");
+    proxy.run(shutdown).await;
+    ExitCode::SUCCESS
+}
+
+async fn run_dev(mut config: Config, masters: usize, redis_server: Option<PathBuf>) -> ExitCode {
+    let shutdown = shutdown_on_signals();
+    let binary = match find_redis_server(redis_server.as_deref()) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("redlock-proxy dev: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cluster = tokio::select! {
+        c = DevCluster::start(masters, &binary) => c,
+        _ = shutdown.cancelled() => return ExitCode::FAILURE,
+    };
+    let cluster = match cluster {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("redlock-proxy dev: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    config.redlock.masters = cluster.masters.clone();
+    config.passthrough.url = cluster.passthrough.clone();
+    let summary = config.summary();
+    let proxy = match Proxy::bind(config).await {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("redlock-proxy dev: cannot listen: {e}");
+            cluster.stop().await;
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = proxy
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), %addr, config = %summary, "redlock-proxy started (dev)");
+    let ports = cluster.ports();
+    let (host, port) = addr.rsplit_once(':').unwrap_or(("127.0.0.1", "7379"));
+    let host_flag = if host == "127.0.0.1" {
+        String::new()
+    } else {
+        format!("-h {host} ")
+    };
+    println!(
+        "redlock-proxy dev: {} masters on ports {:?}, passthrough backend on port {}.\nReady. Try: redis-cli {host_flag}-p {port}",
+        masters,
+        &ports[..masters],
+        ports[masters]
+    );
+    proxy.run(shutdown).await;
+    cluster.stop().await;
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,533 @@
+//! One lock master: a single shared, pipelined, reconnecting connection that
+//! serves every client of the proxy.
+//!
+//! Requests are written in the order they are queued and answered in that order
+//! (Redis's pipelining), so a cleanup queued after an acquisition always runs
+//! after it on that master, even when the master was paused in between. While
+//! the master is down, requests fail at once (an operation never waits for a
+//! connect) and the task reconnects in the background with backoff, logging
+//! repeated failures at most every [`LOG_EVERY`].
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use redis_protocol::resp2::types::BytesFrame;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::RedisUrl;
+use crate::protocol::{ReplyScanner, encode_command};
+
+/// Why a master gave no reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MasterError {
+    /// The master is down: the request was not sent.
+    Down,
+    /// Too many requests are queued for this master: not sent.
+    Backlog,
+    /// Sent, but the connection failed before the reply: the outcome is unknown.
+    Lost,
+}
+
+/// A master's reply, or why there is none.
+pub type MasterReply = Result<BytesFrame, MasterError>;
+
+/// Where a reply goes: the index of the master and the operation's channel.
+pub type ReplySender = mpsc::UnboundedSender<(usize, MasterReply)>;
+
+/// Connection state, for logs now and for health checks and the restart guard later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum State {
+    /// Connecting (at start or after a failure).
+    Connecting = 0,
+    /// Connected.
+    Up = 1,
+    /// Not connected; waiting before the next attempt.
+    Down = 2,
+}
+
+/// Counters kept by the master's task.
+#[derive(Debug, Default)]
+pub struct MasterStats {
+    /// Requests written.
+    pub sent: AtomicU64,
+    /// Requests refused while the master was down or backlogged.
+    pub refused: AtomicU64,
+    /// Requests skipped because their operation had already given up.
+    pub expired: AtomicU64,
+    /// Connections established (the first one included).
+    pub connects: AtomicU64,
+    /// Connection attempts or connections that failed.
+    pub failures: AtomicU64,
+}
+
+/// Most operation requests waiting for one master before new ones are refused.
+const MAX_QUEUED: usize = 100_000;
+/// Most cleanups kept while a master is down.
+const MAX_DEFERRED: usize = 100_000;
+/// How long connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Reconnect backoff bounds.
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Repeated errors of one master are logged at most this often.
+pub const LOG_EVERY: Duration = Duration::from_secs(10);
+/// New requests are taken only while less than this much is waiting to be written.
+const WRITE_HIGH_WATER: usize = 256 * 1024;
+
+enum ReplyTo {
+    /// An operation waits for the reply.
+    Op { tx: ReplySender, index: usize },
+    /// A fire-and-forget cleanup; kept across reconnects until `expires`.
+    Cleanup { expires: Option<Instant> },
+}
+
+struct Request {
+    cmd: Bytes,
+    deadline: Option<Instant>,
+    reply_to: ReplyTo,
+}
+
+/// A lock master and the handle to its connection task.
+#[derive(Debug)]
+pub struct Master {
+    /// Position in the configuration.
+    pub index: usize,
+    /// Where it is.
+    pub url: RedisUrl,
+    tx: mpsc::UnboundedSender<Request>,
+    queued: AtomicUsize,
+    state: AtomicU8,
+    /// Counters.
+    pub stats: MasterStats,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("len", &self.cmd.len())
+            .finish()
+    }
+}
+
+impl Master {
+    /// Creates the master and spawns its connection task on `tracker`.
+    pub fn spawn(
+        index: usize,
+        url: RedisUrl,
+        max_depth: usize,
+        shutdown: CancellationToken,
+        tracker: &tokio_util::task::TaskTracker,
+    ) -> Arc<Master> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let master = Arc::new(Master {
+            index,
+            url,
+            tx,
+            queued: AtomicUsize::new(0),
+            state: AtomicU8::new(State::Connecting as u8),
+            stats: MasterStats::default(),
+        });
+        tracker.spawn(Arc::clone(&master).run(rx, max_depth, shutdown));
+        master
+    }
+
+    /// The connection state.
+    pub fn state(&self) -> State {
+        match self.state.load(Ordering::Relaxed) {
+            1 => State::Up,
+            2 => State::Down,
+            _ => State::Connecting,
+        }
+    }
+
+    fn set_state(&self, s: State) {
+        self.state.store(s as u8, Ordering::Relaxed);
+    }
+
+    /// Queues `cmd` for an operation; the reply goes to `tx` tagged with this
+    /// master's index. A request still unsent at `deadline` is dropped.
+    pub fn send(&self, cmd: Bytes, deadline: Instant, tx: &ReplySender) {
+        if self.state() == State::Down {
+            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            let _ = tx.send((self.index, Err(MasterError::Down)));
+            return;
+        }
+        if self.queued.fetch_add(1, Ordering::Relaxed) >= MAX_QUEUED {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            let _ = tx.send((self.index, Err(MasterError::Backlog)));
+            return;
+        }
+        let req = Request {
+            cmd,
+            deadline: Some(deadline),
+            reply_to: ReplyTo::Op {
+                tx: tx.clone(),
+                index: self.index,
+            },
+        };
+        if let Err(mpsc::error::SendError(req)) = self.tx.send(req) {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            if let ReplyTo::Op { tx, index } = req.reply_to {
+                let _ = tx.send((index, Err(MasterError::Down)));
+            }
+        }
+    }
+
+    /// Queues a cleanup (a release after a refused acquisition). It is never
+    /// dropped for load, and survives reconnects until `expires` (the lock's TTL).
+    pub fn send_cleanup(&self, cmd: Bytes, expires: Option<Instant>) {
+        let _ = self.tx.send(Request {
+            cmd,
+            deadline: None,
+            reply_to: ReplyTo::Cleanup { expires },
+        });
+    }
+
+    async fn run(
+        self: Arc<Self>,
+        mut rx: mpsc::UnboundedReceiver<Request>,
+        max_depth: usize,
+        shutdown: CancellationToken,
+    ) {
+        let mut deferred: VecDeque<Request> = VecDeque::new();
+        let mut backoff = BACKOFF_MIN;
+        let mut log = LogLimiter::default();
+        loop {
+            self.set_state(State::Connecting);
+            let connected = tokio::select! {
+                r = connect(&self.url) => r,
+                _ = shutdown.cancelled() => break,
+            };
+            match connected {
+                Ok(stream) => {
+                    self.stats.connects.fetch_add(1, Ordering::Relaxed);
+                    self.set_state(State::Up);
+                    if log.failures > 0 {
+                        tracing::info!(master = %self.url, failures = log.failures, "master reconnected");
+                    } else {
+                        tracing::debug!(master = %self.url, "master connected");
+                    }
+                    log = LogLimiter::default();
+                    backoff = BACKOFF_MIN;
+                    let mut conn = Conn::new(stream, max_depth);
+                    let result = conn.serve(&self, &mut rx, &mut deferred, &shutdown).await;
+                    self.set_state(State::Down);
+                    for p in conn.pending.drain(..) {
+                        fail_pending(p, &mut deferred);
+                    }
+                    match result {
+                        Ok(()) => break, // shutdown, or every sender gone
+                        Err(e) => {
+                            self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                            log.error(&self.url, &e);
+                        }
+                    }
+                }
+                Err(e) => {
+                    self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                    self.set_state(State::Down);
+                    log.error(&self.url, &e);
+                }
+            }
+            // Down: answer at once until it is time to try again.
+            let until = Instant::now() + backoff;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+            loop {
+                tokio::select! {
+                    req = rx.recv() => match req {
+                        Some(req) => self.refuse(req, &mut deferred),
+                        None => return,
+                    },
+                    _ = tokio::time::sleep_until(until) => break,
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        }
+    }
+
+    /// Answers a request while the master is down.
+    fn refuse(&self, req: Request, deferred: &mut VecDeque<Request>) {
+        match req.reply_to {
+            ReplyTo::Op { tx, index } => {
+                self.queued.fetch_sub(1, Ordering::Relaxed);
+                self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                let _ = tx.send((index, Err(MasterError::Down)));
+            }
+            ReplyTo::Cleanup { .. } => defer(req, deferred),
+        }
+    }
+}
+
+fn defer(req: Request, deferred: &mut VecDeque<Request>) {
+    if let ReplyTo::Cleanup { expires: Some(e) } = req.reply_to {
+        if e <= Instant::now() {
+            return;
+        }
+    }
+    if deferred.len() >= MAX_DEFERRED {
+        deferred.pop_front();
+    }
+    deferred.push_back(req);
+}
+
+/// A written request waiting for its reply.
+struct Pending {
+    reply_to: ReplyTo,
+    /// Kept for cleanups, which are re-sent after a reconnect.
+    cmd: Bytes,
+}
+
+fn fail_pending(p: Pending, deferred: &mut VecDeque<Request>) {
+    match p.reply_to {
+        ReplyTo::Op { tx, index } => {
+            let _ = tx.send((index, Err(MasterError::Lost)));
+        }
+        reply_to @ ReplyTo::Cleanup { .. } => defer(
+            Request {
+                cmd: p.cmd,
+                deadline: None,
+                reply_to,
+            },
+            deferred,
+        ),
+    }
+}
+
+async fn connect(url: &RedisUrl) -> Result<TcpStream, String> {
+    let attempt = async {
+        let mut stream = TcpStream::connect(url.addr())
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = stream.set_nodelay(true);
+        let mut hello = BytesMut::new();
+        let mut expected = 0;
+        if let Some(auth) = url.auth_args() {
+            encode_command(&mut hello, auth.into_iter());
+            expected += 1;
+        }
+        if url.db != 0 {
+            let db = url.db.to_string();
+            encode_command(&mut hello, [&b"SELECT"[..], db.as_bytes()].into_iter());
+            expected += 1;
+        }
+        if expected > 0 {
+            stream.write_all(&hello).await.map_err(|e| e.to_string())?;
+            let mut buf = BytesMut::with_capacity(256);
+            let mut scanner = ReplyScanner::new(4);
+            for _ in 0..expected {
+                let info = loop {
+                    if let Some(info) = scanner.scan(&buf).map_err(|e| e.to_string())? {
+                        break info;
+                    }
+                    let n = tokio::io::AsyncReadExt::read_buf(&mut stream, &mut buf)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if n == 0 {
+                        return Err("closed during the handshake".to_string());
+                    }
+                };
+                let frame = buf.split_to(info.len);
+                if frame.first() == Some(&b'-') {
+                    return Err(String::from_utf8_lossy(&frame[1..]).trim_end().to_string());
+                }
+            }
+        }
+        Ok(stream)
+    };
+    tokio::time::timeout(CONNECT_TIMEOUT, attempt)
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {CONNECT_TIMEOUT:?}")))
+}
+
+struct Conn {
+    stream: TcpStream,
+    wbuf: BytesMut,
+    rbuf: BytesMut,
+    scanner: ReplyScanner,
+    pending: VecDeque<Pending>,
+}
+
+impl Conn {
+    fn new(stream: TcpStream, max_depth: usize) -> Self {
+        Conn {
+            stream,
+            wbuf: BytesMut::with_capacity(16 * 1024),
+            rbuf: BytesMut::with_capacity(16 * 1024),
+            scanner: ReplyScanner::new(max_depth),
+            pending: VecDeque::new(),
+        }
+    }
+
+    fn enqueue(&mut self, master: &Master, req: Request) {
+        if let ReplyTo::Op { tx, .. } = &req.reply_to {
+            master.queued.fetch_sub(1, Ordering::Relaxed);
+            // The operation has given up: sending now would only leave work (or a
+            // token) behind. Its cleanup, if any, is queued after it anyway.
+            if tx.is_closed() || req.deadline.is_some_and(|d| d <= Instant::now()) {
+                master.stats.expired.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+        master.stats.sent.fetch_add(1, Ordering::Relaxed);
+        self.wbuf.extend_from_slice(&req.cmd);
+        self.pending.push_back(Pending {
+            cmd: match req.reply_to {
+                ReplyTo::Cleanup { .. } => req.cmd,
+                ReplyTo::Op { .. } => Bytes::new(),
+            },
+            reply_to: req.reply_to,
+        });
+    }
+
+    /// Writes what it can without waiting.
+    fn try_flush(&mut self) -> Result<(), String> {
+        while !self.wbuf.is_empty() {
+            match self.stream.try_write(&self.wbuf) {
+                Ok(0) => return Err("connection closed".into()),
+                Ok(n) => {
+                    let _ = self.wbuf.split_to(n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Ok(())
+    }
+
+    fn read_replies(&mut self) -> Result<(), String> {
+        loop {
+            let Some(info) = self.scanner.scan(&self.rbuf).map_err(|e| e.to_string())? else {
+                return Ok(());
+            };
+            let decoded = redis_protocol::resp2::decode::decode_bytes_mut(&mut self.rbuf)
+                .map_err(|e| format!("bad reply: {e:?}"))?;
+            let Some((frame, len, _)) = decoded else {
+                return Err("reply framing disagreement".into());
+            };
+            debug_assert_eq!(len, info.len);
+            let Some(p) = self.pending.pop_front() else {
+                return Err("reply without a request".into());
+            };
+            match p.reply_to {
+                ReplyTo::Op { tx, index } => {
+                    let _ = tx.send((index, Ok(frame)));
+                }
+                ReplyTo::Cleanup { .. } => {
+                    if let BytesFrame::Error(e) = frame {
+                        tracing::debug!(error = %e, "cleanup failed on a master");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn serve(
+        &mut self,
+        master: &Master,
+        rx: &mut mpsc::UnboundedReceiver<Request>,
+        deferred: &mut VecDeque<Request>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), String> {
+        while let Some(req) = deferred.pop_front() {
+            if let ReplyTo::Cleanup { expires: Some(e) } = req.reply_to {
+                if e <= Instant::now() {
+                    continue;
+                }
+            }
+            self.enqueue(master, req);
+        }
+        self.try_flush()?;
+        loop {
+            let want_requests = self.wbuf.len() < WRITE_HIGH_WATER;
+            tokio::select! {
+                req = rx.recv(), if want_requests => {
+                    let Some(req) = req else { return Ok(()) };
+                    self.enqueue(master, req);
+                    // Take everything already queued: one write for the batch.
+                    while self.wbuf.len() < WRITE_HIGH_WATER {
+                        match rx.try_recv() {
+                            Ok(req) => self.enqueue(master, req),
+                            Err(_) => break,
+                        }
+                    }
+                    self.try_flush()?;
+                }
+                r = self.stream.readable() => {
+                    r.map_err(|e| e.to_string())?;
+                    match self.stream.try_read_buf(&mut self.rbuf) {
+                        Ok(0) => return Err("connection closed by the master".into()),
+                        Ok(_) => self.read_replies()?,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(e.to_string()),
+                    }
+                    if self.rbuf.capacity() - self.rbuf.len() < 4096 {
+                        self.rbuf.reserve(16 * 1024);
+                    }
+                }
+                r = self.stream.writable(), if !self.wbuf.is_empty() => {
+                    r.map_err(|e| e.to_string())?;
+                    self.try_flush()?;
+                }
+                _ = shutdown.cancelled() => {
+                    // Deliver what is queued (cleanups above all), briefly.
+                    while let Ok(req) = rx.try_recv() {
+                        self.enqueue(master, req);
+                    }
+                    let _ = tokio::time::timeout(Duration::from_millis(500), self.drain()).await;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Writes everything and reads every pending reply.
+    async fn drain(&mut self) -> Result<(), String> {
+        self.stream
+            .write_all(&self.wbuf)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.wbuf.clear();
+        while !self.pending.is_empty() {
+            self.stream.readable().await.map_err(|e| e.to_string())?;
+            match self.stream.try_read_buf(&mut self.rbuf) {
+                Ok(0) => return Err("closed".into()),
+                Ok(_) => self.read_replies()?,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Rate-limits error logs for one master.
+#[derive(Default)]
+struct LogLimiter {
+    last: Option<Instant>,
+    suppressed: u64,
+    failures: u64,
+}
+
+impl LogLimiter {
+    fn error(&mut self, url: &RedisUrl, error: &str) {
+        self.failures += 1;
+        let now = Instant::now();
+        match self.last {
+            Some(last) if now.duration_since(last) < LOG_EVERY => self.suppressed += 1,
+            _ => {
+                tracing::warn!(master = %url, error, suppressed = self.suppressed, "master unavailable");
+                self.last = Some(now);
+                self.suppressed = 0;
+            }
+        }
+    }
+}

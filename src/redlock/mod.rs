@@ -1,0 +1,18 @@
+//! The RedLock side of the proxy.
+//!
+//! - `quorum`: the arithmetic (quorum, drift, validity, timeouts) — pure.
+//! - `scripts`: which scripts are lock scripts, and the texts learned — pure
+//!   apart from a shared map.
+//! - `ops`: a request on lock keys → a typed [`ops::LockOp`] — pure.
+//! - `vote`: per-master replies → one client reply — pure.
+//! - `master`: one shared pipelined connection per master, reconnecting.
+//! - `engine`: runs an operation on all masters and decides.
+
+pub mod engine;
+pub mod master;
+pub mod ops;
+pub mod quorum;
+pub mod scripts;
+pub mod vote;
+
+pub use engine::{Engine, EngineConfig, Grant, Outcome};

@@ -1,0 +1,320 @@
+//! Turning a request on lock keys into a typed lock operation, or a clear error.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+use super::scripts::{Kind, ScriptRegistry, ScriptSpec, sha1_hex};
+use crate::command::{parse_i64, set_args::Expiry, set_args::SetArgs};
+use crate::errors;
+use crate::protocol::{ArgList, Reply};
+
+/// Limits on lock operations from the configuration.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rules {
+    /// Refuse locks without an expiry.
+    pub require_ttl: bool,
+    /// Longest TTL accepted.
+    pub max_ttl: Option<Duration>,
+}
+
+/// A lock operation, with the data it needs copied out of the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockOp {
+    /// `SET key token NX [PX|EX|PXAT|EXAT]`. `ttl: None` means no expiry;
+    /// `Some(ZERO)` is an absolute time already past.
+    Acquire {
+        /// The lock key.
+        key: Bytes,
+        /// The owner's token.
+        token: Bytes,
+        /// The TTL.
+        ttl: Option<Duration>,
+    },
+    /// `GET key`.
+    Get {
+        /// The lock key.
+        key: Bytes,
+    },
+    /// `EXISTS key...`.
+    Exists {
+        /// The lock keys.
+        keys: Vec<Bytes>,
+    },
+    /// `PTTL key` (`millis`) or `TTL key`.
+    Ttl {
+        /// The lock key.
+        key: Bytes,
+        /// PTTL rather than TTL.
+        millis: bool,
+    },
+    /// `DEL` / `UNLINK key...`: force release.
+    Delete {
+        /// The lock keys.
+        keys: Vec<Bytes>,
+    },
+    /// A lock script, run on every master.
+    Script {
+        /// What it is.
+        spec: ScriptSpec,
+        /// Its SHA1, lowercase hex.
+        sha: Bytes,
+        /// Its text (for masters that do not have it yet).
+        text: Bytes,
+        /// KEYS.
+        keys: Vec<Bytes>,
+        /// ARGV.
+        argv: Vec<Bytes>,
+    },
+}
+
+fn check_arity<A: ArgList + ?Sized>(args: &A, arity: i64) -> Result<(), Reply> {
+    let n = args.len() as i64;
+    let ok = if arity >= 0 { n == arity } else { n >= -arity };
+    if ok {
+        Ok(())
+    } else {
+        Err(errors::wrong_arity(args.arg(0)))
+    }
+}
+
+fn copy_range<A: ArgList + ?Sized>(args: &A, from: usize, to: usize) -> Vec<Bytes> {
+    (from..to)
+        .map(|i| Bytes::copy_from_slice(args.arg(i)))
+        .collect()
+}
+
+/// The current Unix time in milliseconds.
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The relative TTL of a SET's expiry option; `Ok(None)` means no expiry.
+pub fn ttl_of(expiry: Expiry, now_ms: i64) -> Result<Option<Duration>, Reply> {
+    let ms = match expiry {
+        Expiry::None => return Ok(None),
+        Expiry::KeepTtl => return Err(errors::lock_key_not_allowed(b"SET ... KEEPTTL")),
+        Expiry::Px(ms) => ms,
+        Expiry::Ex(s) => s.saturating_mul(1000),
+        Expiry::PxAt(at) => at.saturating_sub(now_ms),
+        Expiry::ExAt(at) => at.saturating_mul(1000).saturating_sub(now_ms),
+    };
+    Ok(Some(Duration::from_millis(ms.max(0) as u64)))
+}
+
+impl Rules {
+    fn check_ttl(&self, ttl: Option<Duration>) -> Result<(), Reply> {
+        match (ttl, self.max_ttl) {
+            (None, _) if self.require_ttl => Err(errors::err(
+                "lock without an expiry refused: require_ttl is set, add PX <ms> or EX <seconds>",
+            )),
+            (None, Some(max)) => Err(errors::err(format_args!(
+                "lock without an expiry refused: max_ttl is {} ms",
+                max.as_millis()
+            ))),
+            (Some(ttl), Some(max)) if ttl > max => Err(errors::err(format_args!(
+                "lock TTL of {} ms exceeds max_ttl of {} ms",
+                ttl.as_millis(),
+                max.as_millis()
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Parses a request whose keys are all lock keys (`name` is the uppercased command).
+pub fn parse<A: ArgList + ?Sized>(
+    name: &[u8],
+    args: &A,
+    scripts: &ScriptRegistry,
+    rules: &Rules,
+) -> Result<LockOp, Reply> {
+    let key = |i: usize| Bytes::copy_from_slice(args.arg(i));
+    match name {
+        b"SET" => {
+            let s = SetArgs::parse(args)?;
+            if !s.nx || s.xx || s.get || s.expiry == Expiry::KeepTtl {
+                return Err(errors::err(
+                    "lock keys accept only lock operations: SET key token NX [PX ms|EX s|PXAT ms|EXAT s] (no XX, GET or KEEPTTL, and NX is required)",
+                ));
+            }
+            let ttl = ttl_of(s.expiry, now_ms())?;
+            rules.check_ttl(ttl)?;
+            Ok(LockOp::Acquire {
+                key: key(1),
+                token: key(2),
+                ttl,
+            })
+        }
+        b"GET" => {
+            check_arity(args, 2)?;
+            Ok(LockOp::Get { key: key(1) })
+        }
+        b"EXISTS" => {
+            check_arity(args, -2)?;
+            Ok(LockOp::Exists {
+                keys: copy_range(args, 1, args.len()),
+            })
+        }
+        b"PTTL" | b"TTL" => {
+            check_arity(args, 2)?;
+            Ok(LockOp::Ttl {
+                key: key(1),
+                millis: name == b"PTTL",
+            })
+        }
+        b"DEL" | b"UNLINK" => {
+            check_arity(args, -2)?;
+            Ok(LockOp::Delete {
+                keys: copy_range(args, 1, args.len()),
+            })
+        }
+        b"EVAL" | b"EVAL_RO" | b"EVALSHA" | b"EVALSHA_RO" => parse_script(name, args, scripts),
+        b"FCALL" | b"FCALL_RO" => Err(errors::err(
+            "functions cannot run on lock keys: redlock-proxy runs only the known lock scripts there",
+        )),
+        _ => Err(errors::lock_key_not_allowed(args.arg(0))),
+    }
+}
+
+fn parse_script<A: ArgList + ?Sized>(
+    name: &[u8],
+    args: &A,
+    scripts: &ScriptRegistry,
+) -> Result<LockOp, Reply> {
+    check_arity(args, -3)?;
+    let numkeys = parse_i64(args.arg(2)).ok_or_else(errors::not_integer)?;
+    if numkeys < 0 {
+        return Err(errors::err("Number of keys can't be negative"));
+    }
+    let numkeys = numkeys as usize;
+    if numkeys > args.len() - 3 {
+        return Err(errors::err(
+            "Number of keys can't be greater than number of args",
+        ));
+    }
+    let (sha, text) = if name.starts_with(b"EVALSHA") {
+        let sha = args.arg(1).to_ascii_lowercase();
+        let text = scripts.text(&sha);
+        (sha, text)
+    } else {
+        let text = args.arg(1);
+        let sha = sha1_hex(text);
+        scripts.learn(&sha, text);
+        (sha.into_bytes(), Some(Bytes::copy_from_slice(text)))
+    };
+    let Some(spec) = scripts.spec(&sha) else {
+        let sha = String::from_utf8_lossy(&sha).into_owned();
+        return Err(errors::err(format_args!(
+            "unknown script {sha} on a lock key: redlock-proxy runs only known lock scripts on lock keys; if it is a lock script, declare it in the configuration: [[redlock.scripts]] sha1 = \"{sha}\" kind = \"release\" (or acquire, extend, query)"
+        )));
+    };
+    if let Kind::Unsupported(why) = spec.kind {
+        return Err(errors::err(format_args!(
+            "{} script {} cannot run through redlock-proxy: {why}",
+            spec.origin,
+            String::from_utf8_lossy(&sha)
+        )));
+    }
+    let Some(text) = text else {
+        return Err(errors::noscript());
+    };
+    Ok(LockOp::Script {
+        spec,
+        sha: Bytes::from(sha),
+        text,
+        keys: copy_range(args, 3, 3 + numkeys),
+        argv: copy_range(args, 3 + numkeys, args.len()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_strs(args: &[&str]) -> Result<LockOp, Reply> {
+        let reg = ScriptRegistry::new(&[]);
+        let name = args[0].to_ascii_uppercase();
+        parse(name.as_bytes(), args, &reg, &Rules::default())
+    }
+
+    #[test]
+    fn acquire_forms() {
+        let op = parse_strs(&["set", "lock:a", "t", "ex", "8", "nx"]).unwrap();
+        assert_eq!(
+            op,
+            LockOp::Acquire {
+                key: Bytes::from_static(b"lock:a"),
+                token: Bytes::from_static(b"t"),
+                ttl: Some(Duration::from_secs(8))
+            }
+        );
+        assert!(matches!(
+            parse_strs(&["SET", "lock:a", "t", "NX"]).unwrap(),
+            LockOp::Acquire { ttl: None, .. }
+        ));
+        for bad in [
+            &["SET", "lock:a", "t"][..],
+            &["SET", "lock:a", "t", "XX", "PX", "5"],
+            &["SET", "lock:a", "t", "NX", "GET", "PX", "5"],
+            &["SET", "lock:a", "t", "NX", "KEEPTTL"],
+        ] {
+            assert!(parse_strs(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn absolute_expiry_becomes_relative() {
+        assert_eq!(
+            ttl_of(Expiry::PxAt(10_500), 10_000),
+            Ok(Some(Duration::from_millis(500)))
+        );
+        assert_eq!(
+            ttl_of(Expiry::ExAt(11), 10_000),
+            Ok(Some(Duration::from_millis(1000)))
+        );
+        assert_eq!(ttl_of(Expiry::PxAt(5), 10_000), Ok(Some(Duration::ZERO)));
+    }
+
+    #[test]
+    fn rules() {
+        let r = Rules {
+            require_ttl: true,
+            max_ttl: Some(Duration::from_secs(60)),
+        };
+        assert!(r.check_ttl(None).is_err());
+        assert!(r.check_ttl(Some(Duration::from_secs(61))).is_err());
+        assert!(r.check_ttl(Some(Duration::from_secs(60))).is_ok());
+    }
+
+    #[test]
+    fn scripts_need_their_text_and_a_known_sha() {
+        let release = r#"if redis.call("get",KEYS[1]) == ARGV[1] then return redis.call("del",KEYS[1]) else return 0 end"#;
+        let sha = sha1_hex(release.as_bytes());
+        // EVALSHA before the proxy saw the text: NOSCRIPT, like a fresh Redis.
+        assert_eq!(
+            parse_strs(&["EVALSHA", &sha, "1", "lock:a", "t"]),
+            Err(errors::noscript())
+        );
+        let unknown = parse_strs(&["EVAL", "return 1", "1", "lock:a"]).unwrap_err();
+        assert!(matches!(unknown, Reply::Error(ref e) if e.contains("[[redlock.scripts]]")));
+        let op = parse_strs(&["EVAL", release, "1", "lock:a", "t"]).unwrap();
+        assert!(matches!(op, LockOp::Script { spec, .. } if spec.kind == Kind::Release));
+        assert!(parse_strs(&["EVAL", release, "2", "lock:a"]).is_err());
+        assert!(parse_strs(&["EVAL", release, "-1", "lock:a"]).is_err());
+    }
+
+    #[test]
+    fn other_commands_are_refused() {
+        for cmd in [
+            &["INCR", "lock:a"][..],
+            &["EXPIRE", "lock:a", "5"],
+            &["HSET", "lock:a", "f", "v"],
+        ] {
+            assert!(parse_strs(cmd).is_err());
+        }
+    }
+}

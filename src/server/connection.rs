@@ -1,0 +1,991 @@
+//! One client connection: read requests, classify each once, forward it,
+//! answer it or run it as a lock operation, and write the replies.
+//!
+//! # Invariant: every request gets exactly one reply, in request order
+//!
+//! Each request that expects a reply gets a slot in the [`ReplyQueue`] when it
+//! is handled, in arrival order, whatever handles it: the passthrough backend
+//! (its replies arrive in the order the requests were forwarded, and fill
+//! `Upstream` slots front to back), a lock operation (finishes in any order and
+//! fills its own `Pending` slot by sequence number), or the proxy itself (a
+//! `Ready` slot at once). Replies leave only from the front of the queue; a
+//! backend reply is not even read off its buffer while a lock operation ahead
+//! of it is still running. Slots are never removed out of order: a backend that
+//! fails turns its slots into error replies in place.
+//!
+//! Two things break the one-reply-per-request shape of the backend's stream:
+//! pub/sub and MONITOR (RESP2 messages look like replies) and `CLIENT REPLY`.
+//! `CLIENT REPLY` is handled here (the backend always replies; silenced slots
+//! swallow the reply). After a (un)subscribe or MONITOR the connection is
+//! "uncounted": forwarded commands get no slot and the backend's frames are
+//! forwarded as they come. The first command that needs a slot then sends a
+//! `PING <marker>` and waits (reading no further requests) until the marker
+//! comes back: everything before it has been forwarded, the queue is empty, and
+//! the marker's shape (`*2 pong marker` vs `$marker`) tells whether the client
+//! is still subscribed. Counting resumes from there.
+//!
+//! Replies are written in batches: everything ready is appended to one buffer
+//! and written with as few writes as the socket takes.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::Shared;
+use super::queue::{Hook, ReplyQueue, Slot};
+use super::session::{ReplyMode, Session};
+use super::upstream;
+use crate::command::{Command, Context, Effect, Local};
+use crate::errors;
+use crate::protocol::{
+    ArgList, Args, Proto, ProtocolError, Reply, ReplyScanner, RequestParser, encode_command,
+};
+use crate::redlock::Outcome;
+use crate::redlock::ops::LockOp;
+
+/// Lock operations one connection may have running at once; past this the
+/// connection stops reading until some finish.
+const MAX_INFLIGHT_OPS: usize = 1024;
+/// Replies one connection may wait for; past this it stops reading.
+const MAX_QUEUED_REPLIES: usize = 64 * 1024;
+/// Read size.
+const READ_CHUNK: usize = 64 * 1024;
+
+type OpFuture = Pin<Box<dyn Future<Output = (Option<u64>, Proto, Outcome)> + Send>>;
+type ConnectFuture = Pin<Box<dyn Future<Output = Result<TcpStream, String>> + Send>>;
+
+enum Upstream {
+    Closed,
+    Connecting(ConnectFuture),
+    Open(TcpStream),
+}
+
+/// What ends the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Close {
+    /// Not closing.
+    No,
+    /// Close as soon as the output is written (QUIT, protocol error).
+    AfterWrite,
+    /// Close now; the client will not get what is pending (write error, limits).
+    Abandon,
+}
+
+/// Serves one client until it leaves, the proxy shuts down, or a limit is hit.
+pub(crate) async fn serve(
+    client: TcpStream,
+    id: u64,
+    shared: Arc<Shared>,
+    drain: CancellationToken,
+    force: CancellationToken,
+) {
+    let limits = shared.limits;
+    let db = shared.config.passthrough.url.db;
+    let mut conn = Conn {
+        client,
+        inbuf: BytesMut::with_capacity(16 * 1024),
+        parser: RequestParser::new(limits),
+        st: State {
+            session: Session::new(id, db),
+            out: BytesMut::with_capacity(16 * 1024),
+            queue: ReplyQueue::default(),
+            ops: FuturesUnordered::new(),
+            up: Upstream::Closed,
+            up_out: BytesMut::new(),
+            up_in: BytesMut::new(),
+            up_scanner: ReplyScanner::new(limits.max_nesting_depth),
+            loaded_scripts: Vec::new(),
+            paused: false,
+            synced: false,
+            marker: None,
+            close: Close::No,
+            reading: true,
+            shared,
+        },
+    };
+    conn.run(drain, force).await;
+    conn.st.abandon().await;
+}
+
+struct Conn {
+    client: TcpStream,
+    inbuf: BytesMut,
+    parser: RequestParser,
+    st: State,
+}
+
+/// Everything but the read side, so a request borrowed from the read buffer can
+/// be handled with `&mut State`.
+struct State {
+    shared: Arc<Shared>,
+    session: Session,
+    /// Replies waiting to be written to the client.
+    out: BytesMut,
+    queue: ReplyQueue,
+    ops: FuturesUnordered<OpFuture>,
+    up: Upstream,
+    /// Requests waiting to be written to the backend.
+    up_out: BytesMut,
+    /// Backend bytes not yet routed.
+    up_in: BytesMut,
+    up_scanner: ReplyScanner,
+    /// Lock scripts loaded on this backend connection (for EVALSHA on data keys).
+    loaded_scripts: Vec<Bytes>,
+    /// Waiting for a resynchronisation marker: no requests are handled.
+    paused: bool,
+    /// At a resynchronisation point: nothing forwarded since the marker came back.
+    synced: bool,
+    marker: Option<Marker>,
+    close: Close,
+    /// Requests are still read (false after EOF or when draining).
+    reading: bool,
+}
+
+enum Flow {
+    /// The request is handled.
+    Done,
+    /// Handle the same request again later (after a resynchronisation).
+    Retry,
+}
+
+enum UpEvent {
+    Connected(Result<TcpStream, String>),
+    Readable(std::io::Result<()>),
+    Writable(std::io::Result<()>),
+}
+
+async fn upstream_event(up: &mut Upstream, want_write: bool) -> UpEvent {
+    match up {
+        Upstream::Closed => std::future::pending().await,
+        Upstream::Connecting(f) => UpEvent::Connected(f.await),
+        Upstream::Open(s) => tokio::select! {
+            r = s.readable() => UpEvent::Readable(r),
+            r = s.writable(), if want_write => UpEvent::Writable(r),
+        },
+    }
+}
+
+impl Conn {
+    async fn run(&mut self, drain: CancellationToken, force: CancellationToken) {
+        let idle = self.st.shared.config.server.timeout;
+        let mut last_activity = Instant::now();
+        let mut draining = false;
+        loop {
+            self.process_input();
+            self.st.advance();
+            if self.flush_client().is_err() {
+                self.st.close = Close::Abandon;
+            }
+            self.st.flush_upstream();
+            let max_out = self.st.shared.config.limits.max_output_buffer;
+            if max_out > 0 && self.st.out.len() > max_out {
+                self.st
+                    .shared
+                    .metrics
+                    .output_limit
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    id = self.st.session.id,
+                    bytes = self.st.out.len(),
+                    "client closed for overcoming its output buffer limit"
+                );
+                self.st.close = Close::Abandon;
+            }
+            match self.st.close {
+                Close::Abandon => return,
+                Close::AfterWrite if self.st.out.is_empty() => return,
+                _ => {}
+            }
+            if !self.st.reading
+                && self.st.queue.is_empty()
+                && self.st.ops.is_empty()
+                && self.st.out.is_empty()
+            {
+                return;
+            }
+            let want_read = self.st.reading
+                && self.st.close == Close::No
+                && !self.st.paused
+                && self.st.ops.len() < MAX_INFLIGHT_OPS
+                && self.st.queue.len() < MAX_QUEUED_REPLIES;
+            let want_write = !self.st.out.is_empty();
+            let up_want_write = !self.st.up_out.is_empty();
+            let idle_at = (!idle.is_zero()).then(|| last_activity + idle);
+            tokio::select! {
+                biased;
+                _ = force.cancelled() => {
+                    self.st.close = Close::Abandon;
+                    return;
+                }
+                Some((seq, proto, outcome)) = self.st.ops.next(), if !self.st.ops.is_empty() => {
+                    self.st.complete(seq, proto, outcome);
+                }
+                ev = upstream_event(&mut self.st.up, up_want_write) => self.st.on_upstream(ev),
+                r = self.client.writable(), if want_write => {
+                    if r.is_err() {
+                        self.st.close = Close::Abandon;
+                    }
+                }
+                r = self.client.readable(), if want_read => {
+                    if r.is_err() {
+                        self.st.close = Close::Abandon;
+                        continue;
+                    }
+                    if self.inbuf.capacity() - self.inbuf.len() < READ_CHUNK / 4 {
+                        self.inbuf.reserve(READ_CHUNK);
+                    }
+                    match self.client.try_read_buf(&mut self.inbuf) {
+                        Ok(0) => self.st.reading = false, // EOF: answer what was sent, then close
+                        Ok(_) => last_activity = Instant::now(),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(_) => self.st.close = Close::Abandon,
+                    }
+                }
+                _ = drain.cancelled(), if !draining => {
+                    draining = true;
+                    self.st.reading = false;
+                    self.inbuf.clear();
+                }
+                _ = sleep_until_opt(idle_at) => {
+                    if self.st.queue.is_empty() && self.st.ops.is_empty() && !self.st.session.uncounted {
+                        tracing::debug!(id = self.st.session.id, "closing idle client");
+                        return;
+                    }
+                    last_activity = Instant::now();
+                }
+            }
+        }
+    }
+
+    /// Parses and handles every complete request in the read buffer.
+    fn process_input(&mut self) {
+        while self.st.close == Close::No
+            && !self.st.paused
+            && !self.inbuf.is_empty()
+            && self.st.ops.len() < MAX_INFLIGHT_OPS
+        {
+            match self.parser.parse(&self.inbuf) {
+                Err(e) => {
+                    self.st.protocol_error(&e);
+                    return;
+                }
+                Ok(None) => {
+                    let limit = self.st.shared.config.limits.max_query_buffer;
+                    if self.inbuf.len() > limit {
+                        self.st
+                            .shared
+                            .metrics
+                            .protocol_errors
+                            .fetch_add(1, Ordering::Relaxed);
+                        self.st.reply_now(errors::query_buffer_limit(limit));
+                        self.st.finish();
+                    }
+                    return;
+                }
+                Ok(Some(n)) => {
+                    let args = self.parser.args(&self.inbuf);
+                    if !args.is_empty() {
+                        let inline = self.parser.is_inline();
+                        if let Flow::Retry = self.st.handle(args, &self.inbuf[..n], inline) {
+                            return;
+                        }
+                    }
+                    self.inbuf.advance(n);
+                }
+            }
+        }
+        if self.inbuf.is_empty() && self.inbuf.capacity() > 4 * READ_CHUNK {
+            // A burst is over: give its memory back.
+            self.inbuf = BytesMut::new();
+        }
+    }
+
+    /// Writes as much output as the socket takes without waiting.
+    fn flush_client(&mut self) -> std::io::Result<()> {
+        while !self.st.out.is_empty() {
+            match self.client.try_write(&self.st.out) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.st.out.advance(n),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        if self.st.out.is_empty() && self.st.out.capacity() > 4 * READ_CHUNK {
+            self.st.out = BytesMut::new();
+        }
+        Ok(())
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl State {
+    fn context(&self) -> Context {
+        Context {
+            in_multi: self.session.in_multi,
+            multi_lost: self.session.multi_lost,
+            uncounted: self.session.uncounted,
+            attached: !matches!(self.up, Upstream::Closed),
+        }
+    }
+
+    fn handle(&mut self, args: Args<'_>, raw: &[u8], inline: bool) -> Flow {
+        let cmd = self.shared.classifier.classify(&args, self.context());
+        if self.session.uncounted && !self.synced && self.needs_sync(&cmd) {
+            if matches!(self.up, Upstream::Closed) {
+                self.session.uncounted = false;
+            } else {
+                self.start_resync();
+                return Flow::Retry;
+            }
+        }
+        let m = &self.shared.metrics;
+        match cmd {
+            Command::Forward(effect) => {
+                m.forwarded.fetch_add(1, Ordering::Relaxed);
+                self.forward(args, raw, inline, effect);
+            }
+            Command::Local(local) => {
+                m.local.fetch_add(1, Ordering::Relaxed);
+                if self.session.uncounted && !matches!(local, Local::Quit) && !self.session.monitor
+                {
+                    self.reply(errors::pubsub_context(args.arg(0)));
+                } else {
+                    self.local(local);
+                }
+            }
+            Command::Lock(op) => {
+                m.lock_ops.fetch_add(1, Ordering::Relaxed);
+                if self.session.monitor {
+                    self.reply(errors::err("Replica can't interact with the keyspace"));
+                } else if self.session.uncounted {
+                    self.reply(errors::pubsub_context(args.arg(0)));
+                } else {
+                    self.lock(op);
+                }
+            }
+            Command::Refuse(reply) => {
+                m.refused.fetch_add(1, Ordering::Relaxed);
+                if self.session.in_multi {
+                    self.session.multi_dirty = true;
+                }
+                self.reply(reply);
+            }
+        }
+        Flow::Done
+    }
+
+    /// Whether handling `cmd` in uncounted mode needs a slot (so a resynchronisation).
+    fn needs_sync(&self, cmd: &Command) -> bool {
+        match cmd {
+            Command::Forward(Effect::ScriptExists(_) | Effect::EnsureScript(_)) => true,
+            Command::Forward(Effect::Exec) => {
+                self.session.in_multi && (self.session.multi_dirty || self.session.watch_lost)
+            }
+            Command::Forward(_) => false,
+            _ => true,
+        }
+    }
+
+    fn start_resync(&mut self) {
+        let marker = Marker::new(self.shared.nonce, self.session.id);
+        encode_command(&mut self.up_out, [&b"PING"[..], &marker.text].into_iter());
+        self.queue.push(Slot::Resync);
+        self.marker = Some(marker);
+        self.paused = true;
+    }
+
+    /// Opens the backend connection if there is none.
+    fn attach(&mut self) {
+        if !matches!(self.up, Upstream::Closed) {
+            return;
+        }
+        let cfg = &self.shared.config.passthrough;
+        let (handshake, steps) = self.session.handshake(&cfg.url);
+        self.up = Upstream::Connecting(Box::pin(upstream::connect(
+            cfg.url.addr(),
+            cfg.connect_timeout,
+            handshake,
+            steps,
+            self.shared.limits.max_nesting_depth,
+        )));
+    }
+
+    /// Sends a command of the proxy's own to the backend (if attached and
+    /// counting), whose reply is dropped.
+    fn send_internal(&mut self, args: &[&[u8]]) {
+        if matches!(self.up, Upstream::Closed) || self.session.uncounted {
+            return;
+        }
+        encode_command(&mut self.up_out, args.iter().copied());
+        self.queue.push(Slot::Upstream {
+            hook: Hook::Swallow,
+            silent: true,
+        });
+    }
+
+    fn forward(&mut self, args: Args<'_>, raw: &[u8], inline: bool, effect: Effect) {
+        let s = &mut self.session;
+        let mut hook = Hook::None;
+        let counted = !s.uncounted;
+        match effect {
+            Effect::Exec if s.in_multi && (s.multi_dirty || s.watch_lost) => {
+                // Redis would abort this transaction: make the backend drop it too.
+                let reply = if s.multi_dirty {
+                    errors::execabort()
+                } else {
+                    Reply::NilArray
+                };
+                let bytes = reply.to_bytes(s.proto);
+                s.in_multi = false;
+                s.multi_dirty = false;
+                s.watching = false;
+                s.watch_lost = false;
+                self.attach();
+                encode_command(&mut self.up_out, [&b"DISCARD"[..]].into_iter());
+                let silent = self.session.take_silent();
+                self.queue.push(Slot::Upstream {
+                    hook: Hook::Replace(bytes),
+                    silent,
+                });
+                self.synced = false;
+                return;
+            }
+            Effect::Exec | Effect::Discard => {
+                s.in_multi = false;
+                s.multi_dirty = false;
+                s.watching = false;
+                s.watch_lost = false;
+            }
+            Effect::Multi => {
+                if !s.in_multi {
+                    s.in_multi = true;
+                    s.multi_dirty = false;
+                }
+            }
+            Effect::Watch if !s.in_multi => s.watching = true,
+            Effect::Unwatch => {
+                s.watching = false;
+                s.watch_lost = false;
+            }
+            Effect::Select(db) if !s.in_multi => hook = Hook::Select(db),
+            Effect::Subscribe => s.uncounted = true,
+            Effect::Monitor => {
+                s.uncounted = true;
+                s.monitor = true;
+            }
+            Effect::Reset if counted => hook = Hook::Reset,
+            Effect::Reset => s.resets_pending += 1,
+            Effect::ScriptFlush => self.shared.classifier.scripts.flush(),
+            Effect::ScriptExists(patch) => hook = Hook::ScriptExists(patch),
+            Effect::EnsureScript(sha) => {
+                if !self.loaded_scripts.contains(&sha) {
+                    if let Some(text) = self.shared.classifier.scripts.text(&sha) {
+                        self.attach();
+                        self.send_internal(&[b"SCRIPT", b"LOAD", &text]);
+                        self.loaded_scripts.push(sha);
+                    }
+                }
+            }
+            Effect::Watch | Effect::Select(_) | Effect::None => {}
+        }
+        self.attach();
+        if inline {
+            encode_command(&mut self.up_out, args.iter());
+        } else {
+            self.up_out.extend_from_slice(raw);
+        }
+        self.synced = false;
+        let silent = self.session.take_silent();
+        if counted {
+            self.queue.push(Slot::Upstream { hook, silent });
+        }
+    }
+
+    fn local(&mut self, local: Local) {
+        let proto = self.session.proto;
+        match local {
+            Local::Ping(None) => self.reply(Reply::Simple("PONG")),
+            Local::Ping(Some(m)) | Local::Echo(m) => self.reply(Reply::Bulk(m)),
+            Local::Quit => {
+                self.reply(Reply::OK);
+                self.queue.push(Slot::Close);
+                self.reading = false;
+            }
+            Local::Hello {
+                proto: p,
+                auth,
+                setname,
+            } => {
+                if let Some((user, _)) = &auth {
+                    // No password is configured: the default user takes any password.
+                    if &user[..] != b"default" {
+                        self.reply(errors::with_code(
+                            "WRONGPASS",
+                            "invalid username-password pair or user is disabled.",
+                        ));
+                        return;
+                    }
+                }
+                if let Some(name) = setname {
+                    self.set_name(name);
+                }
+                let new_proto = p.unwrap_or(proto);
+                let reply = super::local::hello(&self.shared, &self.session, new_proto);
+                let bytes = reply.to_bytes(new_proto);
+                if new_proto != proto
+                    && !matches!(self.up, Upstream::Closed)
+                    && !self.session.uncounted
+                {
+                    // The backend must switch too, in order with what was forwarded.
+                    let v = new_proto.version().to_string();
+                    encode_command(&mut self.up_out, [&b"HELLO"[..], v.as_bytes()].into_iter());
+                    let silent = self.session.take_silent();
+                    self.queue.push(Slot::Upstream {
+                        hook: Hook::Replace(bytes),
+                        silent,
+                    });
+                    self.session.proto = new_proto;
+                    return;
+                }
+                self.session.proto = new_proto;
+                self.reply_bytes(bytes);
+            }
+            Local::Auth(_, _) => self.reply(errors::auth_not_configured()),
+            Local::Reset => {
+                self.session.reset(self.shared.config.passthrough.url.db);
+                self.reply(Reply::Simple("RESET"));
+            }
+            Local::ClientSetName(name) => {
+                self.set_name(name);
+                self.reply(Reply::OK);
+            }
+            Local::ClientGetName => {
+                let r = match &self.session.name {
+                    Some(n) => Reply::Bulk(n.clone()),
+                    None => Reply::Nil,
+                };
+                self.reply(r);
+            }
+            Local::ClientSetInfo { lib_name, value } => {
+                let attr: &[u8] = if lib_name { b"LIB-NAME" } else { b"LIB-VER" };
+                self.send_internal(&[b"CLIENT", b"SETINFO", attr, &value]);
+                if lib_name {
+                    self.session.lib_name = Some(value);
+                } else {
+                    self.session.lib_ver = Some(value);
+                }
+                self.reply(Reply::OK);
+            }
+            Local::ClientReply(mode) => {
+                self.session.reply_mode = mode;
+                if mode == ReplyMode::On {
+                    self.reply(Reply::OK);
+                }
+            }
+            Local::ScriptLoad(sha) => self.reply(Reply::Bulk(sha)),
+            Local::ScriptExists(v) => {
+                self.reply(Reply::Array(
+                    v.into_iter().map(|b| Reply::Int(b as i64)).collect(),
+                ));
+            }
+            Local::ExecLost => {
+                self.end_lost_transaction();
+                self.reply(errors::execabort());
+            }
+            Local::DiscardLost => {
+                self.end_lost_transaction();
+                self.reply(Reply::OK);
+            }
+        }
+    }
+
+    fn end_lost_transaction(&mut self) {
+        let s = &mut self.session;
+        s.in_multi = false;
+        s.multi_lost = false;
+        s.multi_dirty = false;
+        s.watching = false;
+        s.watch_lost = false;
+    }
+
+    fn set_name(&mut self, name: Bytes) {
+        self.send_internal(&[b"CLIENT", b"SETNAME", &name]);
+        self.session.name = (!name.is_empty()).then_some(name);
+    }
+
+    fn lock(&mut self, op: LockOp) {
+        let silent = self.session.take_silent();
+        let seq = (!silent).then(|| self.queue.push(Slot::Pending));
+        let shared = Arc::clone(&self.shared);
+        let proto = self.session.proto;
+        self.ops.push(Box::pin(async move {
+            let outcome = shared.engine.run(op).await;
+            (seq, proto, outcome)
+        }));
+    }
+
+    /// A lock operation finished.
+    fn complete(&mut self, seq: Option<u64>, proto: Proto, outcome: Outcome) {
+        match seq {
+            Some(seq) => self
+                .queue
+                .complete(seq, outcome.reply.to_bytes(proto), outcome.grant),
+            // A silenced reply: the client does not learn of the grant either way,
+            // as with a real Redis; keep it.
+            None => {}
+        }
+    }
+
+    /// Queues a reply made by the proxy (or drops it under CLIENT REPLY OFF/SKIP).
+    fn reply(&mut self, reply: Reply) {
+        if self.session.take_silent() {
+            return;
+        }
+        if self.queue.is_empty() {
+            reply.encode(self.session.proto, &mut self.out);
+        } else {
+            self.queue
+                .push(Slot::Ready(reply.to_bytes(self.session.proto), None));
+        }
+    }
+
+    fn reply_bytes(&mut self, bytes: Bytes) {
+        if self.session.take_silent() {
+            return;
+        }
+        if self.queue.is_empty() {
+            self.out.extend_from_slice(&bytes);
+        } else {
+            self.queue.push(Slot::Ready(bytes, None));
+        }
+    }
+
+    /// A reply that bypasses CLIENT REPLY (protocol errors, limits).
+    fn reply_now(&mut self, reply: Reply) {
+        let bytes = reply.to_bytes(self.session.proto);
+        if self.queue.is_empty() {
+            self.out.extend_from_slice(&bytes);
+        } else {
+            self.queue.push(Slot::Ready(bytes, None));
+        }
+    }
+
+    /// Stops reading; the connection closes once every earlier reply is written.
+    fn finish(&mut self) {
+        self.reading = false;
+        self.queue.push(Slot::Close);
+    }
+
+    fn protocol_error(&mut self, e: &ProtocolError) {
+        self.shared
+            .metrics
+            .protocol_errors
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(id = self.session.id, error = %e, "protocol error");
+        self.reply_now(errors::protocol(e));
+        self.finish();
+    }
+
+    /// Moves ready replies to the output, routing backend frames to their slots.
+    fn advance(&mut self) {
+        loop {
+            match self.queue.front() {
+                Some(Slot::Ready(..)) => {
+                    if let Some(Slot::Ready(b, _)) = self.queue.pop() {
+                        self.out.extend_from_slice(&b);
+                    }
+                }
+                Some(Slot::Close) => {
+                    self.queue.pop();
+                    self.close = Close::AfterWrite;
+                    return;
+                }
+                Some(Slot::Pending) => return,
+                Some(Slot::Upstream { .. } | Slot::Resync) | None => {
+                    if self.up_in.is_empty() {
+                        return;
+                    }
+                    match self.up_scanner.scan(&self.up_in) {
+                        Ok(Some(info)) => self.route(info.len, info.is_push()),
+                        Ok(None) => return,
+                        Err(e) => {
+                            self.fail_upstream(format!("invalid reply from the backend: {e}"));
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Routes one complete backend frame of `len` bytes.
+    fn route(&mut self, len: usize, push: bool) {
+        let frame = &self.up_in[..len];
+        match self.queue.front() {
+            Some(Slot::Upstream { .. }) if !push => {
+                if let Some(Slot::Upstream { hook, silent }) = self.queue.pop() {
+                    apply_hook(
+                        hook,
+                        silent,
+                        frame,
+                        &mut self.session,
+                        &mut self.out,
+                        &self.shared,
+                    );
+                }
+            }
+            Some(Slot::Resync) => match self.marker.as_ref().and_then(|m| m.matches(frame)) {
+                Some(still_subscribed) => {
+                    self.queue.pop();
+                    self.marker = None;
+                    self.paused = false;
+                    self.synced = true;
+                    self.session.uncounted = self.session.monitor || still_subscribed;
+                }
+                None => self.out.extend_from_slice(frame),
+            },
+            _ => {
+                // Unsolicited: a push, a pub/sub message, a MONITOR line.
+                if self.session.resets_pending > 0 && frame == b"+RESET\r\n" {
+                    self.session.resets_pending -= 1;
+                    if self.session.resets_pending == 0 {
+                        self.session.reset(self.shared.config.passthrough.url.db);
+                    }
+                }
+                self.out.extend_from_slice(frame);
+            }
+        }
+        self.up_in.advance(len);
+    }
+
+    fn on_upstream(&mut self, ev: UpEvent) {
+        match ev {
+            UpEvent::Connected(Ok(stream)) => {
+                self.up = Upstream::Open(stream);
+                self.flush_upstream();
+            }
+            UpEvent::Connected(Err(reason)) => self.fail_upstream(reason),
+            UpEvent::Readable(Err(e)) | UpEvent::Writable(Err(e)) => {
+                self.fail_upstream(e.to_string())
+            }
+            UpEvent::Readable(Ok(())) => {
+                let Upstream::Open(s) = &self.up else { return };
+                if self.up_in.capacity() - self.up_in.len() < READ_CHUNK / 4 {
+                    self.up_in.reserve(READ_CHUNK);
+                }
+                match s.try_read_buf(&mut self.up_in) {
+                    Ok(0) => self.fail_upstream("the backend closed the connection".into()),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => self.fail_upstream(e.to_string()),
+                }
+            }
+            UpEvent::Writable(Ok(())) => self.flush_upstream(),
+        }
+    }
+
+    fn flush_upstream(&mut self) {
+        let Upstream::Open(s) = &self.up else { return };
+        while !self.up_out.is_empty() {
+            match s.try_write(&self.up_out) {
+                Ok(0) => return self.fail_upstream("the backend closed the connection".into()),
+                Ok(n) => self.up_out.advance(n),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) => return self.fail_upstream(e.to_string()),
+            }
+        }
+    }
+
+    /// The backend connection failed: every reply still expected from it becomes
+    /// an error, in place; state the backend held is marked lost.
+    fn fail_upstream(&mut self, reason: String) {
+        self.shared
+            .metrics
+            .upstream_errors
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(id = self.session.id, %reason, "passthrough backend connection failed");
+        let err = errors::backend_unavailable(&reason).to_bytes(self.session.proto);
+        self.queue.fail_upstream(&err);
+        self.up = Upstream::Closed;
+        self.up_out.clear();
+        self.up_in.clear();
+        self.up_scanner = ReplyScanner::new(self.shared.limits.max_nesting_depth);
+        self.loaded_scripts.clear();
+        self.marker = None;
+        self.paused = false;
+        self.synced = false;
+        let s = &mut self.session;
+        if s.in_multi {
+            s.multi_lost = true;
+        }
+        if s.watching {
+            s.watching = false;
+            s.watch_lost = true;
+        }
+        s.resets_pending = 0;
+        if s.uncounted {
+            // Subscriptions and MONITOR died with the connection; a client can only
+            // learn that by losing its own connection, and will resubscribe.
+            s.uncounted = false;
+            s.monitor = false;
+            self.finish();
+        }
+    }
+
+    /// The connection is over: releases locks granted to this client that it
+    /// never heard of (its reply was not written), once their operations finish.
+    async fn abandon(&mut self) {
+        let engine = &self.shared.engine;
+        for grant in self.queue.drain_grants() {
+            engine.release_grant(&grant);
+        }
+        while let Some((_, _, outcome)) = self.ops.next().await {
+            if let Some(grant) = outcome.grant {
+                engine.release_grant(&grant);
+            }
+        }
+    }
+}
+
+/// Applies a slot's hook to the backend reply `frame` and writes the result.
+fn apply_hook(
+    hook: Hook,
+    silent: bool,
+    frame: &[u8],
+    session: &mut Session,
+    out: &mut BytesMut,
+    shared: &Shared,
+) {
+    let _ = shared;
+    let mut write = |bytes: &[u8]| {
+        if !silent {
+            out.extend_from_slice(bytes);
+        }
+    };
+    match hook {
+        Hook::None => write(frame),
+        Hook::Swallow => {}
+        Hook::Replace(b) => write(&b),
+        Hook::Select(db) => {
+            if frame.first() == Some(&b'+') {
+                session.db = db;
+            }
+            write(frame);
+        }
+        Hook::Reset => {
+            if frame == b"+RESET\r\n" {
+                let db = shared.config.passthrough.url.db;
+                session.reset(db);
+            }
+            write(frame);
+        }
+        Hook::ScriptExists(patch) => match patch_script_exists(frame, &patch, session.proto) {
+            Some(b) => write(&b),
+            None => write(frame),
+        },
+    }
+}
+
+/// Rewrites a `SCRIPT EXISTS` reply (an array of integers) at the given positions.
+fn patch_script_exists(frame: &[u8], patch: &[(usize, bool)], proto: Proto) -> Option<Bytes> {
+    use redis_protocol::resp2::types::OwnedFrame;
+    let (decoded, _) = redis_protocol::resp2::decode::decode(frame).ok()??;
+    let OwnedFrame::Array(items) = decoded else {
+        return None;
+    };
+    let mut values: Vec<Reply> = items
+        .iter()
+        .map(|f| match f {
+            OwnedFrame::Integer(i) => Some(Reply::Int(*i)),
+            _ => None,
+        })
+        .collect::<Option<_>>()?;
+    for &(i, exists) in patch {
+        if let Some(v) = values.get_mut(i) {
+            *v = Reply::Int(exists as i64);
+        }
+    }
+    Some(Reply::Array(values).to_bytes(proto))
+}
+
+/// The `PING` argument of a resynchronisation and the two replies it can get.
+struct Marker {
+    text: Bytes,
+    /// `$<len>\r\n<marker>\r\n`: not subscribed (or RESP3).
+    bulk: Bytes,
+    /// `*2\r\n$4\r\npong\r\n$<len>\r\n<marker>\r\n`: RESP2 and still subscribed.
+    array: Bytes,
+}
+
+impl Marker {
+    fn new(nonce: u64, id: u64) -> Marker {
+        let text = format!(
+            "redlock-proxy-sync-{nonce:016x}-{id}-{:08x}",
+            fastrand::u32(..)
+        );
+        let bulk = format!("${}\r\n{}\r\n", text.len(), text);
+        let array = format!("*2\r\n$4\r\npong\r\n{bulk}");
+        Marker {
+            text: Bytes::from(text),
+            bulk: Bytes::from(bulk),
+            array: Bytes::from(array),
+        }
+    }
+
+    /// `Some(still_subscribed)` when `frame` is this marker's reply.
+    fn matches(&self, frame: &[u8]) -> Option<bool> {
+        if frame == &self.bulk[..] {
+            Some(false)
+        } else if frame == &self.array[..] {
+            Some(true)
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marker_shapes() {
+        let m = Marker::new(1, 2);
+        let t = std::str::from_utf8(&m.text).unwrap();
+        assert_eq!(
+            m.matches(format!("${}\r\n{t}\r\n", t.len()).as_bytes()),
+            Some(false)
+        );
+        assert_eq!(
+            m.matches(format!("*2\r\n$4\r\npong\r\n${}\r\n{t}\r\n", t.len()).as_bytes()),
+            Some(true)
+        );
+        assert_eq!(m.matches(b"+PONG\r\n"), None);
+    }
+
+    #[test]
+    fn script_exists_patching() {
+        let b = patch_script_exists(
+            b"*3\r\n:0\r\n:1\r\n:0\r\n",
+            &[(0, true), (2, false)],
+            Proto::Resp2,
+        )
+        .unwrap();
+        assert_eq!(&b[..], b"*3\r\n:1\r\n:1\r\n:0\r\n");
+        assert!(patch_script_exists(b"-ERR x\r\n", &[(0, true)], Proto::Resp2).is_none());
+    }
+}

@@ -1,0 +1,275 @@
+//! The listener and what all connections share.
+//!
+//! Shutdown (tokio's graceful-shutdown pattern): the `shutdown` token stops the
+//! accept loop and tells every connection to drain — read no more requests,
+//! finish the ones in flight (a lock operation always runs to its end), write the
+//! replies, close. Connections still open at the deadline are cut by a second
+//! token; then the master connections flush their queues (releases included)
+//! and the proxy returns.
+
+mod connection;
+mod local;
+pub(crate) mod queue;
+pub mod session;
+mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::command::{Classifier, LockPatterns};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::protocol::FrameLimits;
+use crate::redlock::master::Master;
+use crate::redlock::quorum::Params;
+use crate::redlock::scripts::ScriptRegistry;
+use crate::redlock::{Engine, EngineConfig, ops};
+
+/// What every connection shares.
+#[derive(Debug)]
+pub struct Shared {
+    /// The configuration.
+    pub config: Config,
+    /// Request classification.
+    pub classifier: Classifier,
+    /// The lock engine.
+    pub engine: Engine,
+    /// Counters.
+    pub metrics: Metrics,
+    /// Framing limits.
+    pub limits: FrameLimits,
+    /// The passthrough backend's version, once known (reported by HELLO).
+    pub backend_version: RwLock<String>,
+    /// A random value that makes resynchronisation markers unguessable.
+    pub nonce: u64,
+    clients: AtomicUsize,
+    next_id: AtomicU64,
+}
+
+/// A bound proxy, ready to run.
+pub struct Proxy {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    masters_shutdown: CancellationToken,
+    masters_tracker: TaskTracker,
+}
+
+impl Proxy {
+    /// Binds the listener and starts the master connections (needs a Tokio runtime).
+    pub async fn bind(config: Config) -> std::io::Result<Proxy> {
+        let listener = TcpListener::bind(&config.server.listen).await?;
+        let r = &config.redlock;
+        let masters_shutdown = CancellationToken::new();
+        let masters_tracker = TaskTracker::new();
+        let depth = config.limits.max_nesting_depth;
+        let masters = r
+            .masters
+            .iter()
+            .enumerate()
+            .map(|(i, url)| {
+                Master::spawn(
+                    i,
+                    url.clone(),
+                    depth,
+                    masters_shutdown.clone(),
+                    &masters_tracker,
+                )
+            })
+            .collect();
+        let engine = Engine::new(
+            masters,
+            EngineConfig {
+                params: Params {
+                    node_timeout: r.node_timeout,
+                    drift_factor: r.drift_factor,
+                    drift_floor: r.drift_floor,
+                    min_validity: r.min_validity,
+                },
+                retry_count: r.retry_count,
+                retry_delay: r.retry_delay,
+            },
+        );
+        let scripts: Vec<(String, String, Option<usize>)> = r
+            .scripts
+            .iter()
+            .map(|s| (s.sha1.clone(), s.kind.clone(), s.ttl_arg))
+            .collect();
+        let classifier = Classifier {
+            patterns: LockPatterns::new(&r.lock_patterns),
+            scripts: Arc::new(ScriptRegistry::new(&scripts)),
+            lock_rules: ops::Rules {
+                require_ttl: r.require_ttl,
+                max_ttl: (!r.max_ttl.is_zero()).then_some(r.max_ttl),
+            },
+        };
+        let shared = Arc::new(Shared {
+            limits: config.limits.frame_limits(),
+            config,
+            classifier,
+            engine,
+            metrics: Metrics::default(),
+            backend_version: RwLock::new("7.0.0".into()),
+            nonce: fastrand::u64(..),
+            clients: AtomicUsize::new(0),
+            next_id: AtomicU64::new(1),
+        });
+        Ok(Proxy {
+            listener,
+            shared,
+            masters_shutdown,
+            masters_tracker,
+        })
+    }
+
+    /// The address the proxy listens on.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// What the connections share (for tests and the metrics endpoint).
+    pub fn shared(&self) -> Arc<Shared> {
+        Arc::clone(&self.shared)
+    }
+
+    /// Serves clients until `shutdown` is cancelled, then drains and returns.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let Proxy {
+            listener,
+            shared,
+            masters_shutdown,
+            masters_tracker,
+        } = self;
+        let tracker = TaskTracker::new();
+        let force = CancellationToken::new();
+        tokio::spawn(learn_backend_version(Arc::clone(&shared), shutdown.clone()));
+        if !shared.config.server.metrics_listen.is_empty() {
+            let addr = shared.config.server.metrics_listen.clone();
+            tracker.spawn(crate::metrics::serve(
+                addr,
+                Arc::clone(&shared),
+                shutdown.clone(),
+            ));
+        }
+        loop {
+            let accepted = tokio::select! {
+                r = listener.accept() => r,
+                _ = shutdown.cancelled() => break,
+            };
+            match accepted {
+                Ok((stream, peer)) => accept(stream, peer, &shared, &tracker, &shutdown, &force),
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+        drop(listener);
+        let timeout = shared.config.server.shutdown_timeout;
+        let started = Instant::now();
+        // Most of the budget for clients, the rest for the masters' queues.
+        let client_deadline = started + timeout.mul_f64(0.8);
+        tracker.close();
+        tracing::info!(
+            clients = shared.clients.load(Ordering::Relaxed),
+            "shutting down: draining connections"
+        );
+        if tokio::time::timeout_at(client_deadline, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                clients = shared.clients.load(Ordering::Relaxed),
+                "shutdown deadline reached: closing the remaining connections"
+            );
+            force.cancel();
+            tracker.wait().await;
+        }
+        masters_shutdown.cancel();
+        masters_tracker.close();
+        let _ = tokio::time::timeout_at(started + timeout, masters_tracker.wait()).await;
+        tracing::info!("shutdown complete");
+    }
+}
+
+fn accept(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Arc<Shared>,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+    force: &CancellationToken,
+) {
+    let m = &shared.metrics;
+    let max = shared.config.server.max_clients;
+    if shared.clients.fetch_add(1, Ordering::AcqRel) >= max {
+        shared.clients.fetch_sub(1, Ordering::AcqRel);
+        m.rejected.fetch_add(1, Ordering::Relaxed);
+        // Like Redis: one error line, then close, without waiting for the client.
+        let mut buf = bytes::BytesMut::new();
+        crate::errors::max_clients().encode(crate::protocol::Proto::Resp2, &mut buf);
+        let _ = stream.try_write(&buf);
+        return;
+    }
+    m.accepted.fetch_add(1, Ordering::Relaxed);
+    let _ = stream.set_nodelay(true);
+    let keepalive = shared.config.server.tcp_keepalive;
+    if !keepalive.is_zero() {
+        let ka = socket2::TcpKeepalive::new()
+            .with_time(keepalive)
+            .with_interval(keepalive / 3);
+        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&ka);
+    }
+    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let shared = Arc::clone(shared);
+    let (drain, force) = (shutdown.clone(), force.clone());
+    tracker.spawn(async move {
+        tracing::debug!(id, %peer, "client connected");
+        connection::serve(stream, id, Arc::clone(&shared), drain, force).await;
+        shared.clients.fetch_sub(1, Ordering::AcqRel);
+        tracing::debug!(id, %peer, "client closed");
+    });
+}
+
+impl Shared {
+    /// Clients connected now.
+    pub fn clients(&self) -> usize {
+        self.clients.load(Ordering::Relaxed)
+    }
+}
+
+/// Reads the backend's version once it answers, for HELLO replies.
+async fn learn_backend_version(shared: Arc<Shared>, shutdown: CancellationToken) {
+    let url = shared.config.passthrough.url.to_url_string();
+    loop {
+        let attempt = async {
+            let client = redis::Client::open(url.as_str()).ok()?;
+            let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+            let text: String = redis::cmd("INFO")
+                .arg("server")
+                .query_async(&mut conn)
+                .await
+                .ok()?;
+            text.lines()
+                .find_map(|l| l.strip_prefix("redis_version:"))
+                .map(|v| v.trim().to_string())
+        };
+        if let Ok(Some(v)) = tokio::time::timeout(Duration::from_secs(2), attempt).await {
+            if let Ok(mut w) = shared.backend_version.write() {
+                *w = v;
+            }
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! The per-connection reply queue: one slot per request that expects a reply, in
+//! request order. Slots are filled by the passthrough backend (in its order), by
+//! lock operations (in any order) or at once; the connection writes them out
+//! strictly from the front.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+use crate::redlock::Grant;
+
+/// What to do with the backend's reply to a forwarded command, besides
+/// forwarding it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hook {
+    /// Forward it as is.
+    None,
+    /// Drop it (a command the proxy sent on its own behalf).
+    Swallow,
+    /// Drop it and send this reply instead (HELLO, EXEC of a refused transaction).
+    Replace(Bytes),
+    /// `SELECT n`: on success the session's database becomes `n`.
+    Select(u32),
+    /// `RESET`: on `+RESET` the session starts afresh.
+    Reset,
+    /// `SCRIPT EXISTS`: overwrite the answers at these positions with these values.
+    ScriptExists(Vec<(usize, bool)>),
+}
+
+/// One pending reply.
+#[derive(Debug)]
+pub enum Slot {
+    /// Waits for the backend's next reply.
+    Upstream {
+        /// Extra handling of the reply.
+        hook: Hook,
+        /// `CLIENT REPLY OFF/SKIP` in effect: consume the reply, write nothing.
+        silent: bool,
+    },
+    /// Waits for a lock operation to finish.
+    Pending,
+    /// Ready to be written; a granted lock rides along, to be released if the
+    /// client is gone before it could be told.
+    Ready(Bytes, Option<Grant>),
+    /// Waits for the backend's answer to a resynchronisation `PING` (see
+    /// `connection.rs`); nothing is written for it.
+    Resync,
+    /// Close the connection once every earlier reply is written (QUIT, protocol errors).
+    Close,
+}
+
+/// Slots in request order. Each slot has a sequence number, so a lock operation
+/// finishing out of order can find its slot.
+#[derive(Debug, Default)]
+pub struct ReplyQueue {
+    slots: VecDeque<Slot>,
+    /// Sequence number of `slots[0]`.
+    base: u64,
+}
+
+impl ReplyQueue {
+    /// Appends a slot and returns its sequence number.
+    pub fn push(&mut self, slot: Slot) -> u64 {
+        self.slots.push_back(slot);
+        self.base + self.slots.len() as u64 - 1
+    }
+
+    /// The front slot.
+    pub fn front(&self) -> Option<&Slot> {
+        self.slots.front()
+    }
+
+    /// Removes the front slot.
+    pub fn pop(&mut self) -> Option<Slot> {
+        let s = self.slots.pop_front()?;
+        self.base += 1;
+        Some(s)
+    }
+
+    /// Fills the pending slot `seq` with its reply.
+    pub fn complete(&mut self, seq: u64, reply: Bytes, grant: Option<Grant>) {
+        let Some(i) = seq.checked_sub(self.base) else {
+            return;
+        };
+        if let Some(slot @ Slot::Pending) = self.slots.get_mut(i as usize) {
+            *slot = Slot::Ready(reply, grant);
+        }
+    }
+
+    /// Takes the grants of replies that were never written.
+    pub fn drain_grants(&mut self) -> Vec<Grant> {
+        self.slots
+            .drain(..)
+            .filter_map(|s| match s {
+                Slot::Ready(_, g) => g,
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Number of slots.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether no reply is pending.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// The backend is gone: every slot waiting for it gets `error` instead
+    /// (nothing for silent slots), and resynchronisations are dropped.
+    pub fn fail_upstream(&mut self, error: &Bytes) {
+        // Slots are replaced, never removed, so the sequence numbers of pending
+        // lock operations stay valid; an empty reply writes nothing.
+        for slot in self.slots.iter_mut() {
+            match slot {
+                Slot::Upstream { silent: true, .. } | Slot::Resync => {
+                    *slot = Slot::Ready(Bytes::new(), None)
+                }
+                Slot::Upstream {
+                    hook: Hook::Swallow,
+                    ..
+                } => *slot = Slot::Ready(Bytes::new(), None),
+                // The replacement is the proxy's own answer; it stands without the backend.
+                Slot::Upstream {
+                    hook: Hook::Replace(r),
+                    ..
+                } => *slot = Slot::Ready(r.clone(), None),
+                Slot::Upstream { .. } => *slot = Slot::Ready(error.clone(), None),
+                _ => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn completes_out_of_order() {
+        let mut q = ReplyQueue::default();
+        let a = q.push(Slot::Pending);
+        let b = q.push(Slot::Pending);
+        q.complete(b, Bytes::from_static(b"+b\r\n"), None);
+        assert!(matches!(q.front(), Some(Slot::Pending)));
+        q.complete(a, Bytes::from_static(b"+a\r\n"), None);
+        assert!(matches!(q.pop(), Some(Slot::Ready(r, _)) if &r[..] == b"+a\r\n"));
+        assert!(matches!(q.pop(), Some(Slot::Ready(r, _)) if &r[..] == b"+b\r\n"));
+        assert!(q.is_empty());
+    }
+}

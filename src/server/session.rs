@@ -1,0 +1,162 @@
+//! Per-connection state the proxy must track because it answers some commands
+//! itself and opens the backend connection lazily: the protocol, the database,
+//! the client's name and library, transaction and pub/sub state.
+
+use bytes::{Bytes, BytesMut};
+
+use crate::config::RedisUrl;
+use crate::protocol::{Proto, encode_command};
+
+/// `CLIENT REPLY` mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReplyMode {
+    /// Replies are sent.
+    #[default]
+    On,
+    /// No replies are sent.
+    Off,
+    /// The next command's reply is not sent.
+    Skip,
+}
+
+/// The state of one client connection.
+#[derive(Debug)]
+pub struct Session {
+    /// Proxy-wide connection id (what HELLO reports).
+    pub id: u64,
+    /// The protocol chosen with HELLO.
+    pub proto: Proto,
+    /// The selected database (starts at the backend URL's).
+    pub db: u32,
+    /// `CLIENT SETNAME` / `HELLO SETNAME`.
+    pub name: Option<Bytes>,
+    /// `CLIENT SETINFO LIB-NAME`.
+    pub lib_name: Option<Bytes>,
+    /// `CLIENT SETINFO LIB-VER`.
+    pub lib_ver: Option<Bytes>,
+    /// Inside MULTI.
+    pub in_multi: bool,
+    /// A command was refused while queueing: EXEC must abort.
+    pub multi_dirty: bool,
+    /// The backend connection was lost inside MULTI: the backend has no
+    /// transaction any more, so queued commands are refused and EXEC aborts.
+    pub multi_lost: bool,
+    /// WATCH is in effect.
+    pub watching: bool,
+    /// The backend connection was lost while watching: EXEC must fail as if a
+    /// watched key had changed.
+    pub watch_lost: bool,
+    /// The backend may send frames that are not one-per-request replies (pub/sub,
+    /// MONITOR): replies are not counted until a resynchronisation.
+    pub uncounted: bool,
+    /// MONITOR is on (only RESET or QUIT end it).
+    pub monitor: bool,
+    /// `RESET`s forwarded while uncounted, whose `+RESET` is still to come.
+    pub resets_pending: u32,
+    /// `CLIENT REPLY` mode.
+    pub reply_mode: ReplyMode,
+}
+
+impl Session {
+    /// A fresh session, using database `db`.
+    pub fn new(id: u64, db: u32) -> Self {
+        Session {
+            id,
+            proto: Proto::Resp2,
+            db,
+            name: None,
+            lib_name: None,
+            lib_ver: None,
+            in_multi: false,
+            multi_dirty: false,
+            multi_lost: false,
+            watching: false,
+            watch_lost: false,
+            uncounted: false,
+            monitor: false,
+            resets_pending: 0,
+            reply_mode: ReplyMode::On,
+        }
+    }
+
+    /// What `RESET` does: back to a fresh connection's state (the library info stays,
+    /// as in Redis).
+    pub fn reset(&mut self, default_db: u32) {
+        let (id, lib_name, lib_ver) = (self.id, self.lib_name.take(), self.lib_ver.take());
+        *self = Session::new(id, default_db);
+        self.lib_name = lib_name;
+        self.lib_ver = lib_ver;
+    }
+
+    /// Whether the reply to the command being handled is suppressed by
+    /// `CLIENT REPLY OFF|SKIP`; a SKIP is used up by the call.
+    pub fn take_silent(&mut self) -> bool {
+        match self.reply_mode {
+            ReplyMode::On => false,
+            ReplyMode::Off => true,
+            ReplyMode::Skip => {
+                self.reply_mode = ReplyMode::On;
+                true
+            }
+        }
+    }
+
+    /// The commands that bring a new backend connection to this session's state,
+    /// and for each whether an error reply to it must fail the connection.
+    pub fn handshake(&self, url: &RedisUrl) -> (BytesMut, Vec<HandshakeStep>) {
+        let mut out = BytesMut::new();
+        let mut steps = Vec::new();
+        if let Some(auth) = url.auth_args() {
+            encode_command(&mut out, auth.into_iter());
+            steps.push(HandshakeStep {
+                what: "AUTH",
+                fatal: true,
+            });
+        }
+        if self.proto == Proto::Resp3 {
+            encode_command(&mut out, [&b"HELLO"[..], b"3"].into_iter());
+            steps.push(HandshakeStep {
+                what: "HELLO 3",
+                fatal: true,
+            });
+        }
+        if self.db != 0 {
+            let db = self.db.to_string();
+            encode_command(&mut out, [&b"SELECT"[..], db.as_bytes()].into_iter());
+            steps.push(HandshakeStep {
+                what: "SELECT",
+                fatal: true,
+            });
+        }
+        if let Some(name) = &self.name {
+            encode_command(&mut out, [&b"CLIENT"[..], b"SETNAME", name].into_iter());
+            steps.push(HandshakeStep {
+                what: "CLIENT SETNAME",
+                fatal: false,
+            });
+        }
+        for (attr, value) in [
+            (&b"LIB-NAME"[..], &self.lib_name),
+            (b"LIB-VER", &self.lib_ver),
+        ] {
+            if let Some(v) = value {
+                encode_command(&mut out, [&b"CLIENT"[..], b"SETINFO", attr, v].into_iter());
+                // Older servers do not know SETINFO; clients ignore that too.
+                steps.push(HandshakeStep {
+                    what: "CLIENT SETINFO",
+                    fatal: false,
+                });
+            }
+        }
+        (out, steps)
+    }
+}
+
+/// One command of a backend handshake.
+#[derive(Debug, Clone, Copy)]
+pub struct HandshakeStep {
+    /// For error messages.
+    pub what: &'static str,
+    /// Whether an error reply fails the connection.
+    pub fatal: bool,
+}
