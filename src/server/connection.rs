@@ -108,6 +108,7 @@ pub(crate) async fn serve(
             marker: None,
             close: Close::No,
             reading: true,
+            accepting: true,
             shared,
         },
     };
@@ -145,8 +146,10 @@ struct State {
     synced: bool,
     marker: Option<Marker>,
     close: Close,
-    /// Requests are still read (false after EOF or when draining).
+    /// Requests are still read from the socket (false after EOF or when draining).
     reading: bool,
+    /// Requests are still handled (false after QUIT or a protocol error).
+    accepting: bool,
 }
 
 enum Flow {
@@ -268,6 +271,7 @@ impl Conn {
     /// Parses and handles every complete request in the read buffer.
     fn process_input(&mut self) {
         while self.st.close == Close::No
+            && self.st.accepting
             && !self.st.paused
             && !self.inbuf.is_empty()
             && self.st.ops.len() < MAX_INFLIGHT_OPS
@@ -440,7 +444,9 @@ impl State {
     fn forward(&mut self, args: Args<'_>, raw: &[u8], inline: bool, effect: Effect) {
         let s = &mut self.session;
         let mut hook = Hook::None;
-        let counted = !s.uncounted;
+        // (Un)subscribe and MONITOR replies cannot be counted: from here on, and
+        // for the command itself, nothing is (see the module docs).
+        let counted = !s.uncounted && !matches!(effect, Effect::Subscribe | Effect::Monitor);
         match effect {
             Effect::Exec if s.in_multi && (s.multi_dirty || s.watch_lost) => {
                 // Redis would abort this transaction: make the backend drop it too.
@@ -522,8 +528,7 @@ impl State {
             Local::Ping(Some(m)) | Local::Echo(m) => self.reply(Reply::Bulk(m)),
             Local::Quit => {
                 self.reply(Reply::OK);
-                self.queue.push(Slot::Close);
-                self.reading = false;
+                self.finish();
             }
             Local::Hello {
                 proto: p,
@@ -687,6 +692,7 @@ impl State {
     /// Stops reading; the connection closes once every earlier reply is written.
     fn finish(&mut self) {
         self.reading = false;
+        self.accepting = false;
         self.queue.push(Slot::Close);
     }
 

@@ -1,0 +1,389 @@
+//! Test harness: real `redis-server` processes on free ports, the proxy
+//! in-process on port 0, and a raw RESP client. Everything is torn down on drop,
+//! so a failing test leaves no process behind.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use redlock_proxy::config::RedisUrl;
+use redlock_proxy::protocol::ReplyScanner;
+use redlock_proxy::{Config, Proxy};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+/// How long a test waits for anything before failing.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// The redis-server binary.
+pub fn redis_server_bin() -> PathBuf {
+    redlock_proxy::dev::find_redis_server(
+        std::env::var_os("REDIS_SERVER")
+            .map(PathBuf::from)
+            .as_deref(),
+    )
+    .unwrap_or_else(|e| panic!("{e} (scripts/test.sh installs it)"))
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A redis-server child process.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    extra: Vec<String>,
+}
+
+impl RedisServer {
+    /// Starts a redis-server on a free port and waits until it answers.
+    pub fn start() -> RedisServer {
+        Self::start_with(&[])
+    }
+
+    /// Starts a redis-server with extra `--option value` arguments.
+    pub fn start_with(extra: &[&str]) -> RedisServer {
+        for _ in 0..5 {
+            let mut s = RedisServer {
+                port: free_port(),
+                child: None,
+                dir: tempfile::tempdir().unwrap(),
+                extra: extra.iter().map(|s| s.to_string()).collect(),
+            };
+            if s.spawn() {
+                return s;
+            }
+        }
+        panic!("redis-server did not start");
+    }
+
+    fn spawn(&mut self) -> bool {
+        let child = Command::new(redis_server_bin())
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .args(["--loglevel", "warning"])
+            .args(&self.extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            if let Some(Ok(Some(_))) = self.child.as_mut().map(|c| c.try_wait()) {
+                self.child = None;
+                return false;
+            }
+            if self.try_query(&["PING"]).is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Sends one command with a fresh connection and returns the reply.
+    pub fn try_query(&self, args: &[&str]) -> redis::RedisResult<redis::Value> {
+        let client = redis::Client::open(self.url())?;
+        let mut conn = client.get_connection_with_timeout(Duration::from_secs(2))?;
+        conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let mut cmd = redis::cmd(args[0]);
+        for a in &args[1..] {
+            cmd.arg(*a);
+        }
+        cmd.query(&mut conn)
+    }
+
+    pub fn query(&self, args: &[&str]) -> redis::Value {
+        self.try_query(args)
+            .unwrap_or_else(|e| panic!("{args:?} on port {}: {e}", self.port))
+    }
+
+    /// A command's reply as text (bulk and simple strings as they are).
+    pub fn query_str(&self, args: &[&str]) -> String {
+        match self.query(args) {
+            redis::Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
+            redis::Value::SimpleString(s) => s,
+            redis::Value::VerbatimString { text, .. } => text,
+            other => format!("{other:?}"),
+        }
+    }
+
+    /// `GET key` on this server, as a string.
+    pub fn get(&self, key: &str) -> Option<String> {
+        match self.query(&["GET", key]) {
+            redis::Value::BulkString(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+            redis::Value::Nil => None,
+            other => panic!("GET returned {other:?}"),
+        }
+    }
+
+    pub fn pttl(&self, key: &str) -> i64 {
+        match self.query(&["PTTL", key]) {
+            redis::Value::Int(i) => i,
+            other => panic!("PTTL returned {other:?}"),
+        }
+    }
+
+    /// Kills the server (SIGKILL).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port (empty: no persistence).
+    pub fn restart(&mut self) {
+        self.kill();
+        for _ in 0..50 {
+            if self.spawn() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("redis-server did not restart on port {}", self.port);
+    }
+
+    /// SIGSTOP.
+    pub fn pause(&self) {
+        signal(self.pid(), libc::SIGSTOP);
+    }
+
+    /// SIGCONT.
+    pub fn resume(&self) {
+        signal(self.pid(), libc::SIGCONT);
+    }
+}
+
+pub fn signal(pid: u32, sig: i32) {
+    // SAFETY: signalling a child of the test.
+    unsafe {
+        libc::kill(pid as i32, sig);
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if let Some(c) = &self.child {
+            signal(c.id(), libc::SIGCONT);
+        }
+        self.kill();
+    }
+}
+
+/// Masters, a passthrough backend and the proxy in front of them.
+pub struct Harness {
+    pub masters: Vec<RedisServer>,
+    pub backend: RedisServer,
+    pub addr: SocketAddr,
+    pub shared: std::sync::Arc<redlock_proxy::server::Shared>,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Harness {
+    /// `n` masters and the default configuration.
+    pub async fn start(n: usize) -> Harness {
+        Self::start_with(n, |_| {}).await
+    }
+
+    /// `n` masters, with the configuration adjusted by `tweak`.
+    pub async fn start_with(n: usize, tweak: impl FnOnce(&mut Config)) -> Harness {
+        let masters: Vec<RedisServer> = (0..n).map(|_| RedisServer::start()).collect();
+        let backend = RedisServer::start();
+        let mut config = Config::default();
+        config.server.listen = "127.0.0.1:0".into();
+        config.passthrough.url = RedisUrl::parse(&backend.url()).unwrap();
+        config.redlock.masters = masters
+            .iter()
+            .map(|m| RedisUrl::parse(&m.url()).unwrap())
+            .collect();
+        tweak(&mut config);
+        let proxy = Proxy::bind(config).await.expect("bind proxy");
+        let addr = proxy.local_addr().unwrap();
+        let shared = proxy.shared();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(proxy.run(shutdown.clone()));
+        let h = Harness {
+            masters,
+            backend,
+            addr,
+            shared,
+            shutdown,
+            task: Some(task),
+        };
+        h.wait_masters_up().await;
+        h
+    }
+
+    /// Waits until the proxy's connection to every running master is up.
+    pub async fn wait_masters_up(&self) {
+        use redlock_proxy::redlock::master::State;
+        poll(|| {
+            self.shared
+                .engine
+                .masters()
+                .iter()
+                .all(|m| m.state() == State::Up)
+        })
+        .await;
+    }
+
+    pub async fn client(&self) -> RawClient {
+        RawClient::connect(self.addr).await
+    }
+
+    /// A redis-rs async connection to the proxy.
+    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(format!("redis://{}", self.addr))
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+
+    /// Stops the proxy gracefully and waits for it.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(t) = self.task.take() {
+            tokio::time::timeout(WAIT, t)
+                .await
+                .expect("proxy stops")
+                .unwrap();
+        }
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Polls `cond` every few milliseconds until it holds; panics after [`WAIT`].
+pub async fn poll(mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not reached within {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A client speaking raw RESP, reading replies frame by frame.
+pub struct RawClient {
+    pub stream: TcpStream,
+    buf: BytesMut,
+    scanner: ReplyScanner,
+}
+
+/// Encodes a command as a RESP array of bulk strings.
+pub fn encode(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+pub fn enc(args: &[&str]) -> Vec<u8> {
+    let v: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+    encode(&v)
+}
+
+impl RawClient {
+    pub async fn connect(addr: SocketAddr) -> RawClient {
+        RawClient {
+            stream: TcpStream::connect(addr).await.expect("connect to proxy"),
+            buf: BytesMut::new(),
+            scanner: ReplyScanner::new(1000),
+        }
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.expect("write");
+    }
+
+    /// Reads one reply frame (raw bytes); panics after [`WAIT`].
+    pub async fn read(&mut self) -> Vec<u8> {
+        self.try_read(WAIT).await.expect("a reply")
+    }
+
+    /// Reads one reply, or `None` if the connection closed or nothing came in `wait`.
+    pub async fn try_read(&mut self, wait: Duration) -> Option<Vec<u8>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(info) = self.scanner.scan(&self.buf).expect("valid reply") {
+                return Some(self.buf.split_to(info.len).to_vec());
+            }
+            match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return None,
+                Ok(Ok(_)) => {}
+            }
+        }
+    }
+
+    /// Sends a command and reads its reply.
+    pub async fn cmd(&mut self, args: &[&str]) -> Vec<u8> {
+        self.send(&enc(args)).await;
+        self.read().await
+    }
+
+    /// Sends a command and reads its reply as text (CRLF shown as `\r\n`).
+    pub async fn cmd_str(&mut self, args: &[&str]) -> String {
+        String::from_utf8_lossy(&self.cmd(args).await).into_owned()
+    }
+
+    /// Whether the proxy closed the connection (EOF within [`WAIT`], no more data).
+    pub async fn closed(&mut self) -> bool {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                Ok(Ok(_)) => continue,
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+/// Text of a reply, for assertions.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
