@@ -9,6 +9,9 @@
 //! - A refused acquisition is released on every master, including those that
 //!   did not answer, with a compare-and-delete on the token; for a master that is
 //!   down the release waits for its reconnection (until the TTL has passed).
+//! - Releases and extensions wait for every master (or the deadline), so each
+//!   master gets the script, falling back to EVAL where it lacks it; the reply
+//!   then reflects every master that answered.
 //! - Scripts run as the client wrote them (EVALSHA, EVAL when a master lacks
 //!   the script) and the per-master replies are voted on by the script's
 //!   convention (`vote.rs`).
@@ -28,7 +31,7 @@ use tokio::time::Instant;
 use super::master::Master;
 use super::ops::LockOp;
 use super::quorum::{self, Decision, Params};
-use super::scripts::{Kind, ScriptSpec, sha1_hex};
+use super::scripts::{Convention, Kind, ScriptSpec, sha1_hex};
 use super::vote::{self, Answer};
 use crate::protocol::{Reply, encode_command};
 
@@ -155,18 +158,7 @@ impl Engine {
         match op {
             LockOp::Acquire { key, token, ttl } => {
                 let cmd = set_nx(&key, &token, ttl);
-                let keys = vec![key];
-                self.acquire(
-                    cmd,
-                    None,
-                    keys,
-                    token,
-                    ttl,
-                    |f, _| is_ok(f),
-                    Reply::OK,
-                    Reply::Nil,
-                )
-                .await
+                self.acquire(cmd, None, vec![key], token, ttl, None).await
             }
             LockOp::Get { key } => {
                 self.stats.queries.fetch_add(1, Ordering::Relaxed);
@@ -292,27 +284,12 @@ impl Engine {
         match kind {
             Kind::Acquire => {
                 let token = argv.first().cloned().unwrap_or_default();
-                let fail = vote::failure_reply(conv, &[], q);
-                let ok = vote::success_reply(conv, nkeys);
-                self.acquire(
-                    cmd,
-                    Some(fallback),
-                    keys,
-                    token,
-                    ttl,
-                    move |f, n| vote::success(conv, f, n),
-                    ok,
-                    fail,
-                )
-                .await
+                self.acquire(cmd, Some(fallback), keys, token, ttl, Some(conv))
+                    .await
             }
             Kind::Extend => {
                 let timeout = quorum::node_timeout(ttl, &self.cfg.params);
-                let (t, elapsed) = self
-                    .collect(cmd, Some(fallback), timeout, |t| {
-                        self.yes_no_decided(t, |f| vote::success(conv, f, nkeys))
-                    })
-                    .await;
+                let (t, elapsed) = self.collect(cmd, Some(fallback), timeout, |_| false).await;
                 let yes = vote::count_success(conv, &t.answers, nkeys);
                 let granted = match ttl {
                     Some(ttl) => matches!(
@@ -329,7 +306,7 @@ impl Engine {
                 };
                 if granted {
                     self.stats.extended.fetch_add(1, Ordering::Relaxed);
-                    vote::success_reply(conv, nkeys).into()
+                    vote::success_reply(conv, &t.answers, nkeys).into()
                 } else {
                     self.stats.extend_failed.fetch_add(1, Ordering::Relaxed);
                     vote::failure_reply(conv, &t.answers, q).into()
@@ -338,10 +315,7 @@ impl Engine {
             Kind::Release => {
                 self.stats.releases.fetch_add(1, Ordering::Relaxed);
                 let (t, _) = self
-                    .collect(cmd, Some(fallback), self.cfg.params.node_timeout, |t| {
-                        t.finished == t.answers.len()
-                            || (nkeys == 1 && self.yes_no_decided(t, |f| vote::success(conv, f, 1)))
-                    })
+                    .collect(cmd, Some(fallback), self.cfg.params.node_timeout, |_| false)
                     .await;
                 vote::release_reply(conv, &t.answers, q, nkeys).into()
             }
@@ -367,8 +341,8 @@ impl Engine {
     }
 
     /// An acquisition: vote, check validity, release everywhere if refused; retried
-    /// `retry_count` times, each attempt measured afresh.
-    #[allow(clippy::too_many_arguments)]
+    /// `retry_count` times, each attempt measured afresh. `conv`: the script's
+    /// reply convention, `None` for `SET NX` (OK / nil).
     async fn acquire(
         &self,
         cmd: Bytes,
@@ -376,17 +350,25 @@ impl Engine {
         keys: Vec<Bytes>,
         token: Bytes,
         ttl: Option<Duration>,
-        success: impl Fn(&BytesFrame, usize) -> bool,
-        ok: Reply,
-        fail: Reply,
+        conv: Option<Convention>,
     ) -> Outcome {
+        let q = self.quorum();
+        let success = |f: &BytesFrame, n: usize| match conv {
+            Some(c) => vote::success(c, f, n),
+            None => is_ok(f),
+        };
+        let fail = |answers: &[Answer]| match conv {
+            Some(c) => vote::failure_reply(c, answers, q),
+            None => Reply::Nil,
+        };
         if ttl == Some(Duration::ZERO) {
             self.stats.expired.fetch_add(1, Ordering::Relaxed);
-            return fail.into();
+            return fail(&[]).into();
         }
         let nkeys = keys.len();
         let n = self.masters.len();
         let timeout = quorum::node_timeout(ttl, &self.cfg.params);
+        let mut last = Vec::new();
         for attempt in 0..=self.cfg.retry_count {
             let (t, elapsed) = self
                 .collect(cmd.clone(), fallback.clone(), timeout, |t| {
@@ -402,8 +384,12 @@ impl Engine {
             match quorum::decide(yes, n, ttl, elapsed, &self.cfg.params) {
                 Decision::Granted(_) => {
                     self.stats.granted.fetch_add(1, Ordering::Relaxed);
+                    let reply = match conv {
+                        Some(c) => vote::success_reply(c, &t.answers, nkeys),
+                        None => Reply::OK,
+                    };
                     return Outcome {
-                        reply: ok,
+                        reply,
                         grant: Some(Grant { keys, token, ttl }),
                     };
                 }
@@ -411,13 +397,14 @@ impl Engine {
                 Decision::Expired => self.stats.expired.fetch_add(1, Ordering::Relaxed),
             };
             self.release_everywhere(&keys, &token, ttl);
+            last = t.answers;
             if attempt < self.cfg.retry_count {
                 let base = self.cfg.retry_delay;
                 let jitter = base.mul_f64(fastrand::f64() * 0.5);
                 tokio::time::sleep(base + jitter).await;
             }
         }
-        fail.into()
+        fail(&last).into()
     }
 
     /// Releases a granted lock whose client is gone.
@@ -538,7 +525,6 @@ fn ttl_arg(a: &[u8], seconds: bool) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::redlock::scripts::Convention;
 
     #[test]
     fn set_command_shapes() {

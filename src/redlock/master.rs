@@ -368,11 +368,13 @@ impl Conn {
     }
 
     fn enqueue(&mut self, master: &Master, req: Request) {
-        if let ReplyTo::Op { tx, .. } = &req.reply_to {
+        if let ReplyTo::Op { .. } = &req.reply_to {
             master.queued.fetch_sub(1, Ordering::Relaxed);
-            // The operation has given up: sending now would only leave work (or a
-            // token) behind. Its cleanup, if any, is queued after it anyway.
-            if tx.is_closed() || req.deadline.is_some_and(|d| d <= Instant::now()) {
+            // Its operation has given up (the master was stalled or reconnecting):
+            // sending it now would only leave work, or a token, behind. A request
+            // whose operation decided early is still sent: a grant decided by a
+            // quorum is best held by every master.
+            if req.deadline.is_some_and(|d| d <= Instant::now()) {
                 master.stats.expired.fetch_add(1, Ordering::Relaxed);
                 return;
             }

@@ -59,6 +59,10 @@ pub enum Convention {
     PttlOrNil,
     /// `[value or nil, pttl]` (redlock-rb).
     ValuePttl,
+    /// Scripts declared in the configuration: success is `OK` or a positive
+    /// integer, and the reply is the one the masters gave (a successful one when
+    /// a quorum succeeded).
+    Generic,
 }
 
 /// What the proxy knows about one lock script.
@@ -583,13 +587,13 @@ impl ScriptRegistry {
                 let s = match kind.as_str() {
                     "acquire" => spec(
                         Kind::Acquire,
-                        Convention::OkNil,
+                        Convention::Generic,
                         Some(ttl_arg.unwrap_or(2)),
                         "configured acquire",
                     ),
                     "extend" => spec(
                         Kind::Extend,
-                        Convention::OneZero,
+                        Convention::Generic,
                         Some(ttl_arg.unwrap_or(2)),
                         "configured extend",
                     ),

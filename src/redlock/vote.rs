@@ -28,6 +28,7 @@ pub fn success(conv: Convention, f: &BytesFrame, nkeys: usize) -> bool {
         Convention::Count | Convention::KeysZero => int(f) == Some(nkeys as i64),
         Convention::OneZero | Convention::OneNil | Convention::RedsyncRelease => int(f) == Some(1),
         Convention::OkNil | Convention::OkErr => is_ok(f),
+        Convention::Generic => is_ok(f) || int(f).is_some_and(|i| i >= 1),
         Convention::PttlOrZero
         | Convention::PttlOrMinus3
         | Convention::PttlOrNil
@@ -35,9 +36,30 @@ pub fn success(conv: Convention, f: &BytesFrame, nkeys: usize) -> bool {
     }
 }
 
+/// A master's reply as a client reply.
+pub fn to_reply(f: &BytesFrame) -> Reply {
+    match f {
+        BytesFrame::SimpleString(s) => match &s[..] {
+            b"OK" => Reply::OK,
+            other => Reply::Status(String::from_utf8_lossy(other).into_owned()),
+        },
+        BytesFrame::Error(e) => Reply::Error(e.to_string()),
+        BytesFrame::Integer(i) => Reply::Int(*i),
+        BytesFrame::BulkString(b) => Reply::Bulk(b.clone()),
+        BytesFrame::Array(a) => Reply::Array(a.iter().map(to_reply).collect()),
+        BytesFrame::Null => Reply::Nil,
+    }
+}
+
 /// The reply for a granted acquisition or a successful extension.
-pub fn success_reply(conv: Convention, nkeys: usize) -> Reply {
+pub fn success_reply(conv: Convention, answers: &[Answer], nkeys: usize) -> Reply {
     match conv {
+        Convention::Generic => answers
+            .iter()
+            .flatten()
+            .find(|f| success(conv, f, nkeys))
+            .map(to_reply)
+            .unwrap_or(Reply::OK),
         Convention::Count | Convention::KeysZero => Reply::Int(nkeys as i64),
         Convention::OkNil | Convention::OkErr => Reply::OK,
         _ => Reply::Int(1),
@@ -47,6 +69,12 @@ pub fn success_reply(conv: Convention, nkeys: usize) -> Reply {
 /// The reply for a refused acquisition, failed extension or failed release.
 pub fn failure_reply(conv: Convention, answers: &[Answer], q: usize) -> Reply {
     match conv {
+        Convention::Generic => answers
+            .iter()
+            .flatten()
+            .find(|f| !success(conv, f, 0) && !matches!(f, BytesFrame::Error(_)))
+            .map(to_reply)
+            .unwrap_or(Reply::Nil),
         Convention::OkNil | Convention::OneNil | Convention::PttlOrNil => Reply::Nil,
         Convention::OkErr => Reply::bulk_static("ERR"),
         Convention::RedsyncRelease => {
@@ -81,7 +109,7 @@ pub fn release_reply(conv: Convention, answers: &[Answer], q: usize, nkeys: usiz
         return Reply::Int(quorum_value(&mut counts, q).unwrap_or(0).max(0));
     }
     if count_success(conv, answers, nkeys) >= q {
-        success_reply(conv, nkeys)
+        success_reply(conv, answers, nkeys)
     } else {
         failure_reply(conv, answers, q)
     }

@@ -1,0 +1,516 @@
+//! The RedLock engine against 3 and 5 real masters, inspected directly.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const RELEASE: &str = r#"if redis.call("get",KEYS[1]) == ARGV[1] then return redis.call("del",KEYS[1]) else return 0 end"#;
+const RELEASE_SHA: &str = "b70c2384248f88e6b75b9f89241a180f856ad852";
+const EXTEND: &str = r#"if redis.call("get",KEYS[1]) == ARGV[1] then return redis.call("pexpire",KEYS[1],ARGV[2]) else return 0 end"#;
+
+fn holders(h: &Harness, key: &str, token: &str) -> usize {
+    h.masters
+        .iter()
+        .filter(|m| m.is_running() && m.get(key).as_deref() == Some(token))
+        .count()
+}
+
+async fn lifecycle(n: usize) {
+    let h = Harness::start(n).await;
+    let mut c = h.client().await;
+    let mut other = h.client().await;
+
+    // Acquire: the token is on every master, with its TTL.
+    assert_eq!(
+        c.cmd_str(&["SET", "lock:res", "tok-a", "NX", "PX", "30000"])
+            .await,
+        "+OK\r\n"
+    );
+    for m in &h.masters {
+        assert_eq!(m.get("lock:res").as_deref(), Some("tok-a"));
+        let pttl = m.pttl("lock:res");
+        assert!((25_000..=30_000).contains(&pttl), "pttl {pttl}");
+    }
+    assert_eq!(
+        h.backend.get("lock:res"),
+        None,
+        "a lock key reached the backend"
+    );
+
+    // A second acquisition is refused, and leaves nothing of its own.
+    assert_eq!(
+        other
+            .cmd_str(&["SET", "lock:res", "tok-b", "NX", "PX", "30000"])
+            .await,
+        "$-1\r\n"
+    );
+    assert_eq!(holders(&h, "lock:res", "tok-a"), n);
+
+    // Queries answer from the quorum.
+    assert_eq!(other.cmd_str(&["GET", "lock:res"]).await, "$5\r\ntok-a\r\n");
+    assert_eq!(
+        other.cmd_str(&["EXISTS", "lock:res", "lock:none"]).await,
+        ":1\r\n"
+    );
+    let pttl = other.cmd_str(&["PTTL", "lock:res"]).await;
+    let pttl: i64 = pttl[1..pttl.len() - 2].parse().unwrap();
+    assert!((25_000..=30_000).contains(&pttl), "{pttl}");
+    assert_eq!(other.cmd_str(&["TTL", "lock:res"]).await, ":30\r\n");
+    assert_eq!(other.cmd_str(&["PTTL", "lock:none"]).await, ":-2\r\n");
+
+    // Release by another token: 0, and the lock stays.
+    assert_eq!(
+        other
+            .cmd_str(&["EVAL", RELEASE, "1", "lock:res", "tok-b"])
+            .await,
+        ":0\r\n"
+    );
+    assert_eq!(holders(&h, "lock:res", "tok-a"), n);
+
+    // Extend by the owner (and not by another).
+    assert_eq!(
+        other
+            .cmd_str(&["EVAL", EXTEND, "1", "lock:res", "tok-b", "60000"])
+            .await,
+        ":0\r\n"
+    );
+    assert_eq!(
+        c.cmd_str(&["EVAL", EXTEND, "1", "lock:res", "tok-a", "60000"])
+            .await,
+        ":1\r\n"
+    );
+    assert!(h.masters.iter().all(|m| m.pttl("lock:res") > 55_000));
+
+    // Release by the owner: 1, and every master is clear.
+    assert_eq!(
+        c.cmd_str(&["EVALSHA", RELEASE_SHA, "1", "lock:res", "tok-a"])
+            .await,
+        ":1\r\n"
+    );
+    assert_eq!(holders(&h, "lock:res", "tok-a"), 0);
+    assert_eq!(c.cmd_str(&["GET", "lock:res"]).await, "$-1\r\n");
+    assert_eq!(c.cmd_str(&["EXISTS", "lock:res"]).await, ":0\r\n");
+
+    // Free again: the other client takes it; DEL force-releases it.
+    assert_eq!(
+        other
+            .cmd_str(&["SET", "lock:res", "tok-b", "NX", "PX", "30000"])
+            .await,
+        "+OK\r\n"
+    );
+    assert_eq!(c.cmd_str(&["DEL", "lock:res"]).await, ":1\r\n");
+    assert_eq!(c.cmd_str(&["UNLINK", "lock:res"]).await, ":0\r\n");
+    assert_eq!(holders(&h, "lock:res", "tok-b"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_with_3_masters() {
+    lifecycle(3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_with_5_masters() {
+    lifecycle(5).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acquire_forms() {
+    let h = Harness::start_with(3, |_| {}).await;
+    let mut c = h.client().await;
+    assert_eq!(
+        c.cmd_str(&["set", "lock:ex", "t", "ex", "8", "nx"]).await,
+        "+OK\r\n"
+    );
+    assert!((7_000..=8_000).contains(&h.masters[0].pttl("lock:ex")));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let at = (now + 20_000).to_string();
+    assert_eq!(
+        c.cmd_str(&["SET", "lock:pxat", "t", "PXAT", &at, "NX"])
+            .await,
+        "+OK\r\n"
+    );
+    assert!((15_000..=20_000).contains(&h.masters[2].pttl("lock:pxat")));
+    let at = (now / 1000 + 20).to_string();
+    assert_eq!(
+        c.cmd_str(&["SET", "lock:exat", "t", "NX", "EXAT", &at])
+            .await,
+        "+OK\r\n"
+    );
+    assert!((15_000..=20_000).contains(&h.masters[1].pttl("lock:exat")));
+    // An absolute time already past is no lock.
+    assert_eq!(
+        c.cmd_str(&["SET", "lock:past", "t", "NX", "PXAT", "1000"])
+            .await,
+        "$-1\r\n"
+    );
+    assert_eq!(holders(&h, "lock:past", "t"), 0);
+    // NX without expiry: held until released.
+    assert_eq!(
+        c.cmd_str(&["SET", "lock:forever", "t", "NX"]).await,
+        "+OK\r\n"
+    );
+    assert_eq!(h.masters[0].pttl("lock:forever"), -1);
+    assert_eq!(c.cmd_str(&["PTTL", "lock:forever"]).await, ":-1\r\n");
+    // A 1 ms TTL can never be valid.
+    assert_eq!(
+        c.cmd_str(&["SET", "lock:tiny", "t", "NX", "PX", "1"]).await,
+        "$-1\r\n"
+    );
+    // Other forms of SET on a lock key are refused with a clear error.
+    for bad in [
+        &["SET", "lock:f", "t"][..],
+        &["SET", "lock:f", "t", "PX", "100"],
+        &["SET", "lock:f", "t", "XX", "PX", "100"],
+        &["SET", "lock:f", "t", "NX", "GET", "PX", "100"],
+        &["SET", "lock:f", "t", "NX", "KEEPTTL"],
+    ] {
+        let r = c.cmd_str(bad).await;
+        assert!(
+            r.starts_with("-ERR lock keys accept only lock operations"),
+            "{bad:?}: {r}"
+        );
+    }
+    assert!(
+        c.cmd_str(&["SET", "lock:f", "t", "NX", "PX", "0"])
+            .await
+            .starts_with("-ERR invalid expire time")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn require_ttl_and_max_ttl() {
+    let h = Harness::start_with(3, |c| {
+        c.redlock.require_ttl = true;
+        c.redlock.max_ttl = Duration::from_secs(60);
+    })
+    .await;
+    let mut c = h.client().await;
+    assert!(
+        c.cmd_str(&["SET", "lock:n", "t", "NX"])
+            .await
+            .contains("require_ttl")
+    );
+    assert!(
+        c.cmd_str(&["SET", "lock:n", "t", "NX", "EX", "61"])
+            .await
+            .contains("max_ttl")
+    );
+    assert_eq!(
+        c.cmd_str(&["SET", "lock:n", "t", "NX", "EX", "60"]).await,
+        "+OK\r\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_master_of_three_down_everything_works() {
+    let mut h = Harness::start(3).await;
+    h.masters[2].kill();
+    let mut c = h.client().await;
+    assert_eq!(
+        c.cmd_str(&["SET", "lock:d1", "t", "NX", "PX", "30000"])
+            .await,
+        "+OK\r\n"
+    );
+    assert_eq!(holders(&h, "lock:d1", "t"), 2);
+    assert_eq!(
+        c.cmd_str(&["SET", "lock:d1", "u", "NX", "PX", "30000"])
+            .await,
+        "$-1\r\n"
+    );
+    assert_eq!(c.cmd_str(&["GET", "lock:d1"]).await, "$1\r\nt\r\n");
+    assert_eq!(
+        c.cmd_str(&["EVAL", EXTEND, "1", "lock:d1", "t", "40000"])
+            .await,
+        ":1\r\n"
+    );
+    assert_eq!(
+        c.cmd_str(&["EVAL", RELEASE, "1", "lock:d1", "t"]).await,
+        ":1\r\n"
+    );
+    assert_eq!(holders(&h, "lock:d1", "t"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_masters_of_three_down_refuses_fast() {
+    let mut h = Harness::start(3).await;
+    h.masters[0].kill();
+    h.masters[1].kill();
+    let mut c = h.client().await;
+    let start = Instant::now();
+    assert_eq!(
+        c.cmd_str(&["SET", "lock:d2", "t", "NX", "PX", "30000"])
+            .await,
+        "$-1\r\n"
+    );
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_millis(50 + 250),
+        "refusal took {took:?}"
+    );
+    // Our token did not stay on the master that granted it.
+    poll(|| h.masters[2].get("lock:d2").is_none()).await;
+    // Restarted masters come back into use without intervention.
+    h.masters[0].restart();
+    h.masters[1].restart();
+    h.wait_masters_up().await;
+    assert_eq!(
+        c.cmd_str(&["SET", "lock:d2", "t", "NX", "PX", "30000"])
+            .await,
+        "+OK\r\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_masters_paused_refuses_within_node_timeout_and_leaves_no_token() {
+    let h = Harness::start(3).await;
+    h.masters[0].pause();
+    h.masters[1].pause();
+    let mut c = h.client().await;
+    let start = Instant::now();
+    assert_eq!(
+        c.cmd_str(&["SET", "lock:p2", "t", "NX", "PX", "30000"])
+            .await,
+        "$-1\r\n"
+    );
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_millis(50 + 250),
+        "refusal took {took:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(40),
+        "refused before the node timeout: {took:?}"
+    );
+    // Other clients' data commands are not held up meanwhile.
+    assert_eq!(c.cmd_str(&["SET", "data", "1"]).await, "+OK\r\n");
+    h.masters[0].resume();
+    h.masters[1].resume();
+    // Once they answer again, no token of the refused acquisition remains.
+    poll(|| {
+        h.masters
+            .iter()
+            .all(|m| m.try_query(&["GET", "lock:p2"]).ok() == Some(redis::Value::Nil))
+    })
+    .await;
+    assert_eq!(
+        c.cmd_str(&["SET", "lock:p2", "t2", "NX", "PX", "30000"])
+            .await,
+        "+OK\r\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_value_on_two_masters() {
+    let h = Harness::start(3).await;
+    h.masters[0].query(&["SET", "lock:f2", "someone-else", "PX", "30000"]);
+    h.masters[1].query(&["SET", "lock:f2", "someone-else", "PX", "30000"]);
+    let mut c = h.client().await;
+    assert_eq!(
+        c.cmd_str(&["SET", "lock:f2", "mine", "NX", "PX", "30000"])
+            .await,
+        "$-1\r\n"
+    );
+    // Our token is removed from the third master; theirs is untouched.
+    poll(|| h.masters[2].get("lock:f2").is_none()).await;
+    assert_eq!(h.masters[0].get("lock:f2").as_deref(), Some("someone-else"));
+    // A value held by a quorum is the lock's value; a minority value is not a lock.
+    assert_eq!(
+        c.cmd_str(&["GET", "lock:f2"]).await,
+        "$12\r\nsomeone-else\r\n"
+    );
+    h.masters[1].query(&["DEL", "lock:f2"]);
+    assert_eq!(c.cmd_str(&["GET", "lock:f2"]).await, "$-1\r\n");
+    assert_eq!(c.cmd_str(&["EXISTS", "lock:f2"]).await, ":0\r\n");
+    assert_eq!(c.cmd_str(&["PTTL", "lock:f2"]).await, ":-2\r\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extend_failing_on_a_minority_releases_nothing() {
+    let h = Harness::start(3).await;
+    let mut c = h.client().await;
+    assert_eq!(
+        c.cmd_str(&["SET", "lock:e", "t", "NX", "PX", "30000"])
+            .await,
+        "+OK\r\n"
+    );
+    // Two masters lose it (as after a restart): extension fails, and must not
+    // delete it from the third.
+    h.masters[0].query(&["DEL", "lock:e"]);
+    h.masters[1].query(&["DEL", "lock:e"]);
+    assert_eq!(
+        c.cmd_str(&["EVAL", EXTEND, "1", "lock:e", "t", "60000"])
+            .await,
+        ":0\r\n"
+    );
+    assert_eq!(h.masters[2].get("lock:e").as_deref(), Some("t"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripts_learned_by_eval_and_script_load() {
+    let h = Harness::start(3).await;
+    let mut c = h.client().await;
+    // EVALSHA before the proxy has the text: Redis's exact NOSCRIPT.
+    assert_eq!(
+        c.cmd_str(&["EVALSHA", RELEASE_SHA, "1", "lock:s", "t"])
+            .await,
+        "-NOSCRIPT No matching script. Please use EVAL.\r\n"
+    );
+    assert_eq!(
+        c.cmd_str(&["SCRIPT", "EXISTS", RELEASE_SHA]).await,
+        "*1\r\n:0\r\n"
+    );
+    // SCRIPT LOAD answers with the SHA1, as Redis does; then EVALSHA works.
+    assert_eq!(
+        c.cmd_str(&["SCRIPT", "LOAD", RELEASE]).await,
+        format!("$40\r\n{RELEASE_SHA}\r\n")
+    );
+    assert_eq!(
+        c.cmd_str(&["SCRIPT", "EXISTS", RELEASE_SHA]).await,
+        "*1\r\n:1\r\n"
+    );
+    assert_eq!(
+        c.cmd_str(&["SET", "lock:s", "t", "NX", "PX", "30000"])
+            .await,
+        "+OK\r\n"
+    );
+    assert_eq!(
+        c.cmd_str(&["EVALSHA", RELEASE_SHA, "1", "lock:s", "t"])
+            .await,
+        ":1\r\n"
+    );
+    // The same script on a data key passes through, and works there too.
+    assert_eq!(c.cmd_str(&["SET", "data", "t"]).await, "+OK\r\n");
+    assert_eq!(
+        c.cmd_str(&["EVALSHA", RELEASE_SHA, "1", "data", "t"]).await,
+        ":1\r\n"
+    );
+    assert_eq!(h.backend.get("data"), None);
+    // A mixed SCRIPT EXISTS is answered by the backend, lock scripts patched in.
+    let other = "return 1";
+    let other_sha = c.cmd_str(&["SCRIPT", "LOAD", other]).await;
+    let other_sha = other_sha.lines().nth(1).unwrap().to_string();
+    assert_eq!(
+        c.cmd_str(&[
+            "SCRIPT",
+            "EXISTS",
+            &other_sha,
+            RELEASE_SHA,
+            "0000000000000000000000000000000000000000"
+        ])
+        .await,
+        "*3\r\n:1\r\n:1\r\n:0\r\n"
+    );
+    // An unknown script on a lock key: a clear error naming it and the config table.
+    let r = c
+        .cmd_str(&["EVAL", "return redis.call('del', KEYS[1])", "1", "lock:s"])
+        .await;
+    assert!(
+        r.starts_with("-ERR unknown script ") && r.contains("[[redlock.scripts]]"),
+        "{r}"
+    );
+    // Scripts on data keys are untouched.
+    assert_eq!(
+        c.cmd_str(&["EVAL", "return redis.call('incr', KEYS[1])", "1", "n"])
+            .await,
+        ":1\r\n"
+    );
+    // A release script written differently is recognised by its shape.
+    let spaced = "if redis.call('GET', KEYS[1]) == ARGV[1] then\n  return redis.call('DEL', KEYS[1])\nelse\n  return 0\nend";
+    assert_eq!(
+        c.cmd_str(&["SET", "lock:s", "u", "NX", "PX", "30000"])
+            .await,
+        "+OK\r\n"
+    );
+    assert_eq!(
+        c.cmd_str(&["EVAL", spaced, "1", "lock:s", "u"]).await,
+        ":1\r\n"
+    );
+    assert_eq!(holders(&h, "lock:s", "u"), 0);
+}
+
+/// A multi-key acquire script (node-redlock's shape), declared in the configuration.
+const MULTI_ACQUIRE: &str = "for i, key in ipairs(KEYS) do if redis.call('exists', key) == 1 then return 0 end end for i, key in ipairs(KEYS) do redis.call('set', key, ARGV[1], 'PX', ARGV[2]) end return #KEYS";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_multi_key_acquire_script_votes_and_cleans_up() {
+    let sha = sha1_smol::Sha1::from(MULTI_ACQUIRE).digest().to_string();
+    let sha2 = sha.clone();
+    let h = Harness::start_with(3, move |c| {
+        c.redlock.scripts.push(redlock_proxy::config::ScriptConfig {
+            sha1: sha2,
+            kind: "acquire".into(),
+            ttl_arg: Some(2),
+        })
+    })
+    .await;
+    let mut c = h.client().await;
+    assert_eq!(
+        c.cmd_str(&[
+            "EVAL",
+            MULTI_ACQUIRE,
+            "2",
+            "lock:m1",
+            "lock:m2",
+            "tok",
+            "30000"
+        ])
+        .await,
+        ":2\r\n"
+    );
+    assert_eq!(holders(&h, "lock:m1", "tok"), 3);
+    assert_eq!(holders(&h, "lock:m2", "tok"), 3);
+    // One key held elsewhere on two masters: refused, and cleaned up everywhere.
+    h.masters[0].query(&["SET", "lock:m4", "x"]);
+    h.masters[1].query(&["SET", "lock:m4", "x"]);
+    assert_eq!(
+        c.cmd_str(&["EVALSHA", &sha, "2", "lock:m3", "lock:m4", "tok", "30000"])
+            .await,
+        ":0\r\n"
+    );
+    poll(|| holders(&h, "lock:m3", "tok") == 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acquisitions_are_decided_without_waiting_for_a_stalled_master() {
+    let h = Harness::start(3).await;
+    h.masters[2].pause();
+    let mut c = h.client().await;
+    for i in 0..20 {
+        let start = Instant::now();
+        assert_eq!(
+            c.cmd_str(&["SET", &format!("lock:fast{i}"), "t", "NX", "PX", "30000"])
+                .await,
+            "+OK\r\n"
+        );
+        assert!(start.elapsed() < Duration::from_millis(50 + 250));
+    }
+    h.masters[2].resume();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vanished_client_s_grant_is_released() {
+    let h = Harness::start_with(3, |c| c.redlock.node_timeout = Duration::from_secs(5)).await;
+    h.masters[1].pause();
+    h.masters[2].pause();
+    let mut c = h.client().await;
+    c.send(&enc(&["SET", "lock:gone", "t", "NX", "PX", "30000"]))
+        .await;
+    // The acquisition is under way (one master has the token, two are silent)...
+    poll(|| h.masters[0].get("lock:gone").is_some()).await;
+    // ...when the client disappears (reset, not a polite half-close).
+    socket2::SockRef::from(&c.stream)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(c);
+    // A second master answers: the lock is granted to nobody, so the proxy
+    // releases it everywhere.
+    h.masters[1].resume();
+    poll(|| h.masters[0].get("lock:gone").is_none()).await;
+    h.masters[2].resume();
+    poll(|| holders(&h, "lock:gone", "t") == 0).await;
+}
