@@ -488,7 +488,26 @@ impl Engine {
                 break;
             }
         }
-        (t, start.elapsed())
+        let elapsed = start.elapsed();
+        if let Some(fallback) = fallback {
+            if t.finished < n && Instant::now() < deadline {
+                // Decided early: masters still to answer may yet need the EVAL form.
+                let masters = self.masters.clone();
+                tokio::spawn(async move {
+                    while let Ok(Some((i, reply))) =
+                        tokio::time::timeout_at(deadline, rx.recv()).await
+                    {
+                        if let Ok(BytesFrame::Error(e)) = reply {
+                            if e.starts_with("NOSCRIPT") && !retried[i] {
+                                retried[i] = true;
+                                masters[i].send(fallback.clone(), deadline, &tx);
+                            }
+                        }
+                    }
+                });
+            }
+        }
+        (t, elapsed)
     }
 }
 

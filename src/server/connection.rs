@@ -27,6 +27,7 @@
 //! Replies are written in batches: everything ready is appended to one buffer
 //! and written with as few writes as the socket takes.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -48,8 +49,8 @@ use crate::errors;
 use crate::protocol::{
     ArgList, Args, Proto, ProtocolError, Reply, ReplyScanner, RequestParser, encode_command,
 };
-use crate::redlock::Outcome;
 use crate::redlock::ops::LockOp;
+use crate::redlock::{Grant, Outcome};
 
 /// Lock operations one connection may have running at once; past this the
 /// connection stops reading until some finish.
@@ -96,6 +97,8 @@ pub(crate) async fn serve(
         st: State {
             session: Session::new(id, db),
             out: BytesMut::with_capacity(16 * 1024),
+            flushed: 0,
+            unflushed_grants: VecDeque::new(),
             queue: ReplyQueue::default(),
             ops: FuturesUnordered::new(),
             up: Upstream::Closed,
@@ -130,6 +133,11 @@ struct State {
     session: Session,
     /// Replies waiting to be written to the client.
     out: BytesMut,
+    /// Bytes written to the client so far.
+    flushed: u64,
+    /// Grants whose `OK` is in `out` but not yet written, with the position
+    /// (in bytes ever queued) where that reply ends.
+    unflushed_grants: VecDeque<(u64, Grant)>,
     queue: ReplyQueue,
     ops: FuturesUnordered<OpFuture>,
     up: Upstream,
@@ -317,10 +325,22 @@ impl Conn {
         while !self.st.out.is_empty() {
             match self.client.try_write(&self.st.out) {
                 Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.st.out.advance(n),
+                Ok(n) => {
+                    self.st.out.advance(n);
+                    self.st.flushed += n as u64;
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) => return Err(e),
             }
+        }
+        let flushed = self.st.flushed;
+        while self
+            .st
+            .unflushed_grants
+            .front()
+            .is_some_and(|(end, _)| *end <= flushed)
+        {
+            self.st.unflushed_grants.pop_front();
         }
         if self.st.out.is_empty() && self.st.out.capacity() > 4 * READ_CHUNK {
             self.st.out = BytesMut::new();
@@ -711,8 +731,12 @@ impl State {
         loop {
             match self.queue.front() {
                 Some(Slot::Ready(..)) => {
-                    if let Some(Slot::Ready(b, _)) = self.queue.pop() {
+                    if let Some(Slot::Ready(b, grant)) = self.queue.pop() {
                         self.out.extend_from_slice(&b);
+                        if let Some(g) = grant {
+                            let end = self.flushed + self.out.len() as u64;
+                            self.unflushed_grants.push_back((end, g));
+                        }
                     }
                 }
                 Some(Slot::Close) => {
@@ -856,6 +880,9 @@ impl State {
     /// never heard of (its reply was not written), once their operations finish.
     async fn abandon(&mut self) {
         let engine = &self.shared.engine;
+        for (_, grant) in self.unflushed_grants.drain(..) {
+            engine.release_grant(&grant);
+        }
         for grant in self.queue.drain_grants() {
             engine.release_grant(&grant);
         }
