@@ -1,5 +1,5 @@
-//! Durations in the configuration: an integer is milliseconds; a string takes a
-//! unit (`"50ms"`, `"5s"`, `"2m"`), and `"0"` means zero.
+//! Durations in the configuration: a number is milliseconds (`50`, or `"50"` from
+//! the environment); otherwise a unit is needed (`"50ms"`, `"5s"`, `"2m"`).
 
 use std::time::Duration;
 
@@ -12,11 +12,12 @@ enum Raw {
     Text(String),
 }
 
-/// Parses a duration string: `"0"`, or a number with a unit (`ms`, `s`, `m`, `h`, ...).
+/// Parses a duration string: a bare number is milliseconds, otherwise a number
+/// with a unit (`ms`, `s`, `m`, `h`, ...).
 pub fn parse(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    if s == "0" {
-        return Ok(Duration::ZERO);
+    if let Ok(ms) = s.parse::<u64>() {
+        return Ok(Duration::from_millis(ms));
     }
     humantime::parse_duration(s).map_err(|_| {
         format!("invalid duration {s:?}: expected a number with a unit, like \"50ms\" or \"5s\"")
@@ -44,7 +45,7 @@ mod tests {
         assert_eq!(parse("50ms"), Ok(Duration::from_millis(50)));
         assert_eq!(parse("5s"), Ok(Duration::from_secs(5)));
         assert_eq!(parse("0"), Ok(Duration::ZERO));
-        assert!(parse("5").is_err());
+        assert_eq!(parse("5"), Ok(Duration::from_millis(5)));
         assert!(parse("fast").is_err());
     }
 }

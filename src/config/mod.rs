@@ -327,6 +327,11 @@ const OPTIONS: &[(&str, &str, &str, Kind)] = &[
     ("MAX_TTL", "redlock", "max_ttl", Kind::Str),
 ];
 
+/// The environment variables that set options (without the prefix), in file order.
+pub fn env_names() -> impl Iterator<Item = &'static str> {
+    OPTIONS.iter().map(|o| o.0)
+}
+
 /// The prefix of every environment variable the proxy reads.
 pub const ENV_PREFIX: &str = "REDLOCK_PROXY_";
 
@@ -519,10 +524,12 @@ impl Config {
                 let path = e.path().to_string();
                 // Unknown fields are reported at their parent; name the field itself.
                 let inner = e.into_inner().to_string();
+            // The deserializer appends "in `path`" on a second line; the path is said already.
+            let inner = inner.lines().next().unwrap_or_default().to_string();
                 let option = match unknown_field(&inner) {
                     Some(field) if path == "." => field.to_string(),
-                    Some(field) => format!("{path}.{field}"),
-                    None => path.clone(),
+                    Some(field) if !path.ends_with(field) => format!("{path}.{field}"),
+                    _ => path.clone(),
                 };
                 let option = option.split('[').next().unwrap_or(&option).to_string();
                 ConfigError {

@@ -162,18 +162,17 @@ impl Engine {
             }
             LockOp::Get { key } => {
                 self.stats.queries.fetch_add(1, Ordering::Relaxed);
-                let t = self.collect(
-                    command(&[b"GET", &key]),
-                    None,
-                    self.cfg.params.node_timeout,
-                    |t| self.value_decided(t, |f| vote::bulk(f)),
-                );
-                let t = t.await;
-                let values: Vec<Option<Bytes>> =
-                    t.0.answers
-                        .iter()
-                        .map(|a| a.as_ref().and_then(vote::bulk))
-                        .collect();
+                let timeout = self.cfg.params.node_timeout;
+                let (t, _) = self
+                    .collect(command(&[b"GET", &key]), None, timeout, |t| {
+                        self.value_decided(t, vote::bulk)
+                    })
+                    .await;
+                let values: Vec<Option<Bytes>> = t
+                    .answers
+                    .iter()
+                    .map(|a| a.as_ref().and_then(vote::bulk))
+                    .collect();
                 match vote::value_quorum(&values, self.quorum()) {
                     Some((v, _)) => Reply::Bulk(v).into(),
                     None => Reply::Nil.into(),

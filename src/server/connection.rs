@@ -665,13 +665,10 @@ impl State {
 
     /// A lock operation finished.
     fn complete(&mut self, seq: Option<u64>, proto: Proto, outcome: Outcome) {
-        match seq {
-            Some(seq) => self
-                .queue
-                .complete(seq, outcome.reply.to_bytes(proto), outcome.grant),
-            // A silenced reply: the client does not learn of the grant either way,
-            // as with a real Redis; keep it.
-            None => {}
+        // Without a sequence number the reply was silenced (CLIENT REPLY OFF); the
+        // client holds the lock as it would on a real Redis.
+        if let Some(seq) = seq {
+            self.queue.complete(seq, outcome.reply.to_bytes(proto), outcome.grant);
         }
     }
 

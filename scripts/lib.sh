@@ -1,0 +1,38 @@
+# Shared helpers for the scripts in this folder (sourced, not run).
+
+# Runs a command as root: directly when we are root, else through sudo.
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        echo "need root to run: $*" >&2
+        return 1
+    fi
+}
+
+# Installs Debian packages that are missing (tries without `apt-get update` first).
+apt_install() {
+    missing=""
+    for pkg in "$@"; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"
+    done
+    [ -z "$missing" ] && return 0
+    echo "installing:$missing" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    # shellcheck disable=SC2086
+    as_root apt-get install -y --no-install-recommends $missing >/dev/null 2>&1 || {
+        as_root apt-get update -qq &&
+            as_root apt-get install -y --no-install-recommends $missing >/dev/null
+    }
+}
+
+# redis-server and redis-cli, from Debian's packages.
+ensure_redis() {
+    if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+        apt_install redis-server redis-tools
+    fi
+    # The package starts a system redis on 6379 on some systems; the proxy and the
+    # tests use their own servers on free ports, so it is left alone.
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: installs what the tests need (redis-server
+# and redis-tools from Debian; client libraries from PyPI and npm at pinned
+# versions), then checks formatting, lints, and runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+ensure_redis
+if [ -x scripts/install-clients.sh ]; then
+    scripts/install-clients.sh
+fi
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo test --locked "$@"

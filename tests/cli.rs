@@ -1,0 +1,252 @@
+//! The binary: configuration errors, graceful shutdown, and dev mode's children.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_redlock-proxy");
+
+/// The binary with a clean environment (no REDLOCK_PROXY_* from the caller).
+fn proxy_cmd() -> Command {
+    let mut c = Command::new(BIN);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("REDLOCK_PROXY_") {
+            c.env_remove(k);
+        }
+    }
+    c.env("RUST_LOG", "warn");
+    c
+}
+
+/// Runs the binary to completion and returns (exit code, stderr).
+fn run(cmd: &mut Command) -> (i32, String) {
+    let out = cmd.stdin(Stdio::null()).output().expect("run redlock-proxy");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn assert_config_error(cmd: &mut Command, option: &str) {
+    let (code, stderr) = run(cmd);
+    assert_eq!(code, 2, "exit code for {option}: stderr {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line expected: {stderr}");
+    assert!(lines[0].contains(option), "{option} not named in: {stderr}");
+    assert!(lines[0].starts_with("redlock-proxy: invalid configuration"), "{stderr}");
+}
+
+#[test]
+fn configuration_errors_name_the_option_and_exit_2() {
+    let ok_master = "redis://127.0.0.1:6379";
+    assert_config_error(proxy_cmd().args(["--master", "not-a-url"]), "redlock.masters");
+    assert_config_error(proxy_cmd().args(["--master", "rediss://h:1"]), "redlock.masters");
+    assert_config_error(&mut proxy_cmd(), "redlock.masters");
+    assert_config_error(
+        proxy_cmd().args(["--master", ok_master]).env("REDLOCK_PROXY_NODE_TIMEOUT", "fast"),
+        "redlock.node_timeout",
+    );
+    assert_config_error(
+        proxy_cmd().args(["--master", ok_master]).env("REDLOCK_PROXY_MAX_CLIENTS", "0"),
+        "server.max_clients",
+    );
+    assert_config_error(
+        proxy_cmd().args(["--master", ok_master]).env("REDLOCK_PROXY_BOGUS", "1"),
+        "REDLOCK_PROXY_BOGUS",
+    );
+    assert_config_error(
+        proxy_cmd().args(["--master", ok_master, "--listen", "nonsense"]),
+        "server.listen",
+    );
+    assert_config_error(
+        proxy_cmd().args(["--master", ok_master, "--passthrough", "redis://h:1/x"]),
+        "passthrough.url",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let bad_syntax = dir.path().join("syntax.toml");
+    std::fs::write(&bad_syntax, "[server]\nlisten = \n").unwrap();
+    assert_config_error(proxy_cmd().arg("--config").arg(&bad_syntax), "syntax.toml");
+    let typo = dir.path().join("typo.toml");
+    std::fs::write(&typo, "[server]\nlistne = \"127.0.0.1:1\"\n").unwrap();
+    assert_config_error(proxy_cmd().arg("--config").arg(&typo), "server.listne");
+    let wrong_type = dir.path().join("type.toml");
+    std::fs::write(&wrong_type, "[redlock]\ndrift_factor = \"a lot\"\n").unwrap();
+    assert_config_error(proxy_cmd().arg("--config").arg(&wrong_type), "redlock.drift_factor");
+    assert_config_error(proxy_cmd().args(["--config", "/nonexistent.toml"]), "--config");
+    // Clap's own errors use exit code 2 as well.
+    let (code, _) = run(proxy_cmd().args(["--master", ok_master, "--log-format", "xml"]));
+    assert_eq!(code, 2);
+}
+
+fn wait_for_port(addr: &str, child: &mut Child) {
+    let deadline = Instant::now() + WAIT;
+    while std::net::TcpStream::connect(addr).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("proxy exited early: {status}");
+        }
+        assert!(Instant::now() < deadline, "proxy did not listen on {addr}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits for the child to exit, failing after `within`.
+fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("did not exit within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_work_and_exits_0() {
+    let masters: Vec<RedisServer> = (0..3).map(|_| RedisServer::start()).collect();
+    let backend = RedisServer::start();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut cmd = proxy_cmd();
+    cmd.args(["--listen", &addr, "--passthrough", &backend.url()]);
+    for m in &masters {
+        cmd.args(["--master", &m.url()]);
+    }
+    let mut child = cmd
+        .env("REDLOCK_PROXY_SHUTDOWN_TIMEOUT", "2s")
+        .env("REDLOCK_PROXY_NODE_TIMEOUT", "1s")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_port(&addr, &mut child);
+    let sock: std::net::SocketAddr = addr.parse().unwrap();
+    let mut idle = RawClient::connect(sock).await;
+    assert_eq!(idle.cmd_str(&["PING"]).await, "+PONG\r\n");
+    let mut blocked = RawClient::connect(sock).await;
+    blocked.send(&enc(&["BLPOP", "never", "0"])).await;
+    // A lock operation that will take a while: two masters are paused.
+    masters[0].pause();
+    masters[1].pause();
+    let mut locking = RawClient::connect(sock).await;
+    locking.send(&enc(&["SET", "lock:term", "t", "NX", "PX", "30000"])).await;
+    poll(|| masters[2].get("lock:term").is_some()).await;
+    let sent = Instant::now();
+    signal(child.id(), libc::SIGTERM);
+    // The lock operation is finished, not cut: the client gets its answer.
+    assert_eq!(text(&locking.read().await), "$-1\r\n");
+    let status = wait_exit(&mut child, Duration::from_secs(2) + Duration::from_secs(3));
+    assert!(status.success(), "{status}");
+    let took = sent.elapsed();
+    assert!(idle.closed().await);
+    assert!(blocked.closed().await);
+    assert!(took >= Duration::from_millis(900), "exited before the operation finished: {took:?}");
+    masters[0].resume();
+    masters[1].resume();
+    // The refused acquisition was cleaned up on the paused masters too.
+    poll(|| masters.iter().all(|m| m.get("lock:term").is_none())).await;
+}
+
+/// Redis servers whose working directory is under `root` (dev mode's children).
+fn redis_children_under(root: &Path) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(cwd) = std::fs::read_link(entry.path().join("cwd")) else { continue };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let zombie = stat.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z'));
+        if cwd.starts_with(root) && !zombie {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+struct Dev {
+    child: Child,
+    tmp: tempfile::TempDir,
+    addr: String,
+}
+
+fn start_dev(extra: &[&str]) -> Dev {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = proxy_cmd()
+        .args(["dev", "--listen", &addr])
+        .args(extra)
+        .env("TMPDIR", tmp.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("dev mode prints Ready");
+        if line.contains("Ready") {
+            assert!(line.contains(&format!("redis-cli -p {port}")), "{line}");
+            break;
+        }
+    }
+    Dev { child, tmp, addr }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_mode_serves_and_leaves_no_orphans_on_sigterm() {
+    let mut dev = start_dev(&["--masters", "3"]);
+    let children = redis_children_under(dev.tmp.path());
+    assert_eq!(children.len(), 4, "3 masters and a passthrough backend");
+    let mut c = RawClient::connect(dev.addr.parse().unwrap()).await;
+    assert_eq!(c.cmd_str(&["PING"]).await, "+PONG\r\n");
+    assert_eq!(c.cmd_str(&["SET", "lock:dev", "t", "NX", "PX", "10000"]).await, "+OK\r\n");
+    assert_eq!(c.cmd_str(&["SET", "k", "v"]).await, "+OK\r\n");
+    signal(dev.child.id(), libc::SIGTERM);
+    assert!(wait_exit(&mut dev.child, WAIT).success());
+    poll(|| redis_children_under(dev.tmp.path()).is_empty()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_mode_children_die_with_a_killed_proxy() {
+    let mut dev = start_dev(&["--masters", "1"]);
+    assert_eq!(redis_children_under(dev.tmp.path()).len(), 2);
+    signal(dev.child.id(), libc::SIGKILL);
+    let _ = wait_exit(&mut dev.child, WAIT);
+    poll(|| redis_children_under(dev.tmp.path()).is_empty()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_mode_stops_its_children_when_the_proxy_cannot_start() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let tmp = tempfile::tempdir().unwrap();
+    let (code, stderr) = run(proxy_cmd().args(["dev", "--listen", &addr]).env("TMPDIR", tmp.path()));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("cannot listen"), "{stderr}");
+    poll(|| redis_children_under(tmp.path()).is_empty()).await;
+}
+
+#[test]
+fn dev_mode_explains_how_to_install_redis_server() {
+    let empty = tempfile::tempdir().unwrap();
+    let (code, stderr) = run(proxy_cmd().arg("dev").env("PATH", empty.path()).env_remove("REDIS_SERVER"));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("apt-get install redis-server"), "{stderr}");
+    let missing = PathBuf::from("/nonexistent/redis-server");
+    let (code, stderr) = run(proxy_cmd().arg("dev").env("REDIS_SERVER", &missing));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("/nonexistent/redis-server"), "{stderr}");
+}
