@@ -25,8 +25,14 @@ fn proxy_cmd() -> Command {
 
 /// Runs the binary to completion and returns (exit code, stderr).
 fn run(cmd: &mut Command) -> (i32, String) {
-    let out = cmd.stdin(Stdio::null()).output().expect("run redlock-proxy");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .expect("run redlock-proxy");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn assert_config_error(cmd: &mut Command, option: &str) {
@@ -35,25 +41,40 @@ fn assert_config_error(cmd: &mut Command, option: &str) {
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 1, "one line expected: {stderr}");
     assert!(lines[0].contains(option), "{option} not named in: {stderr}");
-    assert!(lines[0].starts_with("redlock-proxy: invalid configuration"), "{stderr}");
+    assert!(
+        lines[0].starts_with("redlock-proxy: invalid configuration"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn configuration_errors_name_the_option_and_exit_2() {
     let ok_master = "redis://127.0.0.1:6379";
-    assert_config_error(proxy_cmd().args(["--master", "not-a-url"]), "redlock.masters");
-    assert_config_error(proxy_cmd().args(["--master", "rediss://h:1"]), "redlock.masters");
+    assert_config_error(
+        proxy_cmd().args(["--master", "not-a-url"]),
+        "redlock.masters",
+    );
+    assert_config_error(
+        proxy_cmd().args(["--master", "rediss://h:1"]),
+        "redlock.masters",
+    );
     assert_config_error(&mut proxy_cmd(), "redlock.masters");
     assert_config_error(
-        proxy_cmd().args(["--master", ok_master]).env("REDLOCK_PROXY_NODE_TIMEOUT", "fast"),
+        proxy_cmd()
+            .args(["--master", ok_master])
+            .env("REDLOCK_PROXY_NODE_TIMEOUT", "fast"),
         "redlock.node_timeout",
     );
     assert_config_error(
-        proxy_cmd().args(["--master", ok_master]).env("REDLOCK_PROXY_MAX_CLIENTS", "0"),
+        proxy_cmd()
+            .args(["--master", ok_master])
+            .env("REDLOCK_PROXY_MAX_CLIENTS", "0"),
         "server.max_clients",
     );
     assert_config_error(
-        proxy_cmd().args(["--master", ok_master]).env("REDLOCK_PROXY_BOGUS", "1"),
+        proxy_cmd()
+            .args(["--master", ok_master])
+            .env("REDLOCK_PROXY_BOGUS", "1"),
         "REDLOCK_PROXY_BOGUS",
     );
     assert_config_error(
@@ -73,8 +94,14 @@ fn configuration_errors_name_the_option_and_exit_2() {
     assert_config_error(proxy_cmd().arg("--config").arg(&typo), "server.listne");
     let wrong_type = dir.path().join("type.toml");
     std::fs::write(&wrong_type, "[redlock]\ndrift_factor = \"a lot\"\n").unwrap();
-    assert_config_error(proxy_cmd().arg("--config").arg(&wrong_type), "redlock.drift_factor");
-    assert_config_error(proxy_cmd().args(["--config", "/nonexistent.toml"]), "--config");
+    assert_config_error(
+        proxy_cmd().arg("--config").arg(&wrong_type),
+        "redlock.drift_factor",
+    );
+    assert_config_error(
+        proxy_cmd().args(["--config", "/nonexistent.toml"]),
+        "--config",
+    );
     // Clap's own errors use exit code 2 as well.
     let (code, _) = run(proxy_cmd().args(["--master", ok_master, "--log-format", "xml"]));
     assert_eq!(code, 2);
@@ -135,7 +162,9 @@ async fn sigterm_drains_in_flight_work_and_exits_0() {
     masters[0].pause();
     masters[1].pause();
     let mut locking = RawClient::connect(sock).await;
-    locking.send(&enc(&["SET", "lock:term", "t", "NX", "PX", "30000"])).await;
+    locking
+        .send(&enc(&["SET", "lock:term", "t", "NX", "PX", "30000"]))
+        .await;
     poll(|| masters[2].get("lock:term").is_some()).await;
     let sent = Instant::now();
     signal(child.id(), libc::SIGTERM);
@@ -146,7 +175,10 @@ async fn sigterm_drains_in_flight_work_and_exits_0() {
     let took = sent.elapsed();
     assert!(idle.closed().await);
     assert!(blocked.closed().await);
-    assert!(took >= Duration::from_millis(900), "exited before the operation finished: {took:?}");
+    assert!(
+        took >= Duration::from_millis(900),
+        "exited before the operation finished: {took:?}"
+    );
     masters[0].resume();
     masters[1].resume();
     // The refused acquisition was cleaned up on the paused masters too.
@@ -157,10 +189,17 @@ async fn sigterm_drains_in_flight_work_and_exits_0() {
 fn redis_children_under(root: &Path) -> Vec<u32> {
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(cwd) = std::fs::read_link(entry.path().join("cwd")) else { continue };
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cwd) = std::fs::read_link(entry.path().join("cwd")) else {
+            continue;
+        };
         let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        let zombie = stat.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z'));
+        let zombie = stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('Z'));
         if cwd.starts_with(root) && !zombie {
             pids.push(pid);
         }
@@ -196,7 +235,9 @@ fn start_dev(extra: &[&str]) -> Dev {
     });
     let deadline = Instant::now() + WAIT;
     loop {
-        let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("dev mode prints Ready");
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("dev mode prints Ready");
         if line.contains("Ready") {
             assert!(line.contains(&format!("redis-cli -p {port}")), "{line}");
             break;
@@ -212,7 +253,11 @@ async fn dev_mode_serves_and_leaves_no_orphans_on_sigterm() {
     assert_eq!(children.len(), 4, "3 masters and a passthrough backend");
     let mut c = RawClient::connect(dev.addr.parse().unwrap()).await;
     assert_eq!(c.cmd_str(&["PING"]).await, "+PONG\r\n");
-    assert_eq!(c.cmd_str(&["SET", "lock:dev", "t", "NX", "PX", "10000"]).await, "+OK\r\n");
+    assert_eq!(
+        c.cmd_str(&["SET", "lock:dev", "t", "NX", "PX", "10000"])
+            .await,
+        "+OK\r\n"
+    );
     assert_eq!(c.cmd_str(&["SET", "k", "v"]).await, "+OK\r\n");
     signal(dev.child.id(), libc::SIGTERM);
     assert!(wait_exit(&mut dev.child, WAIT).success());
@@ -233,7 +278,9 @@ async fn dev_mode_stops_its_children_when_the_proxy_cannot_start() {
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = busy.local_addr().unwrap().to_string();
     let tmp = tempfile::tempdir().unwrap();
-    let (code, stderr) = run(proxy_cmd().args(["dev", "--listen", &addr]).env("TMPDIR", tmp.path()));
+    let (code, stderr) = run(proxy_cmd()
+        .args(["dev", "--listen", &addr])
+        .env("TMPDIR", tmp.path()));
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("cannot listen"), "{stderr}");
     poll(|| redis_children_under(tmp.path()).is_empty()).await;
@@ -242,7 +289,10 @@ async fn dev_mode_stops_its_children_when_the_proxy_cannot_start() {
 #[test]
 fn dev_mode_explains_how_to_install_redis_server() {
     let empty = tempfile::tempdir().unwrap();
-    let (code, stderr) = run(proxy_cmd().arg("dev").env("PATH", empty.path()).env_remove("REDIS_SERVER"));
+    let (code, stderr) = run(proxy_cmd()
+        .arg("dev")
+        .env("PATH", empty.path())
+        .env_remove("REDIS_SERVER"));
     assert_eq!(code, 1);
     assert!(stderr.contains("apt-get install redis-server"), "{stderr}");
     let missing = PathBuf::from("/nonexistent/redis-server");

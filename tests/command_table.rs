@@ -28,9 +28,12 @@ fn table_matches_the_live_server() {
     };
     let mut checked = 0;
     for c in &commands {
-        let redis::Value::Array(fields) = c else { panic!("{c:?}") };
+        let redis::Value::Array(fields) = c else {
+            panic!("{c:?}")
+        };
         let name = name(&fields[0]);
-        let spec: &CommandSpec = lookup(&[name.as_str()][..]).unwrap_or_else(|| panic!("{name} missing from the table"));
+        let spec: &CommandSpec =
+            lookup(&[name.as_str()][..]).unwrap_or_else(|| panic!("{name} missing from the table"));
         assert_eq!(spec.name, name);
         assert_eq!(spec.arity as i64, int(&fields[1]), "{name} arity");
         if let Some(redis::Value::Array(key_specs)) = fields.get(8) {

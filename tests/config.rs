@@ -17,7 +17,10 @@ fn the_documented_file_holds_the_defaults() {
 fn the_documented_file_names_every_option_and_its_variable() {
     let text = std::fs::read_to_string(example()).unwrap();
     for name in env_names() {
-        assert!(text.contains(&format!("{ENV_PREFIX}{name}")), "{ENV_PREFIX}{name} is not documented");
+        assert!(
+            text.contains(&format!("{ENV_PREFIX}{name}")),
+            "{ENV_PREFIX}{name} is not documented"
+        );
     }
 }
 
@@ -31,7 +34,10 @@ fn flags_beat_env_beat_file() {
     )
     .unwrap();
     let env = [
-        ("REDLOCK_PROXY_LISTEN".to_string(), "127.0.0.1:1002".to_string()),
+        (
+            "REDLOCK_PROXY_LISTEN".to_string(),
+            "127.0.0.1:1002".to_string(),
+        ),
         ("REDLOCK_PROXY_NODE_TIMEOUT".to_string(), "20".to_string()),
     ];
     let flags = Flags {

@@ -7,7 +7,13 @@ fn read(path: &str) -> String {
 #[test]
 fn ci_runs_the_readme_test_command() {
     let readme = read("README.md");
-    let quick = readme.split("## Quick start").nth(1).unwrap().split("##").next().unwrap();
+    let quick = readme
+        .split("## Quick start")
+        .nth(1)
+        .unwrap()
+        .split("##")
+        .next()
+        .unwrap();
     let commands: Vec<&str> = quick
         .split("```sh")
         .nth(1)
@@ -18,7 +24,11 @@ fn ci_runs_the_readme_test_command() {
         .lines()
         .filter(|l| !l.trim().is_empty())
         .collect();
-    assert_eq!(commands.len(), 2, "the Quick start has exactly two commands");
+    assert_eq!(
+        commands.len(),
+        2,
+        "the Quick start has exactly two commands"
+    );
     let test_command = commands[1].split('#').next().unwrap().trim();
     assert_eq!(test_command, "./scripts/test.sh");
     assert!(read(".ci/run").contains(&format!("exec {test_command}")));
@@ -28,7 +38,16 @@ fn ci_runs_the_readme_test_command() {
 #[test]
 fn the_cli_contract_is_documented() {
     let readme = read("README.md");
-    for flag in ["--config FILE", "--listen ADDR", "--passthrough URL", "--master URL", "--lock-pattern GLOB", "--metrics-listen ADDR", "--log-format text|json", "dev [--masters N] [--listen ADDR]"] {
+    for flag in [
+        "--config FILE",
+        "--listen ADDR",
+        "--passthrough URL",
+        "--master URL",
+        "--lock-pattern GLOB",
+        "--metrics-listen ADDR",
+        "--log-format text|json",
+        "dev [--masters N] [--listen ADDR]",
+    ] {
         assert!(readme.contains(flag), "{flag}");
     }
 }

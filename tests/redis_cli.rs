@@ -13,7 +13,11 @@ fn redis_cli(h: &Harness, args: &[&str]) -> String {
         .args(args)
         .output()
         .expect("redis-cli is installed (scripts/test.sh installs redis-tools)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -22,17 +26,35 @@ async fn ping_and_a_hand_session() {
     let h = Harness::start(3).await;
     assert_eq!(redis_cli(&h, &["ping"]), "PONG\n");
     // The README's hand session: acquire, query, release.
-    assert_eq!(redis_cli(&h, &["SET", "lock:report", "me", "NX", "PX", "30000"]), "OK\n");
-    assert_eq!(redis_cli(&h, &["SET", "lock:report", "you", "NX", "PX", "30000"]), "\n");
+    assert_eq!(
+        redis_cli(&h, &["SET", "lock:report", "me", "NX", "PX", "30000"]),
+        "OK\n"
+    );
+    assert_eq!(
+        redis_cli(&h, &["SET", "lock:report", "you", "NX", "PX", "30000"]),
+        "\n"
+    );
     assert_eq!(redis_cli(&h, &["GET", "lock:report"]), "me\n");
-    let pttl: i64 = redis_cli(&h, &["PTTL", "lock:report"]).trim().parse().unwrap();
+    let pttl: i64 = redis_cli(&h, &["PTTL", "lock:report"])
+        .trim()
+        .parse()
+        .unwrap();
     assert!((25_000..=30_000).contains(&pttl));
     let release = r#"if redis.call("get",KEYS[1]) == ARGV[1] then return redis.call("del",KEYS[1]) else return 0 end"#;
-    assert_eq!(redis_cli(&h, &["EVAL", release, "1", "lock:report", "you"]), "0\n");
-    assert_eq!(redis_cli(&h, &["EVAL", release, "1", "lock:report", "me"]), "1\n");
+    assert_eq!(
+        redis_cli(&h, &["EVAL", release, "1", "lock:report", "you"]),
+        "0\n"
+    );
+    assert_eq!(
+        redis_cli(&h, &["EVAL", release, "1", "lock:report", "me"]),
+        "1\n"
+    );
     assert_eq!(redis_cli(&h, &["GET", "lock:report"]), "\n");
     // In RESP3 mode too.
-    assert_eq!(redis_cli(&h, &["-3", "SET", "lock:report", "me", "NX", "PX", "30000"]), "OK\n");
+    assert_eq!(
+        redis_cli(&h, &["-3", "SET", "lock:report", "me", "NX", "PX", "30000"]),
+        "OK\n"
+    );
     // Interactive-style errors are shown as such.
     assert!(redis_cli(&h, &["INCR", "lock:report"]).contains("not allowed on lock keys"));
 }
@@ -56,5 +78,10 @@ async fn pipe_mode() {
     let out = String::from_utf8_lossy(&out.stdout);
     assert!(out.contains("errors: 0, replies: 1001"), "{out}");
     assert_eq!(h.backend.get("pipe:999").as_deref(), Some("999"));
-    poll(|| h.masters.iter().all(|m| m.get("lock:pipe").as_deref() == Some("t"))).await;
+    poll(|| {
+        h.masters
+            .iter()
+            .all(|m| m.get("lock:pipe").as_deref() == Some("t"))
+    })
+    .await;
 }

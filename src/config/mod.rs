@@ -524,8 +524,8 @@ impl Config {
                 let path = e.path().to_string();
                 // Unknown fields are reported at their parent; name the field itself.
                 let inner = e.into_inner().to_string();
-            // The deserializer appends "in `path`" on a second line; the path is said already.
-            let inner = inner.lines().next().unwrap_or_default().to_string();
+                // The deserializer appends "in `path`" on a second line; the path is said already.
+                let inner = inner.lines().next().unwrap_or_default().to_string();
                 let option = match unknown_field(&inner) {
                     Some(field) if path == "." => field.to_string(),
                     Some(field) if !path.ends_with(field) => format!("{path}.{field}"),

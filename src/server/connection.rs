@@ -668,7 +668,8 @@ impl State {
         // Without a sequence number the reply was silenced (CLIENT REPLY OFF); the
         // client holds the lock as it would on a real Redis.
         if let Some(seq) = seq {
-            self.queue.complete(seq, outcome.reply.to_bytes(proto), outcome.grant);
+            self.queue
+                .complete(seq, outcome.reply.to_bytes(proto), outcome.grant);
         }
     }
 
