@@ -520,3 +520,65 @@ async fn a_vanished_client_s_grant_is_released() {
     h.masters[2].resume();
     poll(|| holders(&h, "lock:gone", "t") == 0).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_measure_each_attempt_afresh() {
+    let h = Harness::start_with(3, |c| {
+        c.redlock.retry_count = 3;
+        c.redlock.retry_delay = Duration::from_millis(100);
+    })
+    .await;
+    // Someone else holds the lock for another 150 ms.
+    for m in &h.masters {
+        m.query(&["SET", "lock:r", "other", "PX", "150"]);
+    }
+    let mut c = h.client().await;
+    assert_eq!(
+        c.cmd_str(&["SET", "lock:r", "mine", "NX", "PX", "30000"])
+            .await,
+        "+OK\r\n"
+    );
+    // The grant comes from a later attempt, with the full TTL ahead of it.
+    poll(|| holders(&h, "lock:r", "mine") == 3).await;
+    assert!(h.masters.iter().all(|m| m.pttl("lock:r") > 29_000));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_come_from_the_urls() {
+    let masters: Vec<RedisServer> = (0..3)
+        .map(|_| RedisServer::start_with(&["--requirepass", "s3cret"]))
+        .collect();
+    let backend = RedisServer::start_with(&["--requirepass", "b@ck"]);
+    let urls: Vec<String> = masters.iter().map(|m| m.url()).collect();
+    assert!(urls[0].contains(":s3cret@"));
+    let backend_url = format!("redis://default:b%40ck@127.0.0.1:{}/2", backend.port);
+    let h = Harness::start_with(0, move |c| {
+        c.redlock.masters = urls
+            .iter()
+            .map(|u| redlock_proxy::config::RedisUrl::parse(u).unwrap())
+            .collect();
+        c.passthrough.url = redlock_proxy::config::RedisUrl::parse(&backend_url).unwrap();
+    })
+    .await;
+    h.wait_masters_up().await;
+    let mut c = h.client().await;
+    assert_eq!(
+        c.cmd_str(&["SET", "lock:auth", "t", "NX", "PX", "30000"])
+            .await,
+        "+OK\r\n"
+    );
+    assert_eq!(c.cmd_str(&["SET", "data", "in-db-2"]).await, "+OK\r\n");
+    let check =
+        redis::Client::open(format!("redis://:b%40ck@127.0.0.1:{}/2", backend.port)).unwrap();
+    let v: Option<String> = redis::cmd("GET")
+        .arg("data")
+        .query(&mut check.get_connection().unwrap())
+        .unwrap();
+    assert_eq!(v.as_deref(), Some("in-db-2"));
+    // Passwords never show in the effective configuration line.
+    let summary = h.shared.config.summary();
+    assert!(
+        !summary.contains("s3cret") && !summary.contains("b@ck"),
+        "{summary}"
+    );
+}

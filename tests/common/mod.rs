@@ -97,7 +97,7 @@ impl RedisServer {
                 self.child = None;
                 return false;
             }
-            if self.try_query(&["PING"]).is_ok() {
+            if self.answers() {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -105,8 +105,28 @@ impl RedisServer {
         false
     }
 
+    /// Whether something answers PING on the port (an auth error counts).
+    fn answers(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+        let mut buf = [0u8; 64];
+        s.write_all(b"PING\r\n").is_ok() && matches!(s.read(&mut buf), Ok(n) if n > 0)
+    }
+
+    /// The URL, with the password if the server has one.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let pass = self
+            .extra
+            .iter()
+            .position(|a| a == "--requirepass")
+            .and_then(|i| self.extra.get(i + 1));
+        match pass {
+            Some(p) => format!("redis://:{}@127.0.0.1:{}", p.replace('@', "%40"), self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
     }
 
     /// Whether the process is running (not killed by the test).
