@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Installs the client libraries the compatibility tests run, at pinned versions,
+# from PyPI and npm, into target/clients/ (one virtual environment per set that
+# cannot share one). Idempotent: a stamp file records what is installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=target/clients
+mkdir -p "$root"
+
+# name | pip requirements
+python_envs=(
+    "py-redis8|redis==8.1.0 redlock==1.2.0 pottery==3.0.1"
+    "py-redis5|redis==5.3.1"
+    "py-redlockpy|redlock-py==1.0.8 redis==5.3.1"
+)
+# name | npm packages
+node_envs=(
+    "node-redlock4|redlock@4.2.0 ioredis@4.31.0"
+    "node-redlock5|redlock@5.0.0-beta.2 ioredis@6.0.0"
+)
+
+python=${PYTHON:-python3}
+for entry in "${python_envs[@]}"; do
+    name=${entry%%|*}
+    reqs=${entry#*|}
+    dir=$root/$name
+    stamp="$dir/.installed"
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$reqs" ]; then continue; fi
+    echo "installing $name: $reqs" >&2
+    rm -rf "$dir"
+    "$python" -m venv "$dir"
+    # shellcheck disable=SC2086
+    "$dir/bin/pip" install --quiet --disable-pip-version-check $reqs
+    echo "$reqs" >"$stamp"
+done
+
+for entry in "${node_envs[@]}"; do
+    name=${entry%%|*}
+    pkgs=${entry#*|}
+    dir=$root/$name
+    stamp="$dir/.installed"
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$pkgs" ]; then continue; fi
+    echo "installing $name: $pkgs" >&2
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    echo '{"name":"'"$name"'","private":true}' >"$dir/package.json"
+    # shellcheck disable=SC2086
+    npm install --prefix "$dir" --no-audit --no-fund --silent --save-exact $pkgs
+    echo "$pkgs" >"$stamp"
+done
