@@ -130,6 +130,27 @@ pub fn noscript() -> Reply {
     with_code("NOSCRIPT", "No matching script. Please use EVAL.")
 }
 
+/// A command before authentication (Redis's text).
+pub fn noauth() -> Reply {
+    with_code("NOAUTH", "Authentication required.")
+}
+
+/// `HELLO` without `AUTH` before authentication (Redis's text).
+pub fn noauth_hello() -> Reply {
+    with_code(
+        "NOAUTH",
+        "HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
+    )
+}
+
+/// A wrong user name or password (Redis's text).
+pub fn wrongpass() -> Reply {
+    with_code(
+        "WRONGPASS",
+        "invalid username-password pair or user is disabled.",
+    )
+}
+
 /// `AUTH` when no password is configured (Redis's text).
 pub fn auth_not_configured() -> Reply {
     err(

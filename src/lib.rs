@@ -20,6 +20,7 @@
 //! - [`dev`]: `redlock-proxy dev`, local redis-server children for trying it out.
 //! - [`metrics`]: counters and the Prometheus endpoint.
 
+pub mod auth;
 pub mod command;
 pub mod config;
 pub mod dev;

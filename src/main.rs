@@ -36,6 +36,9 @@ struct Cli {
     /// Log format.
     #[arg(long, value_name = "FORMAT", value_parser = ["text", "json"], global = true)]
     log_format: Option<String>,
+    /// Password clients must AUTH with (better set in the file or REDLOCK_PROXY_REQUIREPASS).
+    #[arg(long, value_name = "PASSWORD", global = true)]
+    requirepass: Option<String>,
     #[command(subcommand)]
     command: Option<Sub>,
 }
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
         lock_patterns: cli.lock_patterns.clone(),
         metrics_listen: cli.metrics_listen.clone(),
         log_format: cli.log_format.clone(),
+        requirepass: cli.requirepass.clone(),
     };
     let dev = match &cli.command {
         Some(Sub::Dev {

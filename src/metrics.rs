@@ -33,6 +33,8 @@ pub struct Metrics {
     pub upstream_errors: AtomicU64,
     /// Clients closed for their output buffer limit.
     pub output_limit: AtomicU64,
+    /// Failed AUTH / HELLO AUTH attempts.
+    pub auth_failures: AtomicU64,
 }
 
 /// Renders every counter in the Prometheus text format.
@@ -90,6 +92,11 @@ pub fn render(shared: &Shared) -> String {
         "output_limit_disconnects_total",
         "Clients closed for their output buffer limit.",
         get(&m.output_limit),
+    );
+    counter(
+        "auth_failures_total",
+        "Failed authentication attempts.",
+        get(&m.auth_failures),
     );
     let l = &shared.engine.stats;
     counter(

@@ -122,6 +122,8 @@ pub struct Context {
     pub uncounted: bool,
     /// A backend connection is open or opening.
     pub attached: bool,
+    /// The client has authenticated (or no authentication is required).
+    pub authenticated: bool,
 }
 
 /// Everything classification needs from the proxy's configuration.
@@ -150,6 +152,9 @@ impl Classifier {
     pub fn classify<A: ArgList + ?Sized>(&self, args: &A, ctx: Context) -> Command {
         let mut name_buf = [0u8; 24];
         let name = upper(args.arg(0), &mut name_buf);
+        if !ctx.authenticated && !matches!(name, b"AUTH" | b"HELLO" | b"QUIT") {
+            return Command::Refuse(errors::noauth());
+        }
         let spec = lookup(args);
 
         // Lock keys first: whatever the command, a lock key never reaches the backend.
@@ -202,7 +207,14 @@ impl Classifier {
                     String::from_utf8_lossy(name).to_lowercase()
                 )));
             }
-            b"HELLO" => return parse_hello(args),
+            b"HELLO" => {
+                return match parse_hello(args) {
+                    Command::Local(Local::Hello { auth: None, .. }) if !ctx.authenticated => {
+                        Command::Refuse(errors::noauth_hello())
+                    }
+                    other => other,
+                };
+            }
             b"AUTH" => {
                 return match n {
                     2 => Command::Local(Local::Auth(None, bytes(1))),

@@ -31,6 +31,24 @@ pub struct Config {
     pub passthrough: PassthroughConfig,
     /// The RedLock masters and algorithm parameters.
     pub redlock: RedlockConfig,
+    /// Users who may authenticate (besides the default user of `requirepass`).
+    pub users: Vec<UserConfig>,
+}
+
+/// A `[[users]]` entry.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    /// User name.
+    pub name: String,
+    /// Password.
+    pub password: String,
+}
+
+impl fmt::Debug for UserConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:***", self.name)
+    }
 }
 
 /// `[server]`.
@@ -56,6 +74,31 @@ pub struct ServerConfig {
     pub log_format: LogFormat,
     /// Address of the Prometheus `/metrics` endpoint (empty: off).
     pub metrics_listen: String,
+    /// Password of the default user; clients must AUTH when set (empty: none).
+    pub requirepass: Secret,
+}
+
+/// A password: `Debug` never shows it.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl Secret {
+    /// The password.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether no password is set.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "***" })
+    }
 }
 
 impl Default for ServerConfig {
@@ -69,6 +112,7 @@ impl Default for ServerConfig {
             threads: 0,
             log_format: LogFormat::Text,
             metrics_listen: String::new(),
+            requirepass: Secret::default(),
         }
     }
 }
@@ -242,6 +286,8 @@ pub struct Flags {
     pub metrics_listen: Option<String>,
     /// `--log-format`.
     pub log_format: Option<String>,
+    /// `--requirepass`.
+    pub requirepass: Option<String>,
 }
 
 /// A configuration error: one line naming the option and where its value came from.
@@ -287,6 +333,7 @@ const OPTIONS: &[(&str, &str, &str, Kind)] = &[
     ("THREADS", "server", "threads", Kind::Int),
     ("LOG_FORMAT", "server", "log_format", Kind::Str),
     ("METRICS_LISTEN", "server", "metrics_listen", Kind::Str),
+    ("REQUIREPASS", "server", "requirepass", Kind::Str),
     ("MAX_BULK_LEN", "limits", "max_bulk_len", Kind::Int),
     (
         "MAX_MULTIBULK_LEN",
@@ -507,6 +554,16 @@ impl Config {
                 "--metrics-listen",
             );
         }
+        if let Some(v) = &flags.requirepass {
+            set(
+                &mut flag_table,
+                &mut prov,
+                "server",
+                "requirepass",
+                s(v),
+                "--requirepass",
+            );
+        }
         if let Some(v) = &flags.log_format {
             set(
                 &mut flag_table,
@@ -645,7 +702,7 @@ impl Config {
             "listen={} max_clients={} timeout={:?} tcp_keepalive={:?} shutdown_timeout={:?} threads={} log_format={:?} metrics_listen={:?} \
              max_bulk_len={} max_multibulk_len={} max_inline_len={} max_nesting_depth={} max_query_buffer={} max_output_buffer={} \
              passthrough={} passthrough_connect_timeout={:?} masters=[{}] lock_patterns={:?} node_timeout={:?} drift_factor={} drift_floor={:?} \
-             min_validity={:?} retry_count={} retry_delay={:?} require_ttl={} max_ttl={:?} scripts={}",
+             min_validity={:?} retry_count={} retry_delay={:?} require_ttl={} max_ttl={:?} scripts={} requirepass={} users={:?}",
             s.listen,
             s.max_clients,
             s.timeout,
@@ -673,6 +730,15 @@ impl Config {
             r.require_ttl,
             r.max_ttl,
             r.scripts.len(),
+            if s.requirepass.is_empty() {
+                "none"
+            } else {
+                "***"
+            },
+            self.users
+                .iter()
+                .map(|u| u.name.as_str())
+                .collect::<Vec<_>>(),
         )
     }
 }

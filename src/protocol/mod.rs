@@ -74,6 +74,12 @@ pub enum ProtocolError {
     /// A bad or too large element count.
     #[error("Protocol error: invalid multibulk length")]
     InvalidMultibulkLength,
+    /// More than 10 elements before authentication.
+    #[error("Protocol error: unauthenticated multibulk length")]
+    UnauthenticatedMultibulk,
+    /// A bulk longer than 16 KiB before authentication.
+    #[error("Protocol error: unauthenticated bulk length")]
+    UnauthenticatedBulk,
     /// A `$` header line longer than the limit.
     #[error("Protocol error: too big bulk count string")]
     TooBigBulkCount,

@@ -4,6 +4,11 @@
 
 use super::{FrameLimits, ProtocolError, find_cr, parse_len, printable};
 
+/// Most elements of a request before authentication (Redis's limit).
+const UNAUTHENTICATED_MULTIBULK: i64 = 10;
+/// Longest bulk before authentication (Redis's limit).
+const UNAUTHENTICATED_BULK: usize = 16 * 1024;
+
 /// Read access to a request's arguments, whatever holds them.
 pub trait ArgList {
     /// Number of arguments, the command name included.
@@ -73,6 +78,8 @@ pub struct RequestParser {
     remaining: u64,
     /// Offset of the next unparsed byte of the current multibulk.
     pos: usize,
+    /// Before authentication Redis allows only small requests.
+    authenticated: bool,
 }
 
 impl RequestParser {
@@ -85,7 +92,14 @@ impl RequestParser {
             inline_buf: Vec::new(),
             remaining: 0,
             pos: 0,
+            authenticated: true,
         }
+    }
+
+    /// Before authentication, requests are limited to 10 elements and bulks to
+    /// 16 KiB, as in Redis: an unauthenticated peer cannot make the proxy buffer much.
+    pub fn set_authenticated(&mut self, authenticated: bool) {
+        self.authenticated = authenticated;
     }
 
     /// Parses the request at the start of `buf`. `Ok(Some(n))`: a whole request of
@@ -108,6 +122,9 @@ impl RequestParser {
             if n > 0 && n as u64 > self.limits.max_multibulk_len {
                 return Err(ProtocolError::InvalidMultibulkLength);
             }
+            if n > UNAUTHENTICATED_MULTIBULK && !self.authenticated {
+                return Err(ProtocolError::UnauthenticatedMultibulk);
+            }
             self.pos = cr + 2;
             if n <= 0 {
                 return Ok(Some(self.pos));
@@ -128,6 +145,9 @@ impl RequestParser {
             let len = parse_len(&buf[pos + 1..cr])
                 .filter(|&l| l >= 0 && l as u64 <= self.limits.max_bulk_len)
                 .ok_or(ProtocolError::InvalidBulkLength)? as usize;
+            if len > UNAUTHENTICATED_BULK && !self.authenticated {
+                return Err(ProtocolError::UnauthenticatedBulk);
+            }
             let start = cr + 2;
             let end = start + len;
             // Redis skips the two bytes after a bulk without looking at them.

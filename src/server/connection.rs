@@ -95,7 +95,7 @@ pub(crate) async fn serve(
         inbuf: BytesMut::with_capacity(16 * 1024),
         parser: RequestParser::new(limits),
         st: State {
-            session: Session::new(id, db),
+            session: Session::new(id, db, !shared.auth.required()),
             out: BytesMut::with_capacity(16 * 1024),
             flushed: 0,
             unflushed_grants: VecDeque::new(),
@@ -284,6 +284,7 @@ impl Conn {
             && !self.inbuf.is_empty()
             && self.st.ops.len() < MAX_INFLIGHT_OPS
         {
+            self.parser.set_authenticated(self.st.session.authenticated);
             match self.parser.parse(&self.inbuf) {
                 Err(e) => {
                     self.st.protocol_error(&e);
@@ -363,6 +364,7 @@ impl State {
             multi_lost: self.session.multi_lost,
             uncounted: self.session.uncounted,
             attached: !matches!(self.up, Upstream::Closed),
+            authenticated: self.session.authenticated,
         }
     }
 
@@ -555,13 +557,9 @@ impl State {
                 auth,
                 setname,
             } => {
-                if let Some((user, _)) = &auth {
-                    // No password is configured: the default user takes any password.
-                    if &user[..] != b"default" {
-                        self.reply(errors::with_code(
-                            "WRONGPASS",
-                            "invalid username-password pair or user is disabled.",
-                        ));
+                if let Some((user, pass)) = &auth {
+                    if !self.authenticate(Some(user), pass) {
+                        self.reply(errors::wrongpass());
                         return;
                     }
                 }
@@ -589,9 +587,18 @@ impl State {
                 self.session.proto = new_proto;
                 self.reply_bytes(bytes);
             }
-            Local::Auth(_, _) => self.reply(errors::auth_not_configured()),
+            Local::Auth(None, _) if !self.shared.auth.required() => {
+                self.reply(errors::auth_not_configured());
+            }
+            Local::Auth(user, pass) => {
+                if self.authenticate(user.as_deref(), &pass) {
+                    self.reply(Reply::OK);
+                } else {
+                    self.reply(errors::wrongpass());
+                }
+            }
             Local::Reset => {
-                self.session.reset(self.shared.config.passthrough.url.db);
+                self.reset_session();
                 self.reply(Reply::Simple("RESET"));
             }
             Local::ClientSetName(name) => {
@@ -636,6 +643,31 @@ impl State {
                 self.reply(Reply::OK);
             }
         }
+    }
+
+    /// Checks credentials; on success the session is authenticated. Without
+    /// required authentication only the default user exists, with any password.
+    fn authenticate(&mut self, user: Option<&[u8]>, pass: &[u8]) -> bool {
+        let auth = &self.shared.auth;
+        let ok = if auth.required() {
+            auth.check(user, pass)
+        } else {
+            user.is_none_or(|u| u == crate::auth::DEFAULT_USER.as_bytes())
+        };
+        if ok {
+            self.session.authenticated = true;
+        } else {
+            self.shared
+                .metrics
+                .auth_failures
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        ok
+    }
+
+    fn reset_session(&mut self) {
+        let db = self.shared.config.passthrough.url.db;
+        self.session.reset(db, self.shared.auth.required());
     }
 
     fn end_lost_transaction(&mut self) {
@@ -791,7 +823,8 @@ impl State {
                 if self.session.resets_pending > 0 && frame == b"+RESET\r\n" {
                     self.session.resets_pending -= 1;
                     if self.session.resets_pending == 0 {
-                        self.session.reset(self.shared.config.passthrough.url.db);
+                        let db = self.shared.config.passthrough.url.db;
+                        self.session.reset(db, self.shared.auth.required());
                     }
                 }
                 self.out.extend_from_slice(frame);
@@ -920,7 +953,7 @@ fn apply_hook(
         Hook::Reset => {
             if frame == b"+RESET\r\n" {
                 let db = shared.config.passthrough.url.db;
-                session.reset(db);
+                session.reset(db, shared.auth.required());
             }
             write(frame);
         }

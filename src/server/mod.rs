@@ -45,6 +45,8 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Framing limits.
     pub limits: FrameLimits,
+    /// Client authentication.
+    pub auth: crate::auth::Authenticator,
     /// The passthrough backend's version, once known (reported by HELLO).
     pub backend_version: RwLock<String>,
     /// A random value that makes resynchronisation markers unguessable.
@@ -109,7 +111,13 @@ impl Proxy {
                 max_ttl: (!r.max_ttl.is_zero()).then_some(r.max_ttl),
             },
         };
+        let users: Vec<(String, String)> = config
+            .users
+            .iter()
+            .map(|u| (u.name.clone(), u.password.clone()))
+            .collect();
         let shared = Arc::new(Shared {
+            auth: crate::auth::Authenticator::new(config.server.requirepass.expose(), &users),
             limits: config.limits.frame_limits(),
             config,
             classifier,

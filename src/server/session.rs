@@ -55,11 +55,14 @@ pub struct Session {
     pub resets_pending: u32,
     /// `CLIENT REPLY` mode.
     pub reply_mode: ReplyMode,
+    /// Authenticated (or no authentication required).
+    pub authenticated: bool,
 }
 
 impl Session {
-    /// A fresh session, using database `db`.
-    pub fn new(id: u64, db: u32) -> Self {
+    /// A fresh session, using database `db`; `authenticated` when no
+    /// authentication is required.
+    pub fn new(id: u64, db: u32, authenticated: bool) -> Self {
         Session {
             id,
             proto: Proto::Resp2,
@@ -76,14 +79,15 @@ impl Session {
             monitor: false,
             resets_pending: 0,
             reply_mode: ReplyMode::On,
+            authenticated,
         }
     }
 
     /// What `RESET` does: back to a fresh connection's state (the library info stays,
-    /// as in Redis).
-    pub fn reset(&mut self, default_db: u32) {
+    /// as in Redis; authentication is dropped when it is required).
+    pub fn reset(&mut self, default_db: u32, auth_required: bool) {
         let (id, lib_name, lib_ver) = (self.id, self.lib_name.take(), self.lib_ver.take());
-        *self = Session::new(id, default_db);
+        *self = Session::new(id, default_db, !auth_required);
         self.lib_name = lib_name;
         self.lib_ver = lib_ver;
     }

@@ -1,0 +1,144 @@
+//! Authentication towards the proxy: requirepass and users.
+
+mod common;
+
+use common::*;
+use redlock_proxy::config::{Secret, UserConfig};
+
+async fn secured() -> Harness {
+    Harness::start_with(3, |c| {
+        c.server.requirepass = Secret("s3cret".into());
+        c.users.push(UserConfig {
+            name: "alice".into(),
+            password: "wonderland".into(),
+        });
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_before_auth_lock_operations_included() {
+    let h = secured().await;
+    let mut c = h.client().await;
+    assert_eq!(
+        c.cmd_str(&["PING"]).await,
+        "-NOAUTH Authentication required.\r\n"
+    );
+    assert_eq!(
+        c.cmd_str(&["GET", "k"]).await,
+        "-NOAUTH Authentication required.\r\n"
+    );
+    assert_eq!(
+        c.cmd_str(&["SET", "lock:a", "t", "NX", "PX", "10000"])
+            .await,
+        "-NOAUTH Authentication required.\r\n"
+    );
+    assert!(h.masters.iter().all(|m| m.get("lock:a").is_none()));
+    assert!(
+        c.cmd_str(&["HELLO", "3"])
+            .await
+            .starts_with("-NOAUTH HELLO must be called")
+    );
+    assert_eq!(
+        c.cmd_str(&["AUTH", "wrong"]).await,
+        "-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+    );
+    assert_eq!(c.cmd_str(&["AUTH", "s3cret"]).await, "+OK\r\n");
+    assert_eq!(
+        c.cmd_str(&["SET", "lock:a", "t", "NX", "PX", "10000"])
+            .await,
+        "+OK\r\n"
+    );
+    assert_eq!(c.cmd_str(&["SET", "k", "v"]).await, "+OK\r\n");
+    // RESET drops the authentication.
+    assert_eq!(c.cmd_str(&["RESET"]).await, "+RESET\r\n");
+    assert_eq!(
+        c.cmd_str(&["GET", "k"]).await,
+        "-NOAUTH Authentication required.\r\n"
+    );
+    // QUIT is always allowed.
+    assert_eq!(c.cmd_str(&["QUIT"]).await, "+OK\r\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_and_hello_auth() {
+    let h = secured().await;
+    let mut c = h.client().await;
+    assert_eq!(
+        c.cmd_str(&["AUTH", "alice", "s3cret"]).await,
+        "-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+    );
+    assert_eq!(
+        c.cmd_str(&["HELLO", "3", "AUTH", "alice", "nope"]).await,
+        "-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+    );
+    let hello = c
+        .cmd_str(&["HELLO", "3", "AUTH", "alice", "wonderland"])
+        .await;
+    assert!(hello.starts_with("%7"), "{hello}");
+    assert_eq!(c.cmd_str(&["GET", "missing"]).await, "_\r\n");
+    let mut d = h.client().await;
+    assert_eq!(d.cmd_str(&["AUTH", "default", "s3cret"]).await, "+OK\r\n");
+    assert_eq!(d.cmd_str(&["PING"]).await, "+PONG\r\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_clients_cannot_send_big_requests() {
+    let h = secured().await;
+    let mut c = h.client().await;
+    c.send(b"*11\r\n").await;
+    assert_eq!(
+        text(&c.read().await),
+        "-ERR Protocol error: unauthenticated multibulk length\r\n"
+    );
+    assert!(c.closed().await);
+    let mut c = h.client().await;
+    c.send(b"*2\r\n$4\r\nAUTH\r\n$20000\r\n").await;
+    assert_eq!(
+        text(&c.read().await),
+        "-ERR Protocol error: unauthenticated bulk length\r\n"
+    );
+    assert!(c.closed().await);
+    // Authenticated, the normal limits apply.
+    let mut c = h.client().await;
+    assert_eq!(c.cmd_str(&["AUTH", "s3cret"]).await, "+OK\r\n");
+    let big = "x".repeat(20_000);
+    assert_eq!(c.cmd_str(&["SET", "big", &big]).await, "+OK\r\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_password_auth_answers_like_redis() {
+    let h = Harness::start(3).await;
+    let mut c = h.client().await;
+    assert!(
+        c.cmd_str(&["AUTH", "x"])
+            .await
+            .starts_with("-ERR AUTH <password> called without any password configured")
+    );
+    assert_eq!(c.cmd_str(&["AUTH", "default", "anything"]).await, "+OK\r\n");
+    assert!(
+        c.cmd_str(&["HELLO", "3", "AUTH", "default", "x"])
+            .await
+            .starts_with("%7")
+    );
+}
+
+#[test]
+fn passwords_never_show_in_the_configuration_line() {
+    let mut c = redlock_proxy::Config::default();
+    c.server.requirepass = Secret("hunter2".into());
+    c.users.push(UserConfig {
+        name: "bob".into(),
+        password: "pa55".into(),
+    });
+    let s = c.summary();
+    assert!(
+        !s.contains("hunter2") && !s.contains("pa55") && s.contains("bob"),
+        "{s}"
+    );
+    let debug = format!("{c:?}");
+    assert!(
+        !debug.contains("hunter2") && !debug.contains("pa55"),
+        "{debug}"
+    );
+}
