@@ -582,3 +582,26 @@ async fn credentials_come_from_the_urls() {
         "{summary}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripts_flushed_on_the_masters_are_loaded_again() {
+    let h = Harness::start(3).await;
+    let mut c = h.client().await;
+    for round in 0..3 {
+        let token = format!("t{round}");
+        assert_eq!(
+            c.cmd_str(&["SET", "lock:fl", &token, "NX", "PX", "60000"])
+                .await,
+            "+OK\r\n"
+        );
+        poll(|| holders(&h, "lock:fl", &token) == 3).await;
+        for m in &h.masters {
+            m.query(&["SCRIPT", "FLUSH"]);
+        }
+        assert_eq!(
+            c.cmd_str(&["EVAL", RELEASE, "1", "lock:fl", &token]).await,
+            ":1\r\n"
+        );
+        assert_eq!(holders(&h, "lock:fl", &token), 0);
+    }
+}

@@ -28,7 +28,7 @@ use redis_protocol::resp2::types::BytesFrame;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::master::Master;
+use super::master::{Master, Preload};
 use super::ops::LockOp;
 use super::quorum::{self, Decision, Params};
 use super::scripts::{Convention, Kind, ScriptSpec, sha1_hex};
@@ -43,20 +43,32 @@ const QUERY_SCRIPT: &str = "return {redis.call('get', KEYS[1]), redis.call('pttl
 const DEL_SCRIPT: &str =
     "local r = {}\nfor i, k in ipairs(KEYS) do r[i] = redis.call('del', k) end\nreturn r\n";
 
-/// An internal script: its text and SHA1.
+/// An internal script: its text, SHA1 and preload.
 #[derive(Debug)]
 struct Internal {
     text: Bytes,
     sha: Bytes,
+    preload: Arc<Preload>,
 }
 
 impl Internal {
     fn new(text: &'static str) -> Self {
+        let sha = Bytes::from(sha1_hex(text.as_bytes()).into_bytes());
         Internal {
             text: Bytes::from_static(text.as_bytes()),
-            sha: Bytes::from(sha1_hex(text.as_bytes()).into_bytes()),
+            preload: Preload::new(sha.clone(), text.as_bytes()),
+            sha,
         }
     }
+}
+
+/// How an EVALSHA reaches a master that may lack the script: loaded ahead in the
+/// pipeline, and retried as EVAL if the master answers NOSCRIPT all the same
+/// (someone ran SCRIPT FLUSH).
+#[derive(Debug, Clone)]
+struct ScriptCall {
+    preload: Arc<Preload>,
+    fallback: Bytes,
 }
 
 /// Counters of lock operations.
@@ -198,7 +210,7 @@ impl Engine {
                 self.stats.queries.fetch_add(1, Ordering::Relaxed);
                 let (cmd, fallback) = self.internal(&self.query, &[key], &[]);
                 let (t, _) = self
-                    .collect(cmd, Some(fallback), self.cfg.params.node_timeout, |t| {
+                    .collect(cmd, fallback, self.cfg.params.node_timeout, |t| {
                         self.value_decided(t, |f| match f {
                             BytesFrame::Array(a) => a.first().and_then(vote::bulk),
                             _ => None,
@@ -211,7 +223,7 @@ impl Engine {
                 self.stats.releases.fetch_add(1, Ordering::Relaxed);
                 let (cmd, fallback) = self.internal(&self.del, &keys, &[]);
                 let (t, _) = self
-                    .collect(cmd, Some(fallback), self.cfg.params.node_timeout, |t| {
+                    .collect(cmd, fallback, self.cfg.params.node_timeout, |t| {
                         t.finished == t.answers.len()
                     })
                     .await;
@@ -265,7 +277,10 @@ impl Engine {
         let cmd = command(&args);
         args[0] = b"EVAL";
         args[1] = &text;
-        let fallback = command(&args);
+        let fallback = Some(ScriptCall {
+            preload: Preload::new(sha.clone(), &text),
+            fallback: command(&args),
+        });
         let nkeys = keys.len();
         let conv = spec.convention;
         let q = self.quorum();
@@ -283,12 +298,12 @@ impl Engine {
         match kind {
             Kind::Acquire => {
                 let token = argv.first().cloned().unwrap_or_default();
-                self.acquire(cmd, Some(fallback), keys, token, ttl, Some(conv))
+                self.acquire(cmd, fallback, keys, token, ttl, Some(conv))
                     .await
             }
             Kind::Extend => {
                 let timeout = quorum::node_timeout(ttl, &self.cfg.params);
-                let (t, elapsed) = self.collect(cmd, Some(fallback), timeout, |_| false).await;
+                let (t, elapsed) = self.collect(cmd, fallback, timeout, |_| false).await;
                 let yes = vote::count_success(conv, &t.answers, nkeys);
                 let granted = match ttl {
                     Some(ttl) => matches!(
@@ -314,14 +329,14 @@ impl Engine {
             Kind::Release => {
                 self.stats.releases.fetch_add(1, Ordering::Relaxed);
                 let (t, _) = self
-                    .collect(cmd, Some(fallback), self.cfg.params.node_timeout, |_| false)
+                    .collect(cmd, fallback, self.cfg.params.node_timeout, |_| false)
                     .await;
                 vote::release_reply(conv, &t.answers, q, nkeys).into()
             }
             Kind::Query => {
                 self.stats.queries.fetch_add(1, Ordering::Relaxed);
                 let (t, _) = self
-                    .collect(cmd, Some(fallback), self.cfg.params.node_timeout, |t| {
+                    .collect(cmd, fallback, self.cfg.params.node_timeout, |t| {
                         t.finished == t.answers.len()
                     })
                     .await;
@@ -345,7 +360,7 @@ impl Engine {
     async fn acquire(
         &self,
         cmd: Bytes,
-        fallback: Option<Bytes>,
+        fallback: Option<ScriptCall>,
         keys: Vec<Bytes>,
         token: Bytes,
         ttl: Option<Duration>,
@@ -425,8 +440,13 @@ impl Engine {
         }
     }
 
-    /// `EVALSHA` of an internal script and its `EVAL` fallback.
-    fn internal(&self, script: &Internal, keys: &[Bytes], argv: &[&[u8]]) -> (Bytes, Bytes) {
+    /// `EVALSHA` of an internal script, and how it reaches the masters.
+    fn internal(
+        &self,
+        script: &Internal,
+        keys: &[Bytes],
+        argv: &[&[u8]],
+    ) -> (Bytes, Option<ScriptCall>) {
         let numkeys = keys.len().to_string();
         let mut args: Vec<&[u8]> = vec![b"EVALSHA", &script.sha, numkeys.as_bytes()];
         args.extend(keys.iter().map(|k| &k[..]));
@@ -434,17 +454,21 @@ impl Engine {
         let cmd = command(&args);
         args[0] = b"EVAL";
         args[1] = &script.text;
-        (cmd, command(&args))
+        let call = ScriptCall {
+            preload: Arc::clone(&script.preload),
+            fallback: command(&args),
+        };
+        (cmd, Some(call))
     }
 
     /// Sends `cmd` to every master and gathers replies until `done` says the
-    /// outcome is decided, every master finished, or `timeout` passed. A
-    /// `NOSCRIPT` reply is retried once with `fallback` (the EVAL form). Returns the
-    /// replies and the time elapsed until the decision.
+    /// outcome is decided, every master finished, or `timeout` passed. For a
+    /// script, a `NOSCRIPT` reply is retried once as EVAL. Returns the replies and
+    /// the time elapsed until the decision.
     async fn collect(
         &self,
         cmd: Bytes,
-        fallback: Option<Bytes>,
+        script: Option<ScriptCall>,
         timeout: Duration,
         done: impl Fn(&Tally) -> bool,
     ) -> (Tally, Duration) {
@@ -452,8 +476,9 @@ impl Engine {
         let start = Instant::now();
         let deadline = start + timeout;
         let (tx, mut rx) = mpsc::unbounded_channel();
+        let preload = script.as_ref().map(|s| &s.preload);
         for m in &self.masters {
-            m.send(cmd.clone(), deadline, &tx);
+            m.send_with(cmd.clone(), preload.cloned(), deadline, &tx);
         }
         let mut t = Tally {
             answers: vec![None; n],
@@ -470,11 +495,11 @@ impl Engine {
             }
             match reply {
                 Ok(BytesFrame::Error(e))
-                    if e.starts_with("NOSCRIPT") && !retried[i] && fallback.is_some() =>
+                    if e.starts_with("NOSCRIPT") && !retried[i] && script.is_some() =>
                 {
                     retried[i] = true;
-                    if let Some(fb) = &fallback {
-                        self.masters[i].send(fb.clone(), deadline, &tx);
+                    if let Some(s) = &script {
+                        self.masters[i].send(s.fallback.clone(), deadline, &tx);
                     }
                     continue;
                 }
@@ -487,26 +512,7 @@ impl Engine {
                 break;
             }
         }
-        let elapsed = start.elapsed();
-        if let Some(fallback) = fallback {
-            if t.finished < n && Instant::now() < deadline {
-                // Decided early: masters still to answer may yet need the EVAL form.
-                let masters = self.masters.clone();
-                tokio::spawn(async move {
-                    while let Ok(Some((i, reply))) =
-                        tokio::time::timeout_at(deadline, rx.recv()).await
-                    {
-                        if let Ok(BytesFrame::Error(e)) = reply {
-                            if e.starts_with("NOSCRIPT") && !retried[i] {
-                                retried[i] = true;
-                                masters[i].send(fallback.clone(), deadline, &tx);
-                            }
-                        }
-                    }
-                });
-            }
-        }
-        (t, elapsed)
+        (t, start.elapsed())
     }
 }
 

@@ -87,12 +87,38 @@ enum ReplyTo {
     Op { tx: ReplySender, index: usize },
     /// A fire-and-forget cleanup; kept across reconnects until `expires`.
     Cleanup { expires: Option<Instant> },
+    /// A command of the connection's own (SCRIPT LOAD); its reply is dropped.
+    Ignore,
 }
 
 struct Request {
     cmd: Bytes,
     deadline: Option<Instant>,
     reply_to: ReplyTo,
+    preload: Option<Arc<Preload>>,
+}
+
+/// A script a request runs with EVALSHA: loaded on the master first (once per
+/// connection), in the same pipeline, so the EVALSHA cannot miss it even when the
+/// master answers only after the operation has stopped waiting.
+#[derive(Debug)]
+pub struct Preload {
+    /// The script's SHA1, lowercase hex.
+    pub sha: Bytes,
+    /// `SCRIPT LOAD <text>`, encoded.
+    pub load: Bytes,
+}
+
+impl Preload {
+    /// The preload of a script text.
+    pub fn new(sha: Bytes, text: &[u8]) -> Arc<Preload> {
+        let mut load = BytesMut::new();
+        encode_command(&mut load, [&b"SCRIPT"[..], b"LOAD", text].into_iter());
+        Arc::new(Preload {
+            sha,
+            load: load.freeze(),
+        })
+    }
 }
 
 /// A lock master and the handle to its connection task.
@@ -155,6 +181,18 @@ impl Master {
     /// Queues `cmd` for an operation; the reply goes to `tx` tagged with this
     /// master's index. A request still unsent at `deadline` is dropped.
     pub fn send(&self, cmd: Bytes, deadline: Instant, tx: &ReplySender) {
+        self.send_with(cmd, None, deadline, tx);
+    }
+
+    /// Like [`send`](Self::send), for an EVALSHA whose script is loaded first
+    /// where this connection has not loaded it yet.
+    pub fn send_with(
+        &self,
+        cmd: Bytes,
+        preload: Option<Arc<Preload>>,
+        deadline: Instant,
+        tx: &ReplySender,
+    ) {
         if self.state() == State::Down {
             self.stats.refused.fetch_add(1, Ordering::Relaxed);
             let _ = tx.send((self.index, Err(MasterError::Down)));
@@ -173,6 +211,7 @@ impl Master {
                 tx: tx.clone(),
                 index: self.index,
             },
+            preload,
         };
         if let Err(mpsc::error::SendError(req)) = self.tx.send(req) {
             self.queued.fetch_sub(1, Ordering::Relaxed);
@@ -189,6 +228,7 @@ impl Master {
             cmd,
             deadline: None,
             reply_to: ReplyTo::Cleanup { expires },
+            preload: None,
         });
     }
 
@@ -263,6 +303,7 @@ impl Master {
                 let _ = tx.send((index, Err(MasterError::Down)));
             }
             ReplyTo::Cleanup { .. } => defer(req, deferred),
+            ReplyTo::Ignore => {}
         }
     }
 }
@@ -284,6 +325,8 @@ struct Pending {
     reply_to: ReplyTo,
     /// Kept for cleanups, which are re-sent after a reconnect.
     cmd: Bytes,
+    /// The script an EVALSHA relies on having loaded.
+    script: Option<Bytes>,
 }
 
 fn fail_pending(p: Pending, deferred: &mut VecDeque<Request>) {
@@ -296,9 +339,11 @@ fn fail_pending(p: Pending, deferred: &mut VecDeque<Request>) {
                 cmd: p.cmd,
                 deadline: None,
                 reply_to,
+                preload: None,
             },
             deferred,
         ),
+        ReplyTo::Ignore => {}
     }
 }
 
@@ -354,6 +399,8 @@ struct Conn {
     rbuf: BytesMut,
     scanner: ReplyScanner,
     pending: VecDeque<Pending>,
+    /// Scripts this connection has loaded on the master.
+    loaded: std::collections::HashSet<Bytes>,
 }
 
 impl Conn {
@@ -364,6 +411,7 @@ impl Conn {
             rbuf: BytesMut::with_capacity(16 * 1024),
             scanner: ReplyScanner::new(max_depth),
             pending: VecDeque::new(),
+            loaded: std::collections::HashSet::new(),
         }
     }
 
@@ -380,12 +428,24 @@ impl Conn {
             }
         }
         master.stats.sent.fetch_add(1, Ordering::Relaxed);
+        if let Some(p) = &req.preload {
+            if !self.loaded.contains(&p.sha) {
+                self.wbuf.extend_from_slice(&p.load);
+                self.pending.push_back(Pending {
+                    reply_to: ReplyTo::Ignore,
+                    cmd: Bytes::new(),
+                    script: None,
+                });
+                self.loaded.insert(p.sha.clone());
+            }
+        }
         self.wbuf.extend_from_slice(&req.cmd);
         self.pending.push_back(Pending {
             cmd: match req.reply_to {
                 ReplyTo::Cleanup { .. } => req.cmd,
-                ReplyTo::Op { .. } => Bytes::new(),
+                ReplyTo::Op { .. } | ReplyTo::Ignore => Bytes::new(),
             },
+            script: req.preload.as_ref().map(|p| p.sha.clone()),
             reply_to: req.reply_to,
         });
     }
@@ -421,11 +481,17 @@ impl Conn {
             };
             match p.reply_to {
                 ReplyTo::Op { tx, index } => {
+                    if let (BytesFrame::Error(e), Some(sha)) = (&frame, &p.script) {
+                        if e.starts_with("NOSCRIPT") {
+                            // Flushed behind our back: load it again next time.
+                            self.loaded.remove(sha);
+                        }
+                    }
                     let _ = tx.send((index, Ok(frame)));
                 }
-                ReplyTo::Cleanup { .. } => {
+                ReplyTo::Cleanup { .. } | ReplyTo::Ignore => {
                     if let BytesFrame::Error(e) = frame {
-                        tracing::debug!(error = %e, "cleanup failed on a master");
+                        tracing::debug!(error = %e, "cleanup or script load failed on a master");
                     }
                 }
             }

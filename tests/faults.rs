@@ -1,0 +1,226 @@
+//! Faults: masters that are blackholed, killed and restarted; a passthrough
+//! backend that dies in the middle of a pipeline.
+
+mod common;
+
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use common::relay::{Mode, Relay};
+use common::*;
+use redlock_proxy::config::RedisUrl;
+
+/// Upper bound for an operation that waits for a silent master: the node timeout
+/// plus a margin for a loaded CI machine.
+const BOUND: Duration = Duration::from_millis(50 + 250);
+
+struct Setup {
+    h: Harness,
+    masters: Vec<RedisServer>,
+    relays: Vec<Relay>,
+}
+
+/// 3 masters, each behind a relay the test controls.
+async fn behind_relays() -> Setup {
+    let masters: Vec<RedisServer> = (0..3).map(|_| RedisServer::start()).collect();
+    let mut relays = Vec::new();
+    for m in &masters {
+        relays.push(Relay::start(m.port).await);
+    }
+    let urls: Vec<String> = relays.iter().map(|r| r.url()).collect();
+    let h = Harness::start_with(0, move |c| {
+        c.redlock.masters = urls.iter().map(|u| RedisUrl::parse(u).unwrap()).collect();
+    })
+    .await;
+    h.wait_masters_up().await;
+    Setup { h, masters, relays }
+}
+
+fn holders(masters: &[RedisServer], key: &str) -> usize {
+    masters
+        .iter()
+        .filter(|m| m.is_running() && m.get(key).is_some())
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_master_blackholed_every_acquire_is_granted_in_time() {
+    let s = behind_relays().await;
+    s.relays[0].set(Mode::Blackhole);
+    let mut c = s.h.client().await;
+    for i in 0..30 {
+        let key = format!("lock:bh1-{i}");
+        // A TTL longer than any wait below: only a release can clear the healed master.
+        let start = Instant::now();
+        assert_eq!(
+            c.cmd_str(&["SET", &key, "t", "NX", "PX", "60000"]).await,
+            "+OK\r\n"
+        );
+        let took = start.elapsed();
+        assert!(took < BOUND, "acquire {i} took {took:?}");
+        assert!(holders(&s.masters[1..], &key) == 2);
+        // Release waits for the silent master up to the node timeout, no longer.
+        let start = Instant::now();
+        let release = r#"if redis.call("get",KEYS[1]) == ARGV[1] then return redis.call("del",KEYS[1]) else return 0 end"#;
+        assert_eq!(
+            c.cmd_str(&["EVAL", release, "1", &key, "t"]).await,
+            ":1\r\n"
+        );
+        assert!(start.elapsed() < BOUND);
+    }
+    s.relays[0].set(Mode::Pass);
+    // The held-back SETs reach the healed master with their releases right behind.
+    poll(|| (0..30).all(|i| s.masters[0].get(&format!("lock:bh1-{i}")).is_none())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_masters_blackholed_refusals_are_quick_and_leave_nothing() {
+    let s = behind_relays().await;
+    s.relays[0].set(Mode::Blackhole);
+    s.relays[1].set(Mode::Blackhole);
+    // Ten clients at once: none hangs, all are refused within the bound.
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let addr = s.h.addr;
+        tasks.push(tokio::spawn(async move {
+            let mut c = RawClient::connect(addr).await;
+            let start = Instant::now();
+            let r = c
+                .cmd_str(&["SET", &format!("lock:bh2-{i}"), "t", "NX", "PX", "60000"])
+                .await;
+            (r, start.elapsed())
+        }));
+    }
+    for t in tasks {
+        let (r, took) = t.await.unwrap();
+        assert_eq!(r, "$-1\r\n");
+        assert!(took < BOUND, "refusal took {took:?}");
+    }
+    // The third master granted, and was cleaned up.
+    poll(|| (0..10).all(|i| s.masters[2].get(&format!("lock:bh2-{i}")).is_none())).await;
+    s.relays[0].set(Mode::Pass);
+    s.relays[1].set(Mode::Pass);
+    // Once they answer again, no token of the refused acquisitions remains.
+    poll(|| (0..10).all(|i| holders(&s.masters, &format!("lock:bh2-{i}")) == 0)).await;
+    let mut c = s.h.client().await;
+    assert_eq!(
+        c.cmd_str(&["SET", "lock:bh2-0", "u", "NX", "PX", "10000"])
+            .await,
+        "+OK\r\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_on_one_link_does_not_slow_acquisitions() {
+    let s = behind_relays().await;
+    s.relays[2].set(Mode::Delay(Duration::from_millis(200)));
+    let mut c = s.h.client().await;
+    let start = Instant::now();
+    for i in 0..10 {
+        assert_eq!(
+            c.cmd_str(&["SET", &format!("lock:slow{i}"), "t", "NX", "PX", "10000"])
+                .await,
+            "+OK\r\n"
+        );
+    }
+    assert!(
+        start.elapsed() < Duration::from_millis(10 * 100),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+/// Log lines of this test binary.
+fn logs() -> &'static Mutex<Vec<u8>> {
+    static LOGS: OnceLock<Mutex<Vec<u8>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        struct Capture;
+        impl std::io::Write for Capture {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                logs().lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let _ = tracing_subscriber::fmt()
+            .with_writer(|| Capture)
+            .with_ansi(false)
+            .with_env_filter("info")
+            .try_init();
+        Mutex::new(Vec::new())
+    })
+}
+
+fn log_lines_about(needle: &str, port: u16) -> usize {
+    let logs = String::from_utf8_lossy(&logs().lock().unwrap()).into_owned();
+    logs.lines()
+        .filter(|l| l.contains(needle) && l.contains(&format!(":{port}")))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_master_is_reconnected_without_an_error_storm() {
+    logs();
+    let mut h = Harness::start(3).await;
+    let port = h.masters[0].port;
+    h.masters[0].kill();
+    let mut c = h.client().await;
+    // Keep working while it is down: each operation costs it nothing.
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    let mut i = 0;
+    while Instant::now() < deadline {
+        let start = Instant::now();
+        assert_eq!(
+            c.cmd_str(&["SET", &format!("lock:k{i}"), "t", "NX", "PX", "10000"])
+                .await,
+            "+OK\r\n"
+        );
+        assert!(start.elapsed() < BOUND);
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    h.masters[0].restart();
+    h.wait_masters_up().await;
+    // Many reconnect attempts, one warning (repeats are rate-limited), one recovery line.
+    assert_eq!(log_lines_about("master unavailable", port), 1);
+    poll(|| log_lines_about("master reconnected", port) == 1).await;
+    assert_eq!(
+        c.cmd_str(&["SET", "lock:after", "t", "NX", "PX", "10000"])
+            .await,
+        "+OK\r\n"
+    );
+    poll(|| h.masters[0].get("lock:after").is_some()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_killed_mid_pipeline_fails_every_pending_command_in_order() {
+    let mut h = Harness::start(3).await;
+    let mut c = h.client().await;
+    assert_eq!(c.cmd_str(&["SET", "a", "1"]).await, "+OK\r\n");
+    let mut pipeline = enc(&["BLPOP", "nothing", "30"]);
+    for _ in 0..100 {
+        pipeline.extend(enc(&["GET", "a"]));
+    }
+    pipeline.extend(enc(&["SET", "lock:mid", "t", "NX", "PX", "10000"]));
+    c.send(&pipeline).await;
+    poll(|| {
+        h.backend
+            .query_str(&["INFO", "clients"])
+            .contains("blocked_clients:1")
+    })
+    .await;
+    h.backend.kill();
+    for i in 0..101 {
+        let r = text(&c.read().await);
+        assert!(
+            r.starts_with("-ERR passthrough backend unavailable"),
+            "reply {i}: {r}"
+        );
+    }
+    // The lock operation in the same pipeline does not depend on the backend.
+    assert_eq!(text(&c.read().await), "+OK\r\n");
+    h.backend.restart();
+    assert_eq!(c.cmd_str(&["SET", "a", "2"]).await, "+OK\r\n");
+}
