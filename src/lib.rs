@@ -25,6 +25,8 @@ pub mod command;
 pub mod config;
 pub mod dev;
 pub mod errors;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metrics;
 pub mod protocol;
 pub mod redlock;
