@@ -171,7 +171,7 @@ async fn rslock_with_the_proxy_as_its_single_node() {
         .extend(&lock, Duration::from_secs(30))
         .await
         .expect("rslock extends");
-    assert!(h.masters.iter().all(|m| m.pttl("lock:rs") > 25_000));
+    poll(|| h.masters.iter().all(|m| m.pttl("lock:rs") > 25_000)).await;
     rl.unlock(&lock).await;
     assert_eq!(held(&h), 0);
     assert!(h.masters.iter().all(|m| m.get("lock:rs").is_none()));

@@ -9,9 +9,10 @@
 //! - A refused acquisition is released on every master, including those that
 //!   did not answer, with a compare-and-delete on the token; for a master that is
 //!   down the release waits for its reconnection (until the TTL has passed).
-//! - Releases and extensions wait for every master (or the deadline), so each
-//!   master gets the script, falling back to EVAL where it lacks it; the reply
-//!   then reflects every master that answered.
+//! - Scripts are loaded on each master ahead of their EVALSHA, in the same
+//!   pipeline, so a master that answers late still runs them; a release is
+//!   decided once a quorum released, and is queued again for a master whose
+//!   connection failed, to run when it is back.
 //! - Scripts run as the client wrote them (EVALSHA, EVAL when a master lacks
 //!   the script) and the per-master replies are voted on by the script's
 //!   convention (`vote.rs`).
@@ -141,6 +142,9 @@ pub struct Engine {
 struct Tally {
     answers: Vec<Answer>,
     finished: usize,
+    /// Masters that failed the request: down, backlogged, or the connection
+    /// broke (it may or may not have run).
+    failed: Vec<usize>,
 }
 
 impl Engine {
@@ -303,7 +307,11 @@ impl Engine {
             }
             Kind::Extend => {
                 let timeout = quorum::node_timeout(ttl, &self.cfg.params);
-                let (t, elapsed) = self.collect(cmd, fallback, timeout, |_| false).await;
+                let (t, elapsed) = self
+                    .collect(cmd, fallback, timeout, |t| {
+                        self.yes_no_decided(t, |f| vote::success(conv, f, nkeys))
+                    })
+                    .await;
                 let yes = vote::count_success(conv, &t.answers, nkeys);
                 let granted = match ttl {
                     Some(ttl) => matches!(
@@ -328,9 +336,18 @@ impl Engine {
             }
             Kind::Release => {
                 self.stats.releases.fetch_add(1, Ordering::Relaxed);
+                // Decided once a quorum released every key (the reply can only be
+                // that); otherwise every master's count matters.
                 let (t, _) = self
-                    .collect(cmd, fallback, self.cfg.params.node_timeout, |_| false)
+                    .collect(cmd, fallback, self.cfg.params.node_timeout, |t| {
+                        vote::count_success(conv, &t.answers, nkeys) >= q
+                    })
                     .await;
+                // A master the release may have missed gets it when it is back
+                // (compare-and-delete on a unique token is safe at any time).
+                if let Some(token) = argv.first() {
+                    self.release_on(&t.failed, &keys, token, None);
+                }
                 vote::release_reply(conv, &t.answers, q, nkeys).into()
             }
             Kind::Query => {
@@ -429,14 +446,23 @@ impl Engine {
     /// Compare-and-delete of `keys` with `token` on every master, fire and forget;
     /// kept for a master that is down until the TTL has passed.
     fn release_everywhere(&self, keys: &[Bytes], token: &Bytes, ttl: Option<Duration>) {
+        let all: Vec<usize> = (0..self.masters.len()).collect();
+        self.release_on(&all, keys, token, ttl);
+    }
+
+    /// Compare-and-delete on the given masters (see `release_everywhere`).
+    fn release_on(&self, masters: &[usize], keys: &[Bytes], token: &Bytes, ttl: Option<Duration>) {
+        if masters.is_empty() {
+            return;
+        }
         let numkeys = keys.len().to_string();
         let mut args: Vec<&[u8]> = vec![b"EVAL", &self.cad.text, numkeys.as_bytes()];
         args.extend(keys.iter().map(|k| &k[..]));
         args.push(token);
         let cmd = command(&args);
         let expires = ttl.map(|t| Instant::now() + t);
-        for m in &self.masters {
-            m.send_cleanup(cmd.clone(), expires);
+        for &i in masters {
+            self.masters[i].send_cleanup(cmd.clone(), expires);
         }
     }
 
@@ -483,6 +509,7 @@ impl Engine {
         let mut t = Tally {
             answers: vec![None; n],
             finished: 0,
+            failed: Vec::new(),
         };
         let mut done_flags = vec![false; n];
         let mut retried = vec![false; n];
@@ -504,7 +531,7 @@ impl Engine {
                     continue;
                 }
                 Ok(frame) => t.answers[i] = Some(frame),
-                Err(_) => {}
+                Err(_) => t.failed.push(i),
             }
             done_flags[i] = true;
             t.finished += 1;

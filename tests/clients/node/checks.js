@@ -35,9 +35,18 @@ function load(envDir) {
     if ((await backend.get(key)) !== null) throw new Error(`${key} reached the passthrough backend`);
   }
 
+  // Gone from a quorum at once (the proxy answered after a quorum), from every master soon.
   async function assertFree(key) {
     const vals = await Promise.all(masters.map((m) => m.get(key)));
-    if (vals.some((v) => v !== null)) throw new Error(`${key} still on masters: ${vals}`);
+    if (vals.filter((v) => v === null).length < quorum) throw new Error(`${key} still on masters: ${vals}`);
+    await waitUntil(
+      async () => (await Promise.all(masters.map((m) => m.get(key)))).every((v) => v === null),
+      `${key} gone from every master`
+    );
+  }
+
+  async function waitPttls(key, pred, what) {
+    await waitUntil(async () => (await pttls(key)).every(pred), what);
   }
 
   async function pttls(key) {
@@ -53,7 +62,7 @@ function load(envDir) {
     if (!cond) throw new Error(msg);
   }
 
-  return { Redis, Redlock, proxyPort, masters, holders, assertHeld, assertFree, pttls, close, check };
+  return { Redis, Redlock, proxyPort, masters, holders, assertHeld, assertFree, pttls, waitPttls, close, check };
 }
 
 module.exports = { load };

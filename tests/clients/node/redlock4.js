@@ -3,7 +3,7 @@
 
 const { load } = require("./checks");
 const env = load(process.env.CLIENT_ENV);
-const { Redis, Redlock, proxyPort, assertHeld, assertFree, pttls, check } = env;
+const { Redis, Redlock, proxyPort, assertHeld, assertFree, check } = env;
 
 async function main() {
   const client = new Redis({ port: proxyPort, host: "127.0.0.1" });
@@ -26,7 +26,7 @@ async function main() {
 
   // Extend.
   const extended = await lock.extend(30000);
-  for (const p of await pttls("lock:n4a")) check(p > 25000, `extended pttl ${p}`);
+  await env.waitPttls("lock:n4a", (p) => p > 25000, "extended pttl");
 
   // Release.
   await extended.unlock();

@@ -3,7 +3,7 @@
 
 const { load } = require("./checks");
 const env = load(process.env.CLIENT_ENV);
-const { Redis, Redlock, proxyPort, assertHeld, assertFree, pttls, check } = env;
+const { Redis, Redlock, proxyPort, assertHeld, assertFree, check } = env;
 
 async function main() {
   const client = new Redis({ port: proxyPort, host: "127.0.0.1" });
@@ -25,7 +25,7 @@ async function main() {
   await assertHeld("lock:n5b", lock.value);
 
   const extended = await lock.extend(30000);
-  for (const p of await pttls("lock:n5b")) check(p > 25000, `extended pttl ${p}`);
+  await env.waitPttls("lock:n5b", (p) => p > 25000, "extended pttl");
   await extended.release();
   await assertFree("lock:n5a");
   await assertFree("lock:n5b");

@@ -50,7 +50,15 @@ def assert_held(key, token):
 
 
 def assert_free(key):
-    assert all(v is None for v in values(key)), f"{key} still on masters: {values(key)}"
+    """Gone from a quorum at once (the proxy answered after a quorum), and from
+    every master shortly after."""
+    assert sum(1 for v in values(key) if v is None) >= QUORUM, f"{key} still on masters: {values(key)}"
+    wait_until(lambda: all(v is None for v in values(key)), f"{key} gone from every master")
+
+
+def wait_pttls(key, pred, what):
+    """Every master's PTTL of `key` satisfies `pred`, soon."""
+    wait_until(lambda: all(pred(p) for p in pttls(key)), f"{what}: {pttls(key)}")
 
 
 def pttls(key):

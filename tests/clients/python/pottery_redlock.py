@@ -3,7 +3,7 @@
 import redis
 from pottery import Redlock
 
-from checks import PROXY_URL, assert_free, assert_held, check, done, pttls
+from checks import PROXY_URL, assert_free, assert_held, check, done, pttls, wait_pttls
 
 r = redis.Redis.from_url(PROXY_URL)
 lock = Redlock(key="printer", masters={r}, auto_release_time=10)
@@ -18,7 +18,7 @@ check(rival.locked() == 0, "rival does not hold it")
 for m_pttl in pttls(key):
     check(m_pttl > 0, "ttl set")
 lock.extend()
-check(all(p > 9_000 for p in pttls(key)), f"extended: {pttls(key)}")
+wait_pttls(key, lambda p: p > 9_000, "extended")
 lock.release()
 assert_free(key)
 check(lock.locked() == 0, "released")

@@ -9,7 +9,7 @@ import redis
 from redis.exceptions import LockError, LockNotOwnedError
 
 from checks import (PROXY_URL, MASTERS, assert_free, assert_held, check, done, holders,
-                    pttls, wait_until)
+                    wait_pttls)
 
 proto = os.environ.get("PROTOCOL", "default")
 kwargs = {} if proto == "default" else {"protocol": int(proto)}
@@ -30,7 +30,7 @@ check(lock.acquire(blocking=False), "non-blocking acquire")
 token = lock.local.token
 assert_held(k, token)
 check(lock.locked() and lock.owned(), "locked and owned")
-check(all(8_000 < p <= 10_000 for p in pttls(k)), f"pttl {pttls(k)}")
+wait_pttls(k, lambda p: 8_000 < p <= 10_000, "pttl")
 
 # Another owner cannot take it, with or without waiting.
 other = r.lock(k, timeout=10, sleep=0.05)
@@ -43,11 +43,11 @@ check(time.monotonic() - t0 >= 0.2, "blocking_timeout waited")
 
 # extend adds to the TTL; replace_ttl sets it; reacquire resets it to the timeout.
 lock.extend(10)
-check(all(p > 15_000 for p in pttls(k)), f"extend add: {pttls(k)}")
+wait_pttls(k, lambda p: p > 15_000, "extend add")
 lock.extend(5, replace_ttl=True)
-check(all(p <= 5_000 for p in pttls(k)), f"extend replace: {pttls(k)}")
+wait_pttls(k, lambda p: 0 < p <= 5_000, "extend replace")
 lock.reacquire()
-check(all(8_000 < p <= 10_000 for p in pttls(k)), f"reacquire: {pttls(k)}")
+wait_pttls(k, lambda p: 8_000 < p <= 10_000, "reacquire")
 
 # Release clears every master.
 lock.release()
@@ -98,7 +98,7 @@ k = key("forever")
 lock = r.lock(k, timeout=None)
 check(lock.acquire(), "acquire without timeout")
 assert_held(k, lock.local.token)
-check(all(p == -1 for p in pttls(k)), f"no expiry: {pttls(k)}")
+wait_pttls(k, lambda p: p == -1, "no expiry")
 try:
     lock.extend(5)
     raise AssertionError("extend of a lock without timeout succeeded")
