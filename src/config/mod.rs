@@ -639,6 +639,12 @@ impl Config {
             return Err(("passthrough.connect_timeout", "must be more than 0".into()));
         }
         let r = &self.redlock;
+        if r.masters.len() > 64 {
+            return Err((
+                "redlock.masters",
+                format!("{} masters: at most 64 are supported", r.masters.len()),
+            ));
+        }
         let mut seen = std::collections::HashSet::new();
         for m in &r.masters {
             if !seen.insert(m.addr()) {

@@ -26,10 +26,9 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use redis_protocol::resp2::types::BytesFrame;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::master::{Master, Preload};
+use super::master::{Master, Preload, Replies};
 use super::ops::LockOp;
 use super::quorum::{self, Decision, Params};
 use super::scripts::{Convention, Kind, ScriptSpec, sha1_hex};
@@ -501,7 +500,7 @@ impl Engine {
         let n = self.masters.len();
         let start = Instant::now();
         let deadline = start + timeout;
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let tx = Replies::new(n);
         let preload = script.as_ref().map(|s| &s.preload);
         for m in &self.masters {
             m.send_with(cmd.clone(), preload.cloned(), deadline, &tx);
@@ -511,20 +510,20 @@ impl Engine {
             finished: 0,
             failed: Vec::new(),
         };
-        let mut done_flags = vec![false; n];
-        let mut retried = vec![false; n];
+        // Bit i: master i finished / was retried with EVAL (at most 64 masters).
+        let (mut done_flags, mut retried) = (0u64, 0u64);
         while t.finished < n {
-            let Ok(Some((i, reply))) = tokio::time::timeout_at(deadline, rx.recv()).await else {
+            let Ok((i, reply)) = tokio::time::timeout_at(deadline, tx.recv()).await else {
                 break;
             };
-            if done_flags[i] {
+            if done_flags & (1 << i) != 0 {
                 continue;
             }
             match reply {
                 Ok(BytesFrame::Error(e))
-                    if e.starts_with("NOSCRIPT") && !retried[i] && script.is_some() =>
+                    if e.starts_with("NOSCRIPT") && retried & (1 << i) == 0 && script.is_some() =>
                 {
-                    retried[i] = true;
+                    retried |= 1 << i;
                     if let Some(s) = &script {
                         self.masters[i].send(s.fallback.clone(), deadline, &tx);
                     }
@@ -533,7 +532,7 @@ impl Engine {
                 Ok(frame) => t.answers[i] = Some(frame),
                 Err(_) => t.failed.push(i),
             }
-            done_flags[i] = true;
+            done_flags |= 1 << i;
             t.finished += 1;
             if done(&t) {
                 break;

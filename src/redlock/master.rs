@@ -38,8 +38,53 @@ pub enum MasterError {
 /// A master's reply, or why there is none.
 pub type MasterReply = Result<BytesFrame, MasterError>;
 
-/// Where a reply goes: the index of the master and the operation's channel.
-pub type ReplySender = mpsc::UnboundedSender<(usize, MasterReply)>;
+/// Where the masters' replies to one operation collect: a small list and a waker,
+/// lighter than a channel for the handful of replies an operation gets.
+#[derive(Debug, Default)]
+pub struct Replies {
+    list: std::sync::Mutex<VecDeque<(usize, MasterReply)>>,
+    waker: futures_util::task::AtomicWaker,
+}
+
+impl Replies {
+    /// A collector for `n` masters.
+    pub fn new(n: usize) -> Arc<Replies> {
+        Arc::new(Replies {
+            list: std::sync::Mutex::new(VecDeque::with_capacity(n)),
+            waker: futures_util::task::AtomicWaker::new(),
+        })
+    }
+
+    /// Delivers master `index`'s reply.
+    pub fn send(&self, item: (usize, MasterReply)) {
+        if let Ok(mut list) = self.list.lock() {
+            list.push_back(item);
+        }
+        self.waker.wake();
+    }
+
+    fn pop(&self) -> Option<(usize, MasterReply)> {
+        self.list.lock().ok()?.pop_front()
+    }
+
+    /// The next reply, in arrival order.
+    pub async fn recv(&self) -> (usize, MasterReply) {
+        std::future::poll_fn(|cx| {
+            if let Some(item) = self.pop() {
+                return std::task::Poll::Ready(item);
+            }
+            self.waker.register(cx.waker());
+            match self.pop() {
+                Some(item) => std::task::Poll::Ready(item),
+                None => std::task::Poll::Pending,
+            }
+        })
+        .await
+    }
+}
+
+/// Where a reply goes.
+pub type ReplySender = Arc<Replies>;
 
 /// Connection state, for logs now and for health checks and the restart guard later.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,20 +240,20 @@ impl Master {
     ) {
         if self.state() == State::Down {
             self.stats.refused.fetch_add(1, Ordering::Relaxed);
-            let _ = tx.send((self.index, Err(MasterError::Down)));
+            tx.send((self.index, Err(MasterError::Down)));
             return;
         }
         if self.queued.fetch_add(1, Ordering::Relaxed) >= MAX_QUEUED {
             self.queued.fetch_sub(1, Ordering::Relaxed);
             self.stats.refused.fetch_add(1, Ordering::Relaxed);
-            let _ = tx.send((self.index, Err(MasterError::Backlog)));
+            tx.send((self.index, Err(MasterError::Backlog)));
             return;
         }
         let req = Request {
             cmd,
             deadline: Some(deadline),
             reply_to: ReplyTo::Op {
-                tx: tx.clone(),
+                tx: Arc::clone(tx),
                 index: self.index,
             },
             preload,
@@ -216,7 +261,7 @@ impl Master {
         if let Err(mpsc::error::SendError(req)) = self.tx.send(req) {
             self.queued.fetch_sub(1, Ordering::Relaxed);
             if let ReplyTo::Op { tx, index } = req.reply_to {
-                let _ = tx.send((index, Err(MasterError::Down)));
+                tx.send((index, Err(MasterError::Down)));
             }
         }
     }
@@ -300,7 +345,7 @@ impl Master {
             ReplyTo::Op { tx, index } => {
                 self.queued.fetch_sub(1, Ordering::Relaxed);
                 self.stats.refused.fetch_add(1, Ordering::Relaxed);
-                let _ = tx.send((index, Err(MasterError::Down)));
+                tx.send((index, Err(MasterError::Down)));
             }
             ReplyTo::Cleanup { .. } => defer(req, deferred),
             ReplyTo::Ignore => {}
@@ -332,7 +377,7 @@ struct Pending {
 fn fail_pending(p: Pending, deferred: &mut VecDeque<Request>) {
     match p.reply_to {
         ReplyTo::Op { tx, index } => {
-            let _ = tx.send((index, Err(MasterError::Lost)));
+            tx.send((index, Err(MasterError::Lost)));
         }
         reply_to @ ReplyTo::Cleanup { .. } => defer(
             Request {
@@ -487,7 +532,7 @@ impl Conn {
                             self.loaded.remove(sha);
                         }
                     }
-                    let _ = tx.send((index, Ok(frame)));
+                    tx.send((index, Ok(frame)));
                 }
                 ReplyTo::Cleanup { .. } | ReplyTo::Ignore => {
                     if let BytesFrame::Error(e) = frame {
@@ -520,7 +565,9 @@ impl Conn {
                 req = rx.recv(), if want_requests => {
                     let Some(req) = req else { return Ok(()) };
                     self.enqueue(master, req);
-                    // Take everything already queued: one write for the batch.
+                    // Let the connections that are ready run first: their requests
+                    // join this batch, and one write carries them all.
+                    tokio::task::yield_now().await;
                     while self.wbuf.len() < WRITE_HIGH_WATER {
                         match rx.try_recv() {
                             Ok(req) => self.enqueue(master, req),

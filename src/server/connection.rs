@@ -28,10 +28,11 @@
 //! and written with as few writes as the socket takes.
 
 use std::collections::VecDeque;
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::{Context as TaskContext, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -92,11 +93,12 @@ pub(crate) async fn serve(
     let db = shared.config.passthrough.url.db;
     let mut conn = Conn {
         client,
-        inbuf: BytesMut::with_capacity(16 * 1024),
+        // Buffers grow with use: an idle client costs little.
+        inbuf: BytesMut::new(),
         parser: RequestParser::new(limits),
         st: State {
             session: Session::new(id, db, !shared.auth.required()),
-            out: BytesMut::with_capacity(16 * 1024),
+            out: BytesMut::new(),
             flushed: 0,
             unflushed_grants: VecDeque::new(),
             queue: ReplyQueue::default(),
@@ -108,6 +110,7 @@ pub(crate) async fn serve(
             loaded_scripts: Vec::new(),
             paused: false,
             synced: false,
+            resumed: false,
             marker: None,
             close: Close::No,
             reading: true,
@@ -152,6 +155,8 @@ struct State {
     paused: bool,
     /// At a resynchronisation point: nothing forwarded since the marker came back.
     synced: bool,
+    /// A resynchronisation just finished (requests may be waiting in the buffer).
+    resumed: bool,
     marker: Option<Marker>,
     close: Close,
     /// Requests are still read from the socket (false after EOF or when draining).
@@ -169,29 +174,87 @@ enum Flow {
 
 enum UpEvent {
     Connected(Result<TcpStream, String>),
-    Readable(std::io::Result<()>),
+    Io(SocketEvent),
+}
+
+/// Grows a read buffer before a read: small at first (an idle client costs
+/// little), then in big steps for a client that sends a lot.
+fn make_room(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < 512 {
+        let grow = if buf.capacity() < READ_CHUNK {
+            4096
+        } else {
+            READ_CHUNK
+        };
+        buf.reserve(grow.max(buf.len()));
+    }
+}
+
+/// Waits for one event on a socket: writable (if there is output), or bytes read
+/// into `buf` (if reading). Reads go through `AsyncRead`, which knows a short
+/// read drained the socket and so saves the extra `recv` that would only say
+/// "would block".
+fn poll_socket(
+    cx: &mut TaskContext<'_>,
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    want_read: bool,
+    want_write: bool,
+) -> Poll<SocketEvent> {
+    if want_write {
+        if let Poll::Ready(r) = stream.poll_write_ready(cx) {
+            return Poll::Ready(SocketEvent::Writable(r));
+        }
+    }
+    if want_read {
+        make_room(buf);
+        if let Poll::Ready(r) = tokio_util::io::poll_read_buf(Pin::new(stream), cx, buf) {
+            return Poll::Ready(SocketEvent::Read(r));
+        }
+    }
+    Poll::Pending
+}
+
+enum SocketEvent {
+    Read(std::io::Result<usize>),
     Writable(std::io::Result<()>),
 }
 
-async fn upstream_event(up: &mut Upstream, want_write: bool) -> UpEvent {
+async fn upstream_event(up: &mut Upstream, buf: &mut BytesMut, want_write: bool) -> UpEvent {
     match up {
         Upstream::Closed => std::future::pending().await,
         Upstream::Connecting(f) => UpEvent::Connected(f.await),
-        Upstream::Open(s) => tokio::select! {
-            r = s.readable() => UpEvent::Readable(r),
-            r = s.writable(), if want_write => UpEvent::Writable(r),
-        },
+        Upstream::Open(s) => {
+            UpEvent::Io(poll_fn(|cx| poll_socket(cx, s, buf, true, want_write)).await)
+        }
     }
 }
 
 impl Conn {
     async fn run(&mut self, drain: CancellationToken, force: CancellationToken) {
+        // Made once: re-creating them each turn would re-register their waiters.
+        let drained = drain.cancelled();
+        let forced = force.cancelled();
+        tokio::pin!(drained, forced);
         let idle = self.st.shared.config.server.timeout;
         let mut last_activity = Instant::now();
         let mut draining = false;
         loop {
+            let flags = &self.st.shared.shutdown;
+            if flags.forced.load(Ordering::Relaxed) {
+                self.st.close = Close::Abandon;
+                return;
+            }
+            if !draining && flags.draining.load(Ordering::Relaxed) {
+                self.start_draining(&mut draining);
+            }
             self.process_input();
             self.st.advance();
+            if std::mem::take(&mut self.st.resumed) {
+                // A resynchronisation finished: requests waiting in the buffer go on.
+                self.process_input();
+                self.st.advance();
+            }
             if self.flush_client().is_err() {
                 self.st.close = Close::Abandon;
             }
@@ -232,38 +295,25 @@ impl Conn {
             let idle_at = (!idle.is_zero()).then(|| last_activity + idle);
             tokio::select! {
                 biased;
-                _ = force.cancelled() => {
-                    self.st.close = Close::Abandon;
-                    return;
-                }
                 Some((seq, proto, outcome)) = self.st.ops.next(), if !self.st.ops.is_empty() => {
                     self.st.complete(seq, proto, outcome);
                 }
-                ev = upstream_event(&mut self.st.up, up_want_write) => self.st.on_upstream(ev),
-                r = self.client.writable(), if want_write => {
-                    if r.is_err() {
-                        self.st.close = Close::Abandon;
-                    }
+                ev = upstream_event(&mut self.st.up, &mut self.st.up_in, up_want_write) => {
+                    self.st.on_upstream(ev);
                 }
-                r = self.client.readable(), if want_read => {
-                    if r.is_err() {
-                        self.st.close = Close::Abandon;
-                        continue;
+                ev = poll_fn(|cx| poll_socket(cx, &mut self.client, &mut self.inbuf, want_read, want_write)),
+                    if want_read || want_write =>
+                {
+                    match ev {
+                        SocketEvent::Writable(Ok(())) => {}
+                        SocketEvent::Read(Ok(0)) => self.st.reading = false, // EOF: answer what was sent, then close
+                        SocketEvent::Read(Ok(_)) => last_activity = Instant::now(),
+                        SocketEvent::Read(Err(e)) | SocketEvent::Writable(Err(e))
+                            if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        SocketEvent::Read(Err(_)) | SocketEvent::Writable(Err(_)) => {
+                            self.st.close = Close::Abandon;
+                        }
                     }
-                    if self.inbuf.capacity() - self.inbuf.len() < READ_CHUNK / 4 {
-                        self.inbuf.reserve(READ_CHUNK);
-                    }
-                    match self.client.try_read_buf(&mut self.inbuf) {
-                        Ok(0) => self.st.reading = false, // EOF: answer what was sent, then close
-                        Ok(_) => last_activity = Instant::now(),
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                        Err(_) => self.st.close = Close::Abandon,
-                    }
-                }
-                _ = drain.cancelled(), if !draining => {
-                    draining = true;
-                    self.st.reading = false;
-                    self.inbuf.clear();
                 }
                 _ = sleep_until_opt(idle_at) => {
                     if self.st.queue.is_empty() && self.st.ops.is_empty() && !self.st.session.uncounted {
@@ -272,8 +322,22 @@ impl Conn {
                     }
                     last_activity = Instant::now();
                 }
+                // Last: polled only when nothing else is ready. A busy connection
+                // sees shutdown through the flags checked at the top of the loop.
+                _ = &mut forced => {
+                    self.st.close = Close::Abandon;
+                    return;
+                }
+                _ = &mut drained, if !draining => self.start_draining(&mut draining),
             }
         }
+    }
+
+    /// Shutdown: read no more requests; finish and answer the ones in flight.
+    fn start_draining(&mut self, draining: &mut bool) {
+        *draining = true;
+        self.st.reading = false;
+        self.inbuf.clear();
     }
 
     /// Parses and handles every complete request in the read buffer.
@@ -814,6 +878,7 @@ impl State {
                     self.marker = None;
                     self.paused = false;
                     self.synced = true;
+                    self.resumed = true;
                     self.session.uncounted = self.session.monitor || still_subscribed;
                 }
                 None => self.out.extend_from_slice(frame),
@@ -840,22 +905,16 @@ impl State {
                 self.flush_upstream();
             }
             UpEvent::Connected(Err(reason)) => self.fail_upstream(reason),
-            UpEvent::Readable(Err(e)) | UpEvent::Writable(Err(e)) => {
-                self.fail_upstream(e.to_string())
+            UpEvent::Io(SocketEvent::Read(Ok(0))) => {
+                self.fail_upstream("the backend closed the connection".into())
             }
-            UpEvent::Readable(Ok(())) => {
-                let Upstream::Open(s) = &self.up else { return };
-                if self.up_in.capacity() - self.up_in.len() < READ_CHUNK / 4 {
-                    self.up_in.reserve(READ_CHUNK);
-                }
-                match s.try_read_buf(&mut self.up_in) {
-                    Ok(0) => self.fail_upstream("the backend closed the connection".into()),
-                    Ok(_) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(e) => self.fail_upstream(e.to_string()),
+            UpEvent::Io(SocketEvent::Read(Ok(_))) => {}
+            UpEvent::Io(SocketEvent::Writable(Ok(()))) => self.flush_upstream(),
+            UpEvent::Io(SocketEvent::Read(Err(e)) | SocketEvent::Writable(Err(e))) => {
+                if e.kind() != std::io::ErrorKind::WouldBlock {
+                    self.fail_upstream(e.to_string());
                 }
             }
-            UpEvent::Writable(Ok(())) => self.flush_upstream(),
         }
     }
 
@@ -887,6 +946,7 @@ impl State {
         self.up_scanner = ReplyScanner::new(self.shared.limits.max_nesting_depth);
         self.loaded_scripts.clear();
         self.marker = None;
+        self.resumed |= self.paused;
         self.paused = false;
         self.synced = false;
         let s = &mut self.session;

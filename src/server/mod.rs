@@ -51,8 +51,20 @@ pub struct Shared {
     pub backend_version: RwLock<String>,
     /// A random value that makes resynchronisation markers unguessable.
     pub nonce: u64,
+    /// Shutdown state, read by every connection on every turn of its loop.
+    pub shutdown: ShutdownFlags,
     clients: AtomicUsize,
     next_id: AtomicU64,
+}
+
+/// Where shutdown stands. The tokens wake idle connections; these flags are what
+/// busy ones check, without the locking a token check costs.
+#[derive(Debug, Default)]
+pub struct ShutdownFlags {
+    /// Connections stop reading and finish what is in flight.
+    pub draining: std::sync::atomic::AtomicBool,
+    /// Connections close now.
+    pub forced: std::sync::atomic::AtomicBool,
 }
 
 /// A bound proxy, ready to run.
@@ -125,6 +137,7 @@ impl Proxy {
             metrics: Metrics::default(),
             backend_version: RwLock::new("7.0.0".into()),
             nonce: fastrand::u64(..),
+            shutdown: ShutdownFlags::default(),
             clients: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
         });
@@ -184,6 +197,7 @@ impl Proxy {
         let started = Instant::now();
         // Most of the budget for clients, the rest for the masters' queues.
         let client_deadline = started + timeout.mul_f64(0.8);
+        shared.shutdown.draining.store(true, Ordering::Relaxed);
         tracker.close();
         tracing::info!(
             clients = shared.clients.load(Ordering::Relaxed),
@@ -197,6 +211,7 @@ impl Proxy {
                 clients = shared.clients.load(Ordering::Relaxed),
                 "shutdown deadline reached: closing the remaining connections"
             );
+            shared.shutdown.forced.store(true, Ordering::Relaxed);
             force.cancel();
             tracker.wait().await;
         }
