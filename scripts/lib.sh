@@ -33,6 +33,13 @@ ensure_redis() {
     if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
         apt_install redis-server redis-tools
     fi
+}
+
+# What the benchmark suite's smoke run needs besides Redis: twemproxy.
+ensure_bench_tools() {
+    if ! command -v nutcracker >/dev/null 2>&1; then
+        apt_install nutcracker
+    fi
     # The package starts a system redis on 6379 on some systems; the proxy and the
     # tests use their own servers on free ports, so it is left alone.
 }

@@ -559,9 +559,13 @@ impl Conn {
             self.enqueue(master, req);
         }
         self.try_flush()?;
+        // Made once: re-creating it each turn would re-register its waiter.
+        let stopped = shutdown.cancelled();
+        tokio::pin!(stopped);
         loop {
             let want_requests = self.wbuf.len() < WRITE_HIGH_WATER;
             tokio::select! {
+                biased;
                 req = rx.recv(), if want_requests => {
                     let Some(req) = req else { return Ok(()) };
                     self.enqueue(master, req);
@@ -592,7 +596,7 @@ impl Conn {
                     r.map_err(|e| e.to_string())?;
                     self.try_flush()?;
                 }
-                _ = shutdown.cancelled() => {
+                _ = &mut stopped => {
                     // Deliver what is queued (cleanups above all), briefly.
                     while let Ok(req) = rx.try_recv() {
                         self.enqueue(master, req);

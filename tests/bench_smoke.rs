@@ -1,0 +1,31 @@
+//! A fast smoke run of the benchmark suite's command (`bench/run.py --quick`),
+//! so the suite cannot rot. It measures nothing: the full run is by hand.
+
+#[test]
+fn the_benchmark_suite_runs() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("python3")
+        .arg(root.join("bench/run.py"))
+        .args(["--quick", "--out"])
+        .arg(out.path())
+        .status()
+        .expect("python3");
+    assert!(status.success(), "bench/run.py --quick failed");
+    let json = std::fs::read_to_string(out.path().join("latest.json")).unwrap();
+    for section in [
+        "passthrough",
+        "locks_redis_benchmark_rps",
+        "loadgen",
+        "seed_library_cycles_per_sec",
+        "degraded_one_master_stopped",
+        "memory",
+        "targets",
+    ] {
+        assert!(
+            json.contains(&format!("\"{section}\"")),
+            "{section} missing from the results"
+        );
+    }
+    assert!(out.path().join("latest.md").exists());
+}
