@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: installs what the tests need (redis-server
-# and redis-tools, and nutcracker for the benchmark smoke run, from Debian; client
-# libraries from PyPI and npm at pinned
-# versions), then checks formatting, lints, and runs every test.
+# The whole test suite, as CI runs it: installs what the tests need (redis-server,
+# redis-tools and, for the benchmark smoke run, nutcracker from Debian; client
+# libraries from PyPI and npm at pinned versions), then checks formatting, lints,
+# and runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
