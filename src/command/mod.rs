@@ -40,6 +40,12 @@ pub enum Command {
 pub enum Effect {
     /// Nothing.
     None,
+    /// Nothing, for an ordinary command, with whether it may share a backend
+    /// connection (worked out during classification, where the spec is at hand).
+    Plain {
+        /// See [`shareable`].
+        shareable: bool,
+    },
     /// `SELECT n`.
     Select(u32),
     /// `MULTI`.
@@ -256,7 +262,9 @@ impl Classifier {
             }
             _ => {}
         }
-        Command::Forward(Effect::None)
+        let shareable =
+            spec.is_some_and(|s| !s.has(flags::BLOCKING)) && !OWN_CONNECTION.contains(&name);
+        Command::Forward(Effect::Plain { shareable })
     }
 
     fn classify_client<A: ArgList + ?Sized>(&self, args: &A) -> Option<Command> {
@@ -402,4 +410,66 @@ fn parse_hello<A: ArgList + ?Sized>(args: &A) -> Command {
         auth,
         setname,
     })
+}
+
+/// Commands that must run on the client's own backend connection even though
+/// they change no state the proxy tracks: they block it, or concern it.
+const OWN_CONNECTION: &[&[u8]] = &[
+    b"CLIENT",
+    b"WAIT",
+    b"WAITAOF",
+    b"READONLY",
+    b"READWRITE",
+    b"SYNC",
+    b"PSYNC",
+    b"REPLCONF",
+    b"DEBUG",
+    b"SHUTDOWN",
+    b"FAILOVER",
+    b"REPLICAOF",
+    b"SLAVEOF",
+    b"CLUSTER",
+    b"ASKING",
+];
+
+/// Whether a command may share a backend connection with other clients'
+/// commands (multiplexing): known to the command table, never blocking, nothing
+/// about the connection itself. (Subscriptions and transactions are decided by
+/// their `Effect`.)
+pub fn shareable<A: ArgList + ?Sized>(args: &A) -> bool {
+    let Some(spec) = lookup(args) else {
+        return false; // a module command: it might block
+    };
+    if spec.has(flags::BLOCKING) {
+        return false;
+    }
+    let mut buf = [0u8; 24];
+    !OWN_CONNECTION.contains(&upper(args.arg(0), &mut buf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_may_share_a_connection() {
+        for yes in [
+            &["GET", "k"][..],
+            &["set", "k", "v"],
+            &["EVAL", "return 1", "0"],
+            &["LRANGE", "l", "0", "-1"],
+            &["PUBLISH", "c", "m"],
+        ] {
+            assert!(shareable(yes), "{yes:?}");
+        }
+        for no in [
+            &["BLPOP", "q", "0"][..],
+            &["XREAD", "BLOCK", "0", "STREAMS", "s", "$"],
+            &["CLIENT", "ID"],
+            &["WAIT", "1", "0"],
+            &["NOSUCHMODULE.CMD"],
+        ] {
+            assert!(!shareable(no), "{no:?}");
+        }
+    }
 }

@@ -130,9 +130,58 @@ fn cmp_ignore_ascii_case(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
     a.len().cmp(&b.len())
 }
 
+/// Longest command name (all are shorter).
+const MAX_NAME: usize = 32;
+
+/// FNV-1a: a fast hash for short keys.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h ^= *b as u64;
+            h = h.wrapping_mul(0x100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type Index = std::collections::HashMap<
+    &'static [u8],
+    &'static CommandSpec,
+    std::hash::BuildHasherDefault<Fnv>,
+>;
+
+/// Top-level commands by lowercase name: looked up once per request, so a hash
+/// rather than a binary search.
+fn index() -> &'static Index {
+    static INDEX: std::sync::OnceLock<Index> = std::sync::OnceLock::new();
+    INDEX.get_or_init(|| COMMANDS.iter().map(|c| (c.name.as_bytes(), c)).collect())
+}
+
+fn find_top(name: &[u8]) -> Option<&'static CommandSpec> {
+    if name.len() > MAX_NAME {
+        return None;
+    }
+    let mut buf = [0u8; MAX_NAME];
+    for (d, s) in buf.iter_mut().zip(name) {
+        *d = s.to_ascii_lowercase();
+    }
+    index().get(&buf[..name.len()]).copied()
+}
+
 /// Looks up a command, and its subcommand when it is a container (`OBJECT ENCODING`).
 pub fn lookup<A: ArgList + ?Sized>(args: &A) -> Option<&'static CommandSpec> {
-    let spec = find(COMMANDS, args.get(0)?, false)?;
+    let spec = find_top(args.get(0)?)?;
     if spec.subcommands.is_empty() {
         return Some(spec);
     }
@@ -228,16 +277,26 @@ pub fn for_each_key<A: ArgList + ?Sized>(spec: &CommandSpec, args: &A, mut f: im
 
 /// Parses a decimal i64 the strict way Redis's `string2ll` does (no spaces, no `+`).
 pub fn parse_i64(s: &[u8]) -> Option<i64> {
-    if s.is_empty() || s.len() > 20 || s[0] == b'+' {
-        return None;
+    let (neg, digits) = match s.split_first()? {
+        (b'-', rest) => (true, rest),
+        _ => (false, s),
+    };
+    // No sign without digits, no leading zeros ("0" itself is fine, "-0" is not).
+    match digits {
+        [] => return None,
+        [b'0'] if !neg => return Some(0),
+        [b'0', ..] => return None,
+        _ => {}
     }
-    if s.len() > 1 && s[0] == b'0' {
-        return None;
+    // Accumulate negatively: i64::MIN has no positive counterpart.
+    let mut v: i64 = 0;
+    for &c in digits {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_sub((c - b'0') as i64)?;
     }
-    if s.len() > 2 && s[0] == b'-' && s[1] == b'0' {
-        return None;
-    }
-    std::str::from_utf8(s).ok()?.parse().ok()
+    if neg { Some(v) } else { v.checked_neg() }
 }
 
 #[cfg(test)]
@@ -297,5 +356,11 @@ mod tests {
         assert_eq!(parse_i64(b" 1"), None);
         assert_eq!(parse_i64(b""), None);
         assert_eq!(parse_i64(b"99999999999999999999"), None);
+        assert_eq!(parse_i64(b"9223372036854775807"), Some(i64::MAX));
+        assert_eq!(parse_i64(b"-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(parse_i64(b"9223372036854775808"), None);
+        assert_eq!(parse_i64(b"-"), None);
+        assert_eq!(parse_i64(b"-0"), None);
+        assert_eq!(parse_i64(b"1x"), None);
     }
 }

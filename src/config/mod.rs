@@ -182,6 +182,9 @@ pub struct PassthroughConfig {
     /// How long opening a backend connection may take.
     #[serde(with = "duration")]
     pub connect_timeout: Duration,
+    /// Pipeline stateless commands of all clients over shared connections; a
+    /// client gets its own connection at its first stateful command.
+    pub multiplex: bool,
 }
 
 impl Default for PassthroughConfig {
@@ -189,6 +192,7 @@ impl Default for PassthroughConfig {
         PassthroughConfig {
             url: RedisUrl::parse("redis://127.0.0.1:6379").expect("static URL"),
             connect_timeout: Duration::from_secs(1),
+            multiplex: false,
         }
     }
 }
@@ -361,6 +365,12 @@ const OPTIONS: &[(&str, &str, &str, Kind)] = &[
         "passthrough",
         "connect_timeout",
         Kind::Str,
+    ),
+    (
+        "PASSTHROUGH_MULTIPLEX",
+        "passthrough",
+        "multiplex",
+        Kind::Bool,
     ),
     ("MASTERS", "redlock", "masters", Kind::List),
     ("LOCK_PATTERNS", "redlock", "lock_patterns", Kind::List),
@@ -707,7 +717,7 @@ impl Config {
         format!(
             "listen={} max_clients={} timeout={:?} tcp_keepalive={:?} shutdown_timeout={:?} threads={} log_format={:?} metrics_listen={:?} \
              max_bulk_len={} max_multibulk_len={} max_inline_len={} max_nesting_depth={} max_query_buffer={} max_output_buffer={} \
-             passthrough={} passthrough_connect_timeout={:?} masters=[{}] lock_patterns={:?} node_timeout={:?} drift_factor={} drift_floor={:?} \
+             passthrough={} passthrough_connect_timeout={:?} multiplex={} masters=[{}] lock_patterns={:?} node_timeout={:?} drift_factor={} drift_floor={:?} \
              min_validity={:?} retry_count={} retry_delay={:?} require_ttl={} max_ttl={:?} scripts={} requirepass={} users={:?}",
             s.listen,
             s.max_clients,
@@ -725,6 +735,7 @@ impl Config {
             l.max_output_buffer,
             self.passthrough.url,
             self.passthrough.connect_timeout,
+            self.passthrough.multiplex,
             masters.join(","),
             r.lock_patterns,
             r.node_timeout,

@@ -134,6 +134,9 @@ enum ReplyTo {
     Cleanup { expires: Option<Instant> },
     /// A command of the connection's own (SCRIPT LOAD); its reply is dropped.
     Ignore,
+    /// Not a request: the proxy is shutting down. Everything queued before it is
+    /// delivered first.
+    Stop,
 }
 
 struct Request {
@@ -266,6 +269,16 @@ impl Master {
         }
     }
 
+    /// Asks the connection task to deliver what is queued and stop (shutdown).
+    pub fn stop(&self) {
+        let _ = self.tx.send(Request {
+            cmd: Bytes::new(),
+            deadline: None,
+            reply_to: ReplyTo::Stop,
+            preload: None,
+        });
+    }
+
     /// Queues a cleanup (a release after a refused acquisition). It is never
     /// dropped for load, and survives reconnects until `expires` (the lock's TTL).
     pub fn send_cleanup(&self, cmd: Bytes, expires: Option<Instant>) {
@@ -348,7 +361,7 @@ impl Master {
                 tx.send((index, Err(MasterError::Down)));
             }
             ReplyTo::Cleanup { .. } => defer(req, deferred),
-            ReplyTo::Ignore => {}
+            ReplyTo::Ignore | ReplyTo::Stop => {}
         }
     }
 }
@@ -388,7 +401,7 @@ fn fail_pending(p: Pending, deferred: &mut VecDeque<Request>) {
             },
             deferred,
         ),
-        ReplyTo::Ignore => {}
+        ReplyTo::Ignore | ReplyTo::Stop => {}
     }
 }
 
@@ -488,7 +501,7 @@ impl Conn {
         self.pending.push_back(Pending {
             cmd: match req.reply_to {
                 ReplyTo::Cleanup { .. } => req.cmd,
-                ReplyTo::Op { .. } | ReplyTo::Ignore => Bytes::new(),
+                ReplyTo::Op { .. } | ReplyTo::Ignore | ReplyTo::Stop => Bytes::new(),
             },
             script: req.preload.as_ref().map(|p| p.sha.clone()),
             reply_to: req.reply_to,
@@ -534,7 +547,7 @@ impl Conn {
                     }
                     tx.send((index, Ok(frame)));
                 }
-                ReplyTo::Cleanup { .. } | ReplyTo::Ignore => {
+                ReplyTo::Cleanup { .. } | ReplyTo::Ignore | ReplyTo::Stop => {
                     if let BytesFrame::Error(e) = frame {
                         tracing::debug!(error = %e, "cleanup or script load failed on a master");
                     }
@@ -559,21 +572,26 @@ impl Conn {
             self.enqueue(master, req);
         }
         self.try_flush()?;
-        // Made once: re-creating it each turn would re-register its waiter.
-        let stopped = shutdown.cancelled();
-        tokio::pin!(stopped);
+        let _ = shutdown; // while connected, shutdown arrives as a Stop request
         loop {
             let want_requests = self.wbuf.len() < WRITE_HIGH_WATER;
             tokio::select! {
                 biased;
                 req = rx.recv(), if want_requests => {
                     let Some(req) = req else { return Ok(()) };
+                    if matches!(req.reply_to, ReplyTo::Stop) {
+                        return self.finish(master, rx).await;
+                    }
                     self.enqueue(master, req);
                     // Let the connections that are ready run first: their requests
                     // join this batch, and one write carries them all.
                     tokio::task::yield_now().await;
                     while self.wbuf.len() < WRITE_HIGH_WATER {
                         match rx.try_recv() {
+                            Ok(Request { reply_to: ReplyTo::Stop, .. }) => {
+                                self.try_flush()?;
+                                return self.finish(master, rx).await;
+                            }
                             Ok(req) => self.enqueue(master, req),
                             Err(_) => break,
                         }
@@ -596,16 +614,23 @@ impl Conn {
                     r.map_err(|e| e.to_string())?;
                     self.try_flush()?;
                 }
-                _ = &mut stopped => {
-                    // Deliver what is queued (cleanups above all), briefly.
-                    while let Ok(req) = rx.try_recv() {
-                        self.enqueue(master, req);
-                    }
-                    let _ = tokio::time::timeout(Duration::from_millis(500), self.drain()).await;
-                    return Ok(());
-                }
             }
         }
+    }
+
+    /// Shutdown: delivers what is queued (cleanups above all), briefly.
+    async fn finish(
+        &mut self,
+        master: &Master,
+        rx: &mut mpsc::UnboundedReceiver<Request>,
+    ) -> Result<(), String> {
+        while let Ok(req) = rx.try_recv() {
+            if !matches!(req.reply_to, ReplyTo::Stop) {
+                self.enqueue(master, req);
+            }
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(500), self.drain()).await;
+        Ok(())
     }
 
     /// Writes everything and reads every pending reply.

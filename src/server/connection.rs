@@ -37,13 +37,14 @@ use std::task::{Context as TaskContext, Poll};
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use futures_util::task::AtomicWaker;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use super::queue::{Hook, ReplyQueue, Slot};
 use super::session::{ReplyMode, Session};
+use super::shared::Mailbox;
 use super::upstream;
 use crate::command::{Command, Context, Effect, Local};
 use crate::errors;
@@ -82,13 +83,7 @@ enum Close {
 }
 
 /// Serves one client until it leaves, the proxy shuts down, or a limit is hit.
-pub(crate) async fn serve(
-    client: TcpStream,
-    id: u64,
-    shared: Arc<Shared>,
-    drain: CancellationToken,
-    force: CancellationToken,
-) {
+pub(crate) async fn serve(client: TcpStream, id: u64, shared: Arc<Shared>) {
     let limits = shared.limits;
     let db = shared.config.passthrough.url.db;
     let mut conn = Conn {
@@ -115,10 +110,17 @@ pub(crate) async fn serve(
             close: Close::No,
             reading: true,
             accepting: true,
+            mailbox: None,
+            shared_outstanding: 0,
+            shared_proto: Proto::Resp2,
+            dedicated: false,
+            barrier: false,
             shared,
         },
     };
-    conn.run(drain, force).await;
+    let waker = conn.st.shared.shutdown.register(id);
+    conn.run(&waker).await;
+    conn.st.shared.shutdown.unregister(id);
     conn.st.abandon().await;
 }
 
@@ -163,6 +165,16 @@ struct State {
     reading: bool,
     /// Requests are still handled (false after QUIT or a protocol error).
     accepting: bool,
+    /// Multiplexing: where this client's shared-connection replies arrive.
+    mailbox: Option<Arc<Mailbox>>,
+    /// Requests on a shared connection whose reply has not arrived.
+    shared_outstanding: usize,
+    /// The protocol of those requests.
+    shared_proto: Proto,
+    /// The client uses a connection of its own (for good).
+    dedicated: bool,
+    /// Waiting for the shared-connection replies before the next request.
+    barrier: bool,
 }
 
 enum Flow {
@@ -231,11 +243,7 @@ async fn upstream_event(up: &mut Upstream, buf: &mut BytesMut, want_write: bool)
 }
 
 impl Conn {
-    async fn run(&mut self, drain: CancellationToken, force: CancellationToken) {
-        // Made once: re-creating them each turn would re-register their waiters.
-        let drained = drain.cancelled();
-        let forced = force.cancelled();
-        tokio::pin!(drained, forced);
+    async fn run(&mut self, shutdown_waker: &AtomicWaker) {
         let idle = self.st.shared.config.server.timeout;
         let mut last_activity = Instant::now();
         let mut draining = false;
@@ -288,6 +296,7 @@ impl Conn {
             let want_read = self.st.reading
                 && self.st.close == Close::No
                 && !self.st.paused
+                && !self.st.barrier
                 && self.st.ops.len() < MAX_INFLIGHT_OPS
                 && self.st.queue.len() < MAX_QUEUED_REPLIES;
             let want_write = !self.st.out.is_empty();
@@ -297,6 +306,19 @@ impl Conn {
                 biased;
                 Some((seq, proto, outcome)) = self.st.ops.next(), if !self.st.ops.is_empty() => {
                     self.st.complete(seq, proto, outcome);
+                }
+                (seq, reply) = mailbox_recv(self.st.mailbox.as_deref()), if self.st.shared_outstanding > 0 => {
+                    self.st.shared_reply(seq, reply);
+                    self.st.shared_outstanding -= 1;
+                    // Shared replies may come in a burst: take what is there.
+                    while let Some((seq, reply)) = self.st.mailbox.as_deref().and_then(|m| m.try_pop()) {
+                        self.st.shared_reply(seq, reply);
+                        self.st.shared_outstanding -= 1;
+                    }
+                    if self.st.shared_outstanding == 0 && self.st.barrier {
+                        self.st.barrier = false;
+                        self.st.resumed = true;
+                    }
                 }
                 ev = upstream_event(&mut self.st.up, &mut self.st.up_in, up_want_write) => {
                     self.st.on_upstream(ev);
@@ -324,11 +346,7 @@ impl Conn {
                 }
                 // Last: polled only when nothing else is ready. A busy connection
                 // sees shutdown through the flags checked at the top of the loop.
-                _ = &mut forced => {
-                    self.st.close = Close::Abandon;
-                    return;
-                }
-                _ = &mut drained, if !draining => self.start_draining(&mut draining),
+                _ = shutdown_signal(&self.st.shared.shutdown, shutdown_waker, draining) => {}
             }
         }
     }
@@ -345,6 +363,7 @@ impl Conn {
         while self.st.close == Close::No
             && self.st.accepting
             && !self.st.paused
+            && !self.st.barrier
             && !self.inbuf.is_empty()
             && self.st.ops.len() < MAX_INFLIGHT_OPS
         {
@@ -414,6 +433,29 @@ impl Conn {
     }
 }
 
+/// Ready when shutdown has something new for this connection (the loop then
+/// reads the flags).
+async fn shutdown_signal(flags: &super::ShutdownFlags, waker: &AtomicWaker, draining: bool) {
+    poll_fn(|cx| {
+        waker.register(cx.waker());
+        if flags.forced.load(Ordering::SeqCst)
+            || (!draining && flags.draining.load(Ordering::SeqCst))
+        {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await
+}
+
+async fn mailbox_recv(mailbox: Option<&Mailbox>) -> (u64, Bytes) {
+    match mailbox {
+        Some(m) => m.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn sleep_until_opt(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -446,6 +488,24 @@ impl State {
         match cmd {
             Command::Forward(effect) => {
                 m.forwarded.fetch_add(1, Ordering::Relaxed);
+                if self.shared.shared_backends.is_some() && !self.dedicated {
+                    if self.shareable(&args, &effect) {
+                        if self.shared_outstanding > 0 && self.shared_proto != self.session.proto {
+                            // The other protocol's connection: after these replies.
+                            self.barrier = true;
+                            return Flow::Retry;
+                        }
+                        self.forward_shared(args, raw, inline, &effect);
+                        return Flow::Done;
+                    }
+                    if self.shared_outstanding > 0 {
+                        // A connection of its own from now on, once the backend has
+                        // run everything sent on the shared one.
+                        self.barrier = true;
+                        return Flow::Retry;
+                    }
+                    self.dedicated = true;
+                }
                 self.forward(args, raw, inline, effect);
             }
             Command::Local(local) => {
@@ -527,6 +587,68 @@ impl State {
         });
     }
 
+    /// Whether a command can go over a shared connection: no connection state in
+    /// the command or the session.
+    fn shareable(&self, args: &Args<'_>, effect: &Effect) -> bool {
+        let s = &self.session;
+        let command_ok = match effect {
+            Effect::Plain { shareable } => *shareable,
+            Effect::None | Effect::EnsureScript(_) | Effect::ScriptFlush => {
+                crate::command::shareable(args)
+            }
+            _ => false,
+        };
+        command_ok
+            && !s.in_multi
+            && !s.watching
+            && !s.uncounted
+            && s.db == self.shared.config.passthrough.url.db
+    }
+
+    /// Sends a command over the shared connection of the session's protocol.
+    fn forward_shared(&mut self, args: Args<'_>, raw: &[u8], inline: bool, effect: &Effect) {
+        let Some(backends) = &self.shared.shared_backends else {
+            return;
+        };
+        if let Effect::ScriptFlush = effect {
+            self.shared.classifier.scripts.flush();
+        }
+        let text = match effect {
+            Effect::EnsureScript(sha) => self
+                .shared
+                .classifier
+                .scripts
+                .text(sha)
+                .map(|t| (sha.clone(), t)),
+            _ => None,
+        };
+        let mailbox = self.mailbox.get_or_insert_with(Default::default).clone();
+        let seq = (!self.session.take_silent()).then(|| self.queue.push(Slot::Pending));
+        let encoded;
+        let request = if inline {
+            let mut b = BytesMut::new();
+            encode_command(&mut b, args.iter());
+            encoded = b;
+            &encoded[..]
+        } else {
+            raw
+        };
+        backends.send(
+            self.session.proto,
+            request,
+            seq.map(|seq| (&mailbox, seq)),
+            text.as_ref().map(|(sha, t)| (sha, t)),
+        );
+        self.shared_outstanding += 1;
+        self.shared_proto = self.session.proto;
+        self.synced = false;
+    }
+
+    /// A reply from a shared connection.
+    fn shared_reply(&mut self, seq: u64, reply: Bytes) {
+        self.queue.complete(seq, reply, None);
+    }
+
     fn forward(&mut self, args: Args<'_>, raw: &[u8], inline: bool, effect: Effect) {
         let s = &mut self.session;
         let mut hook = Hook::None;
@@ -592,7 +714,7 @@ impl State {
                     }
                 }
             }
-            Effect::Watch | Effect::Select(_) | Effect::None => {}
+            Effect::Watch | Effect::Select(_) | Effect::None | Effect::Plain { .. } => {}
         }
         self.attach();
         if inline {

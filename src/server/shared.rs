@@ -1,0 +1,295 @@
+//! Shared backend connections, for `passthrough.multiplex = true`.
+//!
+//! Commands that carry no connection state (most data commands) from every
+//! client are pipelined over one backend connection per protocol, as twemproxy
+//! does: the backend reads and answers them in batches, which is what makes a
+//! proxy cheap at one request per round trip. A client moves to a connection of
+//! its own for good at its first command that needs one (SELECT, MULTI, WATCH,
+//! blocking commands, pub/sub, MONITOR, CLIENT ...), after the replies to
+//! everything it sent on the shared connection have arrived, so the backend runs
+//! its commands in the order it sent them.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+
+use super::session::{HandshakeStep, Session};
+use super::upstream;
+use crate::config::PassthroughConfig;
+use crate::errors;
+use crate::protocol::{Proto, ReplyScanner, encode_command};
+
+/// Where one client's replies from a shared connection arrive.
+#[derive(Debug, Default)]
+pub struct Mailbox {
+    list: Mutex<VecDeque<(u64, Bytes)>>,
+    waker: futures_util::task::AtomicWaker,
+}
+
+impl Mailbox {
+    fn push(&self, seq: u64, reply: Bytes) {
+        if let Ok(mut l) = self.list.lock() {
+            l.push_back((seq, reply));
+        }
+        self.waker.wake();
+    }
+
+    fn pop(&self) -> Option<(u64, Bytes)> {
+        self.list.lock().ok()?.pop_front()
+    }
+
+    /// A reply already there, if any.
+    pub fn try_pop(&self) -> Option<(u64, Bytes)> {
+        self.pop()
+    }
+
+    /// The next reply (sequence number of its slot, bytes).
+    pub async fn recv(&self) -> (u64, Bytes) {
+        std::future::poll_fn(|cx| {
+            if let Some(r) = self.pop() {
+                return std::task::Poll::Ready(r);
+            }
+            self.waker.register(cx.waker());
+            match self.pop() {
+                Some(r) => std::task::Poll::Ready(r),
+                None => std::task::Poll::Pending,
+            }
+        })
+        .await
+    }
+}
+
+/// Who gets a reply.
+#[derive(Debug)]
+enum Waiter {
+    /// A client's slot.
+    Reply(Arc<Mailbox>, u64),
+    /// Dropped: the client silenced it, or the proxy sent the command itself.
+    Swallow,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// Requests not yet written.
+    wbuf: BytesMut,
+    /// One per request written or to be written, in order.
+    waiters: VecDeque<Waiter>,
+    /// Scripts loaded on the current connection.
+    loaded: HashSet<Bytes>,
+}
+
+/// One shared connection (and its task) for one protocol.
+#[derive(Debug)]
+pub struct SharedConn {
+    proto: Proto,
+    inner: Mutex<Inner>,
+    notify: Notify,
+    started: AtomicBool,
+}
+
+/// The shared connections, one per protocol.
+#[derive(Debug)]
+pub struct SharedBackends {
+    conns: [Arc<SharedConn>; 2],
+    config: PassthroughConfig,
+    max_depth: usize,
+}
+
+impl SharedBackends {
+    /// Shared connections to the configured backend (opened at first use).
+    pub fn new(config: PassthroughConfig, max_depth: usize) -> Self {
+        let conn = |proto| {
+            Arc::new(SharedConn {
+                proto,
+                inner: Mutex::new(Inner::default()),
+                notify: Notify::new(),
+                started: AtomicBool::new(false),
+            })
+        };
+        SharedBackends {
+            conns: [conn(Proto::Resp2), conn(Proto::Resp3)],
+            config,
+            max_depth,
+        }
+    }
+
+    /// Queues a request for the connection of protocol `proto`; its reply goes
+    /// to `mailbox` tagged `seq` (or is dropped with `None`). `preload` is a
+    /// script (SHA1, text) the request needs loaded first.
+    pub fn send(
+        &self,
+        proto: Proto,
+        request: &[u8],
+        reply_to: Option<(&Arc<Mailbox>, u64)>,
+        preload: Option<(&Bytes, &Bytes)>,
+    ) {
+        let conn = &self.conns[(proto == Proto::Resp3) as usize];
+        if !conn.started.swap(true, Ordering::AcqRel) {
+            let c = Arc::clone(conn);
+            tokio::spawn(c.run(self.config.clone(), self.max_depth));
+        }
+        let was_empty;
+        {
+            let Ok(mut inner) = conn.inner.lock() else {
+                return;
+            };
+            was_empty = inner.wbuf.is_empty();
+            if let Some((sha, text)) = preload {
+                if !inner.loaded.contains(sha) {
+                    encode_command(&mut inner.wbuf, [&b"SCRIPT"[..], b"LOAD", text].into_iter());
+                    inner.waiters.push_back(Waiter::Swallow);
+                    inner.loaded.insert(sha.clone());
+                }
+            }
+            inner.wbuf.extend_from_slice(request);
+            inner.waiters.push_back(match reply_to {
+                Some((m, seq)) => Waiter::Reply(Arc::clone(m), seq),
+                None => Waiter::Swallow,
+            });
+        }
+        if was_empty {
+            conn.notify.notify_one();
+        }
+    }
+}
+
+impl SharedConn {
+    async fn run(self: Arc<Self>, config: PassthroughConfig, max_depth: usize) {
+        loop {
+            // Wait for something to send before (re)connecting.
+            while self
+                .inner
+                .lock()
+                .map(|i| i.waiters.is_empty())
+                .unwrap_or(true)
+            {
+                self.notify.notified().await;
+            }
+            let mut session = Session::new(0, config.url.db, true);
+            session.proto = self.proto;
+            let (handshake, steps): (BytesMut, Vec<HandshakeStep>) = session.handshake(&config.url);
+            let stream = upstream::connect(
+                config.url.addr(),
+                config.connect_timeout,
+                handshake,
+                steps,
+                max_depth,
+            )
+            .await;
+            let result = match stream {
+                Ok(stream) => self.serve(stream, max_depth).await,
+                Err(reason) => Err(reason),
+            };
+            if let Err(reason) = result {
+                tracing::debug!(%reason, "shared passthrough connection failed");
+                self.fail_all(&reason);
+                // Do not spin on a backend that refuses connections.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+
+    /// Every waiting request gets the error; the connection's state is gone.
+    fn fail_all(&self, reason: &str) {
+        let err = errors::backend_unavailable(reason).to_bytes(self.proto);
+        let waiters = match self.inner.lock() {
+            Ok(mut inner) => {
+                inner.wbuf.clear();
+                inner.loaded.clear();
+                std::mem::take(&mut inner.waiters)
+            }
+            Err(_) => return,
+        };
+        for w in waiters {
+            if let Waiter::Reply(m, seq) = w {
+                m.push(seq, err.clone());
+            }
+        }
+    }
+
+    async fn serve(&self, stream: TcpStream, max_depth: usize) -> Result<(), String> {
+        let mut out = BytesMut::new();
+        let mut rbuf = BytesMut::with_capacity(64 * 1024);
+        let mut scanner = ReplyScanner::new(max_depth);
+        let mut frames = Vec::new();
+        loop {
+            // Let ready clients queue their requests first: one write for them all.
+            tokio::task::yield_now().await;
+            // Take what clients queued, and write what the socket takes.
+            if let Ok(mut inner) = self.inner.lock() {
+                if !inner.wbuf.is_empty() {
+                    let taken = inner.wbuf.split();
+                    out.extend_from_slice(&taken);
+                }
+            }
+            while !out.is_empty() {
+                match stream.try_write(&out) {
+                    Ok(0) => return Err("the backend closed the connection".into()),
+                    Ok(n) => out.advance(n),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            tokio::select! {
+                biased;
+                r = stream.readable() => {
+                    r.map_err(|e| e.to_string())?;
+                    if rbuf.capacity() - rbuf.len() < 4096 {
+                        rbuf.reserve(64 * 1024);
+                    }
+                    match stream.try_read_buf(&mut rbuf) {
+                        Ok(0) => return Err("the backend closed the connection".into()),
+                        Ok(_) => self.deliver(&mut rbuf, &mut scanner, &mut frames)?,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(e.to_string()),
+                    }
+                }
+                r = stream.writable(), if !out.is_empty() => {
+                    r.map_err(|e| e.to_string())?;
+                }
+                _ = self.notify.notified() => {}
+            }
+        }
+    }
+
+    /// Hands every complete reply to its waiter, in order.
+    fn deliver(
+        &self,
+        rbuf: &mut BytesMut,
+        scanner: &mut ReplyScanner,
+        frames: &mut Vec<Bytes>,
+    ) -> Result<(), String> {
+        frames.clear();
+        while let Some(info) = scanner.scan(rbuf).map_err(|e| e.to_string())? {
+            let frame = rbuf.split_to(info.len).freeze();
+            // Nobody subscribes on a shared connection: a push is no reply.
+            if !info.is_push() {
+                frames.push(frame);
+            }
+        }
+        if frames.is_empty() {
+            return Ok(());
+        }
+        // One lock for the whole read.
+        let waiters: Vec<Waiter> = {
+            let Ok(mut inner) = self.inner.lock() else {
+                return Err("poisoned".into());
+            };
+            if inner.waiters.len() < frames.len() {
+                return Err("a reply nobody asked for".into());
+            }
+            inner.waiters.drain(..frames.len()).collect()
+        };
+        for (w, frame) in waiters.into_iter().zip(frames.drain(..)) {
+            if let Waiter::Reply(m, seq) = w {
+                m.push(seq, frame);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,194 @@
+//! `passthrough.multiplex = true`: stateless commands of all clients share backend
+//! connections; a client moves to its own connection at its first stateful
+//! command, after its shared replies, so order and semantics hold.
+
+mod common;
+
+use common::*;
+
+async fn multiplexed() -> Harness {
+    Harness::start_with(3, |c| c.passthrough.multiplex = true).await
+}
+
+fn backend_clients(h: &Harness) -> usize {
+    let info = h.backend.query_str(&["INFO", "clients"]);
+    info.lines()
+        .find_map(|l| l.strip_prefix("connected_clients:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_clients_share_one_backend_connection() {
+    let h = multiplexed().await;
+    let before = backend_clients(&h);
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        clients.push(h.client().await);
+    }
+    let mut tasks = Vec::new();
+    for mut c in clients {
+        tasks.push(tokio::spawn(async move {
+            let mut req = Vec::new();
+            for _ in 0..500 {
+                req.extend(enc(&["INCR", "counter"]));
+            }
+            c.send(&req).await;
+            let mut last = 0i64;
+            for _ in 0..500 {
+                let r = text(&c.read().await);
+                let v: i64 = r.trim_start_matches(':').trim().parse().unwrap();
+                assert!(v > last, "replies out of order: {v} after {last}");
+                last = v;
+            }
+            c
+        }));
+    }
+    let mut clients = Vec::new();
+    for t in tasks {
+        clients.push(t.await.unwrap());
+    }
+    assert_eq!(h.backend.get("counter").as_deref(), Some("10000"));
+    // 20 clients, one shared connection (plus the test's own query).
+    assert!(
+        backend_clients(&h) <= before + 2,
+        "{} backend connections",
+        backend_clients(&h)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelines_keep_their_order_across_the_move_to_an_own_connection() {
+    let h = multiplexed().await;
+    let mut c = h.client().await;
+    let mut req = Vec::new();
+    for cmd in [
+        &["SET", "k", "1"][..],
+        &["INCR", "k"],
+        &["SET", "lock:mx", "t", "NX", "PX", "10000"],
+        &["MULTI"],
+        &["INCR", "k"],
+        &["EXEC"],
+        &["GET", "k"],
+        &["PING"],
+    ] {
+        req.extend(enc(cmd));
+    }
+    c.send(&req).await;
+    let expected = [
+        "+OK\r\n",
+        ":2\r\n",
+        "+OK\r\n",
+        "+OK\r\n",
+        "+QUEUED\r\n",
+        "*1\r\n:3\r\n",
+        "$1\r\n3\r\n",
+        "+PONG\r\n",
+    ];
+    for (i, e) in expected.iter().enumerate() {
+        assert_eq!(text(&c.read().await), *e, "reply {i}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn select_blocking_and_pubsub_get_their_own_connection() {
+    let h = multiplexed().await;
+    let mut a = h.client().await;
+    assert_eq!(a.cmd_str(&["SET", "k", "db0"]).await, "+OK\r\n");
+    assert_eq!(a.cmd_str(&["SELECT", "1"]).await, "+OK\r\n");
+    assert_eq!(a.cmd_str(&["GET", "k"]).await, "$-1\r\n");
+    assert_eq!(a.cmd_str(&["SET", "k", "db1"]).await, "+OK\r\n");
+    let mut b = h.client().await;
+    assert_eq!(b.cmd_str(&["GET", "k"]).await, "$3\r\ndb0\r\n");
+    // BLPOP blocks only its own client.
+    let mut waiter = h.client().await;
+    waiter.send(&enc(&["BLPOP", "q", "0"])).await;
+    poll(|| {
+        h.backend
+            .query_str(&["INFO", "clients"])
+            .contains("blocked_clients:1")
+    })
+    .await;
+    assert_eq!(b.cmd_str(&["GET", "k"]).await, "$3\r\ndb0\r\n");
+    assert_eq!(b.cmd_str(&["RPUSH", "q", "x"]).await, ":1\r\n");
+    assert_eq!(text(&waiter.read().await), "*2\r\n$1\r\nq\r\n$1\r\nx\r\n");
+    // Pub/sub.
+    let mut sub = h.client().await;
+    assert!(
+        sub.cmd_str(&["SUBSCRIBE", "ch"])
+            .await
+            .contains("subscribe")
+    );
+    assert_eq!(b.cmd_str(&["PUBLISH", "ch", "hi"]).await, ":1\r\n");
+    assert_eq!(
+        text(&sub.read().await),
+        "*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$2\r\nhi\r\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resp3_clients_use_a_resp3_connection() {
+    let h = multiplexed().await;
+    let mut c = h.client().await;
+    assert_eq!(c.cmd_str(&["HSET", "h", "f", "v"]).await, ":1\r\n");
+    let mut req = Vec::new();
+    for cmd in [
+        &["HELLO", "3"][..],
+        &["HGETALL", "h"],
+        &["GET", "none"],
+        &["HELLO", "2"],
+        &["HGETALL", "h"],
+        &["GET", "none"],
+    ] {
+        req.extend(enc(cmd));
+    }
+    c.send(&req).await;
+    assert!(text(&c.read().await).starts_with("%7"));
+    assert_eq!(text(&c.read().await), "%1\r\n$1\r\nf\r\n$1\r\nv\r\n");
+    assert_eq!(text(&c.read().await), "_\r\n");
+    assert!(text(&c.read().await).starts_with("*14"));
+    assert_eq!(text(&c.read().await), "*2\r\n$1\r\nf\r\n$1\r\nv\r\n");
+    assert_eq!(text(&c.read().await), "$-1\r\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_down_then_back_with_shared_connections() {
+    let mut h = multiplexed().await;
+    let mut c = h.client().await;
+    assert_eq!(c.cmd_str(&["SET", "a", "1"]).await, "+OK\r\n");
+    h.backend.kill();
+    let r = c.cmd_str(&["GET", "a"]).await;
+    assert!(r.starts_with("-ERR passthrough backend unavailable"), "{r}");
+    assert_eq!(
+        c.cmd_str(&["SET", "lock:mb", "t", "NX", "PX", "10000"])
+            .await,
+        "+OK\r\n"
+    );
+    h.backend.restart();
+    // The next command opens a new shared connection.
+    assert_eq!(c.cmd_str(&["SET", "a", "2"]).await, "+OK\r\n");
+    assert_eq!(c.cmd_str(&["GET", "a"]).await, "$1\r\n2\r\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_reply_and_scripts_on_shared_connections() {
+    let h = multiplexed().await;
+    let mut c = h.client().await;
+    c.send(&enc(&["CLIENT", "REPLY", "OFF"])).await;
+    c.send(&enc(&["SET", "quiet", "1"])).await;
+    c.send(&enc(&["CLIENT", "REPLY", "ON"])).await;
+    assert_eq!(text(&c.read().await), "+OK\r\n");
+    assert_eq!(c.cmd_str(&["GET", "quiet"]).await, "$1\r\n1\r\n");
+    // A lock script learned by the proxy, run on a data key: loaded on the shared
+    // connection first.
+    let release = r#"if redis.call("get",KEYS[1]) == ARGV[1] then return redis.call("del",KEYS[1]) else return 0 end"#;
+    let sha = "b70c2384248f88e6b75b9f89241a180f856ad852";
+    assert_eq!(
+        c.cmd_str(&["SCRIPT", "LOAD", release]).await,
+        format!("$40\r\n{sha}\r\n")
+    );
+    assert_eq!(c.cmd_str(&["SET", "d", "t"]).await, "+OK\r\n");
+    assert_eq!(c.cmd_str(&["EVALSHA", sha, "1", "d", "t"]).await, ":1\r\n");
+}
