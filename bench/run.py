@@ -69,15 +69,23 @@ class Cluster:
         self.masters = [self.redis() for _ in range(3)]
         self.lone = self.redis()
         self.twemproxy = self.nutcracker(self.backend[0])
-        self.proxy_port = free_port()
-        args = [proxy_bin, "--listen", f"127.0.0.1:{self.proxy_port}",
+        # The proxy with its defaults, and tuned for a small shared machine:
+        # multiplexed passthrough on one thread.
+        self.proxy_port, self.proxy = self.start_proxy(proxy_bin, {})
+        self.mux_port, self.mux = self.start_proxy(
+            proxy_bin, {"REDLOCK_PROXY_PASSTHROUGH_MULTIPLEX": "true", "REDLOCK_PROXY_THREADS": "1"})
+
+    def start_proxy(self, proxy_bin, extra_env):
+        port = free_port()
+        args = [proxy_bin, "--listen", f"127.0.0.1:{port}",
                 "--passthrough", f"redis://127.0.0.1:{self.backend[0]}"]
-        for port, _ in self.masters:
-            args += ["--master", f"redis://127.0.0.1:{port}"]
-        env = dict(os.environ, RUST_LOG="warn")
-        self.proxy = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.procs.append(self.proxy)
-        wait_port(self.proxy_port, self.proxy)
+        for p, _ in self.masters:
+            args += ["--master", f"redis://127.0.0.1:{p}"]
+        env = dict(os.environ, RUST_LOG="warn", **extra_env)
+        proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.procs.append(proc)
+        wait_port(port, proc)
+        return port, proc
 
     def redis(self):
         port = free_port()
@@ -182,14 +190,14 @@ def info_clients(port):
     return -1
 
 
-def memory(cluster, idle):
-    """RSS of the proxy with `idle` idle clients, and backend connections opened
+def memory(cluster, idle, port, proc):
+    """RSS of a proxy with `idle` idle clients, and backend connections opened
     by clients that only lock."""
-    pid = cluster.proxy.pid
+    pid = proc.pid
     before = rss_kib(pid)
     socks = []
     for _ in range(idle):
-        s = socket.create_connection(("127.0.0.1", cluster.proxy_port))
+        s = socket.create_connection(("127.0.0.1", port))
         socks.append(s)
     for s in socks:  # every connection is served, then left idle
         s.sendall(b"PING\r\n")
@@ -201,8 +209,8 @@ def memory(cluster, idle):
     backend_before = info_clients(cluster.backend[0])
     lockers = []
     for i in range(min(idle, 1000)):
-        s = socket.create_connection(("127.0.0.1", cluster.proxy_port))
-        key = f"lock:mem:{i}".encode()
+        s = socket.create_connection(("127.0.0.1", port))
+        key = f"lock:mem:{port}:{i}".encode()
         s.sendall(b"*6\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$1\r\nt\r\n$2\r\nNX\r\n$2\r\nPX\r\n$4\r\n5000\r\n" % (len(key), key))
         lockers.append(s)
     for s in lockers:
@@ -234,17 +242,19 @@ def run(args):
                      else f"{b} is missing: cargo build --bins --examples")
     rounds = 1 if args.quick else args.rounds
     n1, n16, nlock = (2000, 20000, 2000) if args.quick else (100_000, 1_000_000, 200_000)
-    secs = 0.5 if args.quick else 5
+    secs = 0.5 if args.quick else 3
     idle = 200 if args.quick else 10_000
     python = os.path.join(ROOT, "target", "clients", "py-redis8", "bin", "python")
 
     c = Cluster(proxy_bin)
     results = {"machine": machine(), "rounds": rounds, "quick": args.quick}
     try:
-        targets = {"direct": c.backend[0], "twemproxy": c.twemproxy[0], "proxy": c.proxy_port}
+        targets = {"direct": c.backend[0], "twemproxy": c.twemproxy[0], "proxy": c.proxy_port,
+                   "proxy-mux": c.mux_port}
+        lock_targets = {"single-master": c.lone[0], "proxy": c.proxy_port, "proxy-mux": c.mux_port}
         passthrough = {p: {t: {k: [] for k in PASS_TESTS} for t in targets} for p in (1, 16)}
-        locks = {t: [] for t in ("single-master", "proxy")}
-        gens = {(t, conc): [] for t in ("single-master", "proxy") for conc in (1, 50, 500)}
+        locks = {t: [] for t in lock_targets}
+        gens = {(t, conc): [] for t in lock_targets for conc in (1, 50, 500)}
         seeds = {"direct-3-masters": [], "through-proxy": []}
         for r in range(rounds):
             order = list(targets)
@@ -255,11 +265,13 @@ def run(args):
                     for k in PASS_TESTS:
                         if k in res:
                             passthrough[pipeline][t][k].append(res[k]["rps"])
-            for t, port in (("single-master", c.lone[0]), ("proxy", c.proxy_port))[:: 1 if r % 2 == 0 else -1]:
+            lock_order = list(lock_targets.items())
+            lock_order = lock_order[r % 3:] + lock_order[:r % 3]
+            for t, port in lock_order:
                 res = redis_benchmark(port, 1, nlock, command=LOCK_CMD)
                 locks[t].append(next(iter(res.values()))["rps"])
             for conc in (1, 50, 500):
-                for t, port in (("single-master", c.lone[0]), ("proxy", c.proxy_port))[:: 1 if r % 2 == 0 else -1]:
+                for t, port in lock_order:
                     gens[(t, conc)].append(loadgen(loadgen_bin, port, conc, secs))
             if os.path.exists(python):
                 masters = [p for p, _ in c.masters]
@@ -273,7 +285,12 @@ def run(args):
                 degraded[conc] = loadgen(loadgen_bin, c.proxy_port, conc, secs)
         finally:
             c.masters[2][1].send_signal(signal.SIGCONT)
-        mem = memory(c, idle)
+        # Memory on fresh proxies: the ones above keep what the load made them grow.
+        port, proc = c.start_proxy(proxy_bin, {})
+        mem = memory(c, idle, port, proc)
+        port, proc = c.start_proxy(proxy_bin, {"REDLOCK_PROXY_PASSTHROUGH_MULTIPLEX": "true",
+                                               "REDLOCK_PROXY_THREADS": "1"})
+        mem_mux = memory(c, idle, port, proc)
     finally:
         c.stop()
 
@@ -294,11 +311,16 @@ def run(args):
     results["seed_library_cycles_per_sec"] = {k: median(v) for k, v in seeds.items()}
     results["degraded_one_master_stopped"] = {str(k): v for k, v in degraded.items()}
     results["memory"] = mem
+    results["memory_mux"] = mem_mux
     results["targets"] = targets_met(results)
     return results
 
 
 def targets_met(r):
+    return {name: targets_for(r, name) for name in ("proxy", "proxy-mux")}
+
+
+def targets_for(r, name):
     pt = r["passthrough"]
 
     def ratio(p, t):
@@ -308,16 +330,16 @@ def targets_met(r):
     lk = r["locks_redis_benchmark_rps"]
     lg = r["loadgen"]
     seed_r = r["seed_library_cycles_per_sec"]
-    mem = r["memory"]
+    mem = r["memory"] if name == "proxy" else r["memory_mux"]
     out = {
-        "passthrough_p1_ratio": ratio("1", "proxy"),
-        "passthrough_p16_ratio": ratio("16", "proxy"),
+        "passthrough_p1_ratio": ratio("1", name),
+        "passthrough_p16_ratio": ratio("16", name),
         "twemproxy_p1_ratio": ratio("1", "twemproxy"),
         "twemproxy_p16_ratio": ratio("16", "twemproxy"),
-        "quorum_acquire_ratio": lk["proxy"] / lk["single-master"] if lk["single-master"] else 0.0,
-        "lock_p50_c1_extra_ms": (lg["proxy@1"]["acquire_us"]["p50"] - lg["single-master@1"]["acquire_us"]["p50"]) / 1000,
+        "quorum_acquire_ratio": lk[name] / lk["single-master"] if lk["single-master"] else 0.0,
+        "lock_p50_c1_extra_ms": (lg[f"{name}@1"]["acquire_us"]["p50"] - lg["single-master@1"]["acquire_us"]["p50"]) / 1000,
         "seed_speedup": seed_r["through-proxy"] / seed_r["direct-3-masters"] if seed_r.get("direct-3-masters") else 0.0,
-        "idle_10k_rss_mib": mem["rss_with_idle_kib"] / 1024 * (10_000 / max(mem["idle_clients"], 1)),
+        "idle_10k_rss_mib": (mem["rss_before_kib"] * 1024 + mem["per_connection_bytes"] * 10_000) / 2**20,
         "lock_only_backend_connections": mem["backend_connections_opened"],
     }
     out["met"] = {
@@ -358,41 +380,47 @@ def markdown(r):
              f"{r['machine']['redis']}; rounds: {r['rounds']} (medians)", ""]
     for p in ("1", "16"):
         lines += [f"### Passthrough, redis-benchmark -c 50 -P {p} (requests/s)", "",
-                  "| test | direct | twemproxy | proxy | proxy/direct | twemproxy/direct |", "|---|---|---|---|---|---|"]
+                  "| test | direct | twemproxy | proxy | proxy (mux, 1 thread) | proxy/direct | mux/direct | twemproxy/direct |",
+                  "|---|---|---|---|---|---|---|---|"]
         pt = r["passthrough"][p]
         for k in PASS_TESTS:
-            d, t, x = pt["direct"].get(k, 0), pt["twemproxy"].get(k, 0), pt["proxy"].get(k, 0)
-            lines.append(f"| {k} | {d:,.0f} | {t:,.0f} | {x:,.0f} | {x / d if d else 0:.2f} | {t / d if d else 0:.2f} |")
+            d, t = pt["direct"].get(k, 0), pt["twemproxy"].get(k, 0)
+            x, m = pt["proxy"].get(k, 0), pt["proxy-mux"].get(k, 0)
+            f = lambda v: f"{v / d if d else 0:.2f}"
+            lines.append(f"| {k} | {d:,.0f} | {t:,.0f} | {x:,.0f} | {m:,.0f} | {f(x)} | {f(m)} | {f(t)} |")
         lines.append("")
     lk = r["locks_redis_benchmark_rps"]
-    lines += ["### Locks", "", "| measure | single master | proxy, 3 masters |", "|---|---|---|",
-              f"| redis-benchmark SET NX PX, -c 50 (req/s) | {lk['single-master']:,.0f} | {lk['proxy']:,.0f} |"]
+    lines += ["### Locks", "", "| measure | single master | proxy, 3 masters | proxy (mux, 1 thread), 3 masters |", "|---|---|---|---|",
+              f"| redis-benchmark SET NX PX, -c 50 (req/s) | {lk['single-master']:,.0f} | {lk['proxy']:,.0f} | {lk['proxy-mux']:,.0f} |"]
     for conc in (1, 50, 500):
-        a, b = r["loadgen"][f"single-master@{conc}"], r["loadgen"][f"proxy@{conc}"]
-        lines.append(f"| loadgen c={conc}: cycles/s | {a['cycles_per_sec']:,.0f} | {b['cycles_per_sec']:,.0f} |")
-        lines.append(f"| loadgen c={conc}: acquire p50 / p99 / p99.9 (µs) | "
-                     f"{a['acquire_us']['p50']} / {a['acquire_us']['p99']} / {a['acquire_us']['p999']} | "
-                     f"{b['acquire_us']['p50']} / {b['acquire_us']['p99']} / {b['acquire_us']['p999']} |")
+        a, b, m = (r["loadgen"][f"{t}@{conc}"] for t in ("single-master", "proxy", "proxy-mux"))
+        lines.append(f"| loadgen c={conc}: cycles/s | {a['cycles_per_sec']:,.0f} | {b['cycles_per_sec']:,.0f} | {m['cycles_per_sec']:,.0f} |")
+        q = lambda x: f"{x['acquire_us']['p50']} / {x['acquire_us']['p99']} / {x['acquire_us']['p999']}"
+        lines.append(f"| loadgen c={conc}: acquire p50 / p99 / p99.9 (µs) | {q(a)} | {q(b)} | {q(m)} |")
     s = r["seed_library_cycles_per_sec"]
-    lines += [f"| seed library (PyPI redlock) cycles/s | {s.get('direct-3-masters', 0):,.0f} (its own RedLock over 3 masters) | {s.get('through-proxy', 0):,.0f} |", ""]
+    lines += [f"| seed library (PyPI redlock) cycles/s | {s.get('direct-3-masters', 0):,.0f} (its own RedLock over 3 masters) | {s.get('through-proxy', 0):,.0f} | |", ""]
     lines += ["### Degraded: 1 of 3 masters stopped (SIGSTOP)", "", "| concurrency | cycles/s | acquire p50 (µs) | acquire p99 (µs) |", "|---|---|---|---|"]
     for conc, d in r["degraded_one_master_stopped"].items():
         lines.append(f"| {conc} | {d['cycles_per_sec']:,.0f} | {d['acquire_us']['p50']} | {d['acquire_us']['p99']} |")
-    m = r["memory"]
-    lines += ["", "### Memory", "",
-              f"- proxy RSS {m['rss_before_kib'] / 1024:.1f} MiB before, {m['rss_with_idle_kib'] / 1024:.1f} MiB with "
-              f"{m['idle_clients']:,} idle clients: {m['per_connection_bytes']:,.0f} bytes per connection",
-              f"- {m['lock_only_clients']} clients that only locked opened {m['backend_connections_opened']} backend connections", ""]
-    lines += ["### Targets", "", "| target | value | met |", "|---|---|---|"]
-    t = r["targets"]
-    values = [f"{t['passthrough_p1_ratio']:.2f}", f"{t['passthrough_p16_ratio']:.2f}",
-              f"{t['passthrough_p1_ratio']:.2f} vs {t['twemproxy_p1_ratio']:.2f}",
-              f"{t['passthrough_p16_ratio']:.2f} vs {t['twemproxy_p16_ratio']:.2f}",
-              f"{t['quorum_acquire_ratio']:.2f}", f"+{t['lock_p50_c1_extra_ms']:.3f} ms",
-              f"{t['seed_speedup']:.2f}x", f"{t['idle_10k_rss_mib']:.0f} MiB",
-              f"{t['lock_only_backend_connections']}"]
-    for (name, met), v in zip(t["met"].items(), values):
-        lines.append(f"| {name} | {v} | {'yes' if met else 'NO'} |")
+    lines += ["", "### Memory", ""]
+    for label, key in (("proxy", "memory"), ("proxy (mux, 1 thread)", "memory_mux")):
+        m = r[key]
+        lines += [f"- {label}: RSS {m['rss_before_kib'] / 1024:.1f} MiB before, {m['rss_with_idle_kib'] / 1024:.1f} MiB with "
+                  f"{m['idle_clients']:,} idle clients ({m['per_connection_bytes']:,.0f} bytes per connection); "
+                  f"{m['lock_only_clients']} clients that only locked opened {m['backend_connections_opened']} backend connections"]
+    lines += ["", "### Targets", "", "| target | proxy | met | proxy (mux, 1 thread) | met |", "|---|---|---|---|---|"]
+
+    def values(t):
+        return [f"{t['passthrough_p1_ratio']:.2f}", f"{t['passthrough_p16_ratio']:.2f}",
+                f"{t['passthrough_p1_ratio']:.2f} vs {t['twemproxy_p1_ratio']:.2f}",
+                f"{t['passthrough_p16_ratio']:.2f} vs {t['twemproxy_p16_ratio']:.2f}",
+                f"{t['quorum_acquire_ratio']:.2f}", f"+{t['lock_p50_c1_extra_ms']:.3f} ms",
+                f"{t['seed_speedup']:.2f}x", f"{t['idle_10k_rss_mib']:.0f} MiB",
+                f"{t['lock_only_backend_connections']}"]
+
+    a, b = r["targets"]["proxy"], r["targets"]["proxy-mux"]
+    for (name, met_a), va, vb, met_b in zip(a["met"].items(), values(a), values(b), b["met"].values()):
+        lines.append(f"| {name} | {va} | {'yes' if met_a else 'NO'} | {vb} | {'yes' if met_b else 'NO'} |")
     return "\n".join(lines) + "\n"
 
 
