@@ -42,6 +42,33 @@ pub fn find_redis_server(explicit: Option<&Path>) -> Result<PathBuf, String> {
         })
 }
 
+/// Arguments for a throwaway redis-server on loopback `port`: no persistence,
+/// working in `dir`, logging warnings to `dir/redis.log`.
+pub fn redis_server_args(port: u16, dir: &Path) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = [
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--daemonize",
+        "no",
+        "--loglevel",
+        "warning",
+        "--dir",
+    ]
+    .iter()
+    .map(Into::into)
+    .collect();
+    args.push(dir.into());
+    args.push("--logfile".into());
+    args.push(dir.join("redis.log").into());
+    args
+}
+
 fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -81,26 +108,12 @@ impl DevCluster {
             let dir = self._dir.path().join(format!("redis-{port}"));
             std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
             let mut cmd = Command::new(redis_server);
-            cmd.args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(&dir)
-            .args(["--daemonize", "no", "--loglevel", "warning"])
-            .arg("--logfile")
-            .arg(dir.join("redis.log"))
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .process_group(0);
+            cmd.args(redis_server_args(port, &dir))
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .process_group(0);
             // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
             unsafe {
                 cmd.pre_exec(|| {

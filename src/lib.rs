@@ -27,6 +27,7 @@ pub mod dev;
 pub mod errors;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod inbox;
 pub mod metrics;
 pub mod protocol;
 pub mod redlock;

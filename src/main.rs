@@ -162,22 +162,27 @@ fn shutdown_on_signals() -> CancellationToken {
     token
 }
 
-async fn run(config: Config) -> ExitCode {
-    let shutdown = shutdown_on_signals();
+/// Binds the proxy and logs the one start line with the effective configuration.
+async fn start(config: Config, who: &str) -> Result<(Proxy, String), ExitCode> {
     let summary = config.summary();
-    let proxy = match Proxy::bind(config).await {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen");
-            eprintln!("redlock-proxy: cannot listen: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let proxy = Proxy::bind(config).await.map_err(|e| {
+        eprintln!("{who}: cannot listen: {e}");
+        ExitCode::FAILURE
+    })?;
     let addr = proxy
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    tracing::info!(version = env!("CARGO_PKG_VERSION"), %addr, config = %summary, "redlock-proxy started");
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), %addr, config = %summary, "{who} started");
+    Ok((proxy, addr))
+}
+
+async fn run(config: Config) -> ExitCode {
+    let shutdown = shutdown_on_signals();
+    let (proxy, _) = match start(config, "redlock-proxy").await {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
     proxy.run(shutdown).await;
     ExitCode::SUCCESS
 }
@@ -204,20 +209,13 @@ async fn run_dev(mut config: Config, masters: usize, redis_server: Option<PathBu
     };
     config.redlock.masters = cluster.masters.clone();
     config.passthrough.url = cluster.passthrough.clone();
-    let summary = config.summary();
-    let proxy = match Proxy::bind(config).await {
+    let (proxy, addr) = match start(config, "redlock-proxy dev").await {
         Ok(p) => p,
-        Err(e) => {
-            eprintln!("redlock-proxy dev: cannot listen: {e}");
+        Err(code) => {
             cluster.stop().await;
-            return ExitCode::FAILURE;
+            return code;
         }
     };
-    let addr = proxy
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    tracing::info!(version = env!("CARGO_PKG_VERSION"), %addr, config = %summary, "redlock-proxy started (dev)");
     let ports = cluster.ports();
     let (host, port) = addr.rsplit_once(':').unwrap_or(("127.0.0.1", "7379"));
     let host_flag = if host == "127.0.0.1" {

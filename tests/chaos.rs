@@ -18,8 +18,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use redlock_proxy::config::RedisUrl;
-use redlock_proxy::{Config, Proxy};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -44,24 +42,6 @@ struct Report {
     denials: u64,
     errors: u64,
     faults: u64,
-}
-
-async fn start_proxy(
-    masters: &[RedisServer],
-    backend: &RedisServer,
-    shutdown: &CancellationToken,
-) -> SocketAddr {
-    let mut config = Config::default();
-    config.server.listen = "127.0.0.1:0".into();
-    config.passthrough.url = RedisUrl::parse(&backend.url()).unwrap();
-    config.redlock.masters = masters
-        .iter()
-        .map(|m| RedisUrl::parse(&m.url()).unwrap())
-        .collect();
-    let proxy = Proxy::bind(config).await.unwrap();
-    let addr = proxy.local_addr().unwrap();
-    tokio::spawn(proxy.run(shutdown.clone()));
-    addr
 }
 
 async fn worker(
@@ -176,8 +156,8 @@ async fn run(seconds: u64, workers: usize, keys: usize) -> Report {
     let backend = RedisServer::start();
     let shutdown = CancellationToken::new();
     let addrs = [
-        start_proxy(&masters, &backend, &shutdown).await,
-        start_proxy(&masters, &backend, &shutdown).await,
+        spawn_proxy(&masters, &backend, &shutdown, |_| {}).await.0,
+        spawn_proxy(&masters, &backend, &shutdown, |_| {}).await.0,
     ];
     let masters = Arc::new(Mutex::new(masters));
     let report = Arc::new(Mutex::new(Report::default()));

@@ -500,7 +500,7 @@ impl Engine {
         let n = self.masters.len();
         let start = Instant::now();
         let deadline = start + timeout;
-        let tx = Replies::new(n);
+        let tx = Arc::new(Replies::with_capacity(n));
         let preload = script.as_ref().map(|s| &s.preload);
         for m in &self.masters {
             m.send_with(cmd.clone(), preload.cloned(), deadline, &tx);
@@ -513,7 +513,7 @@ impl Engine {
         // Bit i: master i finished / was retried with EVAL (at most 64 masters).
         let (mut done_flags, mut retried) = (0u64, 0u64);
         while t.finished < n {
-            let Ok((i, reply)) = tokio::time::timeout_at(deadline, tx.recv()).await else {
+            let Ok((i, reply)) = tokio::time::timeout_at(deadline, tx.pop()).await else {
                 break;
             };
             if done_flags & (1 << i) != 0 {

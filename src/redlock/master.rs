@@ -38,50 +38,9 @@ pub enum MasterError {
 /// A master's reply, or why there is none.
 pub type MasterReply = Result<BytesFrame, MasterError>;
 
-/// Where the masters' replies to one operation collect: a small list and a waker,
-/// lighter than a channel for the handful of replies an operation gets.
-#[derive(Debug, Default)]
-pub struct Replies {
-    list: std::sync::Mutex<VecDeque<(usize, MasterReply)>>,
-    waker: futures_util::task::AtomicWaker,
-}
-
-impl Replies {
-    /// A collector for `n` masters.
-    pub fn new(n: usize) -> Arc<Replies> {
-        Arc::new(Replies {
-            list: std::sync::Mutex::new(VecDeque::with_capacity(n)),
-            waker: futures_util::task::AtomicWaker::new(),
-        })
-    }
-
-    /// Delivers master `index`'s reply.
-    pub fn send(&self, item: (usize, MasterReply)) {
-        if let Ok(mut list) = self.list.lock() {
-            list.push_back(item);
-        }
-        self.waker.wake();
-    }
-
-    fn pop(&self) -> Option<(usize, MasterReply)> {
-        self.list.lock().ok()?.pop_front()
-    }
-
-    /// The next reply, in arrival order.
-    pub async fn recv(&self) -> (usize, MasterReply) {
-        std::future::poll_fn(|cx| {
-            if let Some(item) = self.pop() {
-                return std::task::Poll::Ready(item);
-            }
-            self.waker.register(cx.waker());
-            match self.pop() {
-                Some(item) => std::task::Poll::Ready(item),
-                None => std::task::Poll::Pending,
-            }
-        })
-        .await
-    }
-}
+/// Where the masters' replies to one lock operation collect, tagged with the
+/// master's index.
+pub type Replies = crate::inbox::Inbox<(usize, MasterReply)>;
 
 /// Where a reply goes.
 pub type ReplySender = Arc<Replies>;
@@ -243,13 +202,13 @@ impl Master {
     ) {
         if self.state() == State::Down {
             self.stats.refused.fetch_add(1, Ordering::Relaxed);
-            tx.send((self.index, Err(MasterError::Down)));
+            tx.push((self.index, Err(MasterError::Down)));
             return;
         }
         if self.queued.fetch_add(1, Ordering::Relaxed) >= MAX_QUEUED {
             self.queued.fetch_sub(1, Ordering::Relaxed);
             self.stats.refused.fetch_add(1, Ordering::Relaxed);
-            tx.send((self.index, Err(MasterError::Backlog)));
+            tx.push((self.index, Err(MasterError::Backlog)));
             return;
         }
         let req = Request {
@@ -264,7 +223,7 @@ impl Master {
         if let Err(mpsc::error::SendError(req)) = self.tx.send(req) {
             self.queued.fetch_sub(1, Ordering::Relaxed);
             if let ReplyTo::Op { tx, index } = req.reply_to {
-                tx.send((index, Err(MasterError::Down)));
+                tx.push((index, Err(MasterError::Down)));
             }
         }
     }
@@ -358,7 +317,7 @@ impl Master {
             ReplyTo::Op { tx, index } => {
                 self.queued.fetch_sub(1, Ordering::Relaxed);
                 self.stats.refused.fetch_add(1, Ordering::Relaxed);
-                tx.send((index, Err(MasterError::Down)));
+                tx.push((index, Err(MasterError::Down)));
             }
             ReplyTo::Cleanup { .. } => defer(req, deferred),
             ReplyTo::Ignore | ReplyTo::Stop => {}
@@ -390,7 +349,7 @@ struct Pending {
 fn fail_pending(p: Pending, deferred: &mut VecDeque<Request>) {
     match p.reply_to {
         ReplyTo::Op { tx, index } => {
-            tx.send((index, Err(MasterError::Lost)));
+            tx.push((index, Err(MasterError::Lost)));
         }
         reply_to @ ReplyTo::Cleanup { .. } => defer(
             Request {
@@ -545,7 +504,7 @@ impl Conn {
                             self.loaded.remove(sha);
                         }
                     }
-                    tx.send((index, Ok(frame)));
+                    tx.push((index, Ok(frame)));
                 }
                 ReplyTo::Cleanup { .. } | ReplyTo::Ignore | ReplyTo::Stop => {
                     if let BytesFrame::Error(e) = frame {

@@ -451,7 +451,7 @@ async fn shutdown_signal(flags: &super::ShutdownFlags, waker: &AtomicWaker, drai
 
 async fn mailbox_recv(mailbox: Option<&Mailbox>) -> (u64, Bytes) {
     match mailbox {
-        Some(m) => m.recv().await,
+        Some(m) => m.pop().await,
         None => std::future::pending().await,
     }
 }

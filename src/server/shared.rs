@@ -24,45 +24,9 @@ use crate::config::PassthroughConfig;
 use crate::errors;
 use crate::protocol::{Proto, ReplyScanner, encode_command};
 
-/// Where one client's replies from a shared connection arrive.
-#[derive(Debug, Default)]
-pub struct Mailbox {
-    list: Mutex<VecDeque<(u64, Bytes)>>,
-    waker: futures_util::task::AtomicWaker,
-}
-
-impl Mailbox {
-    fn push(&self, seq: u64, reply: Bytes) {
-        if let Ok(mut l) = self.list.lock() {
-            l.push_back((seq, reply));
-        }
-        self.waker.wake();
-    }
-
-    fn pop(&self) -> Option<(u64, Bytes)> {
-        self.list.lock().ok()?.pop_front()
-    }
-
-    /// A reply already there, if any.
-    pub fn try_pop(&self) -> Option<(u64, Bytes)> {
-        self.pop()
-    }
-
-    /// The next reply (sequence number of its slot, bytes).
-    pub async fn recv(&self) -> (u64, Bytes) {
-        std::future::poll_fn(|cx| {
-            if let Some(r) = self.pop() {
-                return std::task::Poll::Ready(r);
-            }
-            self.waker.register(cx.waker());
-            match self.pop() {
-                Some(r) => std::task::Poll::Ready(r),
-                None => std::task::Poll::Pending,
-            }
-        })
-        .await
-    }
-}
+/// Where one client's replies from a shared connection arrive: the sequence
+/// number of the reply's slot, and the reply.
+pub type Mailbox = crate::inbox::Inbox<(u64, Bytes)>;
 
 /// Who gets a reply.
 #[derive(Debug)]
@@ -207,7 +171,7 @@ impl SharedConn {
         };
         for w in waiters {
             if let Waiter::Reply(m, seq) = w {
-                m.push(seq, err.clone());
+                m.push((seq, err.clone()));
             }
         }
     }
@@ -287,7 +251,7 @@ impl SharedConn {
         };
         for (w, frame) in waiters.into_iter().zip(frames.drain(..)) {
             if let Waiter::Reply(m, seq) = w {
-                m.push(seq, frame);
+                m.push((seq, frame));
             }
         }
         Ok(())

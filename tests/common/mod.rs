@@ -73,19 +73,10 @@ impl RedisServer {
 
     fn spawn(&mut self) -> bool {
         let child = Command::new(redis_server_bin())
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .args(["--loglevel", "warning"])
+            .args(redlock_proxy::dev::redis_server_args(
+                self.port,
+                self.dir.path(),
+            ))
             .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -250,19 +241,8 @@ impl Harness {
     pub async fn start_with(n: usize, tweak: impl FnOnce(&mut Config)) -> Harness {
         let masters: Vec<RedisServer> = (0..n).map(|_| RedisServer::start()).collect();
         let backend = RedisServer::start();
-        let mut config = Config::default();
-        config.server.listen = "127.0.0.1:0".into();
-        config.passthrough.url = RedisUrl::parse(&backend.url()).unwrap();
-        config.redlock.masters = masters
-            .iter()
-            .map(|m| RedisUrl::parse(&m.url()).unwrap())
-            .collect();
-        tweak(&mut config);
-        let proxy = Proxy::bind(config).await.expect("bind proxy");
-        let addr = proxy.local_addr().unwrap();
-        let shared = proxy.shared();
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(proxy.run(shutdown.clone()));
+        let (addr, shared, task) = spawn_proxy(&masters, &backend, &shutdown, tweak).await;
         let h = Harness {
             masters,
             backend,
@@ -311,6 +291,33 @@ impl Harness {
                 .unwrap();
         }
     }
+}
+
+/// Starts a proxy in this process on port 0, in front of `masters` and `backend`;
+/// it stops when `shutdown` is cancelled.
+pub async fn spawn_proxy(
+    masters: &[RedisServer],
+    backend: &RedisServer,
+    shutdown: &CancellationToken,
+    tweak: impl FnOnce(&mut Config),
+) -> (
+    SocketAddr,
+    std::sync::Arc<redlock_proxy::server::Shared>,
+    tokio::task::JoinHandle<()>,
+) {
+    let mut config = Config::default();
+    config.server.listen = "127.0.0.1:0".into();
+    config.passthrough.url = RedisUrl::parse(&backend.url()).unwrap();
+    config.redlock.masters = masters
+        .iter()
+        .map(|m| RedisUrl::parse(&m.url()).unwrap())
+        .collect();
+    tweak(&mut config);
+    let proxy = Proxy::bind(config).await.expect("bind proxy");
+    let addr = proxy.local_addr().unwrap();
+    let shared = proxy.shared();
+    let task = tokio::spawn(proxy.run(shutdown.clone()));
+    (addr, shared, task)
 }
 
 impl Drop for Harness {

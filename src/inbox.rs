@@ -1,0 +1,85 @@
+//! A small multi-producer, single-consumer inbox: a locked queue and a waker.
+//! Lighter than a channel for the few items an operation or a client collects
+//! (the masters' replies to one lock operation; a client's replies from a shared
+//! backend connection).
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::task::Poll;
+
+use futures_util::task::AtomicWaker;
+
+/// Items pushed by any task, taken in order by one.
+#[derive(Debug)]
+pub struct Inbox<T> {
+    items: Mutex<VecDeque<T>>,
+    waker: AtomicWaker,
+}
+
+impl<T> Default for Inbox<T> {
+    fn default() -> Self {
+        Self::with_capacity(0)
+    }
+}
+
+impl<T> Inbox<T> {
+    /// An inbox with room for `n` items before it grows.
+    pub fn with_capacity(n: usize) -> Self {
+        Inbox {
+            items: Mutex::new(VecDeque::with_capacity(n)),
+            waker: AtomicWaker::new(),
+        }
+    }
+
+    /// Adds an item and wakes the consumer.
+    pub fn push(&self, item: T) {
+        if let Ok(mut items) = self.items.lock() {
+            items.push_back(item);
+        }
+        self.waker.wake();
+    }
+
+    /// The next item, if one is there.
+    pub fn try_pop(&self) -> Option<T> {
+        self.items.lock().ok()?.pop_front()
+    }
+
+    /// The next item, waiting for it.
+    pub async fn pop(&self) -> T {
+        std::future::poll_fn(|cx| {
+            if let Some(item) = self.try_pop() {
+                return Poll::Ready(item);
+            }
+            self.waker.register(cx.waker());
+            // An item pushed between the check and the registration is seen here.
+            match self.try_pop() {
+                Some(item) => Poll::Ready(item),
+                None => Poll::Pending,
+            }
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn items_arrive_in_order_across_tasks() {
+        let inbox = Arc::new(Inbox::with_capacity(2));
+        let producer = Arc::clone(&inbox);
+        let t = tokio::spawn(async move {
+            for i in 0..100 {
+                producer.push(i);
+                tokio::task::yield_now().await;
+            }
+        });
+        for i in 0..100 {
+            assert_eq!(inbox.pop().await, i);
+        }
+        t.await.unwrap();
+        assert_eq!(inbox.try_pop(), None);
+    }
+}
