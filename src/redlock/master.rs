@@ -276,7 +276,7 @@ impl Master {
                     log = LogLimiter::default();
                     backoff = BACKOFF_MIN;
                     let mut conn = Conn::new(stream, max_depth);
-                    let result = conn.serve(&self, &mut rx, &mut deferred, &shutdown).await;
+                    let result = conn.serve(&self, &mut rx, &mut deferred).await;
                     self.set_state(State::Down);
                     for p in conn.pending.drain(..) {
                         fail_pending(p, &mut deferred);
@@ -515,12 +515,13 @@ impl Conn {
         }
     }
 
+    /// Runs the connection until it fails, or until a `Stop` request (shutdown)
+    /// has been reached in the queue and everything before it delivered.
     async fn serve(
         &mut self,
         master: &Master,
         rx: &mut mpsc::UnboundedReceiver<Request>,
         deferred: &mut VecDeque<Request>,
-        shutdown: &CancellationToken,
     ) -> Result<(), String> {
         while let Some(req) = deferred.pop_front() {
             if let ReplyTo::Cleanup { expires: Some(e) } = req.reply_to {
@@ -531,7 +532,6 @@ impl Conn {
             self.enqueue(master, req);
         }
         self.try_flush()?;
-        let _ = shutdown; // while connected, shutdown arrives as a Stop request
         loop {
             let want_requests = self.wbuf.len() < WRITE_HIGH_WATER;
             tokio::select! {

@@ -1116,7 +1116,6 @@ fn apply_hook(
     out: &mut BytesMut,
     shared: &Shared,
 ) {
-    let _ = shared;
     let mut write = |bytes: &[u8]| {
         if !silent {
             out.extend_from_slice(bytes);
