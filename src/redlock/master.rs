@@ -23,6 +23,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::RedisUrl;
 use crate::protocol::{ReplyScanner, encode_command};
+use crate::server::session::Session;
+use crate::server::upstream;
 
 /// Why a master gave no reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -364,50 +366,11 @@ fn fail_pending(p: Pending, deferred: &mut VecDeque<Request>) {
     }
 }
 
+/// Connects and authenticates (credentials and database from the URL), with the
+/// same handshake code as the passthrough connections.
 async fn connect(url: &RedisUrl) -> Result<TcpStream, String> {
-    let attempt = async {
-        let mut stream = TcpStream::connect(url.addr())
-            .await
-            .map_err(|e| e.to_string())?;
-        let _ = stream.set_nodelay(true);
-        let mut hello = BytesMut::new();
-        let mut expected = 0;
-        if let Some(auth) = url.auth_args() {
-            encode_command(&mut hello, auth.into_iter());
-            expected += 1;
-        }
-        if url.db != 0 {
-            let db = url.db.to_string();
-            encode_command(&mut hello, [&b"SELECT"[..], db.as_bytes()].into_iter());
-            expected += 1;
-        }
-        if expected > 0 {
-            stream.write_all(&hello).await.map_err(|e| e.to_string())?;
-            let mut buf = BytesMut::with_capacity(256);
-            let mut scanner = ReplyScanner::new(4);
-            for _ in 0..expected {
-                let info = loop {
-                    if let Some(info) = scanner.scan(&buf).map_err(|e| e.to_string())? {
-                        break info;
-                    }
-                    let n = tokio::io::AsyncReadExt::read_buf(&mut stream, &mut buf)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    if n == 0 {
-                        return Err("closed during the handshake".to_string());
-                    }
-                };
-                let frame = buf.split_to(info.len);
-                if frame.first() == Some(&b'-') {
-                    return Err(String::from_utf8_lossy(&frame[1..]).trim_end().to_string());
-                }
-            }
-        }
-        Ok(stream)
-    };
-    tokio::time::timeout(CONNECT_TIMEOUT, attempt)
-        .await
-        .unwrap_or_else(|_| Err(format!("no answer within {CONNECT_TIMEOUT:?}")))
+    let (handshake, steps) = Session::new(0, url.db, true).handshake(url);
+    upstream::connect(url.addr(), CONNECT_TIMEOUT, handshake, steps, 4).await
 }
 
 struct Conn {

@@ -308,17 +308,7 @@ impl Conn {
                     self.st.complete(seq, proto, outcome);
                 }
                 (seq, reply) = mailbox_recv(self.st.mailbox.as_deref()), if self.st.shared_outstanding > 0 => {
-                    self.st.shared_reply(seq, reply);
-                    self.st.shared_outstanding -= 1;
-                    // Shared replies may come in a burst: take what is there.
-                    while let Some((seq, reply)) = self.st.mailbox.as_deref().and_then(|m| m.try_pop()) {
-                        self.st.shared_reply(seq, reply);
-                        self.st.shared_outstanding -= 1;
-                    }
-                    if self.st.shared_outstanding == 0 && self.st.barrier {
-                        self.st.barrier = false;
-                        self.st.resumed = true;
-                    }
+                    self.st.shared_replies(seq, reply);
                 }
                 ev = upstream_event(&mut self.st.up, &mut self.st.up_in, up_want_write) => {
                     self.st.on_upstream(ev);
@@ -644,9 +634,19 @@ impl State {
         self.synced = false;
     }
 
-    /// A reply from a shared connection.
-    fn shared_reply(&mut self, seq: u64, reply: Bytes) {
-        self.queue.complete(seq, reply, None);
+    /// Replies from a shared connection: this one, and any others already in
+    /// (they come in bursts). The last one lifts a barrier.
+    fn shared_replies(&mut self, seq: u64, reply: Bytes) {
+        let mut next = Some((seq, reply));
+        while let Some((seq, reply)) = next {
+            self.queue.complete(seq, reply, None);
+            self.shared_outstanding -= 1;
+            next = self.mailbox.as_deref().and_then(|m| m.try_pop());
+        }
+        if self.shared_outstanding == 0 && self.barrier {
+            self.barrier = false;
+            self.resumed = true;
+        }
     }
 
     fn forward(&mut self, args: Args<'_>, raw: &[u8], inline: bool, effect: Effect) {
@@ -754,7 +754,6 @@ impl State {
                 }
                 let new_proto = p.unwrap_or(proto);
                 let reply = super::local::hello(&self.shared, &self.session, new_proto);
-                let bytes = reply.to_bytes(new_proto);
                 if new_proto != proto
                     && !matches!(self.up, Upstream::Closed)
                     && !self.session.uncounted
@@ -764,14 +763,14 @@ impl State {
                     encode_command(&mut self.up_out, [&b"HELLO"[..], v.as_bytes()].into_iter());
                     let silent = self.session.take_silent();
                     self.queue.push(Slot::Upstream {
-                        hook: Hook::Replace(bytes),
+                        hook: Hook::Replace(reply.to_bytes(new_proto)),
                         silent,
                     });
                     self.session.proto = new_proto;
                     return;
                 }
                 self.session.proto = new_proto;
-                self.reply_bytes(bytes);
+                self.reply(reply);
             }
             Local::Auth(None, _) if !self.shared.auth.required() => {
                 self.reply(errors::auth_not_configured());
@@ -893,35 +892,19 @@ impl State {
 
     /// Queues a reply made by the proxy (or drops it under CLIENT REPLY OFF/SKIP).
     fn reply(&mut self, reply: Reply) {
-        if self.session.take_silent() {
-            return;
+        if !self.session.take_silent() {
+            self.reply_now(reply);
         }
+    }
+
+    /// A reply that bypasses CLIENT REPLY (protocol errors, limits): straight
+    /// into the output when nothing is ahead of it, else in its slot.
+    fn reply_now(&mut self, reply: Reply) {
         if self.queue.is_empty() {
             reply.encode(self.session.proto, &mut self.out);
         } else {
             self.queue
                 .push(Slot::Ready(reply.to_bytes(self.session.proto), None));
-        }
-    }
-
-    fn reply_bytes(&mut self, bytes: Bytes) {
-        if self.session.take_silent() {
-            return;
-        }
-        if self.queue.is_empty() {
-            self.out.extend_from_slice(&bytes);
-        } else {
-            self.queue.push(Slot::Ready(bytes, None));
-        }
-    }
-
-    /// A reply that bypasses CLIENT REPLY (protocol errors, limits).
-    fn reply_now(&mut self, reply: Reply) {
-        let bytes = reply.to_bytes(self.session.proto);
-        if self.queue.is_empty() {
-            self.out.extend_from_slice(&bytes);
-        } else {
-            self.queue.push(Slot::Ready(bytes, None));
         }
     }
 

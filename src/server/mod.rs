@@ -12,7 +12,7 @@ mod local;
 pub(crate) mod queue;
 pub mod session;
 mod shared;
-mod upstream;
+pub(crate) mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
