@@ -40,13 +40,12 @@ async fn ping_and_a_hand_session() {
         .parse()
         .unwrap();
     assert!((25_000..=30_000).contains(&pttl));
-    let release = r#"if redis.call("get",KEYS[1]) == ARGV[1] then return redis.call("del",KEYS[1]) else return 0 end"#;
     assert_eq!(
-        redis_cli(&h, &["EVAL", release, "1", "lock:report", "you"]),
+        redis_cli(&h, &["EVAL", RELEASE, "1", "lock:report", "you"]),
         "0\n"
     );
     assert_eq!(
-        redis_cli(&h, &["EVAL", release, "1", "lock:report", "me"]),
+        redis_cli(&h, &["EVAL", RELEASE, "1", "lock:report", "me"]),
         "1\n"
     );
     assert_eq!(redis_cli(&h, &["GET", "lock:report"]), "\n");

@@ -6,10 +6,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-const RELEASE: &str = r#"if redis.call("get",KEYS[1]) == ARGV[1] then return redis.call("del",KEYS[1]) else return 0 end"#;
-const RELEASE_SHA: &str = "b70c2384248f88e6b75b9f89241a180f856ad852";
-const EXTEND: &str = r#"if redis.call("get",KEYS[1]) == ARGV[1] then return redis.call("pexpire",KEYS[1],ARGV[2]) else return 0 end"#;
-
 fn holders(h: &Harness, key: &str, token: &str) -> usize {
     h.masters
         .iter()
@@ -254,10 +250,7 @@ async fn two_masters_of_three_down_refuses_fast() {
         "$-1\r\n"
     );
     let took = start.elapsed();
-    assert!(
-        took < Duration::from_millis(50 + 250),
-        "refusal took {took:?}"
-    );
+    assert!(took < NODE_TIMEOUT_BOUND, "refusal took {took:?}");
     // Our token did not stay on the master that granted it.
     poll(|| h.masters[2].get("lock:d2").is_none()).await;
     // Restarted masters come back into use without intervention.
@@ -284,10 +277,7 @@ async fn two_masters_paused_refuses_within_node_timeout_and_leaves_no_token() {
         "$-1\r\n"
     );
     let took = start.elapsed();
-    assert!(
-        took < Duration::from_millis(50 + 250),
-        "refusal took {took:?}"
-    );
+    assert!(took < NODE_TIMEOUT_BOUND, "refusal took {took:?}");
     assert!(
         took >= Duration::from_millis(40),
         "refused before the node timeout: {took:?}"
@@ -493,7 +483,7 @@ async fn acquisitions_are_decided_without_waiting_for_a_stalled_master() {
                 .await,
             "+OK\r\n"
         );
-        assert!(start.elapsed() < Duration::from_millis(50 + 250));
+        assert!(start.elapsed() < NODE_TIMEOUT_BOUND);
     }
     h.masters[2].resume();
 }

@@ -22,6 +22,17 @@ use tokio_util::sync::CancellationToken;
 /// How long a test waits for anything before failing.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// Upper bound for a lock operation that waits for a silent master: the
+/// default node timeout (50 ms) plus a margin for a loaded CI machine.
+pub const NODE_TIMEOUT_BOUND: Duration = Duration::from_millis(50 + 250);
+
+/// The compare-and-delete release script, as the common client libraries send it.
+pub const RELEASE: &str = r#"if redis.call("get",KEYS[1]) == ARGV[1] then return redis.call("del",KEYS[1]) else return 0 end"#;
+/// SHA1 of [`RELEASE`], for EVALSHA.
+pub const RELEASE_SHA: &str = "b70c2384248f88e6b75b9f89241a180f856ad852";
+/// The extend script: compare, then PEXPIRE.
+pub const EXTEND: &str = r#"if redis.call("get",KEYS[1]) == ARGV[1] then return redis.call("pexpire",KEYS[1],ARGV[2]) else return 0 end"#;
+
 /// The redis-server binary.
 pub fn redis_server_bin() -> PathBuf {
     redlock_proxy::dev::find_redis_server(
