@@ -17,8 +17,12 @@
 //!   `server/connection.rs`).
 //! - [`config`]: defaults < file < environment < flags, validated once.
 //! - [`errors`]: every error text a client can get from the proxy itself.
+//! - [`auth`]: `requirepass` and `[[users]]`, checked by `AUTH` and `HELLO AUTH`.
+//! - [`inbox`]: the small queue that gathers one operation's replies from
+//!   masters, or a client's replies from a shared backend connection.
 //! - [`dev`]: `redlock-proxy dev`, local redis-server children for trying it out.
 //! - [`metrics`]: counters and the Prometheus endpoint.
+//! - `fuzzing`: entry points for `fuzz/` and the corpus replay test (hidden).
 
 pub mod auth;
 pub mod command;
