@@ -1,8 +1,50 @@
 //! Client authentication: `requirepass` (the default user's password) and
 //! ACL-style `[[users]]`. Passwords are compared in constant time and never
-//! logged.
+//! logged: [`Secret`] hides them from `Debug`.
 
 use std::collections::HashMap;
+use std::fmt;
+
+use serde::Deserialize;
+
+/// A password: `Debug` never shows it.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl Secret {
+    /// The password.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether no password is set.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "***" })
+    }
+}
+
+/// A user besides the default one (`[[users]]` in the configuration).
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    /// User name.
+    pub name: String,
+    /// Password.
+    pub password: Secret,
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:***", self.name)
+    }
+}
 
 /// Who may connect.
 #[derive(Debug, Clone, Default)]
@@ -14,11 +56,14 @@ pub struct Authenticator {
 pub const DEFAULT_USER: &str = "default";
 
 impl Authenticator {
-    /// From `requirepass` (empty: the default user has no password) and `(name, password)` users.
-    pub fn new(requirepass: &str, users: &[(String, String)]) -> Self {
-        let mut map: HashMap<String, String> = users.iter().cloned().collect();
+    /// From `requirepass` (empty: the default user has no password) and the other users.
+    pub fn new(requirepass: &Secret, users: &[User]) -> Self {
+        let mut map: HashMap<String, String> = users
+            .iter()
+            .map(|u| (u.name.clone(), u.password.0.clone()))
+            .collect();
         if !requirepass.is_empty() {
-            map.insert(DEFAULT_USER.to_string(), requirepass.to_string());
+            map.insert(DEFAULT_USER.to_string(), requirepass.0.clone());
         }
         Authenticator { users: map }
     }
@@ -60,7 +105,11 @@ mod tests {
 
     #[test]
     fn requirepass_and_users() {
-        let a = Authenticator::new("pw", &[("alice".into(), "wonder".into())]);
+        let user = |name: &str, pw: &str| User {
+            name: name.into(),
+            password: Secret(pw.into()),
+        };
+        let a = Authenticator::new(&Secret("pw".into()), &[user("alice", "wonder")]);
         assert!(a.required());
         assert!(a.check(None, b"pw"));
         assert!(a.check(Some(b"default"), b"pw"));
@@ -69,8 +118,8 @@ mod tests {
         assert!(!a.check(Some(b"bob"), b"pw"));
         assert!(!a.check(None, b"p"));
         assert!(!a.check(None, b"pww"));
-        assert!(!Authenticator::new("", &[]).required());
-        let only_users = Authenticator::new("", &[("svc".into(), "x".into())]);
+        assert!(!Authenticator::new(&Secret::default(), &[]).required());
+        let only_users = Authenticator::new(&Secret::default(), &[user("svc", "x")]);
         assert!(only_users.required());
         assert!(!only_users.check(None, b""));
     }

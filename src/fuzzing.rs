@@ -1,9 +1,8 @@
 //! Entry points for fuzzing (`fuzz/`) and the corpus replay test: everything the
 //! proxy does with bytes from a socket before any I/O, on arbitrary input.
 
-use crate::command::{Classifier, Context, LockPatterns};
+use crate::command::{Classifier, Context, LockPatterns, LockRules};
 use crate::protocol::{FrameLimits, ReplyScanner, RequestParser};
-use crate::redlock::ops::Rules;
 use crate::redlock::scripts::ScriptRegistry;
 
 /// Parses `data` as a client's byte stream, fed in two pieces split at `split`
@@ -13,7 +12,7 @@ pub fn requests(data: &[u8], split: usize) {
     let classifier = Classifier {
         patterns: LockPatterns::new(&["lock:*", "l?ck:[a-c]*"]),
         scripts: std::sync::Arc::new(ScriptRegistry::new(&[])),
-        lock_rules: Rules::default(),
+        lock_rules: LockRules::default(),
     };
     let limits = FrameLimits {
         max_bulk_len: 1 << 20,

@@ -3,14 +3,14 @@
 mod common;
 
 use common::*;
-use redlock_proxy::config::{Secret, UserConfig};
+use redlock_proxy::config::{Secret, User};
 
 async fn secured() -> Harness {
     Harness::start_with(3, |c| {
         c.server.requirepass = Secret("s3cret".into());
-        c.users.push(UserConfig {
+        c.users.push(User {
             name: "alice".into(),
-            password: "wonderland".into(),
+            password: Secret("wonderland".into()),
         });
     })
     .await
@@ -127,9 +127,9 @@ async fn without_a_password_auth_answers_like_redis() {
 fn passwords_never_show_in_the_configuration_line() {
     let mut c = redlock_proxy::Config::default();
     c.server.requirepass = Secret("hunter2".into());
-    c.users.push(UserConfig {
+    c.users.push(User {
         name: "bob".into(),
-        password: "pa55".into(),
+        password: Secret("pa55".into()),
     });
     let s = c.summary();
     assert!(

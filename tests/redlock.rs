@@ -438,9 +438,9 @@ async fn configured_multi_key_acquire_script_votes_and_cleans_up() {
     let sha2 = sha.clone();
     let h = Harness::start_with(3, move |c| {
         c.redlock.scripts.push(redlock_proxy::config::ScriptConfig {
-            sha1: sha2,
-            kind: "acquire".into(),
-            ttl_arg: Some(2),
+            sha1: sha2.try_into().unwrap(),
+            kind: redlock_proxy::config::ScriptKind::Acquire,
+            ttl_arg: std::num::NonZeroUsize::new(2),
         })
     })
     .await;

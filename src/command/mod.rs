@@ -5,21 +5,34 @@
 //! This module is pure: it reads the arguments and a little connection state
 //! and decides; the connection carries the decision out.
 
+mod lock;
 mod pattern;
-pub mod set_args;
+mod set_args;
 mod spec;
 mod table;
 
 use bytes::Bytes;
 
+pub use lock::LockRules;
 pub use pattern::{LockPatterns, glob_match};
-pub use spec::{CommandSpec, flags, for_each_key, lookup, parse_i64};
+pub use spec::{CommandSpec, flags, for_each_key, lookup};
 
 use crate::errors;
-use crate::protocol::{ArgList, Proto, Reply};
-use crate::redlock::ops::{self, LockOp};
+use crate::protocol::{ArgList, Proto, Reply, parse_i64};
+use crate::redlock::op::LockOp;
 use crate::redlock::scripts::{ScriptRegistry, sha1_hex};
-use crate::server::session::ReplyMode;
+
+/// `CLIENT REPLY` mode: the parsed argument of `CLIENT REPLY ON|OFF|SKIP`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReplyMode {
+    /// Replies are sent.
+    #[default]
+    On,
+    /// No replies are sent.
+    Off,
+    /// The next command's reply is not sent.
+    Skip,
+}
 
 /// The decision for one request.
 #[derive(Debug)]
@@ -140,7 +153,7 @@ pub struct Classifier {
     /// Known lock scripts.
     pub scripts: std::sync::Arc<ScriptRegistry>,
     /// Lock operation parameters.
-    pub lock_rules: ops::Rules,
+    pub lock_rules: LockRules,
 }
 
 fn upper<'a>(name: &[u8], buf: &'a mut [u8; 24]) -> &'a [u8] {
@@ -179,7 +192,7 @@ impl Classifier {
                 if ctx.in_multi {
                     return Command::Refuse(errors::lock_in_multi(args.arg(0)));
                 }
-                return match ops::parse(name, args, &self.scripts, &self.lock_rules) {
+                return match lock::parse(name, args, &self.scripts, &self.lock_rules) {
                     Ok(op) => Command::Lock(op),
                     Err(reply) => Command::Refuse(reply),
                 };

@@ -1,9 +1,8 @@
 //! `SET key value [NX|XX] [GET] [EX s|PX ms|EXAT ts|PXAT ts|KEEPTTL]`, parsed with
 //! Redis's rules and error texts (options in any order and case).
 
-use super::spec::parse_i64;
 use crate::errors;
-use crate::protocol::{ArgList, Reply};
+use crate::protocol::{ArgList, Reply, parse_i64};
 
 /// The expiry option of a SET.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 //! (`table.rs`); this module only knows how to read it.
 
 use super::table::COMMANDS;
-use crate::protocol::ArgList;
+use crate::protocol::{ArgList, parse_i64};
 
 /// Command flag bits, a subset of Redis's command flags.
 pub mod flags {
@@ -275,30 +275,6 @@ pub fn for_each_key<A: ArgList + ?Sized>(spec: &CommandSpec, args: &A, mut f: im
     }
 }
 
-/// Parses a decimal i64 the strict way Redis's `string2ll` does (no spaces, no `+`).
-pub fn parse_i64(s: &[u8]) -> Option<i64> {
-    let (neg, digits) = match s.split_first()? {
-        (b'-', rest) => (true, rest),
-        _ => (false, s),
-    };
-    // No sign without digits, no leading zeros ("0" itself is fine, "-0" is not).
-    match digits {
-        [] => return None,
-        [b'0'] if !neg => return Some(0),
-        [b'0', ..] => return None,
-        _ => {}
-    }
-    // Accumulate negatively: i64::MIN has no positive counterpart.
-    let mut v: i64 = 0;
-    for &c in digits {
-        if !c.is_ascii_digit() {
-            return None;
-        }
-        v = v.checked_mul(10)?.checked_sub((c - b'0') as i64)?;
-    }
-    if neg { Some(v) } else { v.checked_neg() }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,23 +320,5 @@ mod tests {
         assert_eq!(keys(&["EVAL"]), Vec::<String>::new());
         assert_eq!(keys(&["GET"]), Vec::<String>::new());
         assert!(lookup(&["NOSUCHCOMMAND"][..]).is_none());
-    }
-
-    #[test]
-    fn strict_integers() {
-        assert_eq!(parse_i64(b"10"), Some(10));
-        assert_eq!(parse_i64(b"-3"), Some(-3));
-        assert_eq!(parse_i64(b"0"), Some(0));
-        assert_eq!(parse_i64(b"010"), None);
-        assert_eq!(parse_i64(b"+1"), None);
-        assert_eq!(parse_i64(b" 1"), None);
-        assert_eq!(parse_i64(b""), None);
-        assert_eq!(parse_i64(b"99999999999999999999"), None);
-        assert_eq!(parse_i64(b"9223372036854775807"), Some(i64::MAX));
-        assert_eq!(parse_i64(b"-9223372036854775808"), Some(i64::MIN));
-        assert_eq!(parse_i64(b"9223372036854775808"), None);
-        assert_eq!(parse_i64(b"-"), None);
-        assert_eq!(parse_i64(b"-0"), None);
-        assert_eq!(parse_i64(b"1x"), None);
     }
 }

@@ -17,6 +17,8 @@ use serde::Deserialize;
 
 pub use redis_url::RedisUrl;
 
+pub use crate::auth::{Secret, User};
+
 use crate::protocol::FrameLimits;
 
 /// The whole configuration.
@@ -32,23 +34,7 @@ pub struct Config {
     /// The RedLock masters and algorithm parameters.
     pub redlock: RedlockConfig,
     /// Users who may authenticate (besides the default user of `requirepass`).
-    pub users: Vec<UserConfig>,
-}
-
-/// A `[[users]]` entry.
-#[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UserConfig {
-    /// User name.
-    pub name: String,
-    /// Password.
-    pub password: String,
-}
-
-impl fmt::Debug for UserConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:***", self.name)
-    }
+    pub users: Vec<User>,
 }
 
 /// `[server]`.
@@ -76,29 +62,6 @@ pub struct ServerConfig {
     pub metrics_listen: String,
     /// Password of the default user; clients must AUTH when set (empty: none).
     pub requirepass: Secret,
-}
-
-/// A password: `Debug` never shows it.
-#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret(pub String);
-
-impl Secret {
-    /// The password.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// Whether no password is set.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() { "\"\"" } else { "***" })
-    }
 }
 
 impl Default for ServerConfig {
@@ -254,13 +217,51 @@ impl Default for RedlockConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScriptConfig {
-    /// SHA1 of the script text, 40 hex digits.
-    pub sha1: String,
-    /// What the script does: `acquire`, `release`, `extend` or `query`.
-    pub kind: String,
+    /// SHA1 of the script text.
+    pub sha1: ScriptSha,
+    /// What the script does.
+    pub kind: ScriptKind,
     /// For `acquire` and `extend`: which ARGV (1-based) holds the TTL in ms.
     #[serde(default)]
-    pub ttl_arg: Option<usize>,
+    pub ttl_arg: Option<std::num::NonZeroUsize>,
+}
+
+/// What a declared script does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScriptKind {
+    /// Takes the lock.
+    Acquire,
+    /// Compare-and-delete.
+    Release,
+    /// Compare-and-pexpire.
+    Extend,
+    /// Reads the lock.
+    Query,
+}
+
+/// A script's SHA1: 40 hex digits, kept lowercase (the form `EVALSHA` ids take
+/// once the proxy has normalised them).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "String")]
+pub struct ScriptSha(String);
+
+impl ScriptSha {
+    /// The SHA1 as 40 lowercase hex digits.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for ScriptSha {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        if s.len() != 40 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("sha1 {s:?} is not 40 hex digits"));
+        }
+        Ok(ScriptSha(s.to_ascii_lowercase()))
+    }
 }
 
 fn url_de<'de, D: serde::Deserializer<'de>>(d: D) -> Result<RedisUrl, D::Error> {
@@ -676,23 +677,6 @@ impl Config {
                 format!("{} is not in [0, 0.5)", r.drift_factor),
             ));
         }
-        for sc in &r.scripts {
-            if sc.sha1.len() != 40 || !sc.sha1.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err((
-                    "redlock.scripts",
-                    format!("sha1 {:?} is not 40 hex digits", sc.sha1),
-                ));
-            }
-            if !["acquire", "release", "extend", "query"].contains(&sc.kind.as_str()) {
-                return Err((
-                    "redlock.scripts",
-                    format!(
-                        "kind {:?} of {} is not one of acquire, release, extend, query",
-                        sc.kind, sc.sha1
-                    ),
-                ));
-            }
-        }
         Ok(())
     }
 
@@ -845,5 +829,40 @@ mod tests {
             ("redlock.masters", "--master")
         );
         assert!(!e.to_string().contains('\n'));
+    }
+
+    #[test]
+    fn declared_scripts_are_typed_at_load() {
+        let file = |body: &str| {
+            let mut f = tempfile::NamedTempFile::new().unwrap();
+            std::io::Write::write_all(&mut f, body.as_bytes()).unwrap();
+            f
+        };
+        let good = file(
+            "[[redlock.scripts]]\nsha1 = \"0123456789ABCDEF0123456789abcdef01234567\"\nkind = \"extend\"\nttl_arg = 3\n",
+        );
+        let c = Config::load(Some(good.path()), [], &Flags::default()).unwrap();
+        let sc = &c.redlock.scripts[0];
+        assert_eq!(sc.sha1.as_str(), "0123456789abcdef0123456789abcdef01234567");
+        assert_eq!(
+            (sc.kind, sc.ttl_arg.map(|n| n.get())),
+            (ScriptKind::Extend, Some(3))
+        );
+        for (body, needle) in [
+            ("sha1 = \"abc\"\nkind = \"release\"", "is not 40 hex digits"),
+            (
+                "sha1 = \"0123456789abcdef0123456789abcdef01234567\"\nkind = \"unlock\"",
+                "unknown variant `unlock`",
+            ),
+            (
+                "sha1 = \"0123456789abcdef0123456789abcdef01234567\"\nkind = \"extend\"\nttl_arg = 0",
+                "nonzero",
+            ),
+        ] {
+            let f = file(&format!("[[redlock.scripts]]\n{body}\n"));
+            let e = Config::load(Some(f.path()), [], &Flags::default()).unwrap_err();
+            assert_eq!(e.option, "redlock.scripts", "{e}");
+            assert!(e.message.contains(needle), "{e}");
+        }
     }
 }

@@ -6,10 +6,12 @@
 //! more than one that arrives whole, and they never allocate a declared length
 //! up front.
 
+mod int;
 mod reply;
 mod request;
 mod scan;
 
+pub use int::parse_i64;
 pub use reply::{Reply, encode_command};
 pub use request::{ArgList, Args, RequestParser};
 pub use scan::{FrameInfo, ReplyScanner};
@@ -112,5 +114,5 @@ fn find_cr(buf: &[u8], from: usize) -> Option<usize> {
 
 /// Parses a decimal length the way Redis's `string2ll` does.
 fn parse_len(line: &[u8]) -> Option<i64> {
-    crate::command::parse_i64(line)
+    parse_i64(line)
 }

@@ -29,10 +29,11 @@ use redis_protocol::resp2::types::BytesFrame;
 use tokio::time::Instant;
 
 use super::master::{Master, Preload, Replies};
-use super::ops::LockOp;
+use super::op::{LockOp, ScriptAction, ScriptOp};
 use super::quorum::{self, Decision, Params};
-use super::scripts::{Convention, Kind, ScriptSpec, sha1_hex};
+use super::scripts::{Convention, sha1_hex};
 use super::vote::{self, Answer};
+use crate::config::RedlockConfig;
 use crate::protocol::{Reply, encode_command};
 
 /// Compare-and-delete over every key (cleanup of refused acquisitions).
@@ -123,6 +124,21 @@ pub struct EngineConfig {
     pub retry_count: u32,
     /// Delay between attempts (plus up to 50% jitter).
     pub retry_delay: Duration,
+}
+
+impl From<&RedlockConfig> for EngineConfig {
+    fn from(r: &RedlockConfig) -> Self {
+        EngineConfig {
+            params: Params {
+                node_timeout: r.node_timeout,
+                drift_factor: r.drift_factor,
+                drift_floor: r.drift_floor,
+                min_validity: r.min_validity,
+            },
+            retry_count: r.retry_count,
+            retry_delay: r.retry_delay,
+        }
+    }
 }
 
 /// Runs lock operations on the masters.
@@ -241,13 +257,7 @@ impl Engine {
                     });
                 Reply::Int(n).into()
             }
-            LockOp::Script {
-                spec,
-                sha,
-                text,
-                keys,
-                argv,
-            } => self.script(spec, sha, text, keys, argv).await,
+            LockOp::Script(op) => self.script(op).await,
         }
     }
 
@@ -264,47 +274,33 @@ impl Engine {
         vote::value_quorum(&values, self.quorum()).is_some()
     }
 
-    async fn script(
-        &self,
-        spec: ScriptSpec,
-        sha: Bytes,
-        text: Bytes,
-        keys: Vec<Bytes>,
-        argv: Vec<Bytes>,
-    ) -> Outcome {
-        let mut args: Vec<&[u8]> = Vec::with_capacity(3 + keys.len() + argv.len());
-        let numkeys = keys.len().to_string();
-        args.extend([&b"EVALSHA"[..], &sha, numkeys.as_bytes()]);
-        args.extend(keys.iter().map(|k| &k[..]));
-        args.extend(argv.iter().map(|a| &a[..]));
+    async fn script(&self, op: ScriptOp) -> Outcome {
+        let ScriptOp {
+            call,
+            convention: conv,
+            action,
+        } = op;
+        let mut args: Vec<&[u8]> = Vec::with_capacity(3 + call.keys.len() + call.argv.len());
+        let numkeys = call.keys.len().to_string();
+        args.extend([&b"EVALSHA"[..], &call.sha, numkeys.as_bytes()]);
+        args.extend(call.keys.iter().map(|k| &k[..]));
+        args.extend(call.argv.iter().map(|a| &a[..]));
         let cmd = command(&args);
         args[0] = b"EVAL";
-        args[1] = &text;
+        args[1] = &call.text;
         let fallback = Some(ScriptCall {
-            preload: Preload::new(sha.clone(), &text),
+            preload: Preload::new(call.sha.clone(), &call.text),
             fallback: command(&args),
         });
+        let keys = call.keys;
         let nkeys = keys.len();
-        let conv = spec.convention;
         let q = self.quorum();
-        let ttl = spec
-            .ttl_arg
-            .and_then(|i| argv.get(i - 1))
-            .and_then(|a| ttl_arg(a, spec.ttl_in_seconds));
-        let kind = match spec.kind {
-            Kind::AcquireOrExtend if argv.get(2).is_some_and(|a| a.eq_ignore_ascii_case(b"no")) => {
-                Kind::Extend
-            }
-            Kind::AcquireOrExtend => Kind::Acquire,
-            k => k,
-        };
-        match kind {
-            Kind::Acquire => {
-                let token = argv.first().cloned().unwrap_or_default();
+        match action {
+            ScriptAction::Acquire { token, ttl } => {
                 self.acquire(cmd, fallback, keys, token, ttl, Some(conv))
                     .await
             }
-            Kind::Extend => {
+            ScriptAction::Extend { ttl } => {
                 let timeout = quorum::node_timeout(ttl, &self.cfg.params);
                 let (t, elapsed) = self
                     .collect(cmd, fallback, timeout, |t| {
@@ -333,7 +329,7 @@ impl Engine {
                     vote::failure_reply(conv, &t.answers, q).into()
                 }
             }
-            Kind::Release => {
+            ScriptAction::Release { token } => {
                 self.stats.releases.fetch_add(1, Ordering::Relaxed);
                 // Decided once a quorum released every key (the reply can only be
                 // that); otherwise every master's count matters.
@@ -344,12 +340,12 @@ impl Engine {
                     .await;
                 // A master the release may have missed gets it when it is back
                 // (compare-and-delete on a unique token is safe at any time).
-                if let Some(token) = argv.first() {
+                if let Some(token) = &token {
                     self.release_on(&t.failed, &keys, token, None);
                 }
                 vote::release_reply(conv, &t.answers, q, nkeys).into()
             }
-            Kind::Query => {
+            ScriptAction::Query => {
                 self.stats.queries.fetch_add(1, Ordering::Relaxed);
                 let (t, _) = self
                     .collect(cmd, fallback, self.cfg.params.node_timeout, |t| {
@@ -358,7 +354,6 @@ impl Engine {
                     .await;
                 vote::query_reply(conv, &t.answers, q).into()
             }
-            Kind::AcquireOrExtend | Kind::Unsupported(_) => Reply::Nil.into(), // resolved above / refused at parse
         }
     }
 
@@ -562,16 +557,6 @@ fn set_nx(key: &[u8], token: &[u8], ttl: Option<Duration>) -> Bytes {
     }
 }
 
-/// A TTL argument of a script (ms, or seconds); empty or non-numeric: none.
-fn ttl_arg(a: &[u8], seconds: bool) -> Option<Duration> {
-    let v = crate::command::parse_i64(a).filter(|v| *v > 0)? as u64;
-    Some(if seconds {
-        Duration::from_secs(v)
-    } else {
-        Duration::from_millis(v)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -586,14 +571,6 @@ mod tests {
             &set_nx(b"k", b"t", None)[..],
             b"*4\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nt\r\n$2\r\nNX\r\n"
         );
-    }
-
-    #[test]
-    fn script_ttl_arguments() {
-        assert_eq!(ttl_arg(b"1500", false), Some(Duration::from_millis(1500)));
-        assert_eq!(ttl_arg(b"8", true), Some(Duration::from_secs(8)));
-        assert_eq!(ttl_arg(b"", false), None);
-        assert_eq!(ttl_arg(b"-1", false), None);
     }
 
     #[test]

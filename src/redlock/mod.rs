@@ -3,14 +3,14 @@
 //! - `quorum`: the arithmetic (quorum, drift, validity, timeouts) — pure.
 //! - `scripts`: which scripts are lock scripts, and the texts learned — pure
 //!   apart from a shared map.
-//! - `ops`: a request on lock keys → a typed [`ops::LockOp`] — pure.
+//! - `op`: the engine's input, a typed [`op::LockOp`] (parsed by `command::lock`).
 //! - `vote`: per-master replies → one client reply — pure.
 //! - `master`: one shared pipelined connection per master, reconnecting.
 //! - `engine`: runs an operation on all masters and decides.
 
 pub mod engine;
 pub mod master;
-pub mod ops;
+pub mod op;
 pub mod quorum;
 pub mod scripts;
 pub mod vote;

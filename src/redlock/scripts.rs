@@ -17,6 +17,8 @@ use std::sync::RwLock;
 
 use bytes::Bytes;
 
+use crate::config::{ScriptConfig, ScriptKind};
+
 /// What a lock script does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -560,6 +562,32 @@ pub fn recognise_shape(text: &[u8]) -> Option<ScriptSpec> {
         })
 }
 
+/// What the proxy knows of a script declared in `[[redlock.scripts]]`.
+fn declared(c: &ScriptConfig) -> ScriptSpec {
+    let ttl_arg = Some(c.ttl_arg.map_or(2, |n| n.get()));
+    match c.kind {
+        ScriptKind::Acquire => spec(
+            Kind::Acquire,
+            Convention::Generic,
+            ttl_arg,
+            "configured acquire",
+        ),
+        ScriptKind::Extend => spec(
+            Kind::Extend,
+            Convention::Generic,
+            ttl_arg,
+            "configured extend",
+        ),
+        ScriptKind::Query => spec(
+            Kind::Query,
+            Convention::PttlOrZero,
+            None,
+            "configured query",
+        ),
+        ScriptKind::Release => spec(Kind::Release, Convention::Count, None, "configured release"),
+    }
+}
+
 /// Most scripts recognised by shape the proxy remembers (each distinct spacing of
 /// a script is a distinct SHA1; this bounds what a client can make it store).
 const MAX_SHAPE_SCRIPTS: usize = 1024;
@@ -578,35 +606,11 @@ struct Learned {
 }
 
 impl ScriptRegistry {
-    /// A registry with the built-in table plus configured scripts
-    /// (`(sha1, kind, ttl_arg)`, validated by the configuration).
-    pub fn new(configured: &[(String, String, Option<usize>)]) -> Self {
+    /// A registry with the built-in table plus the scripts declared in the configuration.
+    pub fn new(configured: &[ScriptConfig]) -> Self {
         let configured = configured
             .iter()
-            .map(|(sha, kind, ttl_arg)| {
-                let s = match kind.as_str() {
-                    "acquire" => spec(
-                        Kind::Acquire,
-                        Convention::Generic,
-                        Some(ttl_arg.unwrap_or(2)),
-                        "configured acquire",
-                    ),
-                    "extend" => spec(
-                        Kind::Extend,
-                        Convention::Generic,
-                        Some(ttl_arg.unwrap_or(2)),
-                        "configured extend",
-                    ),
-                    "query" => spec(
-                        Kind::Query,
-                        Convention::PttlOrZero,
-                        None,
-                        "configured query",
-                    ),
-                    _ => spec(Kind::Release, Convention::Count, None, "configured release"),
-                };
-                (sha.to_ascii_lowercase(), s)
-            })
+            .map(|c| (c.sha1.as_str().to_string(), declared(c)))
             .collect();
         ScriptRegistry {
             configured,
@@ -730,7 +734,11 @@ mod tests {
     #[test]
     fn configured_scripts() {
         let sha = "0123456789abcdef0123456789abcdef01234567".to_string();
-        let reg = ScriptRegistry::new(&[(sha.clone(), "extend".into(), Some(3))]);
+        let reg = ScriptRegistry::new(&[ScriptConfig {
+            sha1: sha.to_uppercase().try_into().unwrap(),
+            kind: ScriptKind::Extend,
+            ttl_arg: std::num::NonZeroUsize::new(3),
+        }]);
         let s = reg.spec(sha.as_bytes()).unwrap();
         assert_eq!((s.kind, s.ttl_arg), (Kind::Extend, Some(3)));
         assert!(!reg.learn("ffffffffffffffffffffffffffffffffffffffff", b"return 1"));

@@ -43,15 +43,15 @@ use tokio::time::Instant;
 
 use super::Shared;
 use super::queue::{Hook, ReplyQueue, Slot};
-use super::session::{ReplyMode, Session};
+use super::session::Session;
 use super::shared::Mailbox;
 use super::upstream;
-use crate::command::{Command, Context, Effect, Local};
+use crate::command::{Command, Context, Effect, Local, ReplyMode};
 use crate::errors;
 use crate::protocol::{
     ArgList, Args, Proto, ProtocolError, Reply, ReplyScanner, RequestParser, encode_command,
 };
-use crate::redlock::ops::LockOp;
+use crate::redlock::op::LockOp;
 use crate::redlock::{Grant, Outcome};
 
 /// Lock operations one connection may have running at once; past this the

@@ -9,6 +9,7 @@
 
 mod connection;
 mod local;
+mod metrics_endpoint;
 pub(crate) mod queue;
 pub mod session;
 mod shared;
@@ -24,14 +25,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::command::{Classifier, LockPatterns};
+use crate::command::{Classifier, LockPatterns, LockRules};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::protocol::FrameLimits;
 use crate::redlock::master::Master;
-use crate::redlock::quorum::Params;
 use crate::redlock::scripts::ScriptRegistry;
-use crate::redlock::{Engine, EngineConfig, ops};
+use crate::redlock::{Engine, EngineConfig};
 
 /// What every connection shares.
 #[derive(Debug)]
@@ -130,43 +130,21 @@ impl Proxy {
                 )
             })
             .collect();
-        let engine = Engine::new(
-            masters,
-            EngineConfig {
-                params: Params {
-                    node_timeout: r.node_timeout,
-                    drift_factor: r.drift_factor,
-                    drift_floor: r.drift_floor,
-                    min_validity: r.min_validity,
-                },
-                retry_count: r.retry_count,
-                retry_delay: r.retry_delay,
-            },
-        );
-        let scripts: Vec<(String, String, Option<usize>)> = r
-            .scripts
-            .iter()
-            .map(|s| (s.sha1.clone(), s.kind.clone(), s.ttl_arg))
-            .collect();
+        let engine = Engine::new(masters, EngineConfig::from(r));
         let classifier = Classifier {
             patterns: LockPatterns::new(&r.lock_patterns),
-            scripts: Arc::new(ScriptRegistry::new(&scripts)),
-            lock_rules: ops::Rules {
+            scripts: Arc::new(ScriptRegistry::new(&r.scripts)),
+            lock_rules: LockRules {
                 require_ttl: r.require_ttl,
                 max_ttl: (!r.max_ttl.is_zero()).then_some(r.max_ttl),
             },
         };
-        let users: Vec<(String, String)> = config
-            .users
-            .iter()
-            .map(|u| (u.name.clone(), u.password.clone()))
-            .collect();
         let shared_backends = config.passthrough.multiplex.then(|| {
             shared::SharedBackends::new(config.passthrough.clone(), config.limits.max_nesting_depth)
         });
         let shared = Arc::new(Shared {
             shared_backends,
-            auth: crate::auth::Authenticator::new(config.server.requirepass.expose(), &users),
+            auth: crate::auth::Authenticator::new(&config.server.requirepass, &config.users),
             limits: config.limits.frame_limits(),
             config,
             classifier,
@@ -208,7 +186,7 @@ impl Proxy {
         tokio::spawn(learn_backend_version(Arc::clone(&shared), shutdown.clone()));
         if !shared.config.server.metrics_listen.is_empty() {
             let addr = shared.config.server.metrics_listen.clone();
-            tracker.spawn(crate::metrics::serve(
+            tracker.spawn(metrics_endpoint::serve(
                 addr,
                 Arc::clone(&shared),
                 shutdown.clone(),

@@ -4,20 +4,9 @@
 
 use bytes::{Bytes, BytesMut};
 
+use crate::command::ReplyMode;
 use crate::config::RedisUrl;
 use crate::protocol::{Proto, encode_command};
-
-/// `CLIENT REPLY` mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ReplyMode {
-    /// Replies are sent.
-    #[default]
-    On,
-    /// No replies are sent.
-    Off,
-    /// The next command's reply is not sent.
-    Skip,
-}
 
 /// The state of one client connection.
 #[derive(Debug)]

@@ -1,71 +1,44 @@
-//! Turning a request on lock keys into a typed lock operation, or a clear error.
+//! Requests on lock keys: each becomes a typed [`LockOp`] the engine can run,
+//! or a clear error. Every check happens here, once — the engine never sees a
+//! request it would have to refuse.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
-use super::scripts::{Kind, ScriptRegistry, ScriptSpec, sha1_hex};
-use crate::command::{parse_i64, set_args::Expiry, set_args::SetArgs};
+use super::set_args::{Expiry, SetArgs};
 use crate::errors;
-use crate::protocol::{ArgList, Reply};
+use crate::protocol::{ArgList, Reply, parse_i64};
+use crate::redlock::op::{LockOp, ScriptAction, ScriptCall, ScriptOp};
+use crate::redlock::scripts::{Kind, ScriptRegistry, ScriptSpec, sha1_hex};
 
 /// Limits on lock operations from the configuration.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Rules {
+pub struct LockRules {
     /// Refuse locks without an expiry.
     pub require_ttl: bool,
     /// Longest TTL accepted.
     pub max_ttl: Option<Duration>,
 }
 
-/// A lock operation, with the data it needs copied out of the request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LockOp {
-    /// `SET key token NX [PX|EX|PXAT|EXAT]`. `ttl: None` means no expiry;
-    /// `Some(ZERO)` is an absolute time already past.
-    Acquire {
-        /// The lock key.
-        key: Bytes,
-        /// The owner's token.
-        token: Bytes,
-        /// The TTL.
-        ttl: Option<Duration>,
-    },
-    /// `GET key`.
-    Get {
-        /// The lock key.
-        key: Bytes,
-    },
-    /// `EXISTS key...`.
-    Exists {
-        /// The lock keys.
-        keys: Vec<Bytes>,
-    },
-    /// `PTTL key` (`millis`) or `TTL key`.
-    Ttl {
-        /// The lock key.
-        key: Bytes,
-        /// PTTL rather than TTL.
-        millis: bool,
-    },
-    /// `DEL` / `UNLINK key...`: force release.
-    Delete {
-        /// The lock keys.
-        keys: Vec<Bytes>,
-    },
-    /// A lock script, run on every master.
-    Script {
-        /// What it is.
-        spec: ScriptSpec,
-        /// Its SHA1, lowercase hex.
-        sha: Bytes,
-        /// Its text (for masters that do not have it yet).
-        text: Bytes,
-        /// KEYS.
-        keys: Vec<Bytes>,
-        /// ARGV.
-        argv: Vec<Bytes>,
-    },
+impl LockRules {
+    fn check_ttl(&self, ttl: Option<Duration>) -> Result<(), Reply> {
+        match (ttl, self.max_ttl) {
+            (None, _) if self.require_ttl => Err(errors::err(
+                "lock without an expiry refused: require_ttl is set, add PX <ms> or EX <seconds>",
+            )),
+            (None, Some(max)) => Err(errors::err(format_args!(
+                "lock without an expiry refused: max_ttl is {} ms",
+                max.as_millis()
+            ))),
+            (Some(ttl), Some(max)) if ttl > max => Err(errors::err(format_args!(
+                "lock TTL of {} ms exceeds max_ttl of {} ms",
+                ttl.as_millis(),
+                max.as_millis()
+            ))),
+            _ => Ok(()),
+        }
+    }
 }
 
 fn check_arity<A: ArgList + ?Sized>(args: &A, arity: i64) -> Result<(), Reply> {
@@ -105,24 +78,14 @@ pub fn ttl_of(expiry: Expiry, now_ms: i64) -> Result<Option<Duration>, Reply> {
     Ok(Some(Duration::from_millis(ms.max(0) as u64)))
 }
 
-impl Rules {
-    fn check_ttl(&self, ttl: Option<Duration>) -> Result<(), Reply> {
-        match (ttl, self.max_ttl) {
-            (None, _) if self.require_ttl => Err(errors::err(
-                "lock without an expiry refused: require_ttl is set, add PX <ms> or EX <seconds>",
-            )),
-            (None, Some(max)) => Err(errors::err(format_args!(
-                "lock without an expiry refused: max_ttl is {} ms",
-                max.as_millis()
-            ))),
-            (Some(ttl), Some(max)) if ttl > max => Err(errors::err(format_args!(
-                "lock TTL of {} ms exceeds max_ttl of {} ms",
-                ttl.as_millis(),
-                max.as_millis()
-            ))),
-            _ => Ok(()),
-        }
-    }
+/// A TTL argument of a script (ms, or seconds); empty or non-numeric: none.
+fn ttl_arg(a: &[u8], seconds: bool) -> Option<Duration> {
+    let v = parse_i64(a).filter(|v| *v > 0)? as u64;
+    Some(if seconds {
+        Duration::from_secs(v)
+    } else {
+        Duration::from_millis(v)
+    })
 }
 
 /// Parses a request whose keys are all lock keys (`name` is the uppercased command).
@@ -130,7 +93,7 @@ pub fn parse<A: ArgList + ?Sized>(
     name: &[u8],
     args: &A,
     scripts: &ScriptRegistry,
-    rules: &Rules,
+    rules: &LockRules,
 ) -> Result<LockOp, Reply> {
     let key = |i: usize| Bytes::copy_from_slice(args.arg(i));
     match name {
@@ -222,13 +185,40 @@ fn parse_script<A: ArgList + ?Sized>(
     let Some(text) = text else {
         return Err(errors::noscript());
     };
-    Ok(LockOp::Script {
-        spec,
+    let call = ScriptCall {
         sha: Bytes::from(sha),
         text,
         keys: copy_range(args, 3, 3 + numkeys),
         argv: copy_range(args, 3 + numkeys, args.len()),
-    })
+    };
+    Ok(LockOp::Script(ScriptOp {
+        action: action(&spec, &call.argv),
+        convention: spec.convention,
+        call,
+    }))
+}
+
+/// What a call of a script with this spec does, given its ARGV.
+fn action(spec: &ScriptSpec, argv: &[Bytes]) -> ScriptAction {
+    let ttl = spec
+        .ttl_arg
+        .and_then(|i| argv.get(i.checked_sub(1)?))
+        .and_then(|a| ttl_arg(a, spec.ttl_in_seconds));
+    let token = argv.first().cloned();
+    match spec.kind {
+        // redlock-rb: ARGV[3] "no" only extends a lock the caller holds.
+        Kind::AcquireOrExtend if argv.get(2).is_some_and(|a| a.eq_ignore_ascii_case(b"no")) => {
+            ScriptAction::Extend { ttl }
+        }
+        Kind::Acquire | Kind::AcquireOrExtend => ScriptAction::Acquire {
+            token: token.unwrap_or_default(),
+            ttl,
+        },
+        Kind::Extend => ScriptAction::Extend { ttl },
+        Kind::Release => ScriptAction::Release { token },
+        // Refused by `parse_script` before this is reached; a read is harmless.
+        Kind::Query | Kind::Unsupported(_) => ScriptAction::Query,
+    }
 }
 
 #[cfg(test)]
@@ -238,7 +228,7 @@ mod tests {
     fn parse_strs(args: &[&str]) -> Result<LockOp, Reply> {
         let reg = ScriptRegistry::new(&[]);
         let name = args[0].to_ascii_uppercase();
-        parse(name.as_bytes(), args, &reg, &Rules::default())
+        parse(name.as_bytes(), args, &reg, &LockRules::default())
     }
 
     #[test]
@@ -281,13 +271,21 @@ mod tests {
 
     #[test]
     fn rules() {
-        let r = Rules {
+        let r = LockRules {
             require_ttl: true,
             max_ttl: Some(Duration::from_secs(60)),
         };
         assert!(r.check_ttl(None).is_err());
         assert!(r.check_ttl(Some(Duration::from_secs(61))).is_err());
         assert!(r.check_ttl(Some(Duration::from_secs(60))).is_ok());
+    }
+
+    #[test]
+    fn script_ttl_arguments() {
+        assert_eq!(ttl_arg(b"1500", false), Some(Duration::from_millis(1500)));
+        assert_eq!(ttl_arg(b"8", true), Some(Duration::from_secs(8)));
+        assert_eq!(ttl_arg(b"", false), None);
+        assert_eq!(ttl_arg(b"-1", false), None);
     }
 
     #[test]
@@ -302,9 +300,38 @@ mod tests {
         let unknown = parse_strs(&["EVAL", "return 1", "1", "lock:a"]).unwrap_err();
         assert!(matches!(unknown, Reply::Error(ref e) if e.contains("[[redlock.scripts]]")));
         let op = parse_strs(&["EVAL", release, "1", "lock:a", "t"]).unwrap();
-        assert!(matches!(op, LockOp::Script { spec, .. } if spec.kind == Kind::Release));
+        assert!(matches!(
+            op,
+            LockOp::Script(ScriptOp { action: ScriptAction::Release { token: Some(ref t) }, .. }) if &t[..] == b"t"
+        ));
         assert!(parse_strs(&["EVAL", release, "2", "lock:a"]).is_err());
         assert!(parse_strs(&["EVAL", release, "-1", "lock:a"]).is_err());
+    }
+
+    #[test]
+    fn acquire_or_extend_scripts_resolve_at_parse_time() {
+        let spec = ScriptSpec {
+            kind: Kind::AcquireOrExtend,
+            convention: Convention::OkNil,
+            ttl_arg: Some(2),
+            ttl_in_seconds: false,
+            origin: "test",
+        };
+        let argv = |third: &str| -> Vec<Bytes> {
+            ["tok", "1500", third]
+                .iter()
+                .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+                .collect()
+        };
+        let ttl = Some(Duration::from_millis(1500));
+        assert_eq!(
+            action(&spec, &argv("yes")),
+            ScriptAction::Acquire {
+                token: Bytes::from_static(b"tok"),
+                ttl
+            }
+        );
+        assert_eq!(action(&spec, &argv("NO")), ScriptAction::Extend { ttl });
     }
 
     #[test]
@@ -317,4 +344,6 @@ mod tests {
             assert!(parse_strs(cmd).is_err());
         }
     }
+
+    use crate::redlock::scripts::Convention;
 }

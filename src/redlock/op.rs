@@ -1,0 +1,96 @@
+//! The engine's input: a lock operation, parsed and checked by `command::lock`
+//! before it gets here, so every variant is one the engine can run.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::scripts::Convention;
+
+/// A lock operation, with the data it needs copied out of the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockOp {
+    /// `SET key token NX [PX|EX|PXAT|EXAT]`. `ttl: None` means no expiry;
+    /// `Some(ZERO)` is an absolute time already past.
+    Acquire {
+        /// The lock key.
+        key: Bytes,
+        /// The owner's token.
+        token: Bytes,
+        /// The TTL.
+        ttl: Option<Duration>,
+    },
+    /// `GET key`.
+    Get {
+        /// The lock key.
+        key: Bytes,
+    },
+    /// `EXISTS key...`.
+    Exists {
+        /// The lock keys.
+        keys: Vec<Bytes>,
+    },
+    /// `PTTL key` (`millis`) or `TTL key`.
+    Ttl {
+        /// The lock key.
+        key: Bytes,
+        /// PTTL rather than TTL.
+        millis: bool,
+    },
+    /// `DEL` / `UNLINK key...`: force release.
+    Delete {
+        /// The lock keys.
+        keys: Vec<Bytes>,
+    },
+    /// A known lock script, run on every master.
+    Script(ScriptOp),
+}
+
+/// A lock script call: the client's own script, what it does, and how its
+/// replies read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptOp {
+    /// The call itself.
+    pub call: ScriptCall,
+    /// How the script's reply says success.
+    pub convention: Convention,
+    /// What this call does, resolved from the script's kind and arguments.
+    pub action: ScriptAction,
+}
+
+/// `EVALSHA sha numkeys keys... argv...`, with the text for masters that lack it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptCall {
+    /// The script's SHA1, lowercase hex.
+    pub sha: Bytes,
+    /// Its text.
+    pub text: Bytes,
+    /// KEYS.
+    pub keys: Vec<Bytes>,
+    /// ARGV.
+    pub argv: Vec<Bytes>,
+}
+
+/// What one script call does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScriptAction {
+    /// Takes the lock; on refusal the proxy releases it on every master.
+    Acquire {
+        /// The owner's token.
+        token: Bytes,
+        /// The TTL (`None`: no expiry).
+        ttl: Option<Duration>,
+    },
+    /// Compare-and-pexpire; never releases anything when it fails.
+    Extend {
+        /// The new TTL, when the call carries one.
+        ttl: Option<Duration>,
+    },
+    /// Compare-and-delete.
+    Release {
+        /// The owner's token, for re-sending to masters the release may have missed.
+        token: Option<Bytes>,
+    },
+    /// Reads the lock; answered from a quorum.
+    Query,
+}
