@@ -25,6 +25,7 @@
 //! - `fuzzing`: entry points for `fuzz/` and the corpus replay test (hidden).
 
 pub mod auth;
+pub mod backend;
 pub mod command;
 pub mod config;
 pub mod dev;
@@ -36,6 +37,7 @@ pub mod metrics;
 pub mod protocol;
 pub mod redlock;
 pub mod server;
+pub mod stream;
 
 pub use config::Config;
 pub use server::Proxy;

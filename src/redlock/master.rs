@@ -15,16 +15,13 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use redis_protocol::resp2::types::BytesFrame;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::backend::{BackendError, Connection, Endpoint, ErrorKind, Handshake};
 use crate::config::RedisUrl;
-use crate::protocol::{ReplyScanner, encode_command};
-use crate::server::session::Session;
-use crate::server::upstream;
+use crate::protocol::encode_command;
 
 /// Why a master gave no reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +76,7 @@ const MAX_QUEUED: usize = 100_000;
 /// Most cleanups kept while a master is down.
 const MAX_DEFERRED: usize = 100_000;
 /// How long connecting may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Reconnect backoff bounds.
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
@@ -137,6 +134,7 @@ pub struct Master {
     pub index: usize,
     /// Where it is.
     pub url: RedisUrl,
+    endpoint: Endpoint,
     tx: mpsc::UnboundedSender<Request>,
     queued: AtomicUsize,
     state: AtomicU8,
@@ -156,21 +154,21 @@ impl Master {
     /// Creates the master and spawns its connection task on `tracker`.
     pub fn spawn(
         index: usize,
-        url: RedisUrl,
-        max_depth: usize,
+        endpoint: Endpoint,
         shutdown: CancellationToken,
         tracker: &tokio_util::task::TaskTracker,
     ) -> Arc<Master> {
         let (tx, rx) = mpsc::unbounded_channel();
         let master = Arc::new(Master {
             index,
-            url,
+            url: endpoint.url().clone(),
+            endpoint,
             tx,
             queued: AtomicUsize::new(0),
             state: AtomicU8::new(State::Connecting as u8),
             stats: MasterStats::default(),
         });
-        tracker.spawn(Arc::clone(&master).run(rx, max_depth, shutdown));
+        tracker.spawn(Arc::clone(&master).run(rx, shutdown));
         master
     }
 
@@ -254,20 +252,20 @@ impl Master {
     async fn run(
         self: Arc<Self>,
         mut rx: mpsc::UnboundedReceiver<Request>,
-        max_depth: usize,
         shutdown: CancellationToken,
     ) {
         let mut deferred: VecDeque<Request> = VecDeque::new();
         let mut backoff = BACKOFF_MIN;
         let mut log = LogLimiter::default();
+        let handshake = Handshake::new();
         loop {
             self.set_state(State::Connecting);
             let connected = tokio::select! {
-                r = connect(&self.url) => r,
+                r = self.endpoint.connect(&handshake) => r,
                 _ = shutdown.cancelled() => break,
             };
             match connected {
-                Ok(stream) => {
+                Ok(connection) => {
                     self.stats.connects.fetch_add(1, Ordering::Relaxed);
                     self.set_state(State::Up);
                     if log.failures > 0 {
@@ -277,7 +275,7 @@ impl Master {
                     }
                     log = LogLimiter::default();
                     backoff = BACKOFF_MIN;
-                    let mut conn = Conn::new(stream, max_depth);
+                    let mut conn = Conn::new(connection);
                     let result = conn.serve(&self, &mut rx, &mut deferred).await;
                     self.set_state(State::Down);
                     for p in conn.pending.drain(..) {
@@ -287,14 +285,14 @@ impl Master {
                         Ok(()) => break, // shutdown, or every sender gone
                         Err(e) => {
                             self.stats.failures.fetch_add(1, Ordering::Relaxed);
-                            log.error(&self.url, &e);
+                            log.error(&self.url, &e.to_string());
                         }
                     }
                 }
                 Err(e) => {
                     self.stats.failures.fetch_add(1, Ordering::Relaxed);
                     self.set_state(State::Down);
-                    log.error(&self.url, &e);
+                    log.error(&self.url, &e.to_string());
                 }
             }
             // Down: answer at once until it is time to try again.
@@ -366,30 +364,17 @@ fn fail_pending(p: Pending, deferred: &mut VecDeque<Request>) {
     }
 }
 
-/// Connects and authenticates (credentials and database from the URL), with the
-/// same handshake code as the passthrough connections.
-async fn connect(url: &RedisUrl) -> Result<TcpStream, String> {
-    let (handshake, steps) = Session::new(0, url.db, true).handshake(url);
-    upstream::connect(url.addr(), CONNECT_TIMEOUT, handshake, steps, 4).await
-}
-
 struct Conn {
-    stream: TcpStream,
-    wbuf: BytesMut,
-    rbuf: BytesMut,
-    scanner: ReplyScanner,
+    conn: Connection,
     pending: VecDeque<Pending>,
     /// Scripts this connection has loaded on the master.
     loaded: std::collections::HashSet<Bytes>,
 }
 
 impl Conn {
-    fn new(stream: TcpStream, max_depth: usize) -> Self {
+    fn new(conn: Connection) -> Self {
         Conn {
-            stream,
-            wbuf: BytesMut::with_capacity(16 * 1024),
-            rbuf: BytesMut::with_capacity(16 * 1024),
-            scanner: ReplyScanner::new(max_depth),
+            conn,
             pending: VecDeque::new(),
             loaded: std::collections::HashSet::new(),
         }
@@ -410,7 +395,7 @@ impl Conn {
         master.stats.sent.fetch_add(1, Ordering::Relaxed);
         if let Some(p) = &req.preload {
             if !self.loaded.contains(&p.sha) {
-                self.wbuf.extend_from_slice(&p.load);
+                self.conn.out().extend_from_slice(&p.load);
                 self.pending.push_back(Pending {
                     reply_to: ReplyTo::Ignore,
                     cmd: Bytes::new(),
@@ -419,7 +404,7 @@ impl Conn {
                 self.loaded.insert(p.sha.clone());
             }
         }
-        self.wbuf.extend_from_slice(&req.cmd);
+        self.conn.out().extend_from_slice(&req.cmd);
         self.pending.push_back(Pending {
             cmd: match req.reply_to {
                 ReplyTo::Cleanup { .. } => req.cmd,
@@ -430,34 +415,19 @@ impl Conn {
         });
     }
 
-    /// Writes what it can without waiting.
-    fn try_flush(&mut self) -> Result<(), String> {
-        while !self.wbuf.is_empty() {
-            match self.stream.try_write(&self.wbuf) {
-                Ok(0) => return Err("connection closed".into()),
-                Ok(n) => {
-                    let _ = self.wbuf.split_to(n);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-        Ok(())
-    }
-
-    fn read_replies(&mut self) -> Result<(), String> {
-        loop {
-            let Some(info) = self.scanner.scan(&self.rbuf).map_err(|e| e.to_string())? else {
-                return Ok(());
+    fn read_replies(&mut self) -> Result<(), BackendError> {
+        let protocol = |peer: &str, what: &dyn std::fmt::Display| {
+            BackendError::new(ErrorKind::Protocol, peer, what)
+        };
+        while let Some(info) = self.conn.next_reply()? {
+            let mut bytes = self.conn.take(info.len);
+            let decoded = redis_protocol::resp2::decode::decode_bytes_mut(&mut bytes)
+                .map_err(|e| protocol(self.conn.peer(), &format_args!("{e:?}")))?;
+            let Some((frame, _, _)) = decoded else {
+                return Err(protocol(self.conn.peer(), &"reply framing disagreement"));
             };
-            let decoded = redis_protocol::resp2::decode::decode_bytes_mut(&mut self.rbuf)
-                .map_err(|e| format!("bad reply: {e:?}"))?;
-            let Some((frame, len, _)) = decoded else {
-                return Err("reply framing disagreement".into());
-            };
-            debug_assert_eq!(len, info.len);
             let Some(p) = self.pending.pop_front() else {
-                return Err("reply without a request".into());
+                return Err(protocol(self.conn.peer(), &"a reply without a request"));
             };
             match p.reply_to {
                 ReplyTo::Op { tx, index } => {
@@ -476,6 +446,7 @@ impl Conn {
                 }
             }
         }
+        Ok(())
     }
 
     /// Runs the connection until it fails, or until a `Stop` request (shutdown)
@@ -485,7 +456,7 @@ impl Conn {
         master: &Master,
         rx: &mut mpsc::UnboundedReceiver<Request>,
         deferred: &mut VecDeque<Request>,
-    ) -> Result<(), String> {
+    ) -> Result<(), BackendError> {
         while let Some(req) = deferred.pop_front() {
             if let ReplyTo::Cleanup { expires: Some(e) } = req.reply_to {
                 if e <= Instant::now() {
@@ -494,9 +465,9 @@ impl Conn {
             }
             self.enqueue(master, req);
         }
-        self.try_flush()?;
+        self.conn.flush()?;
         loop {
-            let want_requests = self.wbuf.len() < WRITE_HIGH_WATER;
+            let want_requests = self.conn.out().len() < WRITE_HIGH_WATER;
             tokio::select! {
                 biased;
                 req = rx.recv(), if want_requests => {
@@ -508,33 +479,21 @@ impl Conn {
                     // Let the connections that are ready run first: their requests
                     // join this batch, and one write carries them all.
                     tokio::task::yield_now().await;
-                    while self.wbuf.len() < WRITE_HIGH_WATER {
+                    while self.conn.out().len() < WRITE_HIGH_WATER {
                         match rx.try_recv() {
                             Ok(Request { reply_to: ReplyTo::Stop, .. }) => {
-                                self.try_flush()?;
+                                self.conn.flush()?;
                                 return self.finish(master, rx).await;
                             }
                             Ok(req) => self.enqueue(master, req),
                             Err(_) => break,
                         }
                     }
-                    self.try_flush()?;
+                    self.conn.flush()?;
                 }
-                r = self.stream.readable() => {
-                    r.map_err(|e| e.to_string())?;
-                    match self.stream.try_read_buf(&mut self.rbuf) {
-                        Ok(0) => return Err("connection closed by the master".into()),
-                        Ok(_) => self.read_replies()?,
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                        Err(e) => return Err(e.to_string()),
-                    }
-                    if self.rbuf.capacity() - self.rbuf.len() < 4096 {
-                        self.rbuf.reserve(16 * 1024);
-                    }
-                }
-                r = self.stream.writable(), if !self.wbuf.is_empty() => {
-                    r.map_err(|e| e.to_string())?;
-                    self.try_flush()?;
+                r = self.conn.io(true) => {
+                    r?;
+                    self.read_replies()?;
                 }
             }
         }
@@ -545,7 +504,7 @@ impl Conn {
         &mut self,
         master: &Master,
         rx: &mut mpsc::UnboundedReceiver<Request>,
-    ) -> Result<(), String> {
+    ) -> Result<(), BackendError> {
         while let Ok(req) = rx.try_recv() {
             if !matches!(req.reply_to, ReplyTo::Stop) {
                 self.enqueue(master, req);
@@ -556,20 +515,10 @@ impl Conn {
     }
 
     /// Writes everything and reads every pending reply.
-    async fn drain(&mut self) -> Result<(), String> {
-        self.stream
-            .write_all(&self.wbuf)
-            .await
-            .map_err(|e| e.to_string())?;
-        self.wbuf.clear();
-        while !self.pending.is_empty() {
-            self.stream.readable().await.map_err(|e| e.to_string())?;
-            match self.stream.try_read_buf(&mut self.rbuf) {
-                Ok(0) => return Err("closed".into()),
-                Ok(_) => self.read_replies()?,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e.to_string()),
-            }
+    async fn drain(&mut self) -> Result<(), BackendError> {
+        while !self.pending.is_empty() || self.conn.has_output() {
+            self.conn.io(!self.pending.is_empty()).await?;
+            self.read_replies()?;
         }
         Ok(())
     }

@@ -42,15 +42,13 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::Shared;
+use super::multiplex::Mailbox;
 use super::queue::{Hook, ReplyQueue, Slot};
 use super::session::Session;
-use super::shared::Mailbox;
-use super::upstream;
+use crate::backend::{BackendError, Connection};
 use crate::command::{Command, Context, Effect, Local, ReplyMode};
 use crate::errors;
-use crate::protocol::{
-    ArgList, Args, Proto, ProtocolError, Reply, ReplyScanner, RequestParser, encode_command,
-};
+use crate::protocol::{ArgList, Args, Proto, ProtocolError, Reply, RequestParser, encode_command};
 use crate::redlock::op::LockOp;
 use crate::redlock::{Grant, Outcome};
 
@@ -63,12 +61,12 @@ const MAX_QUEUED_REPLIES: usize = 64 * 1024;
 const READ_CHUNK: usize = 64 * 1024;
 
 type OpFuture = Pin<Box<dyn Future<Output = (Option<u64>, Proto, Outcome)> + Send>>;
-type ConnectFuture = Pin<Box<dyn Future<Output = Result<TcpStream, String>> + Send>>;
+type ConnectFuture = Pin<Box<dyn Future<Output = Result<Connection, BackendError>> + Send>>;
 
 enum Upstream {
     Closed,
     Connecting(ConnectFuture),
-    Open(TcpStream),
+    Open(Connection),
 }
 
 /// What ends the connection.
@@ -100,8 +98,6 @@ pub(crate) async fn serve(client: TcpStream, id: u64, shared: Arc<Shared>) {
             ops: FuturesUnordered::new(),
             up: Upstream::Closed,
             up_out: BytesMut::new(),
-            up_in: BytesMut::new(),
-            up_scanner: ReplyScanner::new(limits.max_nesting_depth),
             loaded_scripts: Vec::new(),
             paused: false,
             synced: false,
@@ -146,11 +142,8 @@ struct State {
     queue: ReplyQueue,
     ops: FuturesUnordered<OpFuture>,
     up: Upstream,
-    /// Requests waiting to be written to the backend.
+    /// Requests waiting for the backend connection to open.
     up_out: BytesMut,
-    /// Backend bytes not yet routed.
-    up_in: BytesMut,
-    up_scanner: ReplyScanner,
     /// Lock scripts loaded on this backend connection (for EVALSHA on data keys).
     loaded_scripts: Vec<Bytes>,
     /// Waiting for a resynchronisation marker: no requests are handled.
@@ -185,8 +178,8 @@ enum Flow {
 }
 
 enum UpEvent {
-    Connected(Result<TcpStream, String>),
-    Io(SocketEvent),
+    Connected(Result<Connection, BackendError>),
+    Io(Result<(), BackendError>),
 }
 
 /// Grows a read buffer before a read: small at first (an idle client costs
@@ -232,13 +225,11 @@ enum SocketEvent {
     Writable(std::io::Result<()>),
 }
 
-async fn upstream_event(up: &mut Upstream, buf: &mut BytesMut, want_write: bool) -> UpEvent {
+async fn upstream_event(up: &mut Upstream) -> UpEvent {
     match up {
         Upstream::Closed => std::future::pending().await,
         Upstream::Connecting(f) => UpEvent::Connected(f.await),
-        Upstream::Open(s) => {
-            UpEvent::Io(poll_fn(|cx| poll_socket(cx, s, buf, true, want_write)).await)
-        }
+        Upstream::Open(c) => UpEvent::Io(c.io(true).await),
     }
 }
 
@@ -300,7 +291,6 @@ impl Conn {
                 && self.st.ops.len() < MAX_INFLIGHT_OPS
                 && self.st.queue.len() < MAX_QUEUED_REPLIES;
             let want_write = !self.st.out.is_empty();
-            let up_want_write = !self.st.up_out.is_empty();
             let idle_at = (!idle.is_zero()).then(|| last_activity + idle);
             tokio::select! {
                 biased;
@@ -310,7 +300,7 @@ impl Conn {
                 (seq, reply) = mailbox_recv(self.st.mailbox.as_deref()), if self.st.shared_outstanding > 0 => {
                     self.st.shared_replies(seq, reply);
                 }
-                ev = upstream_event(&mut self.st.up, &mut self.st.up_in, up_want_write) => {
+                ev = upstream_event(&mut self.st.up) => {
                     self.st.on_upstream(ev);
                 }
                 ev = poll_fn(|cx| poll_socket(cx, &mut self.client, &mut self.inbuf, want_read, want_write)),
@@ -478,7 +468,7 @@ impl State {
         match cmd {
             Command::Forward(effect) => {
                 m.forwarded.fetch_add(1, Ordering::Relaxed);
-                if self.shared.shared_backends.is_some() && !self.dedicated {
+                if self.shared.multiplex.is_some() && !self.dedicated {
                     if self.shareable(&args, &effect) {
                         if self.shared_outstanding > 0 && self.shared_proto != self.session.proto {
                             // The other protocol's connection: after these replies.
@@ -542,7 +532,7 @@ impl State {
 
     fn start_resync(&mut self) {
         let marker = Marker::new(self.shared.nonce, self.session.id);
-        encode_command(&mut self.up_out, [&b"PING"[..], &marker.text].into_iter());
+        encode_command(self.backend_out(), [&b"PING"[..], &marker.text].into_iter());
         self.queue.push(Slot::Resync);
         self.marker = Some(marker);
         self.paused = true;
@@ -553,15 +543,12 @@ impl State {
         if !matches!(self.up, Upstream::Closed) {
             return;
         }
-        let cfg = &self.shared.config.passthrough;
-        let (handshake, steps) = self.session.handshake(&cfg.url);
-        self.up = Upstream::Connecting(Box::pin(upstream::connect(
-            cfg.url.addr(),
-            cfg.connect_timeout,
-            handshake,
-            steps,
-            self.shared.limits.max_nesting_depth,
-        )));
+        let handshake = self.session.handshake();
+        let shared = Arc::clone(&self.shared);
+        self.up =
+            Upstream::Connecting(Box::pin(
+                async move { shared.backend.connect(&handshake).await },
+            ));
     }
 
     /// Sends a command of the proxy's own to the backend (if attached and
@@ -570,7 +557,7 @@ impl State {
         if matches!(self.up, Upstream::Closed) || self.session.uncounted {
             return;
         }
-        encode_command(&mut self.up_out, args.iter().copied());
+        encode_command(self.backend_out(), args.iter().copied());
         self.queue.push(Slot::Upstream {
             hook: Hook::Swallow,
             silent: true,
@@ -597,7 +584,7 @@ impl State {
 
     /// Sends a command over the shared connection of the session's protocol.
     fn forward_shared(&mut self, args: Args<'_>, raw: &[u8], inline: bool, effect: &Effect) {
-        let Some(backends) = &self.shared.shared_backends else {
+        let Some(backends) = &self.shared.multiplex else {
             return;
         };
         if let Effect::ScriptFlush = effect {
@@ -669,7 +656,7 @@ impl State {
                 s.watching = false;
                 s.watch_lost = false;
                 self.attach();
-                encode_command(&mut self.up_out, [&b"DISCARD"[..]].into_iter());
+                encode_command(self.backend_out(), [&b"DISCARD"[..]].into_iter());
                 let silent = self.session.take_silent();
                 self.queue.push(Slot::Upstream {
                     hook: Hook::Replace(bytes),
@@ -718,9 +705,9 @@ impl State {
         }
         self.attach();
         if inline {
-            encode_command(&mut self.up_out, args.iter());
+            encode_command(self.backend_out(), args.iter());
         } else {
-            self.up_out.extend_from_slice(raw);
+            self.backend_out().extend_from_slice(raw);
         }
         self.synced = false;
         let silent = self.session.take_silent();
@@ -760,7 +747,10 @@ impl State {
                 {
                     // The backend must switch too, in order with what was forwarded.
                     let v = new_proto.version().to_string();
-                    encode_command(&mut self.up_out, [&b"HELLO"[..], v.as_bytes()].into_iter());
+                    encode_command(
+                        self.backend_out(),
+                        [&b"HELLO"[..], v.as_bytes()].into_iter(),
+                    );
                     let silent = self.session.take_silent();
                     self.queue.push(Slot::Upstream {
                         hook: Hook::Replace(reply.to_bytes(new_proto)),
@@ -945,14 +935,14 @@ impl State {
                 }
                 Some(Slot::Pending) => return,
                 Some(Slot::Upstream { .. } | Slot::Resync) | None => {
-                    if self.up_in.is_empty() {
+                    let Upstream::Open(conn) = &mut self.up else {
                         return;
-                    }
-                    match self.up_scanner.scan(&self.up_in) {
+                    };
+                    match conn.next_reply() {
                         Ok(Some(info)) => self.route(info.len, info.is_push()),
                         Ok(None) => return,
                         Err(e) => {
-                            self.fail_upstream(format!("invalid reply from the backend: {e}"));
+                            self.fail_upstream(e);
                             return;
                         }
                     }
@@ -963,7 +953,10 @@ impl State {
 
     /// Routes one complete backend frame of `len` bytes.
     fn route(&mut self, len: usize, push: bool) {
-        let frame = &self.up_in[..len];
+        let Upstream::Open(conn) = &mut self.up else {
+            return;
+        };
+        let frame = conn.frame(len);
         match self.queue.front() {
             Some(Slot::Upstream { .. }) if !push => {
                 if let Some(Slot::Upstream { hook, silent }) = self.queue.pop() {
@@ -1000,44 +993,43 @@ impl State {
                 self.out.extend_from_slice(frame);
             }
         }
-        self.up_in.advance(len);
+        conn.consume(len);
     }
 
     fn on_upstream(&mut self, ev: UpEvent) {
         match ev {
-            UpEvent::Connected(Ok(stream)) => {
-                self.up = Upstream::Open(stream);
+            UpEvent::Connected(Ok(mut conn)) => {
+                // What was queued while connecting goes first.
+                std::mem::swap(conn.out(), &mut self.up_out);
+                self.up = Upstream::Open(conn);
                 self.flush_upstream();
             }
-            UpEvent::Connected(Err(reason)) => self.fail_upstream(reason),
-            UpEvent::Io(SocketEvent::Read(Ok(0))) => {
-                self.fail_upstream("the backend closed the connection".into())
-            }
-            UpEvent::Io(SocketEvent::Read(Ok(_))) => {}
-            UpEvent::Io(SocketEvent::Writable(Ok(()))) => self.flush_upstream(),
-            UpEvent::Io(SocketEvent::Read(Err(e)) | SocketEvent::Writable(Err(e))) => {
-                if e.kind() != std::io::ErrorKind::WouldBlock {
-                    self.fail_upstream(e.to_string());
-                }
-            }
+            UpEvent::Connected(Err(e)) | UpEvent::Io(Err(e)) => self.fail_upstream(e),
+            UpEvent::Io(Ok(())) => {}
+        }
+    }
+
+    /// Where requests for the backend go: the open connection's output, or the
+    /// queue that waits for the connection to open.
+    fn backend_out(&mut self) -> &mut BytesMut {
+        match &mut self.up {
+            Upstream::Open(conn) => conn.out(),
+            _ => &mut self.up_out,
         }
     }
 
     fn flush_upstream(&mut self) {
-        let Upstream::Open(s) = &self.up else { return };
-        while !self.up_out.is_empty() {
-            match s.try_write(&self.up_out) {
-                Ok(0) => return self.fail_upstream("the backend closed the connection".into()),
-                Ok(n) => self.up_out.advance(n),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-                Err(e) => return self.fail_upstream(e.to_string()),
-            }
+        let Upstream::Open(conn) = &mut self.up else {
+            return;
+        };
+        if let Err(e) = conn.flush() {
+            self.fail_upstream(e);
         }
     }
 
     /// The backend connection failed: every reply still expected from it becomes
     /// an error, in place; state the backend held is marked lost.
-    fn fail_upstream(&mut self, reason: String) {
+    fn fail_upstream(&mut self, reason: BackendError) {
         self.shared
             .metrics
             .upstream_errors
@@ -1047,8 +1039,6 @@ impl State {
         self.queue.fail_upstream(&err);
         self.up = Upstream::Closed;
         self.up_out.clear();
-        self.up_in.clear();
-        self.up_scanner = ReplyScanner::new(self.shared.limits.max_nesting_depth);
         self.loaded_scripts.clear();
         self.marker = None;
         self.resumed |= self.paused;

@@ -10,10 +10,9 @@
 mod connection;
 mod local;
 mod metrics_endpoint;
+mod multiplex;
 pub(crate) mod queue;
 pub mod session;
-mod shared;
-pub(crate) mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -25,11 +24,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::backend::Endpoint;
 use crate::command::{Classifier, LockPatterns, LockRules};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::protocol::FrameLimits;
-use crate::redlock::master::Master;
+use crate::redlock::master::{self, Master};
 use crate::redlock::scripts::ScriptRegistry;
 use crate::redlock::{Engine, EngineConfig};
 
@@ -48,8 +48,10 @@ pub struct Shared {
     pub limits: FrameLimits,
     /// Client authentication.
     pub auth: crate::auth::Authenticator,
+    /// The passthrough backend.
+    pub(crate) backend: Endpoint,
     /// The shared backend connections, when multiplexing.
-    pub shared_backends: Option<shared::SharedBackends>,
+    pub(crate) multiplex: Option<multiplex::MultiplexPool>,
     /// The passthrough backend's version, once known (reported by HELLO).
     pub backend_version: RwLock<String>,
     /// A random value that makes resynchronisation markers unguessable.
@@ -121,13 +123,8 @@ impl Proxy {
             .iter()
             .enumerate()
             .map(|(i, url)| {
-                Master::spawn(
-                    i,
-                    url.clone(),
-                    depth,
-                    masters_shutdown.clone(),
-                    &masters_tracker,
-                )
+                let endpoint = Endpoint::new(url.clone(), master::CONNECT_TIMEOUT, depth);
+                Master::spawn(i, endpoint, masters_shutdown.clone(), &masters_tracker)
             })
             .collect();
         let engine = Engine::new(masters, EngineConfig::from(r));
@@ -139,11 +136,18 @@ impl Proxy {
                 max_ttl: (!r.max_ttl.is_zero()).then_some(r.max_ttl),
             },
         };
-        let shared_backends = config.passthrough.multiplex.then(|| {
-            shared::SharedBackends::new(config.passthrough.clone(), config.limits.max_nesting_depth)
-        });
+        let backend = Endpoint::new(
+            config.passthrough.url.clone(),
+            config.passthrough.connect_timeout,
+            depth,
+        );
+        let multiplex = config
+            .passthrough
+            .multiplex
+            .then(|| multiplex::MultiplexPool::new(backend.clone()));
         let shared = Arc::new(Shared {
-            shared_backends,
+            backend,
+            multiplex,
             auth: crate::auth::Authenticator::new(&config.server.requirepass, &config.users),
             limits: config.limits.frame_limits(),
             config,

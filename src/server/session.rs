@@ -2,11 +2,11 @@
 //! itself and opens the backend connection lazily: the protocol, the database,
 //! the client's name and library, transaction and pub/sub state.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
+use crate::backend::Handshake;
 use crate::command::ReplyMode;
-use crate::config::RedisUrl;
-use crate::protocol::{Proto, encode_command};
+use crate::protocol::Proto;
 
 /// The state of one client connection.
 #[derive(Debug)]
@@ -94,62 +94,12 @@ impl Session {
         }
     }
 
-    /// The commands that bring a new backend connection to this session's state,
-    /// and for each whether an error reply to it must fail the connection.
-    pub fn handshake(&self, url: &RedisUrl) -> (BytesMut, Vec<HandshakeStep>) {
-        let mut out = BytesMut::new();
-        let mut steps = Vec::new();
-        if let Some(auth) = url.auth_args() {
-            encode_command(&mut out, auth.into_iter());
-            steps.push(HandshakeStep {
-                what: "AUTH",
-                fatal: true,
-            });
-        }
-        if self.proto == Proto::Resp3 {
-            encode_command(&mut out, [&b"HELLO"[..], b"3"].into_iter());
-            steps.push(HandshakeStep {
-                what: "HELLO 3",
-                fatal: true,
-            });
-        }
-        if self.db != 0 {
-            let db = self.db.to_string();
-            encode_command(&mut out, [&b"SELECT"[..], db.as_bytes()].into_iter());
-            steps.push(HandshakeStep {
-                what: "SELECT",
-                fatal: true,
-            });
-        }
-        if let Some(name) = &self.name {
-            encode_command(&mut out, [&b"CLIENT"[..], b"SETNAME", name].into_iter());
-            steps.push(HandshakeStep {
-                what: "CLIENT SETNAME",
-                fatal: false,
-            });
-        }
-        for (attr, value) in [
-            (&b"LIB-NAME"[..], &self.lib_name),
-            (b"LIB-VER", &self.lib_ver),
-        ] {
-            if let Some(v) = value {
-                encode_command(&mut out, [&b"CLIENT"[..], b"SETINFO", attr, v].into_iter());
-                // Older servers do not know SETINFO; clients ignore that too.
-                steps.push(HandshakeStep {
-                    what: "CLIENT SETINFO",
-                    fatal: false,
-                });
-            }
-        }
-        (out, steps)
+    /// What brings a new backend connection to this session's state.
+    pub fn handshake(&self) -> Handshake {
+        Handshake::new()
+            .proto(self.proto)
+            .db(self.db)
+            .name(self.name.clone())
+            .lib(self.lib_name.clone(), self.lib_ver.clone())
     }
-}
-
-/// One command of a backend handshake.
-#[derive(Debug, Clone, Copy)]
-pub struct HandshakeStep {
-    /// For error messages.
-    pub what: &'static str,
-    /// Whether an error reply fails the connection.
-    pub fatal: bool,
 }

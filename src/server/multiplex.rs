@@ -1,4 +1,4 @@
-//! Shared backend connections, for `passthrough.multiplex = true`.
+//! Multiplexed backend connections, for `passthrough.multiplex = true`.
 //!
 //! Commands that carry no connection state (most data commands) from every
 //! client are pipelined over one backend connection per protocol, as twemproxy
@@ -14,15 +14,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
-use tokio::net::TcpStream;
+use bytes::{Bytes, BytesMut};
 use tokio::sync::Notify;
 
-use super::session::{HandshakeStep, Session};
-use super::upstream;
-use crate::config::PassthroughConfig;
+use crate::backend::{BackendError, Connection, Endpoint, ErrorKind, Handshake};
 use crate::errors;
-use crate::protocol::{Proto, ReplyScanner, encode_command};
+use crate::protocol::{Proto, encode_command};
 
 /// Where one client's replies from a shared connection arrive: the sequence
 /// number of the reply's slot, and the reply.
@@ -49,7 +46,7 @@ struct Inner {
 
 /// One shared connection (and its task) for one protocol.
 #[derive(Debug)]
-pub struct SharedConn {
+struct SharedConnection {
     proto: Proto,
     inner: Mutex<Inner>,
     notify: Notify,
@@ -58,34 +55,32 @@ pub struct SharedConn {
 
 /// The shared connections, one per protocol.
 #[derive(Debug)]
-pub struct SharedBackends {
-    conns: [Arc<SharedConn>; 2],
-    config: PassthroughConfig,
-    max_depth: usize,
+pub(crate) struct MultiplexPool {
+    conns: [Arc<SharedConnection>; 2],
+    backend: Endpoint,
 }
 
-impl SharedBackends {
-    /// Shared connections to the configured backend (opened at first use).
-    pub fn new(config: PassthroughConfig, max_depth: usize) -> Self {
+impl MultiplexPool {
+    /// Shared connections to the backend (opened at first use).
+    pub(crate) fn new(backend: Endpoint) -> Self {
         let conn = |proto| {
-            Arc::new(SharedConn {
+            Arc::new(SharedConnection {
                 proto,
                 inner: Mutex::new(Inner::default()),
                 notify: Notify::new(),
                 started: AtomicBool::new(false),
             })
         };
-        SharedBackends {
+        MultiplexPool {
             conns: [conn(Proto::Resp2), conn(Proto::Resp3)],
-            config,
-            max_depth,
+            backend,
         }
     }
 
     /// Queues a request for the connection of protocol `proto`; its reply goes
     /// to `mailbox` tagged `seq` (or is dropped with `None`). `preload` is a
     /// script (SHA1, text) the request needs loaded first.
-    pub fn send(
+    pub(crate) fn send(
         &self,
         proto: Proto,
         request: &[u8],
@@ -95,7 +90,7 @@ impl SharedBackends {
         let conn = &self.conns[(proto == Proto::Resp3) as usize];
         if !conn.started.swap(true, Ordering::AcqRel) {
             let c = Arc::clone(conn);
-            tokio::spawn(c.run(self.config.clone(), self.max_depth));
+            tokio::spawn(c.run(self.backend.clone()));
         }
         let was_empty;
         {
@@ -122,8 +117,9 @@ impl SharedBackends {
     }
 }
 
-impl SharedConn {
-    async fn run(self: Arc<Self>, config: PassthroughConfig, max_depth: usize) {
+impl SharedConnection {
+    async fn run(self: Arc<Self>, backend: Endpoint) {
+        let handshake = Handshake::new().proto(self.proto);
         loop {
             // Wait for something to send before (re)connecting.
             while self
@@ -134,24 +130,13 @@ impl SharedConn {
             {
                 self.notify.notified().await;
             }
-            let mut session = Session::new(0, config.url.db, true);
-            session.proto = self.proto;
-            let (handshake, steps): (BytesMut, Vec<HandshakeStep>) = session.handshake(&config.url);
-            let stream = upstream::connect(
-                config.url.addr(),
-                config.connect_timeout,
-                handshake,
-                steps,
-                max_depth,
-            )
-            .await;
-            let result = match stream {
-                Ok(stream) => self.serve(stream, max_depth).await,
-                Err(reason) => Err(reason),
+            let result = match backend.connect(&handshake).await {
+                Ok(conn) => self.serve(conn).await,
+                Err(e) => Err(e),
             };
-            if let Err(reason) = result {
-                tracing::debug!(%reason, "shared passthrough connection failed");
-                self.fail_all(&reason);
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "shared backend connection failed");
+                self.fail_all(&e);
                 // Do not spin on a backend that refuses connections.
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
@@ -159,7 +144,7 @@ impl SharedConn {
     }
 
     /// Every waiting request gets the error; the connection's state is gone.
-    fn fail_all(&self, reason: &str) {
+    fn fail_all(&self, reason: &BackendError) {
         let err = errors::backend_unavailable(reason).to_bytes(self.proto);
         let waiters = match self.inner.lock() {
             Ok(mut inner) => {
@@ -176,10 +161,7 @@ impl SharedConn {
         }
     }
 
-    async fn serve(&self, stream: TcpStream, max_depth: usize) -> Result<(), String> {
-        let mut out = BytesMut::new();
-        let mut rbuf = BytesMut::with_capacity(64 * 1024);
-        let mut scanner = ReplyScanner::new(max_depth);
+    async fn serve(&self, mut conn: Connection) -> Result<(), BackendError> {
         let mut frames = Vec::new();
         loop {
             // Let ready clients queue their requests first: one write for them all.
@@ -188,33 +170,15 @@ impl SharedConn {
             if let Ok(mut inner) = self.inner.lock() {
                 if !inner.wbuf.is_empty() {
                     let taken = inner.wbuf.split();
-                    out.extend_from_slice(&taken);
+                    conn.out().extend_from_slice(&taken);
                 }
             }
-            while !out.is_empty() {
-                match stream.try_write(&out) {
-                    Ok(0) => return Err("the backend closed the connection".into()),
-                    Ok(n) => out.advance(n),
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                    Err(e) => return Err(e.to_string()),
-                }
-            }
+            conn.flush()?;
             tokio::select! {
                 biased;
-                r = stream.readable() => {
-                    r.map_err(|e| e.to_string())?;
-                    if rbuf.capacity() - rbuf.len() < 4096 {
-                        rbuf.reserve(64 * 1024);
-                    }
-                    match stream.try_read_buf(&mut rbuf) {
-                        Ok(0) => return Err("the backend closed the connection".into()),
-                        Ok(_) => self.deliver(&mut rbuf, &mut scanner, &mut frames)?,
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                        Err(e) => return Err(e.to_string()),
-                    }
-                }
-                r = stream.writable(), if !out.is_empty() => {
-                    r.map_err(|e| e.to_string())?;
+                r = conn.io(true) => {
+                    r?;
+                    self.deliver(&mut conn, &mut frames)?;
                 }
                 _ = self.notify.notified() => {}
             }
@@ -222,15 +186,10 @@ impl SharedConn {
     }
 
     /// Hands every complete reply to its waiter, in order.
-    fn deliver(
-        &self,
-        rbuf: &mut BytesMut,
-        scanner: &mut ReplyScanner,
-        frames: &mut Vec<Bytes>,
-    ) -> Result<(), String> {
+    fn deliver(&self, conn: &mut Connection, frames: &mut Vec<Bytes>) -> Result<(), BackendError> {
         frames.clear();
-        while let Some(info) = scanner.scan(rbuf).map_err(|e| e.to_string())? {
-            let frame = rbuf.split_to(info.len).freeze();
+        while let Some(info) = conn.next_reply()? {
+            let frame = conn.take(info.len).freeze();
             // Nobody subscribes on a shared connection: a push is no reply.
             if !info.is_push() {
                 frames.push(frame);
@@ -242,10 +201,15 @@ impl SharedConn {
         // One lock for the whole read.
         let waiters: Vec<Waiter> = {
             let Ok(mut inner) = self.inner.lock() else {
-                return Err("poisoned".into());
+                return Err(BackendError::new(
+                    ErrorKind::Io,
+                    conn.peer(),
+                    "poisoned lock",
+                ));
             };
             if inner.waiters.len() < frames.len() {
-                return Err("a reply nobody asked for".into());
+                let what = "a reply nobody asked for";
+                return Err(BackendError::new(ErrorKind::Protocol, conn.peer(), what));
             }
             inner.waiters.drain(..frames.len()).collect()
         };

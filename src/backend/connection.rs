@@ -1,0 +1,138 @@
+//! An open connection to a Redis server: the socket, what is still to be
+//! written, and what has been read but not yet taken as replies.
+//!
+//! The owner drives it: queue requests into [`out`](Connection::out), call
+//! [`flush`](Connection::flush) to write what the socket takes now, wait on
+//! [`poll_io`](Connection::poll_io) for progress, and take replies off the front
+//! with [`next_reply`](Connection::next_reply). Replies are framed, not decoded.
+
+use std::future::poll_fn;
+use std::task::{Context, Poll};
+
+use bytes::BytesMut;
+
+use super::error::{BackendError, ErrorKind};
+use crate::protocol::{FrameInfo, ReplyScanner};
+use crate::stream::Stream;
+
+/// An open, handshaken connection.
+#[derive(Debug)]
+pub struct Connection {
+    stream: Stream,
+    peer: String,
+    out: BytesMut,
+    inbuf: BytesMut,
+    scanner: ReplyScanner,
+}
+
+impl Connection {
+    pub(super) fn new(stream: Stream, peer: String, max_depth: usize) -> Self {
+        Connection {
+            stream,
+            peer,
+            out: BytesMut::new(),
+            inbuf: BytesMut::new(),
+            scanner: ReplyScanner::new(max_depth),
+        }
+    }
+
+    /// The server, `host:port`.
+    pub fn peer(&self) -> &str {
+        &self.peer
+    }
+
+    /// Requests waiting to be written; append encoded commands here.
+    pub fn out(&mut self) -> &mut BytesMut {
+        &mut self.out
+    }
+
+    /// Whether requests are waiting to be written.
+    pub fn has_output(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    /// Writes what the socket takes now, without waiting.
+    pub fn flush(&mut self) -> Result<(), BackendError> {
+        self.stream
+            .write_now(&mut self.out)
+            .map(|_| ())
+            .map_err(|e| self.io_error(e))
+    }
+
+    /// Waits for progress: output written (when there is some), or bytes read
+    /// (when `read`). `Ready(Ok(()))` after any progress; the end of the stream
+    /// is an error of kind [`ErrorKind::Closed`].
+    pub fn poll_io(&mut self, cx: &mut Context<'_>, read: bool) -> Poll<Result<(), BackendError>> {
+        let mut progress = false;
+        if !self.out.is_empty() {
+            let before = self.out.len();
+            match self.stream.poll_write_out(cx, &mut self.out) {
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(self.io_error(e))),
+                Poll::Ready(Ok(())) | Poll::Pending => progress |= self.out.len() < before,
+            }
+        }
+        if read {
+            match self.stream.poll_read_into(cx, &mut self.inbuf) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(self.closed())),
+                Poll::Ready(Ok(_)) => progress = true,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(self.io_error(e))),
+                Poll::Pending => {}
+            }
+        }
+        if progress {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// [`poll_io`](Self::poll_io) as a future.
+    pub async fn io(&mut self, read: bool) -> Result<(), BackendError> {
+        poll_fn(|cx| self.poll_io(cx, read)).await
+    }
+
+    /// The next complete reply at the front of the input, if one is there: its
+    /// bytes are `frame(info.len)` until [`consume`](Self::consume)d or
+    /// [`take`](Self::take)n.
+    pub fn next_reply(&mut self) -> Result<Option<FrameInfo>, BackendError> {
+        if self.inbuf.is_empty() {
+            return Ok(None);
+        }
+        self.scanner
+            .scan(&self.inbuf)
+            .map_err(|e| BackendError::new(ErrorKind::Protocol, &self.peer, e))
+    }
+
+    /// The first `len` bytes of the input (a reply [`next_reply`](Self::next_reply) found).
+    pub fn frame(&self, len: usize) -> &[u8] {
+        &self.inbuf[..len]
+    }
+
+    /// Drops the first `len` bytes of the input.
+    pub fn consume(&mut self, len: usize) {
+        let _ = self.inbuf.split_to(len);
+    }
+
+    /// Takes the first `len` bytes of the input.
+    pub fn take(&mut self, len: usize) -> BytesMut {
+        self.inbuf.split_to(len)
+    }
+
+    /// Writes everything queued and reads until a whole reply is in, then takes it.
+    pub async fn read_reply(&mut self) -> Result<BytesMut, BackendError> {
+        loop {
+            if let Some(info) = self.next_reply()? {
+                return Ok(self.take(info.len));
+            }
+            self.io(true).await?;
+        }
+    }
+
+    fn io_error(&self, e: std::io::Error) -> BackendError {
+        BackendError::new(ErrorKind::Io, &self.peer, e)
+    }
+
+    fn closed(&self) -> BackendError {
+        BackendError::new(ErrorKind::Closed, &self.peer, "")
+    }
+}

@@ -1,0 +1,85 @@
+//! Where a Redis server is, and opening connections to it.
+
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+
+use super::connection::Connection;
+use super::error::{BackendError, ErrorKind};
+use super::handshake::Handshake;
+use crate::config::RedisUrl;
+use crate::stream::Stream;
+
+/// A Redis server the proxy connects to, with what every connection to it needs.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    url: RedisUrl,
+    addr: String,
+    connect_timeout: Duration,
+    max_depth: usize,
+}
+
+impl Endpoint {
+    /// The server at `url`; connecting (handshake included) may take up to
+    /// `connect_timeout`; replies nested deeper than `max_depth` are refused.
+    pub fn new(url: RedisUrl, connect_timeout: Duration, max_depth: usize) -> Self {
+        Endpoint {
+            addr: url.addr(),
+            url,
+            connect_timeout,
+            max_depth,
+        }
+    }
+
+    /// The URL (its `Display` redacts the password).
+    pub fn url(&self) -> &RedisUrl {
+        &self.url
+    }
+
+    /// `host:port`.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Connects and runs `handshake`, all within the connect timeout. Error
+    /// replies to fatal handshake steps (AUTH, HELLO, SELECT) fail the connection.
+    pub async fn connect(&self, handshake: &Handshake) -> Result<Connection, BackendError> {
+        let attempt = async {
+            let tcp = TcpStream::connect(&self.addr)
+                .await
+                .map_err(|e| BackendError::new(ErrorKind::Connect, &self.addr, e))?;
+            let stream = Stream::from(tcp);
+            stream.set_nodelay();
+            let mut conn = Connection::new(stream, self.addr.clone(), self.max_depth);
+            let (bytes, steps) = handshake.encode(&self.url);
+            if steps.is_empty() {
+                return Ok(conn);
+            }
+            conn.out().extend_from_slice(&bytes);
+            for step in &steps {
+                let frame = match conn.read_reply().await {
+                    Ok(frame) => frame,
+                    Err(e) if e.kind() == ErrorKind::Closed => {
+                        let during = format!(" during {}", step.what);
+                        return Err(BackendError::new(ErrorKind::Closed, &self.addr, during));
+                    }
+                    Err(e) => return Err(e),
+                };
+                if step.fatal && frame.first() == Some(&b'-') {
+                    let text = String::from_utf8_lossy(&frame[1..]);
+                    let detail = format!("{} failed: {}", step.what, text.trim_end());
+                    return Err(BackendError::new(ErrorKind::Handshake, &self.addr, detail));
+                }
+            }
+            Ok(conn)
+        };
+        match tokio::time::timeout(self.connect_timeout, attempt).await {
+            Ok(r) => r,
+            Err(_) => Err(BackendError::new(
+                ErrorKind::Timeout,
+                &self.addr,
+                format_args!("{:?}", self.connect_timeout),
+            )),
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! What a fresh connection sends before its first real command.
+
+use bytes::{Bytes, BytesMut};
+
+use crate::config::RedisUrl;
+use crate::protocol::{Proto, encode_command};
+
+/// The state a new connection must be brought to: credentials (always from the
+/// URL), protocol, database, client name and library. Built by whoever opens
+/// the connection — a client's session replays its own state; masters and
+/// shared connections take the URL's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Handshake {
+    proto: Proto,
+    db: Option<u32>,
+    name: Option<Bytes>,
+    lib_name: Option<Bytes>,
+    lib_ver: Option<Bytes>,
+}
+
+/// One handshake command, and whether an error reply to it fails the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Step {
+    /// For error messages.
+    pub(crate) what: &'static str,
+    /// Whether an error reply fails the connection.
+    pub(crate) fatal: bool,
+}
+
+impl Handshake {
+    /// Credentials and database from the URL, RESP2.
+    pub fn new() -> Self {
+        Handshake::default()
+    }
+
+    /// Speak `proto` (HELLO 3 for RESP3).
+    pub fn proto(mut self, proto: Proto) -> Self {
+        self.proto = proto;
+        self
+    }
+
+    /// Select `db` instead of the URL's database.
+    pub fn db(mut self, db: u32) -> Self {
+        self.db = Some(db);
+        self
+    }
+
+    /// `CLIENT SETNAME`.
+    pub fn name(mut self, name: Option<Bytes>) -> Self {
+        self.name = name;
+        self
+    }
+
+    /// `CLIENT SETINFO LIB-NAME` and `LIB-VER`.
+    pub fn lib(mut self, name: Option<Bytes>, version: Option<Bytes>) -> Self {
+        self.lib_name = name;
+        self.lib_ver = version;
+        self
+    }
+
+    /// The commands, encoded, and one step per command.
+    pub(crate) fn encode(&self, url: &RedisUrl) -> (BytesMut, Vec<Step>) {
+        let mut out = BytesMut::new();
+        let mut steps = Vec::new();
+        let mut step = |what, fatal| steps.push(Step { what, fatal });
+        if let Some(auth) = url.auth_args() {
+            encode_command(&mut out, auth.into_iter());
+            step("AUTH", true);
+        }
+        if self.proto == Proto::Resp3 {
+            encode_command(&mut out, [&b"HELLO"[..], b"3"].into_iter());
+            step("HELLO 3", true);
+        }
+        let db = self.db.unwrap_or(url.db);
+        if db != 0 {
+            let db = db.to_string();
+            encode_command(&mut out, [&b"SELECT"[..], db.as_bytes()].into_iter());
+            step("SELECT", true);
+        }
+        if let Some(name) = &self.name {
+            encode_command(&mut out, [&b"CLIENT"[..], b"SETNAME", name].into_iter());
+            step("CLIENT SETNAME", false);
+        }
+        for (attr, value) in [
+            (&b"LIB-NAME"[..], &self.lib_name),
+            (b"LIB-VER", &self.lib_ver),
+        ] {
+            if let Some(v) = value {
+                encode_command(&mut out, [&b"CLIENT"[..], b"SETINFO", attr, v].into_iter());
+                // Older servers do not know SETINFO; clients ignore that too.
+                step("CLIENT SETINFO", false);
+            }
+        }
+        (out, steps)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replays_the_session_state() {
+        let url = RedisUrl::parse("redis://u:p@h:1/2").unwrap();
+        let (bytes, steps) = Handshake::new()
+            .proto(Proto::Resp3)
+            .name(Some(Bytes::from_static(b"app")))
+            .encode(&url);
+        let whats: Vec<_> = steps.iter().map(|s| s.what).collect();
+        assert_eq!(whats, ["AUTH", "HELLO 3", "SELECT", "CLIENT SETNAME"]);
+        assert!(bytes.ends_with(b"$7\r\nSETNAME\r\n$3\r\napp\r\n"));
+        let (_, steps) = Handshake::new().db(0).encode(&url);
+        assert_eq!(steps.len(), 1, "the session's db 0 overrides the URL's");
+        let (bytes, steps) = Handshake::new().encode(&RedisUrl::parse("redis://h:1").unwrap());
+        assert!(bytes.is_empty() && steps.is_empty());
+    }
+}
