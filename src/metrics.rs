@@ -21,8 +21,8 @@ pub struct Metrics {
     pub refused: AtomicU64,
     /// Protocol errors (the connection was closed).
     pub protocol_errors: AtomicU64,
-    /// Passthrough backend connections that failed.
-    pub upstream_errors: AtomicU64,
+    /// Backend connections that failed.
+    pub backend_errors: AtomicU64,
     /// Clients closed for their output buffer limit.
     pub output_limit: AtomicU64,
     /// Failed AUTH / HELLO AUTH attempts.

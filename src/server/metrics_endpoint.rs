@@ -61,7 +61,7 @@ pub(crate) fn render(shared: &Shared) -> String {
     counter(
         "passthrough_errors_total",
         "Passthrough backend connections that failed.",
-        get(&m.upstream_errors),
+        get(&m.backend_errors),
     );
     counter(
         "output_limit_disconnects_total",

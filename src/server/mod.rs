@@ -1,18 +1,15 @@
 //! The listener and what all connections share.
 //!
-//! Shutdown (tokio's graceful-shutdown pattern): the `shutdown` token stops the
-//! accept loop and tells every connection to drain — read no more requests,
-//! finish the ones in flight (a lock operation always runs to its end), write the
-//! replies, close. Connections still open at the deadline are cut by a second
-//! token; then the master connections flush their queues (releases included)
-//! and the proxy returns.
+//! Shutdown (`shutdown.rs`): the token stops the accept loop and every
+//! connection drains; connections still open at the deadline are cut; then the
+//! master connections flush their queues (releases included) and the proxy
+//! returns.
 
 mod connection;
-mod local;
 mod metrics_endpoint;
 mod multiplex;
-pub(crate) mod queue;
-pub mod session;
+mod session;
+mod shutdown;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -24,6 +21,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use self::shutdown::ShutdownFlags;
 use crate::backend::Endpoint;
 use crate::command::{Classifier, LockPatterns, LockRules};
 use crate::config::Config;
@@ -48,6 +46,8 @@ pub struct Shared {
     pub limits: FrameLimits,
     /// Client authentication.
     pub auth: crate::auth::Authenticator,
+    /// What each connection takes from the configuration.
+    pub(crate) settings: connection::Settings,
     /// The passthrough backend.
     pub(crate) backend: Endpoint,
     /// The shared backend connections, when multiplexing.
@@ -57,49 +57,9 @@ pub struct Shared {
     /// A random value that makes resynchronisation markers unguessable.
     pub nonce: u64,
     /// Shutdown state, read by every connection on every turn of its loop.
-    pub shutdown: ShutdownFlags,
+    pub(crate) shutdown: ShutdownFlags,
     clients: AtomicUsize,
     next_id: AtomicU64,
-}
-
-/// Where shutdown stands, and how it reaches the connections: two flags they
-/// read on every turn of their loop (an atomic load), and a waker each registers
-/// so an idle one hears it. Cheaper per turn than polling cancellation tokens,
-/// which lock.
-#[derive(Debug, Default)]
-pub struct ShutdownFlags {
-    /// Connections stop reading and finish what is in flight.
-    pub draining: std::sync::atomic::AtomicBool,
-    /// Connections close now.
-    pub forced: std::sync::atomic::AtomicBool,
-    wakers: std::sync::Mutex<std::collections::HashMap<u64, Arc<futures_util::task::AtomicWaker>>>,
-}
-
-impl ShutdownFlags {
-    /// A connection's waker, woken at each shutdown step.
-    pub fn register(&self, id: u64) -> Arc<futures_util::task::AtomicWaker> {
-        let w = Arc::new(futures_util::task::AtomicWaker::new());
-        if let Ok(mut m) = self.wakers.lock() {
-            m.insert(id, Arc::clone(&w));
-        }
-        w
-    }
-
-    /// The connection is gone.
-    pub fn unregister(&self, id: u64) {
-        if let Ok(mut m) = self.wakers.lock() {
-            m.remove(&id);
-        }
-    }
-
-    fn set(&self, flag: &std::sync::atomic::AtomicBool) {
-        flag.store(true, Ordering::SeqCst);
-        if let Ok(m) = self.wakers.lock() {
-            for w in m.values() {
-                w.wake();
-            }
-        }
-    }
 }
 
 /// A bound proxy, ready to run.
@@ -145,7 +105,16 @@ impl Proxy {
             .passthrough
             .multiplex
             .then(|| multiplex::MultiplexPool::new(backend.clone()));
+        let settings = connection::Settings {
+            default_db: config.passthrough.url.db,
+            idle_timeout: config.server.timeout,
+            max_output_buffer: config.limits.max_output_buffer,
+            max_query_buffer: config.limits.max_query_buffer,
+            auth_required: !config.server.requirepass.is_empty() || !config.users.is_empty(),
+            multiplex: config.passthrough.multiplex,
+        };
         let shared = Arc::new(Shared {
+            settings,
             backend,
             multiplex,
             auth: crate::auth::Authenticator::new(&config.server.requirepass, &config.users),

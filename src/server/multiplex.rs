@@ -22,15 +22,17 @@ use crate::errors;
 use crate::protocol::{Proto, encode_command};
 
 /// Where one client's replies from a shared connection arrive: the sequence
-/// number of the reply's slot, and the reply.
-pub type Mailbox = crate::inbox::Inbox<(u64, Bytes)>;
+/// number of the reply's slot (none when the client silenced it with `CLIENT
+/// REPLY`: the reply still counts, so a move to an own connection waits for
+/// it), and the reply.
+pub(crate) type Mailbox = crate::inbox::Inbox<(Option<u64>, Bytes)>;
 
 /// Who gets a reply.
 #[derive(Debug)]
 enum Waiter {
-    /// A client's slot.
-    Reply(Arc<Mailbox>, u64),
-    /// Dropped: the client silenced it, or the proxy sent the command itself.
+    /// A client's.
+    Reply(Arc<Mailbox>, Option<u64>),
+    /// Dropped: the proxy sent the command itself.
     Swallow,
 }
 
@@ -78,13 +80,13 @@ impl MultiplexPool {
     }
 
     /// Queues a request for the connection of protocol `proto`; its reply goes
-    /// to `mailbox` tagged `seq` (or is dropped with `None`). `preload` is a
+    /// to the mailbox tagged with the slot's sequence number. `preload` is a
     /// script (SHA1, text) the request needs loaded first.
     pub(crate) fn send(
         &self,
         proto: Proto,
         request: &[u8],
-        reply_to: Option<(&Arc<Mailbox>, u64)>,
+        reply_to: (Arc<Mailbox>, Option<u64>),
         preload: Option<(&Bytes, &Bytes)>,
     ) {
         let conn = &self.conns[(proto == Proto::Resp3) as usize];
@@ -106,10 +108,9 @@ impl MultiplexPool {
                 }
             }
             inner.wbuf.extend_from_slice(request);
-            inner.waiters.push_back(match reply_to {
-                Some((m, seq)) => Waiter::Reply(Arc::clone(m), seq),
-                None => Waiter::Swallow,
-            });
+            inner
+                .waiters
+                .push_back(Waiter::Reply(reply_to.0, reply_to.1));
         }
         if was_empty {
             conn.notify.notify_one();

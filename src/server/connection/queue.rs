@@ -1,5 +1,5 @@
 //! The per-connection reply queue: one slot per request that expects a reply, in
-//! request order. Slots are filled by the passthrough backend (in its order), by
+//! request order. Slots are filled by the backend (in its order), by
 //! lock operations (in any order) or at once; the connection writes them out
 //! strictly from the front.
 
@@ -12,7 +12,7 @@ use crate::redlock::Grant;
 /// What to do with the backend's reply to a forwarded command, besides
 /// forwarding it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Hook {
+pub(super) enum Hook {
     /// Forward it as is.
     None,
     /// Drop it (a command the proxy sent on its own behalf).
@@ -29,9 +29,9 @@ pub enum Hook {
 
 /// One pending reply.
 #[derive(Debug)]
-pub enum Slot {
+pub(super) enum Slot {
     /// Waits for the backend's next reply.
-    Upstream {
+    Backend {
         /// Extra handling of the reply.
         hook: Hook,
         /// `CLIENT REPLY OFF/SKIP` in effect: consume the reply, write nothing.
@@ -43,7 +43,7 @@ pub enum Slot {
     /// client is gone before it could be told.
     Ready(Bytes, Option<Grant>),
     /// Waits for the backend's answer to a resynchronisation `PING` (see
-    /// `connection.rs`); nothing is written for it.
+    /// `resync.rs`); nothing is written for it.
     Resync,
     /// Close the connection once every earlier reply is written (QUIT, protocol errors).
     Close,
@@ -52,7 +52,7 @@ pub enum Slot {
 /// Slots in request order. Each slot has a sequence number, so a lock operation
 /// finishing out of order can find its slot.
 #[derive(Debug, Default)]
-pub struct ReplyQueue {
+pub(super) struct ReplyQueue {
     slots: VecDeque<Slot>,
     /// Sequence number of `slots[0]`.
     base: u64,
@@ -60,25 +60,25 @@ pub struct ReplyQueue {
 
 impl ReplyQueue {
     /// Appends a slot and returns its sequence number.
-    pub fn push(&mut self, slot: Slot) -> u64 {
+    pub(super) fn push(&mut self, slot: Slot) -> u64 {
         self.slots.push_back(slot);
         self.base + self.slots.len() as u64 - 1
     }
 
     /// The front slot.
-    pub fn front(&self) -> Option<&Slot> {
+    pub(super) fn front(&self) -> Option<&Slot> {
         self.slots.front()
     }
 
     /// Removes the front slot.
-    pub fn pop(&mut self) -> Option<Slot> {
+    pub(super) fn pop(&mut self) -> Option<Slot> {
         let s = self.slots.pop_front()?;
         self.base += 1;
         Some(s)
     }
 
     /// Fills the pending slot `seq` with its reply.
-    pub fn complete(&mut self, seq: u64, reply: Bytes, grant: Option<Grant>) {
+    pub(super) fn complete(&mut self, seq: u64, reply: Bytes, grant: Option<Grant>) {
         let Some(i) = seq.checked_sub(self.base) else {
             return;
         };
@@ -88,7 +88,7 @@ impl ReplyQueue {
     }
 
     /// Takes the grants of replies that were never written.
-    pub fn drain_grants(&mut self) -> Vec<Grant> {
+    pub(super) fn drain_grants(&mut self) -> Vec<Grant> {
         self.slots
             .drain(..)
             .filter_map(|s| match s {
@@ -99,35 +99,35 @@ impl ReplyQueue {
     }
 
     /// Number of slots.
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.slots.len()
     }
 
     /// Whether no reply is pending.
-    pub fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.slots.is_empty()
     }
 
     /// The backend is gone: every slot waiting for it gets `error` instead
     /// (nothing for silent slots), and resynchronisations are dropped.
-    pub fn fail_upstream(&mut self, error: &Bytes) {
+    pub(super) fn fail_backend(&mut self, error: &Bytes) {
         // Slots are replaced, never removed, so the sequence numbers of pending
         // lock operations stay valid; an empty reply writes nothing.
         for slot in self.slots.iter_mut() {
             match slot {
-                Slot::Upstream { silent: true, .. } | Slot::Resync => {
+                Slot::Backend { silent: true, .. } | Slot::Resync => {
                     *slot = Slot::Ready(Bytes::new(), None)
                 }
-                Slot::Upstream {
+                Slot::Backend {
                     hook: Hook::Swallow,
                     ..
                 } => *slot = Slot::Ready(Bytes::new(), None),
                 // The replacement is the proxy's own answer; it stands without the backend.
-                Slot::Upstream {
+                Slot::Backend {
                     hook: Hook::Replace(r),
                     ..
                 } => *slot = Slot::Ready(r.clone(), None),
-                Slot::Upstream { .. } => *slot = Slot::Ready(error.clone(), None),
+                Slot::Backend { .. } => *slot = Slot::Ready(error.clone(), None),
                 _ => {}
             }
         }

@@ -1,0 +1,139 @@
+//! A client's own backend connection: opened at its first command that needs
+//! it, with the session's state replayed by the handshake; requests queue while
+//! it opens.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::backend::{BackendError, Connection, Endpoint, Handshake};
+use crate::protocol::FrameInfo;
+
+type Connecting = Pin<Box<dyn Future<Output = Result<Connection, BackendError>> + Send>>;
+
+/// The link's state.
+enum State {
+    /// No connection: the next forwarded command opens one.
+    Closed,
+    /// Connecting and running the handshake.
+    Connecting(Connecting),
+    /// Open.
+    Open(Connection),
+}
+
+/// What happened on the link.
+pub(super) enum Event {
+    /// The connection opened (or could not).
+    Connected(Result<(), BackendError>),
+    /// Bytes moved (or the connection failed).
+    Io(Result<(), BackendError>),
+}
+
+/// One client's backend connection.
+pub(super) struct BackendLink {
+    state: State,
+    /// Requests waiting for the connection to open.
+    queued: BytesMut,
+    /// Lock scripts loaded on this connection (for EVALSHA on data keys).
+    loaded_scripts: Vec<Bytes>,
+}
+
+impl BackendLink {
+    /// No connection yet.
+    pub(super) fn new() -> Self {
+        BackendLink {
+            state: State::Closed,
+            queued: BytesMut::new(),
+            loaded_scripts: Vec::new(),
+        }
+    }
+
+    /// A connection is open or opening.
+    pub(super) fn attached(&self) -> bool {
+        !matches!(self.state, State::Closed)
+    }
+
+    /// Opens the connection if there is none, with `handshake`.
+    pub(super) fn attach(&mut self, backend: &Endpoint, handshake: Handshake) {
+        if self.attached() {
+            return;
+        }
+        let backend = backend.clone();
+        self.state = State::Connecting(Box::pin(async move { backend.connect(&handshake).await }));
+    }
+
+    /// Where requests go: the open connection's output, or the queue that waits
+    /// for it to open.
+    pub(super) fn out(&mut self) -> &mut BytesMut {
+        match &mut self.state {
+            State::Open(conn) => conn.out(),
+            State::Closed | State::Connecting(_) => &mut self.queued,
+        }
+    }
+
+    /// Writes what the socket takes now.
+    pub(super) fn flush(&mut self) -> Result<(), BackendError> {
+        match &mut self.state {
+            State::Open(conn) => conn.flush(),
+            State::Closed | State::Connecting(_) => Ok(()),
+        }
+    }
+
+    /// Waits for the link's next event (never, without a connection). Reads
+    /// replies only when `read`: a client that does not take its replies stops
+    /// the reading, and the backend keeps what it has not sent.
+    pub(super) async fn event(&mut self, read: bool) -> Event {
+        match &mut self.state {
+            State::Closed => std::future::pending().await,
+            State::Connecting(f) => match f.await {
+                Ok(mut conn) => {
+                    // What was queued while connecting goes first.
+                    std::mem::swap(conn.out(), &mut self.queued);
+                    self.state = State::Open(conn);
+                    Event::Connected(Ok(()))
+                }
+                Err(e) => Event::Connected(Err(e)),
+            },
+            State::Open(conn) => Event::Io(conn.io(read).await),
+        }
+    }
+
+    /// The next complete reply, if one is in.
+    pub(super) fn next_reply(&mut self) -> Result<Option<FrameInfo>, BackendError> {
+        match &mut self.state {
+            State::Open(conn) => conn.next_reply(),
+            State::Closed | State::Connecting(_) => Ok(None),
+        }
+    }
+
+    /// The reply [`next_reply`](Self::next_reply) found.
+    pub(super) fn frame(&self, len: usize) -> &[u8] {
+        match &self.state {
+            State::Open(conn) => conn.frame(len),
+            State::Closed | State::Connecting(_) => &[],
+        }
+    }
+
+    /// Drops the reply [`next_reply`](Self::next_reply) found.
+    pub(super) fn consume(&mut self, len: usize) {
+        if let State::Open(conn) = &mut self.state {
+            conn.consume(len);
+        }
+    }
+
+    /// Whether the lock script `sha` must still be loaded on this connection.
+    pub(super) fn needs_script(&self, sha: &Bytes) -> bool {
+        !self.loaded_scripts.contains(sha)
+    }
+
+    /// The lock script `sha` is loaded on this connection.
+    pub(super) fn script_loaded(&mut self, sha: Bytes) {
+        self.loaded_scripts.push(sha);
+    }
+
+    /// The connection failed: back to no connection, with nothing queued.
+    pub(super) fn reset(&mut self) {
+        *self = BackendLink::new();
+    }
+}

@@ -1,0 +1,331 @@
+//! Each request, classified once, goes where it belongs: forwarded (over the
+//! client's own backend connection or a shared one), answered by the proxy, or
+//! run as a lock operation; every path takes its slot in the reply queue.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::BytesMut;
+
+use super::queue::{Hook, Slot};
+use super::resync::Counting;
+use super::route::{Decision, Route};
+use super::{Flow, Input, State};
+use crate::command::{Command, Context, Effect, Local};
+use crate::errors;
+use crate::protocol::{ArgList, Args, Proto, ProtocolError, Reply, encode_command};
+use crate::redlock::Outcome;
+use crate::redlock::op::LockOp;
+
+impl State {
+    /// The connection state classification depends on.
+    fn context(&self) -> Context {
+        let t = &self.session.transaction;
+        Context {
+            in_multi: t.in_multi(),
+            multi_lost: t.lost(),
+            uncounted: !self.counting.counted(),
+            attached: self.backend.attached(),
+            authenticated: self.session.authenticated,
+        }
+    }
+
+    /// Handles one request (`raw`: its bytes as received; `inline`: an inline
+    /// command, re-encoded as RESP before forwarding).
+    pub(super) fn handle(&mut self, args: Args<'_>, raw: &[u8], inline: bool) -> Flow {
+        let cmd = self.shared.classifier.classify(&args, self.context());
+        if self.counting.must_resync() && self.needs_slot(&cmd) {
+            if !self.backend.attached() {
+                // The subscriptions died with the connection: counting again.
+                self.counting = Counting::Counted;
+            } else {
+                self.start_resync();
+                return Flow::Retry;
+            }
+        }
+        let m = &self.shared.metrics;
+        match cmd {
+            Command::Forward(effect) => {
+                m.forwarded.fetch_add(1, Ordering::Relaxed);
+                let shareable =
+                    !matches!(self.route, Route::Dedicated) && self.shareable(&args, &effect);
+                match self.route.decide(shareable, self.session.proto) {
+                    Decision::Wait => return Flow::Retry,
+                    Decision::Shared => self.forward_shared(args, raw, inline, &effect),
+                    Decision::Dedicated => self.forward(args, raw, inline, effect),
+                }
+            }
+            Command::Local(local) => {
+                m.local.fetch_add(1, Ordering::Relaxed);
+                if !self.counting.counted()
+                    && !matches!(local, Local::Quit)
+                    && !self.session.monitor
+                {
+                    self.reply(errors::pubsub_context(args.arg(0)));
+                } else {
+                    self.local(local);
+                }
+            }
+            Command::Lock(op) => {
+                m.lock_ops.fetch_add(1, Ordering::Relaxed);
+                if self.session.monitor {
+                    self.reply(errors::err("Replica can't interact with the keyspace"));
+                } else if !self.counting.counted() {
+                    self.reply(errors::pubsub_context(args.arg(0)));
+                } else {
+                    self.lock(op);
+                }
+            }
+            Command::Refuse(reply) => {
+                m.refused.fetch_add(1, Ordering::Relaxed);
+                self.session.transaction.refused();
+                self.reply(reply);
+            }
+        }
+        Flow::Done
+    }
+
+    /// Whether handling `cmd` while replies are not counted needs a slot (so a
+    /// resynchronisation first).
+    fn needs_slot(&self, cmd: &Command) -> bool {
+        match cmd {
+            Command::Forward(Effect::ScriptExists(_) | Effect::EnsureScript(_)) => true,
+            Command::Forward(Effect::Exec) => self.session.transaction.doomed_exec().is_some(),
+            Command::Forward(_) => false,
+            _ => true,
+        }
+    }
+
+    fn start_resync(&mut self) {
+        let marker = self.counting.resync(self.shared.nonce, self.session.id);
+        encode_command(self.backend.out(), [&b"PING"[..], &marker].into_iter());
+        self.queue.push(Slot::Resync);
+    }
+
+    /// Opens the client's own backend connection if there is none.
+    pub(super) fn attach(&mut self) {
+        self.backend
+            .attach(&self.shared.backend, self.session.handshake());
+    }
+
+    /// Sends a command of the proxy's own to the backend (if attached and
+    /// counting), whose reply is dropped. Returns whether it was sent.
+    pub(super) fn send_internal(&mut self, args: &[&[u8]]) -> bool {
+        if !self.backend.attached() || !self.counting.counted() {
+            return false;
+        }
+        encode_command(self.backend.out(), args.iter().copied());
+        self.queue.push(Slot::Backend {
+            hook: Hook::Swallow,
+            silent: true,
+        });
+        true
+    }
+
+    /// Whether a command can go over a shared connection: no connection state in
+    /// the command or the session.
+    fn shareable(&self, args: &Args<'_>, effect: &Effect) -> bool {
+        let s = &self.session;
+        let command_ok = match effect {
+            Effect::Plain { shareable } => *shareable,
+            Effect::None | Effect::EnsureScript(_) | Effect::ScriptFlush => {
+                crate::command::shareable(args)
+            }
+            _ => false,
+        };
+        command_ok
+            && !s.transaction.in_multi()
+            && !s.transaction.watching()
+            && self.counting.counted()
+            && s.db == self.settings.default_db
+    }
+
+    /// Sends a command over the shared connection of the session's protocol.
+    fn forward_shared(&mut self, args: Args<'_>, raw: &[u8], inline: bool, effect: &Effect) {
+        let Some(pool) = &self.shared.multiplex else {
+            return;
+        };
+        let scripts = &self.shared.classifier.scripts;
+        if let Effect::ScriptFlush = effect {
+            scripts.flush();
+        }
+        let preload = match effect {
+            Effect::EnsureScript(sha) => scripts.text(sha).map(|t| (sha.clone(), t)),
+            _ => None,
+        };
+        let seq = (!self.session.take_silent()).then(|| self.queue.push(Slot::Pending));
+        let Some(mailbox) = self.route.sent(self.session.proto) else {
+            return;
+        };
+        let encoded;
+        let request = if inline {
+            let mut b = BytesMut::new();
+            encode_command(&mut b, args.iter());
+            encoded = b;
+            &encoded[..]
+        } else {
+            raw
+        };
+        pool.send(
+            self.session.proto,
+            request,
+            (mailbox, seq),
+            preload.as_ref().map(|(sha, t)| (sha, t)),
+        );
+        self.counting.forwarded();
+    }
+
+    /// Replies from a shared connection: this one, and any others already in
+    /// (they come in bursts). The last one lifts a barrier.
+    pub(super) fn shared_replies(&mut self, seq: Option<u64>, reply: bytes::Bytes) {
+        let mut next = Some((seq, reply));
+        while let Some((seq, reply)) = next {
+            // No sequence number: the client silenced this reply.
+            if let Some(seq) = seq {
+                self.queue.complete(seq, reply, None);
+            }
+            self.wake |= self.route.received();
+            next = self.route.try_next();
+        }
+    }
+
+    /// Sends a command over the client's own backend connection.
+    fn forward(&mut self, args: Args<'_>, raw: &[u8], inline: bool, effect: Effect) {
+        let mut hook = Hook::None;
+        // (Un)subscribe and MONITOR replies cannot be counted: from here on, and
+        // for the command itself, nothing is (see `resync.rs`).
+        let counted =
+            self.counting.counted() && !matches!(effect, Effect::Subscribe | Effect::Monitor);
+        let s = &mut self.session;
+        match effect {
+            Effect::Exec => {
+                if let Some(reply) = s.transaction.doomed_exec() {
+                    // Redis would abort this transaction: make the backend drop it too.
+                    let bytes = reply.to_bytes(s.proto);
+                    s.transaction.end();
+                    self.attach();
+                    encode_command(self.backend.out(), [&b"DISCARD"[..]].into_iter());
+                    let silent = self.session.take_silent();
+                    self.queue.push(Slot::Backend {
+                        hook: Hook::Replace(bytes),
+                        silent,
+                    });
+                    self.counting.forwarded();
+                    return;
+                }
+                s.transaction.end();
+            }
+            Effect::Discard => s.transaction.end(),
+            Effect::Multi => s.transaction.begin(),
+            Effect::Watch => s.transaction.watch(),
+            Effect::Unwatch => s.transaction.unwatch(),
+            Effect::Select(db) if !s.transaction.in_multi() => hook = Hook::Select(db),
+            Effect::Subscribe => self.counting = Counting::Uncounted { synced: false },
+            Effect::Monitor => {
+                self.counting = Counting::Uncounted { synced: false };
+                s.monitor = true;
+            }
+            Effect::Reset if counted => hook = Hook::Reset,
+            Effect::Reset => s.resets_pending += 1,
+            Effect::ScriptFlush => self.shared.classifier.scripts.flush(),
+            Effect::ScriptExists(patch) => hook = Hook::ScriptExists(patch),
+            Effect::EnsureScript(sha) => {
+                if let Some(text) = self.shared.classifier.scripts.text(&sha) {
+                    self.attach();
+                    if self.backend.needs_script(&sha)
+                        && self.send_internal(&[b"SCRIPT", b"LOAD", &text])
+                    {
+                        self.backend.script_loaded(sha);
+                    }
+                }
+            }
+            Effect::Select(_) | Effect::None | Effect::Plain { .. } => {}
+        }
+        self.attach();
+        if inline {
+            encode_command(self.backend.out(), args.iter());
+        } else {
+            self.backend.out().extend_from_slice(raw);
+        }
+        self.counting.forwarded();
+        let silent = self.session.take_silent();
+        if counted {
+            self.queue.push(Slot::Backend { hook, silent });
+        }
+    }
+
+    /// Starts a lock operation; its reply fills its slot when it finishes.
+    fn lock(&mut self, op: LockOp) {
+        let silent = self.session.take_silent();
+        let seq = (!silent).then(|| self.queue.push(Slot::Pending));
+        let shared = Arc::clone(&self.shared);
+        let proto = self.session.proto;
+        self.ops.push(Box::pin(async move {
+            let outcome = shared.engine.run(op).await;
+            (seq, proto, outcome)
+        }));
+    }
+
+    /// A lock operation finished.
+    pub(super) fn complete(&mut self, seq: Option<u64>, proto: Proto, outcome: Outcome) {
+        // Without a sequence number the reply was silenced (CLIENT REPLY OFF); the
+        // client holds the lock as it would on a real Redis.
+        if let Some(seq) = seq {
+            self.queue
+                .complete(seq, outcome.reply.to_bytes(proto), outcome.grant);
+        }
+    }
+
+    /// Queues a reply made by the proxy (or drops it under CLIENT REPLY OFF/SKIP).
+    pub(super) fn reply(&mut self, reply: Reply) {
+        if !self.session.take_silent() {
+            self.reply_now(reply);
+        }
+    }
+
+    /// A reply that bypasses CLIENT REPLY (protocol errors, limits): straight
+    /// into the output when nothing is ahead of it, else in its slot.
+    pub(super) fn reply_now(&mut self, reply: Reply) {
+        if self.queue.is_empty() {
+            self.output.encode(&reply, self.session.proto);
+        } else {
+            self.queue
+                .push(Slot::Ready(reply.to_bytes(self.session.proto), None));
+        }
+    }
+
+    /// Handles no more requests; the connection closes once every earlier reply
+    /// is written.
+    pub(super) fn finish(&mut self) {
+        self.input = Input::Refused;
+        self.queue.push(Slot::Close);
+    }
+
+    /// A framing error: Redis's error text, then close.
+    pub(super) fn protocol_error(&mut self, e: &ProtocolError) {
+        self.shared
+            .metrics
+            .protocol_errors
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(id = self.session.id, error = %e, "protocol error");
+        self.reply_now(errors::protocol(e));
+        self.finish();
+    }
+
+    /// The connection is over: releases locks granted to this client that it
+    /// never heard of (its reply was not written), once their operations finish.
+    pub(super) async fn abandon(&mut self) {
+        let engine = &self.shared.engine;
+        for grant in self.output.take_unwritten_grants() {
+            engine.release_grant(&grant);
+        }
+        for grant in self.queue.drain_grants() {
+            engine.release_grant(&grant);
+        }
+        while let Some((_, _, outcome)) = futures_util::StreamExt::next(&mut self.ops).await {
+            if let Some(grant) = outcome.grant {
+                engine.release_grant(&grant);
+            }
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Replies leave in order: ready slots go to the output, backend replies are
+//! routed to their slots as they come off the connection, and a failed backend
+//! turns every slot still waiting for it into an error.
+
+use std::sync::atomic::Ordering;
+
+use super::backend::Event;
+use super::queue::Slot;
+use super::replies::{HookContext, apply_hook};
+use super::resync::Counting;
+use super::{Close, State};
+use crate::backend::BackendError;
+use crate::errors;
+
+impl State {
+    /// Moves ready replies to the output, routing backend replies to their slots.
+    pub(super) fn advance(&mut self) {
+        loop {
+            match self.queue.front() {
+                Some(Slot::Ready(..)) => {
+                    if let Some(Slot::Ready(b, grant)) = self.queue.pop() {
+                        match grant {
+                            Some(g) => self.output.push_grant(&b, g),
+                            None => self.output.push(&b),
+                        }
+                    }
+                }
+                Some(Slot::Close) => {
+                    self.queue.pop();
+                    self.close = Close::AfterWrite;
+                    return;
+                }
+                Some(Slot::Pending) => return,
+                Some(Slot::Backend { .. } | Slot::Resync) | None => {
+                    match self.backend.next_reply() {
+                        Ok(Some(info)) => self.route_reply(info.len, info.is_push()),
+                        Ok(None) => return,
+                        Err(e) => {
+                            self.fail_backend(e);
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Routes one complete backend reply of `len` bytes.
+    fn route_reply(&mut self, len: usize, push: bool) {
+        let frame = self.backend.frame(len);
+        let ctx = HookContext {
+            default_db: self.settings.default_db,
+            auth_required: self.settings.auth_required,
+        };
+        match self.queue.front() {
+            Some(Slot::Backend { .. }) if !push => {
+                if let Some(Slot::Backend { hook, silent }) = self.queue.pop() {
+                    apply_hook(
+                        hook,
+                        silent,
+                        frame,
+                        &mut self.session,
+                        &mut self.output,
+                        ctx,
+                    );
+                }
+            }
+            Some(Slot::Resync) => match self.counting.marker_reply(frame) {
+                Some(still_subscribed) => {
+                    self.queue.pop();
+                    self.counting = if self.session.monitor || still_subscribed {
+                        Counting::Uncounted { synced: true }
+                    } else {
+                        Counting::Counted
+                    };
+                    self.wake = true;
+                }
+                None => self.output.push(frame),
+            },
+            _ => {
+                // Unsolicited: a push, a pub/sub message, a MONITOR line.
+                if self.session.resets_pending > 0 && frame == b"+RESET\r\n" {
+                    self.session.resets_pending -= 1;
+                    if self.session.resets_pending == 0 {
+                        self.session.reset(ctx.default_db, ctx.auth_required);
+                        self.counting = Counting::Counted;
+                    }
+                }
+                self.output.push(frame);
+            }
+        }
+        self.backend.consume(len);
+    }
+
+    /// Something happened on the backend connection.
+    pub(super) fn on_backend(&mut self, ev: Event) {
+        match ev {
+            Event::Connected(Ok(())) => self.flush_backend(),
+            Event::Connected(Err(e)) | Event::Io(Err(e)) => self.fail_backend(e),
+            Event::Io(Ok(())) => {}
+        }
+    }
+
+    /// Writes to the backend what its socket takes now.
+    pub(super) fn flush_backend(&mut self) {
+        if let Err(e) = self.backend.flush() {
+            self.fail_backend(e);
+        }
+    }
+
+    /// The backend connection failed: every reply still expected from it becomes
+    /// an error, in place; state the backend held is marked lost.
+    fn fail_backend(&mut self, e: BackendError) {
+        self.shared
+            .metrics
+            .backend_errors
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(id = self.session.id, error = %e, "backend connection failed");
+        let err = errors::backend_unavailable(&e).to_bytes(self.session.proto);
+        self.queue.fail_backend(&err);
+        self.backend.reset();
+        self.wake |= self.counting.paused();
+        let was_uncounted = !self.counting.counted();
+        self.counting = Counting::Counted;
+        let s = &mut self.session;
+        s.transaction.backend_lost();
+        s.resets_pending = 0;
+        if was_uncounted {
+            // Subscriptions and MONITOR died with the connection; a client can only
+            // learn that by losing its own connection, and will resubscribe.
+            s.monitor = false;
+            self.finish();
+        }
+    }
+}

@@ -1,0 +1,405 @@
+//! One client connection: read requests, classify each once, forward it,
+//! answer it or run it as a lock operation, and write the replies.
+//!
+//! # Invariant: every request gets exactly one reply, in request order
+//!
+//! Each request that expects a reply gets a slot in the [`ReplyQueue`] when it
+//! is handled, in arrival order, whatever handles it: the backend (its replies
+//! arrive in the order the requests were forwarded, and fill `Backend` slots
+//! front to back), a lock operation or a shared backend connection (they finish
+//! in any order and fill their own `Pending` slot by sequence number), or the
+//! proxy itself (a `Ready` slot at once). Replies leave only from the front of
+//! the queue; a backend reply is not even read off its buffer while a lock
+//! operation ahead of it is still running. Slots are never removed out of
+//! order: a backend that fails turns its slots into error replies in place.
+//!
+//! Two things break the one-reply-per-request shape of the backend's stream:
+//! pub/sub and MONITOR (RESP2 messages look like replies) and `CLIENT REPLY`.
+//! `CLIENT REPLY` is handled here (the backend always replies; silenced slots
+//! swallow the reply). After a (un)subscribe or MONITOR replies are no longer
+//! counted until a resynchronisation finds the count again (`resync.rs`).
+//!
+//! Replies are written in batches: everything ready is appended to one buffer
+//! and written with as few writes as the socket takes.
+//!
+//! # Files
+//!
+//! - `mod.rs`: the connection's state, its event loop and the client socket.
+//! - `dispatch.rs`: each request, classified, goes where it belongs.
+//! - `local.rs`: the commands the proxy answers itself.
+//! - `backend.rs`: the client's own backend connection; `route.rs`: whether a
+//!   command takes it or a shared one (multiplexing).
+//! - `flow.rs`: backend replies to their slots, and a failed backend.
+//! - `queue.rs`: the reply queue; `replies.rs`: the output and reply hooks.
+//! - `resync.rs`: counting replies again after pub/sub.
+
+mod backend;
+mod dispatch;
+mod flow;
+mod local;
+mod queue;
+mod replies;
+mod resync;
+mod route;
+
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use futures_util::task::AtomicWaker;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use self::backend::BackendLink;
+use self::queue::ReplyQueue;
+use self::replies::Output;
+use self::resync::Counting;
+use self::route::Route;
+use super::Shared;
+use super::session::Session;
+use crate::errors;
+use crate::protocol::{ArgList, Proto, RequestParser};
+use crate::redlock::Outcome;
+use crate::stream::{READ_CHUNK, Stream};
+
+/// Lock operations one connection may have running at once; past this the
+/// connection stops reading until some finish.
+const MAX_INFLIGHT_OPS: usize = 1024;
+/// Replies one connection may wait for; past this it stops reading.
+const MAX_QUEUED_REPLIES: usize = 64 * 1024;
+
+/// What a connection takes from the configuration, computed once for all.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settings {
+    /// The backend URL's database: where a session starts and a RESET returns.
+    pub(crate) default_db: u32,
+    /// Close a client idle this long (zero: never).
+    pub(crate) idle_timeout: Duration,
+    /// Most reply bytes waiting for a client (0: no limit).
+    pub(crate) max_output_buffer: usize,
+    /// Most bytes of an unfinished request.
+    pub(crate) max_query_buffer: usize,
+    /// Clients must authenticate first.
+    pub(crate) auth_required: bool,
+    /// Stateless commands share backend connections.
+    pub(crate) multiplex: bool,
+}
+
+type OpFuture = Pin<Box<dyn Future<Output = (Option<u64>, Proto, Outcome)> + Send>>;
+
+/// What ends the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Close {
+    /// Not closing.
+    No,
+    /// Close as soon as the output is written (QUIT, protocol error).
+    AfterWrite,
+    /// Close now; the client will not get what is pending (write error, limits).
+    Abandon,
+}
+
+/// Where the client's requests stand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Input {
+    /// Read from the socket and handled.
+    Open,
+    /// No more are read (the client closed its side, or the proxy is draining);
+    /// those already read are handled.
+    Ended,
+    /// None is handled any more (QUIT, a protocol error).
+    Refused,
+}
+
+/// What a handler asks of the read loop.
+enum Flow {
+    /// The request is handled.
+    Done,
+    /// Handle the same request again later (after a resynchronisation, or once
+    /// shared replies are in).
+    Retry,
+}
+
+/// Everything but the read side, so a request borrowed from the read buffer can
+/// be handled with `&mut State`.
+struct State {
+    shared: Arc<Shared>,
+    settings: Settings,
+    session: Session,
+    queue: ReplyQueue,
+    output: Output,
+    ops: FuturesUnordered<OpFuture>,
+    backend: BackendLink,
+    counting: Counting,
+    route: Route,
+    input: Input,
+    close: Close,
+    /// Requests waiting in the read buffer may go on (a resynchronisation
+    /// finished, or a barrier was lifted).
+    wake: bool,
+}
+
+struct Conn {
+    client: Stream,
+    inbuf: BytesMut,
+    parser: RequestParser,
+    st: State,
+}
+
+/// Serves one client until it leaves, the proxy shuts down, or a limit is hit.
+pub(crate) async fn serve(client: TcpStream, id: u64, shared: Arc<Shared>) {
+    let settings = shared.settings;
+    let mut conn = Conn {
+        client: Stream::from(client),
+        // Buffers grow with use: an idle client costs little.
+        inbuf: BytesMut::new(),
+        parser: RequestParser::new(shared.limits),
+        st: State {
+            session: Session::new(id, settings.default_db, !settings.auth_required),
+            queue: ReplyQueue::default(),
+            output: Output::default(),
+            ops: FuturesUnordered::new(),
+            backend: BackendLink::new(),
+            counting: Counting::Counted,
+            route: Route::new(settings.multiplex),
+            input: Input::Open,
+            close: Close::No,
+            wake: false,
+            settings,
+            shared,
+        },
+    };
+    let waker = conn.st.shared.shutdown.register(id);
+    conn.run(&waker).await;
+    conn.st.shared.shutdown.unregister(id);
+    conn.st.abandon().await;
+}
+
+/// What happened on the client socket.
+enum ClientEvent {
+    /// Bytes read (0: the client closed its side).
+    Read(std::io::Result<usize>),
+    /// Bytes written.
+    Wrote(std::io::Result<usize>),
+}
+
+/// Waits for progress on the client socket: output written (if there is some),
+/// or requests read (if `read`).
+fn poll_client(
+    cx: &mut TaskContext<'_>,
+    client: &mut Stream,
+    inbuf: &mut BytesMut,
+    out: &mut BytesMut,
+    read: bool,
+) -> Poll<ClientEvent> {
+    if !out.is_empty() {
+        let before = out.len();
+        match client.poll_write_out(cx, out) {
+            Poll::Ready(Err(e)) => return Poll::Ready(ClientEvent::Wrote(Err(e))),
+            Poll::Ready(Ok(())) | Poll::Pending if out.len() < before => {
+                return Poll::Ready(ClientEvent::Wrote(Ok(before - out.len())));
+            }
+            Poll::Ready(Ok(())) | Poll::Pending => {}
+        }
+    }
+    if read {
+        if let Poll::Ready(r) = client.poll_read_into(cx, inbuf) {
+            return Poll::Ready(ClientEvent::Read(r));
+        }
+    }
+    Poll::Pending
+}
+
+impl Conn {
+    async fn run(&mut self, shutdown_waker: &AtomicWaker) {
+        let idle = self.st.settings.idle_timeout;
+        let mut last_activity = Instant::now();
+        let mut draining = false;
+        loop {
+            let flags = &self.st.shared.shutdown;
+            if flags.forced.load(Ordering::Relaxed) {
+                self.st.close = Close::Abandon;
+                return;
+            }
+            if !draining && flags.draining.load(Ordering::Relaxed) {
+                // Read no more requests; finish and answer the ones in flight.
+                draining = true;
+                self.st.end_input();
+                self.inbuf.clear();
+            }
+            self.process_input();
+            self.st.advance();
+            if std::mem::take(&mut self.st.wake) {
+                // Requests waiting in the buffer go on.
+                self.process_input();
+                self.st.advance();
+            }
+            if self.flush_client().is_err() {
+                self.st.close = Close::Abandon;
+            }
+            self.st.flush_backend();
+            self.check_output_limit();
+            match self.st.close {
+                Close::Abandon => return,
+                Close::AfterWrite if self.st.output.is_empty() => return,
+                _ => {}
+            }
+            if self.st.input != Input::Open
+                && self.st.queue.is_empty()
+                && self.st.ops.is_empty()
+                && self.st.output.is_empty()
+            {
+                return;
+            }
+            let want_read = self.st.input == Input::Open
+                && self.st.close == Close::No
+                && self.st.ready_for_requests();
+            let want_write = !self.st.output.is_empty();
+            let idle_at = (!idle.is_zero()).then(|| last_activity + idle);
+            let st = &mut self.st;
+            tokio::select! {
+                biased;
+                Some((seq, proto, outcome)) = st.ops.next(), if !st.ops.is_empty() => {
+                    st.complete(seq, proto, outcome);
+                }
+                (seq, reply) = mailbox_recv(&st.route), if st.route.awaiting().is_some() => {
+                    st.shared_replies(seq, reply);
+                }
+                ev = st.backend.event(true) => st.on_backend(ev),
+                ev = poll_fn(|cx| poll_client(cx, &mut self.client, &mut self.inbuf, st.output.buf(), want_read)),
+                    if want_read || want_write =>
+                {
+                    match ev {
+                        ClientEvent::Wrote(Ok(n)) => st.output.written(n),
+                        // EOF: answer what was sent, then close.
+                        ClientEvent::Read(Ok(0)) => st.end_input(),
+                        ClientEvent::Read(Ok(_)) => last_activity = Instant::now(),
+                        ClientEvent::Read(Err(e)) | ClientEvent::Wrote(Err(e))
+                            if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        ClientEvent::Read(Err(_)) | ClientEvent::Wrote(Err(_)) => {
+                            st.close = Close::Abandon;
+                        }
+                    }
+                }
+                _ = sleep_until_opt(idle_at) => {
+                    if st.queue.is_empty() && st.ops.is_empty() && st.counting.counted() {
+                        tracing::debug!(id = st.session.id, "closing idle client");
+                        return;
+                    }
+                    last_activity = Instant::now();
+                }
+                // Last: polled only when nothing else is ready. A busy connection
+                // sees shutdown through the flags checked at the top of the loop.
+                _ = st.shared.shutdown.signal(shutdown_waker, draining) => {}
+            }
+        }
+    }
+
+    /// Parses and handles every complete request in the read buffer.
+    fn process_input(&mut self) {
+        while self.st.close == Close::No
+            && self.st.input != Input::Refused
+            && self.st.ready_for_requests()
+            && !self.inbuf.is_empty()
+        {
+            self.parser.set_authenticated(self.st.session.authenticated);
+            match self.parser.parse(&self.inbuf) {
+                Err(e) => {
+                    self.st.protocol_error(&e);
+                    return;
+                }
+                Ok(None) => {
+                    let limit = self.st.settings.max_query_buffer;
+                    if self.inbuf.len() > limit {
+                        self.st
+                            .shared
+                            .metrics
+                            .protocol_errors
+                            .fetch_add(1, Ordering::Relaxed);
+                        self.st.reply_now(errors::query_buffer_limit(limit));
+                        self.st.finish();
+                    }
+                    return;
+                }
+                Ok(Some(n)) => {
+                    let args = self.parser.args(&self.inbuf);
+                    if !args.is_empty() {
+                        let inline = self.parser.is_inline();
+                        if let Flow::Retry = self.st.handle(args, &self.inbuf[..n], inline) {
+                            return;
+                        }
+                    }
+                    self.inbuf.advance(n);
+                }
+            }
+        }
+        if self.inbuf.is_empty() && self.inbuf.capacity() > 4 * READ_CHUNK {
+            // A burst is over: give its memory back.
+            self.inbuf = BytesMut::new();
+        }
+    }
+
+    /// Writes as much output as the socket takes without waiting.
+    fn flush_client(&mut self) -> std::io::Result<()> {
+        if !self.st.output.is_empty() {
+            let n = self.client.write_now(self.st.output.buf())?;
+            self.st.output.written(n);
+        }
+        Ok(())
+    }
+
+    /// A client that does not read its replies is closed past `max_output_buffer`.
+    fn check_output_limit(&mut self) {
+        let max_out = self.st.settings.max_output_buffer;
+        if max_out > 0 && self.st.output.len() > max_out {
+            self.st
+                .shared
+                .metrics
+                .output_limit
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::info!(
+                id = self.st.session.id,
+                bytes = self.st.output.len(),
+                "client closed for overcoming its output buffer limit"
+            );
+            self.st.close = Close::Abandon;
+        }
+    }
+}
+
+impl State {
+    /// Whether the next request can be handled now: no resynchronisation or
+    /// barrier in the way, and room for more work.
+    fn ready_for_requests(&self) -> bool {
+        !self.counting.paused()
+            && !self.route.waiting()
+            && self.ops.len() < MAX_INFLIGHT_OPS
+            && self.queue.len() < MAX_QUEUED_REPLIES
+    }
+
+    /// No more requests will be read (EOF, or draining).
+    fn end_input(&mut self) {
+        if self.input == Input::Open {
+            self.input = Input::Ended;
+        }
+    }
+}
+
+async fn mailbox_recv(route: &Route) -> (Option<u64>, bytes::Bytes) {
+    match route.awaiting() {
+        Some(m) => m.pop().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,229 @@
+//! What goes out to the client: the output buffer, the grants whose `OK` is in
+//! it but not yet written (released if the client vanishes first), and the
+//! hooks that turn a backend reply into what the client gets.
+
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
+
+use super::queue::Hook;
+use crate::protocol::{Proto, Reply};
+use crate::redlock::Grant;
+use crate::server::session::Session;
+use crate::stream::READ_CHUNK;
+
+/// Replies waiting to be written to the client.
+#[derive(Debug, Default)]
+pub(super) struct Output {
+    buf: BytesMut,
+    /// Bytes written to the client so far.
+    flushed: u64,
+    /// Grants whose reply is in `buf`, with the position (in bytes ever queued)
+    /// where that reply ends.
+    unflushed_grants: VecDeque<(u64, Grant)>,
+}
+
+impl Output {
+    /// Appends bytes.
+    pub(super) fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Appends a reply that carries a grant.
+    pub(super) fn push_grant(&mut self, bytes: &[u8], grant: Grant) {
+        self.buf.extend_from_slice(bytes);
+        let end = self.flushed + self.buf.len() as u64;
+        self.unflushed_grants.push_back((end, grant));
+    }
+
+    /// Appends a reply the proxy made.
+    pub(super) fn encode(&mut self, reply: &Reply, proto: Proto) {
+        reply.encode(proto, &mut self.buf);
+    }
+
+    /// Bytes waiting.
+    pub(super) fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Nothing waiting.
+    pub(super) fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// The bytes to write; the writer removes what it wrote and then calls
+    /// [`written`](Self::written).
+    pub(super) fn buf(&mut self) -> &mut BytesMut {
+        &mut self.buf
+    }
+
+    /// `n` bytes were written: grants whose reply is out are settled.
+    pub(super) fn written(&mut self, n: usize) {
+        self.flushed += n as u64;
+        let flushed = self.flushed;
+        while self
+            .unflushed_grants
+            .front()
+            .is_some_and(|(end, _)| *end <= flushed)
+        {
+            self.unflushed_grants.pop_front();
+        }
+        if self.buf.is_empty() && self.buf.capacity() > 4 * READ_CHUNK {
+            // A burst is over: give its memory back.
+            self.buf = BytesMut::new();
+        }
+    }
+
+    /// The grants whose reply was never written (the connection is over).
+    pub(super) fn take_unwritten_grants(&mut self) -> impl Iterator<Item = Grant> + '_ {
+        self.unflushed_grants.drain(..).map(|(_, g)| g)
+    }
+}
+
+/// The proxy-wide facts a hook needs.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct HookContext {
+    /// The database a reset session returns to.
+    pub(super) default_db: u32,
+    /// Whether a reset session must authenticate again.
+    pub(super) auth_required: bool,
+}
+
+/// Applies a slot's hook to the backend reply `frame`, updating the session,
+/// and writes the result (nothing for a silent slot).
+pub(super) fn apply_hook(
+    hook: Hook,
+    silent: bool,
+    frame: &[u8],
+    session: &mut Session,
+    out: &mut Output,
+    ctx: HookContext,
+) {
+    let mut write = |bytes: &[u8]| {
+        if !silent {
+            out.push(bytes);
+        }
+    };
+    match hook {
+        Hook::None => write(frame),
+        Hook::Swallow => {}
+        Hook::Replace(b) => write(&b),
+        Hook::Select(db) => {
+            if frame.first() == Some(&b'+') {
+                session.db = db;
+            }
+            write(frame);
+        }
+        Hook::Reset => {
+            if frame == b"+RESET\r\n" {
+                session.reset(ctx.default_db, ctx.auth_required);
+            }
+            write(frame);
+        }
+        Hook::ScriptExists(patch) => match patch_script_exists(frame, &patch, session.proto) {
+            Some(b) => write(&b),
+            None => write(frame),
+        },
+    }
+}
+
+/// Rewrites a `SCRIPT EXISTS` reply (an array of integers) at the given positions.
+fn patch_script_exists(frame: &[u8], patch: &[(usize, bool)], proto: Proto) -> Option<Bytes> {
+    use redis_protocol::resp2::types::OwnedFrame;
+    let (decoded, _) = redis_protocol::resp2::decode::decode(frame).ok()??;
+    let OwnedFrame::Array(items) = decoded else {
+        return None;
+    };
+    let mut values: Vec<Reply> = items
+        .iter()
+        .map(|f| match f {
+            OwnedFrame::Integer(i) => Some(Reply::Int(*i)),
+            _ => None,
+        })
+        .collect::<Option<_>>()?;
+    for &(i, exists) in patch {
+        if let Some(v) = values.get_mut(i) {
+            *v = Reply::Int(exists as i64);
+        }
+    }
+    Some(Reply::Array(values).to_bytes(proto))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CTX: HookContext = HookContext {
+        default_db: 0,
+        auth_required: false,
+    };
+
+    #[test]
+    fn script_exists_patching() {
+        let b = patch_script_exists(
+            b"*3\r\n:0\r\n:1\r\n:0\r\n",
+            &[(0, true), (2, false)],
+            Proto::Resp2,
+        )
+        .unwrap();
+        assert_eq!(&b[..], b"*3\r\n:1\r\n:1\r\n:0\r\n");
+        assert!(patch_script_exists(b"-ERR x\r\n", &[(0, true)], Proto::Resp2).is_none());
+    }
+
+    #[test]
+    fn select_takes_effect_only_when_the_backend_agrees() {
+        let mut s = Session::new(1, 0, true);
+        let mut out = Output::default();
+        apply_hook(
+            Hook::Select(3),
+            false,
+            b"-ERR DB index is out of range\r\n",
+            &mut s,
+            &mut out,
+            CTX,
+        );
+        assert_eq!(s.db, 0);
+        apply_hook(Hook::Select(3), false, b"+OK\r\n", &mut s, &mut out, CTX);
+        assert_eq!(s.db, 3);
+        assert_eq!(&out.buf()[..], b"-ERR DB index is out of range\r\n+OK\r\n");
+    }
+
+    #[test]
+    fn silent_and_swallowed_replies_write_nothing_and_replacements_stand_in() {
+        let mut s = Session::new(1, 0, true);
+        let mut out = Output::default();
+        apply_hook(Hook::None, true, b"+OK\r\n", &mut s, &mut out, CTX);
+        apply_hook(Hook::Swallow, false, b"+OK\r\n", &mut s, &mut out, CTX);
+        assert!(out.is_empty());
+        let hello = Bytes::from_static(b"%1\r\n+proto\r\n:3\r\n");
+        apply_hook(
+            Hook::Replace(hello.clone()),
+            false,
+            b"%7\r\n",
+            &mut s,
+            &mut out,
+            CTX,
+        );
+        assert_eq!(&out.buf()[..], &hello[..]);
+    }
+
+    #[test]
+    fn a_reset_reply_resets_the_session() {
+        let mut s = Session::new(1, 0, true);
+        s.db = 5;
+        s.name = Some(Bytes::from_static(b"n"));
+        let mut out = Output::default();
+        apply_hook(
+            Hook::Reset,
+            false,
+            b"+RESET\r\n",
+            &mut s,
+            &mut out,
+            HookContext {
+                default_db: 2,
+                auth_required: true,
+            },
+        );
+        assert_eq!((s.db, s.name.is_none(), s.authenticated), (2, true, false));
+    }
+}

@@ -1,0 +1,175 @@
+//! Which backend connection a client's forwarded commands take, when
+//! multiplexing is on: the shared ones while the client carries no connection
+//! state, a connection of its own from its first stateful command on.
+//!
+//! The move is made only once the replies to everything the client sent on a
+//! shared connection are in (a barrier), so the backend runs its commands in the
+//! order the client sent them. The same barrier separates commands of two
+//! protocols, which go to different shared connections.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::super::multiplex::Mailbox;
+use crate::protocol::Proto;
+
+/// Where this client's forwarded commands go.
+#[derive(Debug)]
+pub(super) enum Route {
+    /// Shared connections, for commands that carry no connection state.
+    Shared {
+        /// Where this client's shared replies arrive (made at first use).
+        mailbox: Option<Arc<Mailbox>>,
+        /// Requests sent whose reply has not arrived.
+        outstanding: usize,
+        /// The protocol of those requests.
+        proto: Proto,
+        /// Waiting for the outstanding replies before the next request.
+        barrier: bool,
+    },
+    /// A connection of its own, for good.
+    Dedicated,
+}
+
+/// Where one forwarded command goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Decision {
+    /// Over the shared connection of the session's protocol.
+    Shared,
+    /// Over the client's own connection.
+    Dedicated,
+    /// Not yet: the replies to earlier shared requests must arrive first.
+    Wait,
+}
+
+impl Route {
+    /// The route of a new client: shared when multiplexing is on.
+    pub(super) fn new(multiplex: bool) -> Self {
+        if multiplex {
+            Route::Shared {
+                mailbox: None,
+                outstanding: 0,
+                proto: Proto::Resp2,
+                barrier: false,
+            }
+        } else {
+            Route::Dedicated
+        }
+    }
+
+    /// Decides where a command goes (`shareable`: it and the session carry no
+    /// connection state) in protocol `proto`; a command that cannot share moves
+    /// the client to its own connection for good.
+    pub(super) fn decide(&mut self, shareable: bool, proto: Proto) -> Decision {
+        let Route::Shared {
+            outstanding,
+            proto: sent_in,
+            barrier,
+            ..
+        } = self
+        else {
+            return Decision::Dedicated;
+        };
+        if *outstanding > 0 && (!shareable || *sent_in != proto) {
+            *barrier = true;
+            return Decision::Wait;
+        }
+        if shareable {
+            Decision::Shared
+        } else {
+            *self = Route::Dedicated;
+            Decision::Dedicated
+        }
+    }
+
+    /// A request went out on the shared connection of `proto`; returns where
+    /// its reply will arrive.
+    pub(super) fn sent(&mut self, in_proto: Proto) -> Option<Arc<Mailbox>> {
+        let Route::Shared {
+            mailbox,
+            outstanding,
+            proto,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        *outstanding += 1;
+        *proto = in_proto;
+        Some(Arc::clone(mailbox.get_or_insert_with(Default::default)))
+    }
+
+    /// Where shared replies arrive, while some are expected.
+    pub(super) fn awaiting(&self) -> Option<&Mailbox> {
+        match self {
+            Route::Shared {
+                mailbox: Some(m),
+                outstanding,
+                ..
+            } if *outstanding > 0 => Some(m),
+            _ => None,
+        }
+    }
+
+    /// A shared reply arrived. Returns true when it lifted a barrier: requests
+    /// waiting in the read buffer may go on.
+    pub(super) fn received(&mut self) -> bool {
+        let Route::Shared {
+            outstanding,
+            barrier,
+            ..
+        } = self
+        else {
+            return false;
+        };
+        *outstanding = outstanding.saturating_sub(1);
+        if *outstanding == 0 && *barrier {
+            *barrier = false;
+            return true;
+        }
+        false
+    }
+
+    /// Waiting for shared replies before the next request.
+    pub(super) fn waiting(&self) -> bool {
+        matches!(self, Route::Shared { barrier: true, .. })
+    }
+
+    /// The next shared reply already in, without waiting.
+    pub(super) fn try_next(&self) -> Option<(Option<u64>, Bytes)> {
+        self.awaiting().and_then(|m| m.try_pop())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_move_to_an_own_connection_waits_for_shared_replies() {
+        let mut r = Route::new(true);
+        assert_eq!(r.decide(true, Proto::Resp2), Decision::Shared);
+        assert!(r.sent(Proto::Resp2).is_some());
+        assert_eq!(r.decide(false, Proto::Resp2), Decision::Wait);
+        assert!(r.waiting());
+        assert!(r.received(), "the last reply lifts the barrier");
+        assert_eq!(r.decide(false, Proto::Resp2), Decision::Dedicated);
+        assert!(matches!(r, Route::Dedicated));
+        assert_eq!(
+            r.decide(true, Proto::Resp2),
+            Decision::Dedicated,
+            "for good"
+        );
+    }
+
+    #[test]
+    fn a_protocol_switch_waits_too() {
+        let mut r = Route::new(true);
+        r.sent(Proto::Resp2);
+        assert_eq!(r.decide(true, Proto::Resp3), Decision::Wait);
+        r.received();
+        assert_eq!(r.decide(true, Proto::Resp3), Decision::Shared);
+        assert!(Route::new(false).awaiting().is_none());
+    }
+}
