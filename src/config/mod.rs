@@ -7,8 +7,8 @@
 
 mod duration;
 mod redis_url;
+mod sources;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 use std::time::Duration;
@@ -16,9 +16,11 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use redis_url::RedisUrl;
+pub use sources::{ENV_PREFIX, Flags, env_names};
 
 pub use crate::auth::{Secret, User};
 
+use self::sources::{Provenance, Table, merge, unknown_field};
 use crate::protocol::FrameLimits;
 
 /// The whole configuration.
@@ -276,25 +278,6 @@ fn urls_de<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<RedisUrl>, D::E
         .collect()
 }
 
-/// Values given on the command line, which override everything else.
-#[derive(Debug, Clone, Default)]
-pub struct Flags {
-    /// `--listen`.
-    pub listen: Option<String>,
-    /// `--passthrough`.
-    pub passthrough: Option<String>,
-    /// `--master`, repeated.
-    pub masters: Vec<String>,
-    /// `--lock-pattern`, repeated.
-    pub lock_patterns: Vec<String>,
-    /// `--metrics-listen`.
-    pub metrics_listen: Option<String>,
-    /// `--log-format`.
-    pub log_format: Option<String>,
-    /// `--requirepass`.
-    pub requirepass: Option<String>,
-}
-
 /// A configuration error: one line naming the option and where its value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -318,144 +301,6 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// What kind of value an option takes, for reading it from an environment variable.
-#[derive(Clone, Copy)]
-enum Kind {
-    Str,
-    Int,
-    Float,
-    Bool,
-    List,
-}
-
-/// Every option: environment name (after `REDLOCK_PROXY_`), TOML path, kind.
-const OPTIONS: &[(&str, &str, &str, Kind)] = &[
-    ("LISTEN", "server", "listen", Kind::Str),
-    ("MAX_CLIENTS", "server", "max_clients", Kind::Int),
-    ("TIMEOUT", "server", "timeout", Kind::Str),
-    ("TCP_KEEPALIVE", "server", "tcp_keepalive", Kind::Str),
-    ("SHUTDOWN_TIMEOUT", "server", "shutdown_timeout", Kind::Str),
-    ("THREADS", "server", "threads", Kind::Int),
-    ("LOG_FORMAT", "server", "log_format", Kind::Str),
-    ("METRICS_LISTEN", "server", "metrics_listen", Kind::Str),
-    ("REQUIREPASS", "server", "requirepass", Kind::Str),
-    ("MAX_BULK_LEN", "limits", "max_bulk_len", Kind::Int),
-    (
-        "MAX_MULTIBULK_LEN",
-        "limits",
-        "max_multibulk_len",
-        Kind::Int,
-    ),
-    ("MAX_INLINE_LEN", "limits", "max_inline_len", Kind::Int),
-    (
-        "MAX_NESTING_DEPTH",
-        "limits",
-        "max_nesting_depth",
-        Kind::Int,
-    ),
-    ("MAX_QUERY_BUFFER", "limits", "max_query_buffer", Kind::Int),
-    (
-        "MAX_OUTPUT_BUFFER",
-        "limits",
-        "max_output_buffer",
-        Kind::Int,
-    ),
-    ("PASSTHROUGH", "passthrough", "url", Kind::Str),
-    (
-        "PASSTHROUGH_CONNECT_TIMEOUT",
-        "passthrough",
-        "connect_timeout",
-        Kind::Str,
-    ),
-    (
-        "PASSTHROUGH_MULTIPLEX",
-        "passthrough",
-        "multiplex",
-        Kind::Bool,
-    ),
-    ("MASTERS", "redlock", "masters", Kind::List),
-    ("LOCK_PATTERNS", "redlock", "lock_patterns", Kind::List),
-    ("NODE_TIMEOUT", "redlock", "node_timeout", Kind::Str),
-    ("DRIFT_FACTOR", "redlock", "drift_factor", Kind::Float),
-    ("DRIFT_FLOOR", "redlock", "drift_floor", Kind::Str),
-    ("MIN_VALIDITY", "redlock", "min_validity", Kind::Str),
-    ("RETRY_COUNT", "redlock", "retry_count", Kind::Int),
-    ("RETRY_DELAY", "redlock", "retry_delay", Kind::Str),
-    ("REQUIRE_TTL", "redlock", "require_ttl", Kind::Bool),
-    ("MAX_TTL", "redlock", "max_ttl", Kind::Str),
-];
-
-/// The environment variables that set options (without the prefix), in file order.
-pub fn env_names() -> impl Iterator<Item = &'static str> {
-    OPTIONS.iter().map(|o| o.0)
-}
-
-/// The prefix of every environment variable the proxy reads.
-pub const ENV_PREFIX: &str = "REDLOCK_PROXY_";
-
-/// Environment variables that are not options but are still ours.
-const ENV_OTHER: &[&str] = &["CONFIG"];
-
-type Table = toml::Table;
-
-/// Where each set option came from, by dotted path.
-type Provenance = BTreeMap<String, String>;
-
-fn set(
-    table: &mut Table,
-    prov: &mut Provenance,
-    section: &str,
-    key: &str,
-    value: toml::Value,
-    from: &str,
-) {
-    let sec = table
-        .entry(section)
-        .or_insert_with(|| toml::Value::Table(Table::new()));
-    if let toml::Value::Table(t) = sec {
-        t.insert(key.to_string(), value);
-    }
-    prov.insert(format!("{section}.{key}"), from.to_string());
-}
-
-fn merge(base: &mut Table, over: Table) {
-    for (k, v) in over {
-        match (base.get_mut(&k), v) {
-            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
-            (_, v) => {
-                base.insert(k, v);
-            }
-        }
-    }
-}
-
-fn env_value(name: &str, kind: Kind, raw: &str) -> Result<toml::Value, String> {
-    let raw = raw.trim();
-    Ok(match kind {
-        Kind::Str => toml::Value::String(raw.to_string()),
-        Kind::Int => toml::Value::Integer(
-            raw.parse()
-                .map_err(|_| format!("{name}={raw:?} is not an integer"))?,
-        ),
-        Kind::Float => toml::Value::Float(
-            raw.parse()
-                .map_err(|_| format!("{name}={raw:?} is not a number"))?,
-        ),
-        Kind::Bool => toml::Value::Boolean(match raw.to_ascii_lowercase().as_str() {
-            "1" | "true" | "yes" | "on" => true,
-            "0" | "false" | "no" | "off" => false,
-            _ => return Err(format!("{name}={raw:?} is not a boolean (true/false)")),
-        }),
-        Kind::List => toml::Value::Array(
-            raw.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(|s| toml::Value::String(s.to_string()))
-                .collect(),
-        ),
-    })
-}
-
 impl Config {
     /// Builds the configuration from a file (if any), the environment and flags,
     /// then validates it.
@@ -464,129 +309,13 @@ impl Config {
         env: impl IntoIterator<Item = (String, String)>,
         flags: &Flags,
     ) -> Result<Config, ConfigError> {
-        let mut table = Table::new();
         let mut prov = Provenance::new();
-        if let Some(path) = file {
-            let source = path.display().to_string();
-            let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-                option: "--config".into(),
-                source: source.clone(),
-                message: format!("cannot read the file: {e}"),
-            })?;
-            table = text.parse::<Table>().map_err(|e| ConfigError {
-                option: source.clone(),
-                source: String::new(),
-                message: toml_error_line(&text, &e),
-            })?;
-            for (section, v) in &table {
-                if let toml::Value::Table(t) = v {
-                    for key in t.keys() {
-                        prov.insert(format!("{section}.{key}"), source.clone());
-                    }
-                }
-            }
-        }
-
-        let mut env_table = Table::new();
-        for (name, value) in env {
-            let Some(suffix) = name.strip_prefix(ENV_PREFIX) else {
-                continue;
-            };
-            if ENV_OTHER.contains(&suffix) {
-                continue;
-            }
-            let Some(&(_, section, key, kind)) = OPTIONS.iter().find(|o| o.0 == suffix) else {
-                return Err(ConfigError {
-                    option: name.clone(),
-                    source: "the environment".into(),
-                    message: "unknown option (see config/redlock-proxy.toml for the list)".into(),
-                });
-            };
-            let v = env_value(&name, kind, &value).map_err(|message| ConfigError {
-                option: format!("{section}.{key}"),
-                source: name.clone(),
-                message,
-            })?;
-            set(&mut env_table, &mut prov, section, key, v, &name);
-        }
-        merge(&mut table, env_table);
-
-        let mut flag_table = Table::new();
-        let s = |v: &str| toml::Value::String(v.to_string());
-        let list = |v: &[String]| toml::Value::Array(v.iter().map(|x| s(x)).collect());
-        if let Some(v) = &flags.listen {
-            set(
-                &mut flag_table,
-                &mut prov,
-                "server",
-                "listen",
-                s(v),
-                "--listen",
-            );
-        }
-        if let Some(v) = &flags.passthrough {
-            set(
-                &mut flag_table,
-                &mut prov,
-                "passthrough",
-                "url",
-                s(v),
-                "--passthrough",
-            );
-        }
-        if !flags.masters.is_empty() {
-            set(
-                &mut flag_table,
-                &mut prov,
-                "redlock",
-                "masters",
-                list(&flags.masters),
-                "--master",
-            );
-        }
-        if !flags.lock_patterns.is_empty() {
-            let v = list(&flags.lock_patterns);
-            set(
-                &mut flag_table,
-                &mut prov,
-                "redlock",
-                "lock_patterns",
-                v,
-                "--lock-pattern",
-            );
-        }
-        if let Some(v) = &flags.metrics_listen {
-            set(
-                &mut flag_table,
-                &mut prov,
-                "server",
-                "metrics_listen",
-                s(v),
-                "--metrics-listen",
-            );
-        }
-        if let Some(v) = &flags.requirepass {
-            set(
-                &mut flag_table,
-                &mut prov,
-                "server",
-                "requirepass",
-                s(v),
-                "--requirepass",
-            );
-        }
-        if let Some(v) = &flags.log_format {
-            set(
-                &mut flag_table,
-                &mut prov,
-                "server",
-                "log_format",
-                s(v),
-                "--log-format",
-            );
-        }
-        merge(&mut table, flag_table);
-
+        let mut table = match file {
+            Some(path) => sources::file_table(path, &mut prov)?,
+            None => Table::new(),
+        };
+        merge(&mut table, sources::env_table(env, &mut prov)?);
+        merge(&mut table, sources::flag_table(flags, &mut prov));
         let config: Config =
             serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
                 let path = e.path().to_string();
@@ -750,22 +479,6 @@ fn check_addr(addr: &str) -> Result<(), String> {
         Ok(Some(_)) => Ok(()),
         Ok(None) => Err(format!("{addr:?} resolves to no address")),
         Err(e) => Err(format!("{addr:?} is not a host:port address ({e})")),
-    }
-}
-
-fn unknown_field(msg: &str) -> Option<&str> {
-    let rest = msg.strip_prefix("unknown field `")?;
-    rest.split('`').next()
-}
-
-fn toml_error_line(text: &str, e: &toml::de::Error) -> String {
-    let msg = e.message().replace('\n', " ");
-    match e.span() {
-        Some(span) => {
-            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-            format!("TOML syntax error on line {line}: {msg}")
-        }
-        None => format!("TOML syntax error: {msg}"),
     }
 }
 

@@ -1,0 +1,389 @@
+//! The lock scripts of known client libraries, by SHA1, from
+//! `lock-scripts.tsv` (kept sorted: the registry binary-searches it). What each
+//! library's scripts do and how their replies read was taken from the library
+//! sources; the texts themselves are learned from clients at run time.
+
+use super::{Convention, Kind, ScriptSpec, spec};
+
+use Convention as C;
+use Kind as K;
+
+const REDISSON: &str = "Redisson RLock keeps reentrancy counters in a hash, wakes waiters with PUBLISH from inside its scripts and renews many locks in one script: none of this can be voted on across independent masters";
+const PUBSUB_LOCK: &str = "Spring Integration's PUB_SUB_LOCK publishes the unlock notification from the script, which every master would repeat; use the SPIN_LOCK type";
+
+/// Lock scripts of known client libraries, by SHA1.
+pub static KNOWN: &[(&str, ScriptSpec)] = &[
+    (
+        "00583931c4e4d483f6233879c133c71ed5393f9d",
+        spec(K::Release, C::Count, None, "redsync release"),
+    ),
+    (
+        "009e6775acf362b837433e2ab6f2b772e391079e",
+        spec(K::Extend, C::OkErr, Some(2), "redsync v1 extend"),
+    ),
+    (
+        "0f0f23b9048b36752b5be114f357ba083449f908",
+        spec(K::Release, C::Count, None, "node-redlock 4.2 release"),
+    ),
+    (
+        "149c5a8bf18676fd99e9e6e24923bd64d9b62f94",
+        spec(
+            K::Unsupported(REDISSON),
+            C::OneZero,
+            None,
+            "Redisson RLock acquire",
+        ),
+    ),
+    (
+        "175897a4e379e99e79a54937be09226f76cdcfe5",
+        spec(
+            K::Acquire,
+            C::OneNil,
+            Some(2),
+            "Spring RedisLockRegistry acquire",
+        ),
+    ),
+    (
+        "17a49af0c4b1a9034503fa84f3570f5ca76c4cbf",
+        spec(K::Extend, C::OneZero, Some(2), "rslock extend"),
+    ),
+    (
+        "194f3902b2dd08557818d09fc2e7682d91480e53",
+        spec(K::Release, C::Count, None, "ShedLock / redis.io release"),
+    ),
+    (
+        "1cac51482acf5858da00f6d685d68f886cd6b6b2",
+        spec(K::Extend, C::OneZero, Some(2), "redis-py reacquire"),
+    ),
+    (
+        "1d48b4c6fea2cdadc46b3346de5c2eaf121c7bb3",
+        spec(K::Extend, C::KeysZero, Some(2), "node-redlock 4.1 extend"),
+    ),
+    (
+        "20b5c3728736e2367b496c16390f9df56916a76f",
+        spec(
+            K::Unsupported(PUBSUB_LOCK),
+            C::OneNil,
+            None,
+            "Spring PUB_SUB_LOCK release fallback",
+        ),
+    ),
+    (
+        "307044d49c8f033fbb885e9e0f1b7fe9e0e60675",
+        spec(K::Extend, C::OneZero, Some(2), "pottery extend"),
+    ),
+    (
+        "356d97191f2b63031781ccc0e8e82f02e1995a90",
+        spec(K::Release, C::OneNil, None, "Spring SPIN_LOCK release"),
+    ),
+    (
+        "4a484ac024e9b025224cd9f8e1d59dbf3c15d00d",
+        spec(K::Extend, C::OneZero, Some(2), "redis-py extend"),
+    ),
+    (
+        "4d7192f70618a620282e427698f9cde890151e58",
+        spec(
+            K::Unsupported(PUBSUB_LOCK),
+            C::OneNil,
+            None,
+            "Spring PUB_SUB_LOCK release fallback",
+        ),
+    ),
+    (
+        "4e92fdc63815b3a0a2dd1c1df3694de73607c88d",
+        spec(K::Release, C::Count, None, "redlock-py unlock"),
+    ),
+    (
+        "517e7ed95f00c0c4a209c6a7afcc6ab797d30b85",
+        spec(K::Release, C::Count, None, "node-redlock 4.0 release"),
+    ),
+    (
+        "53692746b44cae854b8dfa32b177218bbe40baee",
+        spec(K::Extend, C::OneZero, Some(2), "redsync extend"),
+    ),
+    (
+        "544c68b7ffd46e5d7ccc58a27204557efba43310",
+        spec(K::Release, C::Count, None, "redlock-rs unlock"),
+    ),
+    (
+        "5688a2541c9edd77746bcd2385e65ff3639a664f",
+        spec(
+            K::Acquire,
+            C::OneZero,
+            Some(2),
+            "redis-py 2.10 LuaLock acquire",
+        ),
+    ),
+    (
+        "5a22d7e8431313862816d4416b5e46dd70fc340d",
+        spec(K::Extend, C::OkNil, Some(2), "bsm/redislock refresh"),
+    ),
+    (
+        "605e338249a7a1d40df83b04f7658354f883b41b",
+        spec(
+            K::Unsupported(REDISSON),
+            C::OneZero,
+            None,
+            "Redisson RLock forceUnlock",
+        ),
+    ),
+    (
+        "647c65a442733a1aa440f99908d249d13b4d6c4a",
+        spec(K::Release, C::Count, None, "redis.io release"),
+    ),
+    (
+        "6484da7d58920897fdc22b7f9afd1a3d47524ea8",
+        spec(K::Query, C::PttlOrMinus3, None, "bsm/redislock TTL"),
+    ),
+    (
+        "66e1084c2d842a7e8c271925aae90219fac4e129",
+        spec(K::Query, C::PttlOrNil, None, "bsm/redislock TTL"),
+    ),
+    (
+        "67256370c2d1c87e2250898075542b1a7fa5b917",
+        spec(K::Extend, C::OneZero, Some(2), "ShedLock extend"),
+    ),
+    (
+        "67aebbcba76d9674162e8906de1f669866f48e07",
+        spec(
+            K::Unsupported(PUBSUB_LOCK),
+            C::OneNil,
+            None,
+            "Spring PUB_SUB_LOCK release",
+        ),
+    ),
+    (
+        "6866459238a13a701d42f4971f12d9f3a50e2442",
+        spec(
+            K::Unsupported(REDISSON),
+            C::OneZero,
+            None,
+            "Redisson RLock release",
+        ),
+    ),
+    (
+        "6a3d31570dc6f4b0bd32bcdc8e75667747c6f635",
+        spec(
+            K::Unsupported(REDISSON),
+            C::OneZero,
+            None,
+            "Redisson watchdog renewal",
+        ),
+    ),
+    (
+        "6d2bc6d16248df19e144841297222544e3c7800a",
+        spec(
+            K::Acquire,
+            C::OneNil,
+            Some(2),
+            "Spring RedisLockRegistry acquire",
+        ),
+    ),
+    (
+        "78d2ca48a6dc9ef6892059792a3a0c5237733d64",
+        spec(K::Query, C::ValuePttl, None, "redlock-rb TTL"),
+    ),
+    (
+        "7a71e9443a2a41539fb115a5a27d5a748a871aed",
+        spec(
+            K::Unsupported(PUBSUB_LOCK),
+            C::OneNil,
+            None,
+            "Spring PUB_SUB_LOCK release",
+        ),
+    ),
+    (
+        "80a1b5f2cfccec3b7119ba7721d2127682b691a7",
+        spec(K::Acquire, C::OkNil, Some(3), "bsm/redislock obtain"),
+    ),
+    (
+        "8426c8df41c64d8177dce3ecbbe9146ef3759cd2",
+        spec(
+            K::Acquire,
+            C::OneNil,
+            Some(2),
+            "Spring RedisLockRegistry acquire",
+        ),
+    ),
+    (
+        "862f31bf38e9b63ce28d6e9e5143551bb34ef981",
+        spec(K::Acquire, C::OkNil, Some(2), "node-redlock 2-3 acquire"),
+    ),
+    (
+        "879e0f7b8d83c3266d4e996627438c05dbda0b89",
+        spec(
+            K::Extend,
+            C::OneNil,
+            Some(2),
+            "Spring RedisLockRegistry renew",
+        ),
+    ),
+    (
+        "8e4905cee18e7c3188d10f2b8b170e403baed34f",
+        spec(K::Release, C::Count, None, "redlock-rb unlock"),
+    ),
+    (
+        "9470c810040e272ee6c579d8d4331aaf6332a7b1",
+        spec(K::Release, C::OkNil, None, "bsm/redislock release"),
+    ),
+    (
+        "963db4d9f0ccfdb859098be0b29f8b41dc02ed97",
+        spec(K::Release, C::Count, None, "redlock-rb unlock"),
+    ),
+    (
+        "96da70f7716f27d278a5218544df37fd8b0a5e4c",
+        spec(K::Acquire, C::KeysZero, Some(2), "node-redlock 5 acquire"),
+    ),
+    (
+        "a2c2e4c111924caec00216d4881ed37a644435ce",
+        ScriptSpec {
+            ttl_in_seconds: true,
+            ..spec(K::Extend, C::OneZero, Some(2), "node-redlock 0.2 extend")
+        },
+    ),
+    (
+        "a4aada0b36710970eedaaaeec4a6b7d8c78c4f80",
+        spec(K::Release, C::Count, None, "pottery release"),
+    ),
+    (
+        "a4e8783852e6b949f9ef3a97212805108459a890",
+        spec(K::Extend, C::OneZero, Some(2), "redis-py extend"),
+    ),
+    (
+        "a7aba3bc5d6e99b3003da8b9d80a63b9f4092ecf",
+        spec(
+            K::Extend,
+            C::OneZero,
+            Some(2),
+            "bsm/redislock refresh, node-redlock extend",
+        ),
+    ),
+    (
+        "a90bf4be8a6e440e3cc24540eb2f9ff1e16fbcc3",
+        spec(K::AcquireOrExtend, C::OkNil, Some(2), "redlock-rb lock"),
+    ),
+    (
+        "acaf90b4697bb48bb5f603e9e613a54df7536c70",
+        spec(K::Extend, C::KeysZero, Some(2), "node-redlock 4.0 extend"),
+    ),
+    (
+        "aed6f382e410db8ba7926d4e5e9aab410bf2a78a",
+        spec(K::Extend, C::KeysZero, Some(2), "node-redlock 5 extend"),
+    ),
+    (
+        "b2dedc0ab01c17f9f20e3e6ddb62dcb6afbed0bd",
+        spec(
+            K::Unsupported(PUBSUB_LOCK),
+            C::OneNil,
+            None,
+            "Spring PUB_SUB_LOCK release fallback",
+        ),
+    ),
+    (
+        "b6b55c439e02c6f52ffb8be7ec8c0d0ac816ea79",
+        spec(
+            K::Extend,
+            C::OneZero,
+            Some(2),
+            "redsync extend-or-reacquire",
+        ),
+    ),
+    (
+        "b70c2384248f88e6b75b9f89241a180f856ad852",
+        spec(K::Release, C::Count, None, "redis.io release (one line)"),
+    ),
+    (
+        "ba015a80261b616e7a62d35df0b8e3edbe6c9414",
+        spec(K::Extend, C::OneZero, Some(2), "pottery extend"),
+    ),
+    (
+        "bd75051e9049411d4a96c0df196ac2667d38f481",
+        spec(K::Release, C::Count, None, "redis.io release (SET page)"),
+    ),
+    (
+        "c1ae6c899d164de076f40ffe82eba8fb8e27af6c",
+        spec(
+            K::Unsupported(PUBSUB_LOCK),
+            C::OneNil,
+            None,
+            "Spring PUB_SUB_LOCK release",
+        ),
+    ),
+    (
+        "c3f8721cbb97f72bc19e972846bd7aaf91901658",
+        spec(K::Release, C::Count, None, "redis-py release"),
+    ),
+    (
+        "cd1ae9bb543136ebc0a80a277cd59a7cec83b296",
+        spec(K::Query, C::ValuePttl, None, "redlock-rb TTL"),
+    ),
+    (
+        "ce46f80993d5dac20dd066eb301a4e37994bdbed",
+        spec(K::Extend, C::KeysZero, Some(2), "node-redlock 4.2 extend"),
+    ),
+    (
+        "ceb2b2062e40c51a2b3963fd078bc71f11bdc65c",
+        spec(K::AcquireOrExtend, C::OkNil, Some(2), "redlock-rb lock"),
+    ),
+    (
+        "cf0e94b2e9ffc7e04395cf88f7583fc309985910",
+        spec(
+            K::Release,
+            C::Count,
+            None,
+            "bsm/redislock, node-redlock release",
+        ),
+    ),
+    (
+        "d01fb69e6ecc8bad3ca9bacba9f4f9e96862313f",
+        spec(K::Acquire, C::KeysZero, Some(2), "node-redlock 4.0 acquire"),
+    ),
+    (
+        "d141b64a0a43e66a8576edaea6123638c0d74b31",
+        spec(K::Release, C::Count, None, "pottery release"),
+    ),
+    (
+        "d75bb8b5bd13532ddedd17762e772346e39b321e",
+        spec(K::Extend, C::OneZero, Some(2), "redsync extend"),
+    ),
+    (
+        "daf86bbf8740dd3ca86733367a016364b2110627",
+        spec(K::Release, C::Count, None, "rslock unlock"),
+    ),
+    (
+        "e4612211c9f8f51c257e26e056b0a654b3187242",
+        spec(K::Release, C::Count, None, "node-redlock 5 release"),
+    ),
+    (
+        "e5a322e2634ef59a516e8ea150cb085afafee684",
+        spec(K::Acquire, C::KeysZero, Some(2), "node-redlock 4.2 acquire"),
+    ),
+    (
+        "e950836ed1e694540c503ef9972b8de518044d3b",
+        spec(K::Release, C::RedsyncRelease, None, "redsync release"),
+    ),
+    (
+        "eb0c00d98f6f33b4262419a509002884540f30be",
+        spec(K::Acquire, C::OkNil, Some(3), "bsm/redislock obtain"),
+    ),
+    (
+        "edd478c3e9deb21a48d55681748153e3711d50b2",
+        spec(K::Release, C::Count, None, "redlock-rs unlock"),
+    ),
+    (
+        "f0f9038aa2b6d6c3436c72d147573ea2a58f0ef2",
+        spec(K::Release, C::OneNil, None, "Spring SPIN_LOCK release"),
+    ),
+    (
+        "f458acd98fe495b8e4ff97c0f53f745f2c4aa252",
+        spec(K::Query, C::PttlOrZero, None, "pottery locked"),
+    ),
+    (
+        "f5f7bd3a3aa4a63c507c1155c5ea1219b350d992",
+        spec(K::Query, C::PttlOrZero, None, "pottery locked"),
+    ),
+    (
+        "fc03c85cef965af38f17fef05d68cc66c7d85c96",
+        spec(K::Release, C::Count, None, "PyPI redlock release"),
+    ),
+];
