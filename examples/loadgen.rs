@@ -6,6 +6,12 @@
 //!
 //! Prints one JSON object: cycles/s and acquire/cycle latency percentiles (µs).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a benchmark tool: any failure should stop the run loudly"
+)]
+
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;

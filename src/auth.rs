@@ -48,16 +48,16 @@ impl fmt::Debug for User {
 
 /// Who may connect.
 #[derive(Debug, Clone, Default)]
-pub struct Authenticator {
+pub(crate) struct Authenticator {
     users: HashMap<String, String>,
 }
 
 /// The default user's name.
-pub const DEFAULT_USER: &str = "default";
+pub(crate) const DEFAULT_USER: &str = "default";
 
 impl Authenticator {
     /// From `requirepass` (empty: the default user has no password) and the other users.
-    pub fn new(requirepass: &Secret, users: &[User]) -> Self {
+    pub(crate) fn new(requirepass: &Secret, users: &[User]) -> Self {
         let mut map: HashMap<String, String> = users
             .iter()
             .map(|u| (u.name.clone(), u.password.0.clone()))
@@ -69,12 +69,12 @@ impl Authenticator {
     }
 
     /// Whether clients must authenticate before anything else.
-    pub fn required(&self) -> bool {
+    pub(crate) fn required(&self) -> bool {
         !self.users.is_empty()
     }
 
     /// Checks a user name (`None`: the default user) and password.
-    pub fn check(&self, user: Option<&[u8]>, password: &[u8]) -> bool {
+    pub(crate) fn check(&self, user: Option<&[u8]>, password: &[u8]) -> bool {
         let name = user.unwrap_or(DEFAULT_USER.as_bytes());
         let Some(expected) = std::str::from_utf8(name)
             .ok()

@@ -115,6 +115,7 @@ impl DevCluster {
                 .kill_on_drop(true)
                 .process_group(0);
             // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+            #[allow(unsafe_code, reason = "PR_SET_PDEATHSIG: children die with the proxy")]
             unsafe {
                 cmd.pre_exec(|| {
                     libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
@@ -155,6 +156,7 @@ impl DevCluster {
         for (_, child) in &mut self.children {
             if let Some(pid) = child.id() {
                 // SAFETY: sending a signal to our own child.
+                #[allow(unsafe_code, reason = "SIGTERM to a child, for an orderly stop")]
                 unsafe {
                     libc::kill(pid as i32, libc::SIGTERM);
                 }

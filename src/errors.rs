@@ -7,7 +7,7 @@ use std::fmt::Display;
 use crate::protocol::{ProtocolError, Reply};
 
 /// An error reply with the given code (`ERR`, `NOSCRIPT`, `EXECABORT`...).
-pub fn with_code(code: &str, msg: impl Display) -> Reply {
+pub(crate) fn with_code(code: &str, msg: impl Display) -> Reply {
     let mut text = format!("{code} {msg}");
     if text.contains(['\r', '\n']) {
         text = text.replace(['\r', '\n'], " ");
@@ -16,34 +16,34 @@ pub fn with_code(code: &str, msg: impl Display) -> Reply {
 }
 
 /// A plain `ERR ...` reply.
-pub fn err(msg: impl Display) -> Reply {
+pub(crate) fn err(msg: impl Display) -> Reply {
     with_code("ERR", msg)
 }
 
 /// Framing errors: `ERR Protocol error: ...`; the connection is closed after it.
-pub fn protocol(e: &ProtocolError) -> Reply {
+pub(crate) fn protocol(e: &ProtocolError) -> Reply {
     err(e)
 }
 
 /// Past `max_clients`.
-pub fn max_clients() -> Reply {
+pub(crate) fn max_clients() -> Reply {
     err("max number of clients reached")
 }
 
 /// The client's query buffer grew past its limit before a request completed.
-pub fn query_buffer_limit(limit: usize) -> Reply {
+pub(crate) fn query_buffer_limit(limit: usize) -> Reply {
     err(format_args!(
         "Protocol error: query buffer limit of {limit} bytes exceeded"
     ))
 }
 
 /// The passthrough backend could not be reached or dropped the connection.
-pub fn backend_unavailable(reason: impl Display) -> Reply {
+pub(crate) fn backend_unavailable(reason: impl Display) -> Reply {
     err(format_args!("passthrough backend unavailable: {reason}"))
 }
 
 /// A command touches a lock key in a way that is not a lock operation.
-pub fn lock_key_not_allowed(command: &[u8]) -> Reply {
+pub(crate) fn lock_key_not_allowed(command: &[u8]) -> Reply {
     err(format_args!(
         "'{}' is not allowed on lock keys: lock keys accept only lock operations (SET key token NX [PX|EX|PXAT|EXAT], GET, EXISTS, PTTL, TTL, DEL, UNLINK and the lock scripts)",
         lossy_lower(command)
@@ -51,23 +51,15 @@ pub fn lock_key_not_allowed(command: &[u8]) -> Reply {
 }
 
 /// A command mixes lock keys with data keys.
-pub fn mixed_keys(command: &[u8]) -> Reply {
+pub(crate) fn mixed_keys(command: &[u8]) -> Reply {
     err(format_args!(
         "'{}' mixes lock keys and data keys: lock keys live only on the lock masters, so send them in separate commands",
         lossy_lower(command)
     ))
 }
 
-/// Unknown command (Redis's text).
-pub fn unknown_command(command: &[u8]) -> Reply {
-    err(format_args!(
-        "unknown command '{}', with args beginning with: ",
-        lossy(command)
-    ))
-}
-
 /// Wrong number of arguments (Redis's text).
-pub fn wrong_arity(command: &[u8]) -> Reply {
+pub(crate) fn wrong_arity(command: &[u8]) -> Reply {
     err(format_args!(
         "wrong number of arguments for '{}' command",
         lossy_lower(command)
@@ -75,27 +67,27 @@ pub fn wrong_arity(command: &[u8]) -> Reply {
 }
 
 /// `ERR syntax error`.
-pub fn syntax() -> Reply {
+pub(crate) fn syntax() -> Reply {
     err("syntax error")
 }
 
 /// Not an integer (Redis's text).
-pub fn not_integer() -> Reply {
+pub(crate) fn not_integer() -> Reply {
     err("value is not an integer or out of range")
 }
 
 /// Invalid expire time (Redis's text).
-pub fn invalid_expire(command: &str) -> Reply {
+pub(crate) fn invalid_expire(command: &str) -> Reply {
     err(format_args!("invalid expire time in '{command}' command"))
 }
 
 /// `HELLO` with an unsupported protocol version (Redis's text).
-pub fn noproto() -> Reply {
+pub(crate) fn noproto() -> Reply {
     with_code("NOPROTO", "unsupported protocol version")
 }
 
 /// A command refused while the connection is in RESP2 pub/sub mode (Redis's text).
-pub fn pubsub_context(command: &[u8]) -> Reply {
+pub(crate) fn pubsub_context(command: &[u8]) -> Reply {
     err(format_args!(
         "Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
         lossy_lower(command)
@@ -103,7 +95,7 @@ pub fn pubsub_context(command: &[u8]) -> Reply {
 }
 
 /// EXEC of a transaction with a command refused while queueing (Redis's text).
-pub fn execabort() -> Reply {
+pub(crate) fn execabort() -> Reply {
     with_code(
         "EXECABORT",
         "Transaction discarded because of previous errors.",
@@ -111,7 +103,7 @@ pub fn execabort() -> Reply {
 }
 
 /// A lock command inside MULTI.
-pub fn lock_in_multi(command: &[u8]) -> Reply {
+pub(crate) fn lock_in_multi(command: &[u8]) -> Reply {
     err(format_args!(
         "'{}' on a lock key is not allowed inside MULTI: lock operations run on the lock masters and cannot be part of a transaction",
         lossy_lower(command)
@@ -119,24 +111,24 @@ pub fn lock_in_multi(command: &[u8]) -> Reply {
 }
 
 /// A command the proxy refused inside MULTI because the backend connection was lost.
-pub fn transaction_lost() -> Reply {
+pub(crate) fn transaction_lost() -> Reply {
     err(
         "the passthrough backend connection was lost during MULTI; the transaction will be discarded",
     )
 }
 
 /// `EVALSHA` of a script whose text the proxy does not have (Redis's exact text).
-pub fn noscript() -> Reply {
+pub(crate) fn noscript() -> Reply {
     with_code("NOSCRIPT", "No matching script. Please use EVAL.")
 }
 
 /// A command before authentication (Redis's text).
-pub fn noauth() -> Reply {
+pub(crate) fn noauth() -> Reply {
     with_code("NOAUTH", "Authentication required.")
 }
 
 /// `HELLO` without `AUTH` before authentication (Redis's text).
-pub fn noauth_hello() -> Reply {
+pub(crate) fn noauth_hello() -> Reply {
     with_code(
         "NOAUTH",
         "HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
@@ -144,7 +136,7 @@ pub fn noauth_hello() -> Reply {
 }
 
 /// A wrong user name or password (Redis's text).
-pub fn wrongpass() -> Reply {
+pub(crate) fn wrongpass() -> Reply {
     with_code(
         "WRONGPASS",
         "invalid username-password pair or user is disabled.",
@@ -152,19 +144,19 @@ pub fn wrongpass() -> Reply {
 }
 
 /// `AUTH` when no password is configured (Redis's text).
-pub fn auth_not_configured() -> Reply {
+pub(crate) fn auth_not_configured() -> Reply {
     err(
         "AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
     )
 }
 
 /// A client name with spaces or newlines (Redis's text).
-pub fn bad_client_name() -> Reply {
+pub(crate) fn bad_client_name() -> Reply {
     err("Client names cannot contain spaces, newlines or special characters.")
 }
 
 /// A client subcommand the proxy does not know (Redis's text).
-pub fn unknown_subcommand(sub: &[u8], command: &str) -> Reply {
+pub(crate) fn unknown_subcommand(sub: &[u8], command: &str) -> Reply {
     err(format_args!(
         "unknown subcommand '{}'. Try {command} HELP.",
         lossy(sub)
@@ -190,7 +182,7 @@ mod tests {
             panic!("not an error")
         };
         assert_eq!(text, "ERR a  b c");
-        let Reply::Error(text) = unknown_command(b"x\r\ny") else {
+        let Reply::Error(text) = wrong_arity(b"x\r\ny") else {
             panic!("not an error")
         };
         assert!(!text.contains(['\r', '\n']));

@@ -1,7 +1,7 @@
 //! Entry points for fuzzing (`fuzz/`) and the corpus replay test: everything the
 //! proxy does with bytes from a socket before any I/O, on arbitrary input.
 
-use crate::command::{Classifier, Context, LockPatterns, LockRules};
+use crate::command::{Classifier, Context, LockPatterns, LockRules, Multi};
 use crate::protocol::{FrameLimits, ReplyScanner, RequestParser};
 use crate::redlock::scripts::ScriptRegistry;
 
@@ -45,7 +45,7 @@ pub fn requests(data: &[u8], split: usize) {
                                 ..Context::default()
                             },
                             Context {
-                                in_multi: true,
+                                multi: Multi::Queueing,
                                 authenticated,
                                 ..Context::default()
                             },
@@ -56,8 +56,7 @@ pub fn requests(data: &[u8], split: usize) {
                                 ..Context::default()
                             },
                             Context {
-                                in_multi: true,
-                                multi_lost: true,
+                                multi: Multi::Lost,
                                 authenticated,
                                 ..Context::default()
                             },

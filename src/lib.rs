@@ -2,42 +2,47 @@
 //! operations across independent Redis masters, and passes everything else
 //! through to a normal Redis backend.
 //!
-//! Map of the modules, from the wire inwards:
+//! # Layers
 //!
-//! - [`protocol`]: framing only — requests (multibulk and inline) with Redis's
-//!   limits, reply scanning without decoding, and encoding of the proxy's own
-//!   replies in RESP2 or RESP3.
-//! - [`command`]: classification — each request becomes a typed
-//!   [`command::Command`] once: forwarded, answered locally, a lock operation,
-//!   or refused. Includes the key specs of every Redis command.
-//! - [`redlock`]: the lock engine — quorum arithmetic, lock scripts, vote
-//!   aggregation, and the shared connections to the masters.
-//! - [`server`]: the listener, and the per-connection loop that keeps every
-//!   reply in request order (its invariant is documented in
-//!   `server/connection.rs`).
-//! - [`config`]: defaults < file < environment < flags, validated once.
-//! - [`errors`]: every error text a client can get from the proxy itself.
-//! - [`auth`]: `requirepass` and `[[users]]`, checked by `AUTH` and `HELLO AUTH`.
-//! - [`inbox`]: the small queue that gathers one operation's replies from
-//!   masters, or a client's replies from a shared backend connection.
-//! - [`dev`]: `redlock-proxy dev`, local redis-server children for trying it out.
-//! - [`metrics`]: counters and the Prometheus endpoint.
-//! - `fuzzing`: entry points for `fuzz/` and the corpus replay test (hidden).
+//! Bottom up; a module uses only modules of lower layers (`tests/it/layers.rs`
+//! checks it).
+//!
+//! 1. The wire and small self-contained pieces: [`protocol`] (request framing
+//!    with Redis's limits, reply scanning without decoding, encoding the proxy's
+//!    own replies, integers as Redis parses them); `stream` (a socket, plain or
+//!    TLS); `inbox` (the small queue that gathers replies for one task); `auth`
+//!    (`requirepass` and `[[users]]`); [`metrics`] (counters).
+//! 2. `errors` (every error text a client can get from the proxy itself) and
+//!    [`config`] (defaults < file < environment < flags, parsed into typed
+//!    values once).
+//! 3. `backend`: every outbound connection — connect, handshake, write what the
+//!    socket takes, find where replies end.
+//! 4. [`redlock`]: the lock engine — quorum arithmetic, lock scripts, vote
+//!    aggregation, the masters' connections; it runs typed [`redlock::op::LockOp`]s.
+//! 5. [`command`]: classification — each request becomes a typed
+//!    [`command::Command`] once (forwarded, answered locally, a lock operation,
+//!    or refused); lock requests are parsed into `LockOp`s here.
+//! 6. [`server`]: the listener, shutdown, the metrics endpoint, multiplexed
+//!    backend connections, and the per-connection state machine that keeps every
+//!    reply in request order (its invariant is written in
+//!    `server/connection/mod.rs`).
+//! 7. [`dev`] (`redlock-proxy dev`: local redis-server children), `fuzzing`
+//!    (entry points for `fuzz/`), and the binary, `main.rs`.
 
-pub mod auth;
-pub mod backend;
+mod auth;
+mod backend;
 pub mod command;
 pub mod config;
 pub mod dev;
-pub mod errors;
+mod errors;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod inbox;
+mod inbox;
 pub mod metrics;
 pub mod protocol;
 pub mod redlock;
 pub mod server;
-pub mod stream;
+mod stream;
 
 pub use config::Config;
 pub use server::Proxy;

@@ -18,11 +18,11 @@ const MIN_READ_ROOM: usize = 512;
 /// First growth step: an idle connection costs little.
 const SMALL_READ: usize = 4096;
 /// Growth step once a connection has shown it sends a lot.
-pub const READ_CHUNK: usize = 64 * 1024;
+pub(crate) const READ_CHUNK: usize = 64 * 1024;
 
 /// A connected socket.
 #[derive(Debug)]
-pub enum Stream {
+pub(crate) enum Stream {
     /// Plain TCP.
     Plain(TcpStream),
 }
@@ -37,7 +37,7 @@ impl Stream {
     /// Writes from the front of `out` what the socket takes now, and removes it.
     /// `Ready(Ok(()))`: `out` is empty. `Pending`: the socket is full (the task
     /// is woken when it drains).
-    pub fn poll_write_out(
+    pub(crate) fn poll_write_out(
         &mut self,
         cx: &mut Context<'_>,
         out: &mut BytesMut,
@@ -56,7 +56,7 @@ impl Stream {
     /// Like [`poll_write_out`](Self::poll_write_out) without waiting: returns how
     /// many bytes left `out`. The caller waits for writability through the poll
     /// function when `out` is not empty afterwards.
-    pub fn write_now(&mut self, out: &mut BytesMut) -> io::Result<usize> {
+    pub(crate) fn write_now(&mut self, out: &mut BytesMut) -> io::Result<usize> {
         let before = out.len();
         match self {
             Stream::Plain(s) => {
@@ -75,7 +75,7 @@ impl Stream {
 
     /// Reads what is there into `buf`, growing it first when it is nearly full.
     /// `Ready(Ok(0))` is the end of the stream.
-    pub fn poll_read_into(
+    pub(crate) fn poll_read_into(
         &mut self,
         cx: &mut Context<'_>,
         buf: &mut BytesMut,
@@ -85,7 +85,7 @@ impl Stream {
     }
 
     /// Disables Nagle's algorithm: requests and replies are small and latency-bound.
-    pub fn set_nodelay(&self) {
+    pub(crate) fn set_nodelay(&self) {
         match self {
             Stream::Plain(s) => {
                 let _ = s.set_nodelay(true);

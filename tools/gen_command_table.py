@@ -80,7 +80,7 @@ def main():
     print("use super::spec::{flags, BeginSearch, CommandSpec, FindKeys, KeySpec};")
     print()
     print("/// Every command redis-server knows, sorted by name (lowercase).")
-    print("pub static COMMANDS: &[CommandSpec] = &[")
+    print("pub(super) static COMMANDS: &[CommandSpec] = &[")
     for c in data:
         print(spec_expr(c, 4) + ",")
     print("];")

@@ -19,7 +19,7 @@ mod endpoint;
 mod error;
 mod handshake;
 
-pub use connection::Connection;
-pub use endpoint::Endpoint;
-pub use error::{BackendError, ErrorKind};
-pub use handshake::Handshake;
+pub(crate) use connection::Connection;
+pub(crate) use endpoint::Endpoint;
+pub(crate) use error::{BackendError, ErrorKind};
+pub(crate) use handshake::Handshake;

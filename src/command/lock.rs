@@ -66,7 +66,7 @@ fn now_ms() -> i64 {
 }
 
 /// The relative TTL of a SET's expiry option; `Ok(None)` means no expiry.
-pub fn ttl_of(expiry: Expiry, now_ms: i64) -> Result<Option<Duration>, Reply> {
+pub(super) fn ttl_of(expiry: Expiry, now_ms: i64) -> Result<Option<Duration>, Reply> {
     let ms = match expiry {
         Expiry::None => return Ok(None),
         Expiry::KeepTtl => return Err(errors::lock_key_not_allowed(b"SET ... KEEPTTL")),
@@ -89,7 +89,7 @@ fn ttl_arg(a: &[u8], seconds: bool) -> Option<Duration> {
 }
 
 /// Parses a request whose keys are all lock keys (`name` is the uppercased command).
-pub fn parse<A: ArgList + ?Sized>(
+pub(super) fn parse<A: ArgList + ?Sized>(
     name: &[u8],
     args: &A,
     scripts: &ScriptRegistry,

@@ -130,13 +130,30 @@ pub enum Local {
     DiscardLost,
 }
 
+/// Where a client's MULTI stands, as classification needs to know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Multi {
+    /// No transaction.
+    #[default]
+    Off,
+    /// Commands are being queued.
+    Queueing,
+    /// Inside MULTI, but the backend connection (and its half of the
+    /// transaction) was lost: only EXEC, DISCARD and QUIT mean anything.
+    Lost,
+}
+
+impl Context {
+    fn in_multi(&self) -> bool {
+        self.multi != Multi::Off
+    }
+}
+
 /// The connection state classification depends on.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Context {
-    /// Inside MULTI.
-    pub in_multi: bool,
-    /// The backend lost the transaction (see `Session::multi_lost`).
-    pub multi_lost: bool,
+    /// Where MULTI stands.
+    pub multi: Multi,
     /// Backend replies are not being counted (pub/sub, MONITOR).
     pub uncounted: bool,
     /// A backend connection is open or opening.
@@ -189,7 +206,7 @@ impl Classifier {
                 if lock < total {
                     return Command::Refuse(errors::mixed_keys(args.arg(0)));
                 }
-                if ctx.in_multi {
+                if ctx.in_multi() {
                     return Command::Refuse(errors::lock_in_multi(args.arg(0)));
                 }
                 return match lock::parse(name, args, &self.scripts, &self.lock_rules) {
@@ -200,7 +217,7 @@ impl Classifier {
         }
 
         // Transactions whose backend side is gone.
-        if ctx.in_multi && ctx.multi_lost {
+        if ctx.multi == Multi::Lost {
             return match name {
                 b"EXEC" => Command::Local(Local::ExecLost),
                 b"DISCARD" => Command::Local(Local::DiscardLost),
@@ -213,14 +230,14 @@ impl Classifier {
         let bytes = |i: usize| Bytes::copy_from_slice(args.arg(i));
         // Inside MULTI and in pub/sub the backend must see the command (it queues
         // it, or answers in the pub/sub shape).
-        let answer_locally = !ctx.in_multi && !ctx.uncounted;
+        let answer_locally = !ctx.in_multi() && !ctx.uncounted;
         match name {
             b"PING" if answer_locally && n <= 2 => {
                 return Command::Local(Local::Ping((n == 2).then(|| bytes(1))));
             }
             b"ECHO" if answer_locally && n == 2 => return Command::Local(Local::Echo(bytes(1))),
             b"QUIT" => return Command::Local(Local::Quit),
-            b"HELLO" | b"AUTH" if ctx.in_multi => {
+            b"HELLO" | b"AUTH" if ctx.in_multi() => {
                 return Command::Refuse(errors::err(format_args!(
                     "'{}' inside MULTI is not supported by redlock-proxy",
                     String::from_utf8_lossy(name).to_lowercase()
@@ -256,11 +273,11 @@ impl Classifier {
             b"UNWATCH" => return Command::Forward(Effect::Unwatch),
             b"SUBSCRIBE" | b"PSUBSCRIBE" | b"SSUBSCRIBE" | b"UNSUBSCRIBE" | b"PUNSUBSCRIBE"
             | b"SUNSUBSCRIBE"
-                if !ctx.in_multi =>
+                if !ctx.in_multi() =>
             {
                 return Command::Forward(Effect::Subscribe);
             }
-            b"MONITOR" if !ctx.in_multi => return Command::Forward(Effect::Monitor),
+            b"MONITOR" if !ctx.in_multi() => return Command::Forward(Effect::Monitor),
             b"CLIENT" if answer_locally && n >= 2 => {
                 if let Some(cmd) = self.classify_client(args) {
                     return cmd;
@@ -358,7 +375,7 @@ impl Classifier {
                 }
                 if known.is_empty() {
                     Command::Forward(Effect::None)
-                } else if known.len() == args.len() - 2 && !ctx.in_multi && !ctx.uncounted {
+                } else if known.len() == args.len() - 2 && !ctx.in_multi() && !ctx.uncounted {
                     Command::Local(Local::ScriptExists(
                         known.into_iter().map(|k| k.1).collect(),
                     ))

@@ -6,7 +6,7 @@ use crate::protocol::{ArgList, Reply, parse_i64};
 
 /// The expiry option of a SET.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Expiry {
+pub(super) enum Expiry {
     /// No expiry option.
     None,
     /// `EX seconds`.
@@ -23,7 +23,7 @@ pub enum Expiry {
 
 /// The options of a SET.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SetArgs {
+pub(super) struct SetArgs {
     /// `NX`.
     pub nx: bool,
     /// `XX`.
@@ -36,7 +36,7 @@ pub struct SetArgs {
 
 impl SetArgs {
     /// Parses the options of `SET key value ...` (`args` is the whole request).
-    pub fn parse<A: ArgList + ?Sized>(args: &A) -> Result<SetArgs, Reply> {
+    pub(super) fn parse<A: ArgList + ?Sized>(args: &A) -> Result<SetArgs, Reply> {
         if args.len() < 3 {
             return Err(errors::wrong_arity(args.arg(0)));
         }

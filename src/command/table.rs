@@ -4,7 +4,7 @@
 use super::spec::{BeginSearch, CommandSpec, FindKeys, KeySpec, flags};
 
 /// Every command redis-server knows, sorted by name (lowercase).
-pub static COMMANDS: &[CommandSpec] = &[
+pub(super) static COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "acl",
         arity: -2,

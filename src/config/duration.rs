@@ -14,7 +14,7 @@ enum Raw {
 
 /// Parses a duration string: a bare number is milliseconds, otherwise a number
 /// with a unit (`ms`, `s`, `m`, `h`, ...).
-pub fn parse(s: &str) -> Result<Duration, String> {
+pub(super) fn parse(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     if let Ok(ms) = s.parse::<u64>() {
         return Ok(Duration::from_millis(ms));
@@ -25,7 +25,7 @@ pub fn parse(s: &str) -> Result<Duration, String> {
 }
 
 /// Serde entry point (`#[serde(with = "duration")]`).
-pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     match Raw::deserialize(d).map_err(|_| {
         serde::de::Error::custom(
             "expected a duration: milliseconds, or a string like \"50ms\" or \"5s\"",

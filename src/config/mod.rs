@@ -155,6 +155,7 @@ pub struct PassthroughConfig {
 impl Default for PassthroughConfig {
     fn default() -> Self {
         PassthroughConfig {
+            #[allow(clippy::expect_used, reason = "a constant URL that parses")]
             url: RedisUrl::parse("redis://127.0.0.1:6379").expect("static URL"),
             connect_timeout: Duration::from_secs(1),
             multiplex: false,

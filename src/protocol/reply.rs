@@ -13,7 +13,7 @@ pub enum Reply {
     /// A simple string built at run time.
     Status(String),
     /// An error line: the text after `-`, code included (`ERR ...`). Build it with
-    /// [`crate::errors`], which keeps CR/LF out.
+    /// the `errors` module, which keeps CR/LF out.
     Error(String),
     /// An integer.
     Int(i64),

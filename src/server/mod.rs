@@ -35,17 +35,17 @@ use crate::redlock::{Engine, EngineConfig};
 #[derive(Debug)]
 pub struct Shared {
     /// The configuration.
-    pub config: Config,
+    pub(crate) config: Config,
     /// Request classification.
-    pub classifier: Classifier,
+    pub(crate) classifier: Classifier,
     /// The lock engine.
-    pub engine: Engine,
+    pub(crate) engine: Engine,
     /// Counters.
-    pub metrics: Metrics,
+    pub(crate) metrics: Metrics,
     /// Framing limits.
-    pub limits: FrameLimits,
+    pub(crate) limits: FrameLimits,
     /// Client authentication.
-    pub auth: crate::auth::Authenticator,
+    pub(crate) auth: crate::auth::Authenticator,
     /// What each connection takes from the configuration.
     pub(crate) settings: connection::Settings,
     /// The passthrough backend.
@@ -53,9 +53,9 @@ pub struct Shared {
     /// The shared backend connections, when multiplexing.
     pub(crate) multiplex: Option<multiplex::MultiplexPool>,
     /// The passthrough backend's version, once known (reported by HELLO).
-    pub backend_version: RwLock<String>,
+    pub(crate) backend_version: RwLock<String>,
     /// A random value that makes resynchronisation markers unguessable.
-    pub nonce: u64,
+    pub(crate) nonce: u64,
     /// Shutdown state, read by every connection on every turn of its loop.
     pub(crate) shutdown: ShutdownFlags,
     clients: AtomicUsize,
@@ -246,6 +246,21 @@ impl Shared {
     /// Clients connected now.
     pub fn clients(&self) -> usize {
         self.clients.load(Ordering::Relaxed)
+    }
+
+    /// The configuration the proxy runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The proxy's counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The lock engine and its masters.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 }
 

@@ -11,7 +11,7 @@ use super::queue::{Hook, Slot};
 use super::resync::Counting;
 use super::route::{Decision, Route};
 use super::{Flow, Input, State};
-use crate::command::{Command, Context, Effect, Local};
+use crate::command::{Command, Context, Effect, Local, Multi};
 use crate::errors;
 use crate::protocol::{ArgList, Args, Proto, ProtocolError, Reply, encode_command};
 use crate::redlock::Outcome;
@@ -22,8 +22,11 @@ impl State {
     fn context(&self) -> Context {
         let t = &self.session.transaction;
         Context {
-            in_multi: t.in_multi(),
-            multi_lost: t.lost(),
+            multi: match (t.in_multi(), t.lost()) {
+                (false, _) => Multi::Off,
+                (true, false) => Multi::Queueing,
+                (true, true) => Multi::Lost,
+            },
             uncounted: !self.counting.counted(),
             attached: self.backend.attached(),
             authenticated: self.session.authenticated,

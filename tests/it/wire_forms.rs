@@ -5,9 +5,7 @@
 //! they rely on; the reply conventions of their scripts are unit-tested in
 //! `src/redlock/vote.rs`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 const NOSCRIPT: &str = "-NOSCRIPT No matching script. Please use EVAL.\r\n";
 

@@ -1,8 +1,6 @@
 //! Authentication towards the proxy: requirepass and users.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use redlock_proxy::config::{Secret, User};
 
 async fn secured() -> Harness {

@@ -1,8 +1,6 @@
 //! The generated command table agrees with the redis-server the suite runs.
 
-mod common;
-
-use common::RedisServer;
+use crate::common::RedisServer;
 use redlock_proxy::command::{CommandSpec, lookup};
 
 fn int(v: &redis::Value) -> i64 {

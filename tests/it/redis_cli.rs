@@ -1,11 +1,9 @@
 //! redis-cli, the tool people test locks with by hand, as a real client.
 
-mod common;
-
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use common::*;
+use crate::common::*;
 
 fn redis_cli(h: &Harness, args: &[&str]) -> String {
     let out = Command::new("redis-cli")

@@ -1,11 +1,9 @@
 //! Passthrough: everything that is not a lock operation behaves as on a direct
 //! connection to the backend.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strings_hashes_lists() {

@@ -1,13 +1,11 @@
 //! Faults: masters that are blackholed, killed and restarted; a passthrough
 //! backend that dies in the middle of a pipeline.
 
-mod common;
-
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use common::relay::{Mode, Relay};
-use common::*;
+use crate::common::relay::{Mode, Relay};
+use crate::common::*;
 use redlock_proxy::config::RedisUrl;
 
 struct Setup {

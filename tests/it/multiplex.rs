@@ -2,9 +2,7 @@
 //! connections; a client moves to its own connection at its first stateful
 //! command, after its shared replies, so order and semantics hold.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 async fn multiplexed() -> Harness {
     Harness::start_with(3, |c| c.passthrough.multiplex = true).await

@@ -1,10 +1,8 @@
 //! The RedLock engine against 3 and 5 real masters, inspected directly.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 fn holders(h: &Harness, key: &str, token: &str) -> usize {
     h.masters
@@ -566,7 +564,7 @@ async fn credentials_come_from_the_urls() {
         .unwrap();
     assert_eq!(v.as_deref(), Some("in-db-2"));
     // Passwords never show in the effective configuration line.
-    let summary = h.shared.config.summary();
+    let summary = h.shared.config().summary();
     assert!(
         !summary.contains("s3cret") && !summary.contains("b@ck"),
         "{summary}"

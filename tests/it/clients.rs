@@ -2,13 +2,11 @@
 //! by `scripts/install-clients.sh`, each pointed at one proxy with 3 masters
 //! behind it. Every script inspects the masters directly.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -10,14 +10,12 @@
 //! The soak version runs for minutes outside CI:
 //! `SOAK_SECONDS=300 cargo test --release --test chaos -- --ignored --nocapture`
 
-mod common;
-
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 

@@ -3,12 +3,10 @@
 //! within a bound (the proxy runs in this process, so this process's RSS is
 //! measured).
 
-mod common;
-
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use tokio::io::AsyncWriteExt;
 
 /// Resident memory of this process, in bytes.
@@ -221,7 +219,7 @@ async fn a_client_that_never_reads_hits_the_output_limit() {
             break;
         }
     }
-    poll(|| h.shared.metrics.output_limit.load(Ordering::Relaxed) >= 1).await;
+    poll(|| h.shared.metrics().output_limit.load(Ordering::Relaxed) >= 1).await;
     all_attackers_gone(&h, 1).await;
     still_serving(&h).await;
     let grown = rss().saturating_sub(before);

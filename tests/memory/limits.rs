@@ -1,11 +1,9 @@
 //! Framing and connection limits over raw sockets: each gets Redis's error text,
 //! the offending connection is closed, and other clients are still served.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 async fn small_limits() -> Harness {
     Harness::start_with(3, |c| {

@@ -2,8 +2,6 @@
 //! in-process on port 0, and a raw RESP client. Everything is torn down on drop,
 //! so a failing test leaves no process behind.
 
-#![allow(dead_code)]
-
 pub mod relay;
 
 use std::net::SocketAddr;
@@ -218,6 +216,7 @@ impl RedisServer {
 
 pub fn signal(pid: u32, sig: i32) {
     // SAFETY: signalling a child of the test.
+    #[allow(unsafe_code, reason = "pausing and resuming redis-server children")]
     unsafe {
         libc::kill(pid as i32, sig);
     }
@@ -239,7 +238,6 @@ pub struct Harness {
     pub addr: SocketAddr,
     pub shared: std::sync::Arc<redlock_proxy::server::Shared>,
     shutdown: CancellationToken,
-    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Harness {
@@ -253,14 +251,13 @@ impl Harness {
         let masters: Vec<RedisServer> = (0..n).map(|_| RedisServer::start()).collect();
         let backend = RedisServer::start();
         let shutdown = CancellationToken::new();
-        let (addr, shared, task) = spawn_proxy(&masters, &backend, &shutdown, tweak).await;
+        let (addr, shared, _task) = spawn_proxy(&masters, &backend, &shutdown, tweak).await;
         let h = Harness {
             masters,
             backend,
             addr,
             shared,
             shutdown,
-            task: Some(task),
         };
         h.wait_masters_up().await;
         h
@@ -271,7 +268,7 @@ impl Harness {
         use redlock_proxy::redlock::master::State;
         poll(|| {
             self.shared
-                .engine
+                .engine()
                 .masters()
                 .iter()
                 .all(|m| m.state() == State::Up)
@@ -281,26 +278,6 @@ impl Harness {
 
     pub async fn client(&self) -> RawClient {
         RawClient::connect(self.addr).await
-    }
-
-    /// A redis-rs async connection to the proxy.
-    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(format!("redis://{}", self.addr))
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap()
-    }
-
-    /// Stops the proxy gracefully and waits for it.
-    pub async fn stop(mut self) {
-        self.shutdown.cancel();
-        if let Some(t) = self.task.take() {
-            tokio::time::timeout(WAIT, t)
-                .await
-                .expect("proxy stops")
-                .unwrap();
-        }
     }
 }
 

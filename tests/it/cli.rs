@@ -1,13 +1,11 @@
 //! The binary: configuration errors, graceful shutdown, and dev mode's children.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_redlock-proxy");
 

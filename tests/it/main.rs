@@ -1,0 +1,33 @@
+//! The integration tests: real `redis-server` processes, the proxy in this
+//! process, real clients. One module per concern; the harness is `common`.
+//!
+//! Tests that measure the whole process's memory live in `tests/memory/`, and
+//! the benchmark smoke run in `tests/bench_smoke.rs`, each in a binary of its
+//! own, so nothing else runs beside them.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    unreachable_pub,
+    missing_docs,
+    reason = "test code: a failed unwrap is a failed test, and nothing here is an API"
+)]
+
+mod common;
+
+mod auth;
+mod chaos;
+mod cli;
+mod clients;
+mod command_table;
+mod config;
+mod faults;
+mod frames;
+mod fuzz_corpus;
+mod layers;
+mod multiplex;
+mod passthrough;
+mod readme;
+mod redis_cli;
+mod redlock;
+mod wire_forms;
