@@ -25,6 +25,9 @@ pub(crate) const READ_CHUNK: usize = 64 * 1024;
 pub(crate) enum Stream {
     /// Plain TCP.
     Plain(TcpStream),
+    /// An in-memory pipe, for unit tests of the code above sockets.
+    #[cfg(test)]
+    Memory(tokio::io::DuplexStream),
 }
 
 impl From<TcpStream> for Stream {
@@ -69,6 +72,14 @@ impl Stream {
                     }
                 }
             }
+            #[cfg(test)]
+            Stream::Memory(_) => {
+                let waker = futures_util::task::noop_waker();
+                let mut cx = Context::from_waker(&waker);
+                if let Poll::Ready(Err(e)) = self.poll_write_out(&mut cx, out) {
+                    return Err(e);
+                }
+            }
         }
         Ok(before - out.len())
     }
@@ -90,6 +101,8 @@ impl Stream {
             Stream::Plain(s) => {
                 let _ = s.set_nodelay(true);
             }
+            #[cfg(test)]
+            Stream::Memory(_) => {}
         }
     }
 }
@@ -115,6 +128,8 @@ impl AsyncRead for Stream {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            #[cfg(test)]
+            Stream::Memory(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
@@ -127,18 +142,24 @@ impl AsyncWrite for Stream {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            #[cfg(test)]
+            Stream::Memory(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            #[cfg(test)]
+            Stream::Memory(s) => Pin::new(s).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            #[cfg(test)]
+            Stream::Memory(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }

@@ -36,6 +36,12 @@ impl Connection {
         }
     }
 
+    /// A connection over an in-memory pipe, for unit tests above this layer.
+    #[cfg(test)]
+    pub(crate) fn in_memory(pipe: tokio::io::DuplexStream) -> Self {
+        Connection::new(Stream::Memory(pipe), "memory:0".into(), 128)
+    }
+
     /// The server, `host:port`.
     pub fn peer(&self) -> &str {
         &self.peer

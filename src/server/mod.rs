@@ -87,48 +87,7 @@ impl Proxy {
                 Master::spawn(i, endpoint, masters_shutdown.clone(), &masters_tracker)
             })
             .collect();
-        let engine = Engine::new(masters, EngineConfig::from(r));
-        let classifier = Classifier {
-            patterns: LockPatterns::new(&r.lock_patterns),
-            scripts: Arc::new(ScriptRegistry::new(&r.scripts)),
-            lock_rules: LockRules {
-                require_ttl: r.require_ttl,
-                max_ttl: (!r.max_ttl.is_zero()).then_some(r.max_ttl),
-            },
-        };
-        let backend = Endpoint::new(
-            config.passthrough.url.clone(),
-            config.passthrough.connect_timeout,
-            depth,
-        );
-        let multiplex = config
-            .passthrough
-            .multiplex
-            .then(|| multiplex::MultiplexPool::new(backend.clone()));
-        let settings = connection::Settings {
-            default_db: config.passthrough.url.db,
-            idle_timeout: config.server.timeout,
-            max_output_buffer: config.limits.max_output_buffer,
-            max_query_buffer: config.limits.max_query_buffer,
-            auth_required: !config.server.requirepass.is_empty() || !config.users.is_empty(),
-            multiplex: config.passthrough.multiplex,
-        };
-        let shared = Arc::new(Shared {
-            settings,
-            backend,
-            multiplex,
-            auth: crate::auth::Authenticator::new(&config.server.requirepass, &config.users),
-            limits: config.limits.frame_limits(),
-            config,
-            classifier,
-            engine,
-            metrics: Metrics::default(),
-            backend_version: RwLock::new("7.0.0".into()),
-            nonce: fastrand::u64(..),
-            shutdown: ShutdownFlags::default(),
-            clients: AtomicUsize::new(0),
-            next_id: AtomicU64::new(1),
-        });
+        let shared = Arc::new(Shared::new(config, masters));
         Ok(Proxy {
             listener,
             shared,
@@ -243,6 +202,54 @@ fn accept(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>, tracker: &T
 }
 
 impl Shared {
+    /// The proxy-wide state for `config`, over masters already started.
+    fn new(config: Config, masters: Vec<Arc<Master>>) -> Shared {
+        let r = &config.redlock;
+        let depth = config.limits.max_nesting_depth;
+        let engine = Engine::new(masters, EngineConfig::from(r));
+        let classifier = Classifier {
+            patterns: LockPatterns::new(&r.lock_patterns),
+            scripts: Arc::new(ScriptRegistry::new(&r.scripts)),
+            lock_rules: LockRules {
+                require_ttl: r.require_ttl,
+                max_ttl: (!r.max_ttl.is_zero()).then_some(r.max_ttl),
+            },
+        };
+        let backend = Endpoint::new(
+            config.passthrough.url.clone(),
+            config.passthrough.connect_timeout,
+            depth,
+        );
+        let multiplex = config
+            .passthrough
+            .multiplex
+            .then(|| multiplex::MultiplexPool::new(backend.clone()));
+        let settings = connection::Settings {
+            default_db: config.passthrough.url.db,
+            idle_timeout: config.server.timeout,
+            max_output_buffer: config.limits.max_output_buffer,
+            max_query_buffer: config.limits.max_query_buffer,
+            auth_required: !config.server.requirepass.is_empty() || !config.users.is_empty(),
+            multiplex: config.passthrough.multiplex,
+        };
+        Shared {
+            settings,
+            backend,
+            multiplex,
+            auth: crate::auth::Authenticator::new(&config.server.requirepass, &config.users),
+            limits: config.limits.frame_limits(),
+            config,
+            classifier,
+            engine,
+            metrics: Metrics::default(),
+            backend_version: RwLock::new("7.0.0".into()),
+            nonce: fastrand::u64(..),
+            shutdown: ShutdownFlags::default(),
+            clients: AtomicUsize::new(0),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
     /// Clients connected now.
     pub fn clients(&self) -> usize {
         self.clients.load(Ordering::Relaxed)

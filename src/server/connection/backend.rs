@@ -54,6 +54,15 @@ impl BackendLink {
         !matches!(self.state, State::Closed)
     }
 
+    /// A link over an open connection, for unit tests.
+    #[cfg(test)]
+    pub(super) fn open(conn: Connection) -> Self {
+        BackendLink {
+            state: State::Open(conn),
+            ..BackendLink::new()
+        }
+    }
+
     /// Opens the connection if there is none, with `handshake`.
     pub(super) fn attach(&mut self, backend: &Endpoint, handshake: Handshake) {
         if self.attached() {

@@ -41,6 +41,8 @@ mod queue;
 mod replies;
 mod resync;
 mod route;
+#[cfg(test)]
+mod tests;
 
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
