@@ -8,7 +8,7 @@
 //! RedLock precondition the proxy cannot yet enforce by itself.
 //!
 //! The soak version runs for minutes outside CI:
-//! `SOAK_SECONDS=300 cargo test --release --test chaos -- --ignored --nocapture`
+//! `SOAK_SECONDS=300 cargo test --release --test it chaos::soak -- --ignored --nocapture`
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
