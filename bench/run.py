@@ -4,6 +4,7 @@ twemproxy, in the same run, interleaved (A B C A B C ...), medians of the rounds
 
     bench/run.py            # full run (a few minutes); needs a release build
     bench/run.py --quick    # smoke run: tiny counts, one round, debug binaries
+    bench/run.py --compare OLD_BINARY   # also measures another build (defaults), same run
 
 Starts its own servers on free loopback ports: a passthrough backend, 3 masters,
 one lone Redis (the single-master floor for locks), twemproxy (`nutcracker`, one
@@ -55,11 +56,14 @@ def wait_port(port, proc=None, timeout=10.0):
 class Cluster:
     """Every server of one run; stopped on exit."""
 
-    def __init__(self, proxy_bin):
+    def __init__(self, proxy_bin, compare_bin=None):
         self.dir = tempfile.mkdtemp(prefix="redlock-bench-")
         self.procs = []
+        self.compare_port = None
         try:
             self.start(proxy_bin)
+            if compare_bin:
+                self.compare_port, _ = self.start_proxy(compare_bin, {})
         except BaseException:
             self.stop()
             raise
@@ -246,12 +250,15 @@ def run(args):
     idle = 200 if args.quick else 10_000
     python = os.path.join(ROOT, "target", "clients", "py-redis8", "bin", "python")
 
-    c = Cluster(proxy_bin)
+    c = Cluster(proxy_bin, args.compare)
     results = {"machine": machine(), "rounds": rounds, "quick": args.quick}
     try:
         targets = {"direct": c.backend[0], "twemproxy": c.twemproxy[0], "proxy": c.proxy_port,
                    "proxy-mux": c.mux_port}
         lock_targets = {"single-master": c.lone[0], "proxy": c.proxy_port, "proxy-mux": c.mux_port}
+        if c.compare_port:
+            targets["compare"] = c.compare_port
+            lock_targets["compare"] = c.compare_port
         passthrough = {p: {t: {k: [] for k in PASS_TESTS} for t in targets} for p in (1, 16)}
         locks = {t: [] for t in lock_targets}
         gens = {(t, conc): [] for t in lock_targets for conc in (1, 50, 500)}
@@ -266,7 +273,7 @@ def run(args):
                         if k in res:
                             passthrough[pipeline][t][k].append(res[k]["rps"])
             lock_order = list(lock_targets.items())
-            lock_order = lock_order[r % 3:] + lock_order[:r % 3]
+            lock_order = lock_order[r % len(lock_order):] + lock_order[:r % len(lock_order)]
             for t, port in lock_order:
                 res = redis_benchmark(port, 1, nlock, command=LOCK_CMD)
                 locks[t].append(next(iter(res.values()))["rps"])
@@ -313,7 +320,28 @@ def run(args):
     results["memory"] = mem
     results["memory_mux"] = mem_mux
     results["targets"] = targets_met(results)
+    if c.compare_port:
+        results["compare"] = {"binary": args.compare, "table": comparison(results)}
     return results
+
+
+def comparison(r):
+    """This build's defaults against the --compare build's defaults, same run."""
+    pt, lk, lg = r["passthrough"], r["locks_redis_benchmark_rps"], r["loadgen"]
+
+    def ratio(p, t):
+        vals = [pt[p][t][k] / pt[p]["direct"][k] for k in PASS_TESTS if pt[p]["direct"].get(k)]
+        return statistics.median(vals) if vals else 0.0
+
+    rows = [("passthrough -P 1, x direct (median of tests)", ratio("1", "compare"), ratio("1", "proxy")),
+            ("passthrough -P 16, x direct", ratio("16", "compare"), ratio("16", "proxy")),
+            ("SET NX PX on 3 masters, req/s", lk["compare"], lk["proxy"])]
+    for conc in (1, 50, 500):
+        rows.append((f"loadgen c={conc}, cycles/s", lg[f"compare@{conc}"]["cycles_per_sec"],
+                     lg[f"proxy@{conc}"]["cycles_per_sec"]))
+    rows.append(("loadgen c=1, acquire p50 (µs)", lg["compare@1"]["acquire_us"]["p50"],
+                 lg["proxy@1"]["acquire_us"]["p50"]))
+    return rows
 
 
 def targets_met(r):
@@ -408,6 +436,11 @@ def markdown(r):
         lines += [f"- {label}: RSS {m['rss_before_kib'] / 1024:.1f} MiB before, {m['rss_with_idle_kib'] / 1024:.1f} MiB with "
                   f"{m['idle_clients']:,} idle clients ({m['per_connection_bytes']:,.0f} bytes per connection); "
                   f"{m['lock_only_clients']} clients that only locked opened {m['backend_connections_opened']} backend connections"]
+    if "compare" in r:
+        lines += ["", f"### This build against {r['compare']['binary']} (both with their defaults)", "",
+                  "| measure | compared build | this build | this / compared |", "|---|---|---|---|"]
+        for name, old, new in r["compare"]["table"]:
+            lines.append(f"| {name} | {old:,.2f} | {new:,.2f} | {new / old if old else 0:.2f} |")
     lines += ["", "### Targets", "", "| target | proxy | met | proxy (mux, 1 thread) | met |", "|---|---|---|---|---|"]
 
     def values(t):
@@ -429,6 +462,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="smoke run: tiny counts, one round, debug build")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
+    ap.add_argument("--compare", metavar="BINARY",
+                    help="another redlock-proxy build to measure beside this one (its defaults), e.g. the last release")
     args = ap.parse_args()
     results = run(args)
     os.makedirs(args.out, exist_ok=True)
