@@ -20,8 +20,8 @@ pub struct DevCluster {
     _dir: tempfile::TempDir,
     /// The masters' URLs.
     pub masters: Vec<RedisUrl>,
-    /// The passthrough backend's URL.
-    pub passthrough: RedisUrl,
+    /// The backend's URL.
+    pub backend: RedisUrl,
 }
 
 /// Finds `redis-server`: `$REDIS_SERVER`, else the `PATH`.
@@ -85,7 +85,7 @@ impl DevCluster {
         let mut cluster = DevCluster {
             children: Vec::new(),
             masters: Vec::new(),
-            passthrough: RedisUrl::parse("redis://127.0.0.1:6379").map_err(|e| e.to_string())?,
+            backend: RedisUrl::parse("redis://127.0.0.1:6379").map_err(|e| e.to_string())?,
             _dir: dir,
         };
         for i in 0..=masters {
@@ -95,7 +95,7 @@ impl DevCluster {
             if i < masters {
                 cluster.masters.push(url);
             } else {
-                cluster.passthrough = url;
+                cluster.backend = url;
             }
         }
         Ok(cluster)

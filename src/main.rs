@@ -208,7 +208,7 @@ async fn run_dev(mut config: Config, masters: usize, redis_server: Option<PathBu
         }
     };
     config.redlock.masters = cluster.masters.clone();
-    config.passthrough.url = cluster.passthrough.clone();
+    config.passthrough.url = cluster.backend.clone();
     let (proxy, addr) = match start(config, "redlock-proxy dev").await {
         Ok(p) => p,
         Err(code) => {
