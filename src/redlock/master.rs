@@ -47,7 +47,7 @@ pub type ReplySender = Arc<Replies>;
 /// Connection state, for logs now and for health checks and the restart guard later.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
-pub enum State {
+pub enum MasterState {
     /// Connecting (at start or after a failure).
     Connecting = 0,
     /// Connected.
@@ -165,7 +165,7 @@ impl Master {
             endpoint,
             tx,
             queued: AtomicUsize::new(0),
-            state: AtomicU8::new(State::Connecting as u8),
+            state: AtomicU8::new(MasterState::Connecting as u8),
             stats: MasterStats::default(),
         });
         tracker.spawn(Arc::clone(&master).run(rx, shutdown));
@@ -173,15 +173,15 @@ impl Master {
     }
 
     /// The connection state.
-    pub fn state(&self) -> State {
+    pub fn state(&self) -> MasterState {
         match self.state.load(Ordering::Relaxed) {
-            1 => State::Up,
-            2 => State::Down,
-            _ => State::Connecting,
+            1 => MasterState::Up,
+            2 => MasterState::Down,
+            _ => MasterState::Connecting,
         }
     }
 
-    fn set_state(&self, s: State) {
+    fn set_state(&self, s: MasterState) {
         self.state.store(s as u8, Ordering::Relaxed);
     }
 
@@ -200,7 +200,7 @@ impl Master {
         deadline: Instant,
         tx: &ReplySender,
     ) {
-        if self.state() == State::Down {
+        if self.state() == MasterState::Down {
             self.stats.refused.fetch_add(1, Ordering::Relaxed);
             tx.push((self.index, Err(MasterError::Down)));
             return;
@@ -259,7 +259,7 @@ impl Master {
         let mut log = LogLimiter::default();
         let handshake = Handshake::new();
         loop {
-            self.set_state(State::Connecting);
+            self.set_state(MasterState::Connecting);
             let connected = tokio::select! {
                 r = self.endpoint.connect(&handshake) => r,
                 _ = shutdown.cancelled() => break,
@@ -267,7 +267,7 @@ impl Master {
             match connected {
                 Ok(connection) => {
                     self.stats.connects.fetch_add(1, Ordering::Relaxed);
-                    self.set_state(State::Up);
+                    self.set_state(MasterState::Up);
                     if log.failures > 0 {
                         tracing::info!(master = %self.url, failures = log.failures, "master reconnected");
                     } else {
@@ -275,9 +275,9 @@ impl Master {
                     }
                     log = LogLimiter::default();
                     backoff = BACKOFF_MIN;
-                    let mut conn = Conn::new(connection);
+                    let mut conn = MasterConnection::new(connection);
                     let result = conn.serve(&self, &mut rx, &mut deferred).await;
-                    self.set_state(State::Down);
+                    self.set_state(MasterState::Down);
                     for p in conn.pending.drain(..) {
                         fail_pending(p, &mut deferred);
                     }
@@ -291,7 +291,7 @@ impl Master {
                 }
                 Err(e) => {
                     self.stats.failures.fetch_add(1, Ordering::Relaxed);
-                    self.set_state(State::Down);
+                    self.set_state(MasterState::Down);
                     log.error(&self.url, &e.to_string());
                 }
             }
@@ -364,16 +364,16 @@ fn fail_pending(p: Pending, deferred: &mut VecDeque<Request>) {
     }
 }
 
-struct Conn {
+struct MasterConnection {
     conn: Connection,
     pending: VecDeque<Pending>,
     /// Scripts this connection has loaded on the master.
     loaded: std::collections::HashSet<Bytes>,
 }
 
-impl Conn {
+impl MasterConnection {
     fn new(conn: Connection) -> Self {
-        Conn {
+        MasterConnection {
             conn,
             pending: VecDeque::new(),
             loaded: std::collections::HashSet::new(),

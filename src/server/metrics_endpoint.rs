@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
-use crate::redlock::master::State;
+use crate::redlock::master::MasterState;
 
 /// Renders every counter in the Prometheus text format.
 pub(crate) fn render(shared: &Shared) -> String {
@@ -115,7 +115,7 @@ pub(crate) fn render(shared: &Shared) -> String {
             s,
             "redlock_proxy_master_up{{master=\"{}\"}} {}",
             m.url.addr(),
-            (m.state() == State::Up) as u8
+            (m.state() == MasterState::Up) as u8
         );
     }
     let _ = writeln!(

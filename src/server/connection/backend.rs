@@ -12,8 +12,8 @@ use crate::protocol::FrameInfo;
 
 type Connecting = Pin<Box<dyn Future<Output = Result<Connection, BackendError>> + Send>>;
 
-/// The link's state.
-enum State {
+/// Where the link stands.
+enum Link {
     /// No connection: the next forwarded command opens one.
     Closed,
     /// Connecting and running the handshake.
@@ -32,7 +32,7 @@ pub(super) enum Event {
 
 /// One client's backend connection.
 pub(super) struct BackendLink {
-    state: State,
+    state: Link,
     /// Requests waiting for the connection to open.
     queued: BytesMut,
     /// Lock scripts loaded on this connection (for EVALSHA on data keys).
@@ -43,7 +43,7 @@ impl BackendLink {
     /// No connection yet.
     pub(super) fn new() -> Self {
         BackendLink {
-            state: State::Closed,
+            state: Link::Closed,
             queued: BytesMut::new(),
             loaded_scripts: Vec::new(),
         }
@@ -51,14 +51,14 @@ impl BackendLink {
 
     /// A connection is open or opening.
     pub(super) fn attached(&self) -> bool {
-        !matches!(self.state, State::Closed)
+        !matches!(self.state, Link::Closed)
     }
 
     /// A link over an open connection, for unit tests.
     #[cfg(test)]
     pub(super) fn open(conn: Connection) -> Self {
         BackendLink {
-            state: State::Open(conn),
+            state: Link::Open(conn),
             ..BackendLink::new()
         }
     }
@@ -69,23 +69,23 @@ impl BackendLink {
             return;
         }
         let backend = backend.clone();
-        self.state = State::Connecting(Box::pin(async move { backend.connect(&handshake).await }));
+        self.state = Link::Connecting(Box::pin(async move { backend.connect(&handshake).await }));
     }
 
     /// Where requests go: the open connection's output, or the queue that waits
     /// for it to open.
     pub(super) fn out(&mut self) -> &mut BytesMut {
         match &mut self.state {
-            State::Open(conn) => conn.out(),
-            State::Closed | State::Connecting(_) => &mut self.queued,
+            Link::Open(conn) => conn.out(),
+            Link::Closed | Link::Connecting(_) => &mut self.queued,
         }
     }
 
     /// Writes what the socket takes now.
     pub(super) fn flush(&mut self) -> Result<(), BackendError> {
         match &mut self.state {
-            State::Open(conn) => conn.flush(),
-            State::Closed | State::Connecting(_) => Ok(()),
+            Link::Open(conn) => conn.flush(),
+            Link::Closed | Link::Connecting(_) => Ok(()),
         }
     }
 
@@ -94,39 +94,39 @@ impl BackendLink {
     /// the reading, and the backend keeps what it has not sent.
     pub(super) async fn event(&mut self, read: bool) -> Event {
         match &mut self.state {
-            State::Closed => std::future::pending().await,
-            State::Connecting(f) => match f.await {
+            Link::Closed => std::future::pending().await,
+            Link::Connecting(f) => match f.await {
                 Ok(mut conn) => {
                     // What was queued while connecting goes first.
                     std::mem::swap(conn.out(), &mut self.queued);
-                    self.state = State::Open(conn);
+                    self.state = Link::Open(conn);
                     Event::Connected(Ok(()))
                 }
                 Err(e) => Event::Connected(Err(e)),
             },
-            State::Open(conn) => Event::Io(conn.io(read).await),
+            Link::Open(conn) => Event::Io(conn.io(read).await),
         }
     }
 
     /// The next complete reply, if one is in.
     pub(super) fn next_reply(&mut self) -> Result<Option<FrameInfo>, BackendError> {
         match &mut self.state {
-            State::Open(conn) => conn.next_reply(),
-            State::Closed | State::Connecting(_) => Ok(None),
+            Link::Open(conn) => conn.next_reply(),
+            Link::Closed | Link::Connecting(_) => Ok(None),
         }
     }
 
     /// The reply [`next_reply`](Self::next_reply) found.
     pub(super) fn frame(&self, len: usize) -> &[u8] {
         match &self.state {
-            State::Open(conn) => conn.frame(len),
-            State::Closed | State::Connecting(_) => &[],
+            Link::Open(conn) => conn.frame(len),
+            Link::Closed | Link::Connecting(_) => &[],
         }
     }
 
     /// Drops the reply [`next_reply`](Self::next_reply) found.
     pub(super) fn consume(&mut self, len: usize) {
-        if let State::Open(conn) = &mut self.state {
+        if let Link::Open(conn) = &mut self.state {
             conn.consume(len);
         }
     }

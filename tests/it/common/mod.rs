@@ -265,13 +265,13 @@ impl Harness {
 
     /// Waits until the proxy's connection to every running master is up.
     pub async fn wait_masters_up(&self) {
-        use redlock_proxy::redlock::master::State;
+        use redlock_proxy::redlock::master::MasterState;
         poll(|| {
             self.shared
                 .engine()
                 .masters()
                 .iter()
-                .all(|m| m.state() == State::Up)
+                .all(|m| m.state() == MasterState::Up)
         })
         .await;
     }
