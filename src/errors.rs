@@ -163,6 +163,22 @@ pub(crate) fn unknown_subcommand(sub: &[u8], command: &str) -> Reply {
     ))
 }
 
+/// A lock operation the masters' answers do not decide: which operation, how
+/// many masters must agree, and what each master that does not count did.
+pub(crate) fn no_quorum(what: &str, quorum: usize, masters: usize, causes: &str) -> Reply {
+    with_code(
+        "NOQUORUM",
+        format_args!(
+            "the lock masters' answers do not decide this {what}: {quorum} of {masters} must agree, and too few answered ({causes}); its outcome is unknown, retry"
+        ),
+    )
+}
+
+/// A lock without expiry granted after its client closed its connection.
+pub(crate) fn unreleasable_lock() -> Reply {
+    err("lock without expiry not kept: the client closed its connection and could never release it")
+}
+
 fn lossy(b: &[u8]) -> String {
     let s = String::from_utf8_lossy(&b[..b.len().min(128)]);
     s.replace(['\r', '\n'], " ")

@@ -17,7 +17,7 @@ use crate::stream::Stream;
 
 /// An open, handshaken connection.
 #[derive(Debug)]
-pub struct Connection {
+pub(crate) struct Connection {
     stream: Stream,
     peer: String,
     out: BytesMut,
@@ -43,22 +43,22 @@ impl Connection {
     }
 
     /// The server, `host:port`.
-    pub fn peer(&self) -> &str {
+    pub(crate) fn peer(&self) -> &str {
         &self.peer
     }
 
     /// Requests waiting to be written; append encoded commands here.
-    pub fn out(&mut self) -> &mut BytesMut {
+    pub(crate) fn out(&mut self) -> &mut BytesMut {
         &mut self.out
     }
 
     /// Whether requests are waiting to be written.
-    pub fn has_output(&self) -> bool {
+    pub(crate) fn has_output(&self) -> bool {
         !self.out.is_empty()
     }
 
     /// Writes what the socket takes now, without waiting.
-    pub fn flush(&mut self) -> Result<(), BackendError> {
+    pub(crate) fn flush(&mut self) -> Result<(), BackendError> {
         self.stream
             .write_now(&mut self.out)
             .map(|_| ())
@@ -68,7 +68,11 @@ impl Connection {
     /// Waits for progress: output written (when there is some), or bytes read
     /// (when `read`). `Ready(Ok(()))` after any progress; the end of the stream
     /// is an error of kind [`ErrorKind::Closed`].
-    pub fn poll_io(&mut self, cx: &mut Context<'_>, read: bool) -> Poll<Result<(), BackendError>> {
+    pub(crate) fn poll_io(
+        &mut self,
+        cx: &mut Context<'_>,
+        read: bool,
+    ) -> Poll<Result<(), BackendError>> {
         let mut progress = false;
         if !self.out.is_empty() {
             let before = self.out.len();
@@ -93,14 +97,14 @@ impl Connection {
     }
 
     /// [`poll_io`](Self::poll_io) as a future.
-    pub async fn io(&mut self, read: bool) -> Result<(), BackendError> {
+    pub(crate) async fn io(&mut self, read: bool) -> Result<(), BackendError> {
         poll_fn(|cx| self.poll_io(cx, read)).await
     }
 
     /// The next complete reply at the front of the input, if one is there: its
     /// bytes are `frame(info.len)` until [`consume`](Self::consume)d or
     /// [`take`](Self::take)n.
-    pub fn next_reply(&mut self) -> Result<Option<FrameInfo>, BackendError> {
+    pub(crate) fn next_reply(&mut self) -> Result<Option<FrameInfo>, BackendError> {
         if self.inbuf.is_empty() {
             return Ok(None);
         }
@@ -110,22 +114,22 @@ impl Connection {
     }
 
     /// The first `len` bytes of the input (a reply [`next_reply`](Self::next_reply) found).
-    pub fn frame(&self, len: usize) -> &[u8] {
+    pub(crate) fn frame(&self, len: usize) -> &[u8] {
         &self.inbuf[..len]
     }
 
     /// Drops the first `len` bytes of the input.
-    pub fn consume(&mut self, len: usize) {
+    pub(crate) fn consume(&mut self, len: usize) {
         let _ = self.inbuf.split_to(len);
     }
 
     /// Takes the first `len` bytes of the input.
-    pub fn take(&mut self, len: usize) -> BytesMut {
+    pub(crate) fn take(&mut self, len: usize) -> BytesMut {
         self.inbuf.split_to(len)
     }
 
     /// Writes everything queued and reads until a whole reply is in, then takes it.
-    pub async fn read_reply(&mut self) -> Result<BytesMut, BackendError> {
+    pub(crate) async fn read_reply(&mut self) -> Result<BytesMut, BackendError> {
         loop {
             if let Some(info) = self.next_reply()? {
                 return Ok(self.take(info.len));

@@ -12,7 +12,7 @@ use crate::stream::Stream;
 
 /// A Redis server the proxy connects to, with what every connection to it needs.
 #[derive(Debug, Clone)]
-pub struct Endpoint {
+pub(crate) struct Endpoint {
     url: RedisUrl,
     addr: String,
     connect_timeout: Duration,
@@ -22,7 +22,7 @@ pub struct Endpoint {
 impl Endpoint {
     /// The server at `url`; connecting (handshake included) may take up to
     /// `connect_timeout`; replies nested deeper than `max_depth` are refused.
-    pub fn new(url: RedisUrl, connect_timeout: Duration, max_depth: usize) -> Self {
+    pub(crate) fn new(url: RedisUrl, connect_timeout: Duration, max_depth: usize) -> Self {
         Endpoint {
             addr: url.addr(),
             url,
@@ -32,18 +32,18 @@ impl Endpoint {
     }
 
     /// The URL (its `Display` redacts the password).
-    pub fn url(&self) -> &RedisUrl {
+    pub(crate) fn url(&self) -> &RedisUrl {
         &self.url
     }
 
     /// `host:port`.
-    pub fn addr(&self) -> &str {
+    pub(crate) fn addr(&self) -> &str {
         &self.addr
     }
 
     /// Connects and runs `handshake`, all within the connect timeout. Error
     /// replies to fatal handshake steps (AUTH, HELLO, SELECT) fail the connection.
-    pub async fn connect(&self, handshake: &Handshake) -> Result<Connection, BackendError> {
+    pub(crate) async fn connect(&self, handshake: &Handshake) -> Result<Connection, BackendError> {
         let attempt = async {
             let tcp = TcpStream::connect(&self.addr)
                 .await

@@ -5,7 +5,7 @@ use std::fmt;
 
 /// What kind of failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
+pub(crate) enum ErrorKind {
     /// The TCP connection could not be opened.
     Connect,
     /// Connecting (and the handshake) took longer than the connect timeout.
@@ -23,7 +23,7 @@ pub enum ErrorKind {
 /// An outbound connection failed. `Display` is one line, fit for a client's
 /// error reply and for logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BackendError {
+pub(crate) struct BackendError {
     kind: ErrorKind,
     peer: String,
     detail: String,
@@ -31,7 +31,7 @@ pub struct BackendError {
 
 impl BackendError {
     /// An error of `kind` concerning the server at `peer` (`host:port`).
-    pub fn new(kind: ErrorKind, peer: impl Into<String>, detail: impl fmt::Display) -> Self {
+    pub(crate) fn new(kind: ErrorKind, peer: impl Into<String>, detail: impl fmt::Display) -> Self {
         BackendError {
             kind,
             peer: peer.into(),
@@ -40,13 +40,8 @@ impl BackendError {
     }
 
     /// What kind of failure.
-    pub fn kind(&self) -> ErrorKind {
+    pub(crate) fn kind(&self) -> ErrorKind {
         self.kind
-    }
-
-    /// The server, `host:port`.
-    pub fn peer(&self) -> &str {
-        &self.peer
     }
 }
 

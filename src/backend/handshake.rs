@@ -10,7 +10,7 @@ use crate::protocol::{Proto, encode_command};
 /// the connection — a client's session replays its own state; masters and
 /// shared connections take the URL's.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Handshake {
+pub(crate) struct Handshake {
     proto: Proto,
     db: Option<u32>,
     name: Option<Bytes>,
@@ -29,30 +29,30 @@ pub(crate) struct Step {
 
 impl Handshake {
     /// Credentials and database from the URL, RESP2.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Handshake::default()
     }
 
     /// Speak `proto` (HELLO 3 for RESP3).
-    pub fn proto(mut self, proto: Proto) -> Self {
+    pub(crate) fn proto(mut self, proto: Proto) -> Self {
         self.proto = proto;
         self
     }
 
     /// Select `db` instead of the URL's database.
-    pub fn db(mut self, db: u32) -> Self {
+    pub(crate) fn db(mut self, db: u32) -> Self {
         self.db = Some(db);
         self
     }
 
     /// `CLIENT SETNAME`.
-    pub fn name(mut self, name: Option<Bytes>) -> Self {
+    pub(crate) fn name(mut self, name: Option<Bytes>) -> Self {
         self.name = name;
         self
     }
 
     /// `CLIENT SETINFO LIB-NAME` and `LIB-VER`.
-    pub fn lib(mut self, name: Option<Bytes>, version: Option<Bytes>) -> Self {
+    pub(crate) fn lib(mut self, name: Option<Bytes>, version: Option<Bytes>) -> Self {
         self.lib_name = name;
         self.lib_ver = version;
         self

@@ -172,9 +172,13 @@ pub struct RedlockConfig {
     pub masters: Vec<RedisUrl>,
     /// Keys matching any of these Redis globs are lock keys.
     pub lock_patterns: Vec<String>,
-    /// How long one master may take to answer one lock operation.
+    /// How long an acquisition waits for the masters' votes (a safety bound:
+    /// the wait eats the lock's validity).
     #[serde(with = "duration")]
     pub node_timeout: Duration,
+    /// How long releases, extensions and reads wait for answers that decide them.
+    #[serde(with = "duration")]
+    pub op_timeout: Duration,
     /// Clock drift allowance, as a fraction of the TTL.
     pub drift_factor: f64,
     /// Clock drift allowance added to the fraction.
@@ -203,6 +207,7 @@ impl Default for RedlockConfig {
             masters: Vec::new(),
             lock_patterns: vec!["lock:*".into()],
             node_timeout: Duration::from_millis(50),
+            op_timeout: Duration::from_secs(1),
             drift_factor: 0.01,
             drift_floor: Duration::from_millis(2),
             min_validity: Duration::from_millis(1),
@@ -401,6 +406,9 @@ impl Config {
         if r.node_timeout.is_zero() {
             return Err(("redlock.node_timeout", "must be more than 0".into()));
         }
+        if r.op_timeout.is_zero() {
+            return Err(("redlock.op_timeout", "must be more than 0".into()));
+        }
         if !(0.0..0.5).contains(&r.drift_factor) || r.drift_factor.is_nan() {
             return Err((
                 "redlock.drift_factor",
@@ -431,7 +439,7 @@ impl Config {
         format!(
             "listen={} max_clients={} timeout={:?} tcp_keepalive={:?} shutdown_timeout={:?} threads={} log_format={:?} metrics_listen={:?} \
              max_bulk_len={} max_multibulk_len={} max_inline_len={} max_nesting_depth={} max_query_buffer={} max_output_buffer={} \
-             passthrough={} passthrough_connect_timeout={:?} multiplex={} masters=[{}] lock_patterns={:?} node_timeout={:?} drift_factor={} drift_floor={:?} \
+             passthrough={} passthrough_connect_timeout={:?} multiplex={} masters=[{}] lock_patterns={:?} node_timeout={:?} op_timeout={:?} drift_factor={} drift_floor={:?} \
              min_validity={:?} retry_count={} retry_delay={:?} require_ttl={} max_ttl={:?} scripts={} requirepass={} users={:?}",
             s.listen,
             s.max_clients,
@@ -453,6 +461,7 @@ impl Config {
             masters.join(","),
             r.lock_patterns,
             r.node_timeout,
+            r.op_timeout,
             r.drift_factor,
             r.drift_floor,
             r.min_validity,

@@ -84,6 +84,7 @@ const OPTIONS: &[(&str, &str, &str, Kind)] = &[
     ("MASTERS", "redlock", "masters", Kind::List),
     ("LOCK_PATTERNS", "redlock", "lock_patterns", Kind::List),
     ("NODE_TIMEOUT", "redlock", "node_timeout", Kind::Str),
+    ("OP_TIMEOUT", "redlock", "op_timeout", Kind::Str),
     ("DRIFT_FACTOR", "redlock", "drift_factor", Kind::Float),
     ("DRIFT_FLOOR", "redlock", "drift_floor", Kind::Str),
     ("MIN_VALIDITY", "redlock", "min_validity", Kind::Str),

@@ -15,4 +15,4 @@ pub mod quorum;
 pub mod scripts;
 pub mod vote;
 
-pub use engine::{Engine, EngineConfig, Grant, Outcome};
+pub use engine::{Engine, EngineConfig, Grant, Lease, Outcome};

@@ -27,7 +27,7 @@ use crate::command::{Classifier, LockPatterns, LockRules};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::protocol::FrameLimits;
-use crate::redlock::master::{self, Master};
+use crate::redlock::master;
 use crate::redlock::scripts::ScriptRegistry;
 use crate::redlock::{Engine, EngineConfig};
 
@@ -78,16 +78,18 @@ impl Proxy {
         let masters_shutdown = CancellationToken::new();
         let masters_tracker = TaskTracker::new();
         let depth = config.limits.max_nesting_depth;
-        let masters = r
+        let endpoints = r
             .masters
             .iter()
-            .enumerate()
-            .map(|(i, url)| {
-                let endpoint = Endpoint::new(url.clone(), master::CONNECT_TIMEOUT, depth);
-                Master::spawn(i, endpoint, masters_shutdown.clone(), &masters_tracker)
-            })
+            .map(|url| Endpoint::new(url.clone(), master::CONNECT_TIMEOUT, depth))
             .collect();
-        let shared = Arc::new(Shared::new(config, masters));
+        let engine = Engine::start(
+            EngineConfig::from(r),
+            endpoints,
+            &masters_shutdown,
+            &masters_tracker,
+        );
+        let shared = Arc::new(Shared::new(config, engine));
         Ok(Proxy {
             listener,
             shared,
@@ -203,10 +205,9 @@ fn accept(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>, tracker: &T
 
 impl Shared {
     /// The proxy-wide state for `config`, over masters already started.
-    fn new(config: Config, masters: Vec<Arc<Master>>) -> Shared {
+    fn new(config: Config, engine: Engine) -> Shared {
         let r = &config.redlock;
         let depth = config.limits.max_nesting_depth;
-        let engine = Engine::new(masters, EngineConfig::from(r));
         let classifier = Classifier {
             patterns: LockPatterns::new(&r.lock_patterns),
             scripts: Arc::new(ScriptRegistry::new(&r.scripts)),

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use bytes::BytesMut;
 
-use super::queue::{Hook, Slot};
+use super::queue::{Hook, Revocable, Slot};
 use super::resync::Counting;
 use super::route::{Decision, Route};
 use super::{Flow, Input, State};
@@ -261,8 +261,12 @@ impl State {
     fn lock(&mut self, op: LockOp) {
         let silent = self.session.take_silent();
         let seq = (!silent).then(|| self.queue.push(Slot::Pending));
+        self.run_lock(op, seq, self.session.proto);
+    }
+
+    /// Runs a lock operation whose reply goes to slot `seq` (none: silenced).
+    pub(super) fn run_lock(&mut self, op: LockOp, seq: Option<u64>, proto: Proto) {
         let shared = Arc::clone(&self.shared);
-        let proto = self.session.proto;
         self.ops.push(Box::pin(async move {
             let outcome = shared.engine.run(op).await;
             (seq, proto, outcome)
@@ -274,8 +278,9 @@ impl State {
         // Without a sequence number the reply was silenced (CLIENT REPLY OFF); the
         // client holds the lock as it would on a real Redis.
         if let Some(seq) = seq {
+            let lease = outcome.lease.map(|l| Box::new(Revocable::new(l, proto)));
             self.queue
-                .complete(seq, outcome.reply.to_bytes(proto), outcome.grant);
+                .complete(seq, outcome.reply.to_bytes(proto), lease);
         }
     }
 
@@ -326,7 +331,7 @@ impl State {
             engine.release_grant(&grant);
         }
         while let Some((_, _, outcome)) = futures_util::StreamExt::next(&mut self.ops).await {
-            if let Some(grant) = outcome.grant {
+            if let Some(grant) = outcome.lease.and_then(|l| l.grant) {
                 engine.release_grant(&grant);
             }
         }

@@ -4,8 +4,11 @@
 
 use std::sync::atomic::Ordering;
 
+use tokio::time::Instant;
+
+use super::Input;
 use super::backend::Event;
-use super::queue::Slot;
+use super::queue::{Revocable, Slot, Stale};
 use super::replies::{HookContext, apply_hook};
 use super::resync::Counting;
 use super::{Close, State};
@@ -17,12 +20,24 @@ impl State {
     pub(super) fn advance(&mut self) {
         loop {
             match self.queue.front() {
-                Some(Slot::Ready(..)) => {
-                    if let Some(Slot::Ready(b, grant)) = self.queue.pop() {
-                        match grant {
-                            Some(g) => self.output.push_grant(&b, g),
-                            None => self.output.push(&b),
+                Some(Slot::Ready(_, Some(lease))) => {
+                    let stale = lease.stale(Instant::now(), self.input == Input::Eof);
+                    let seq = self.queue.front_seq();
+                    let Some(Slot::Ready(b, Some(lease))) = self.queue.pop() else {
+                        return;
+                    };
+                    match stale {
+                        None => self.output.push_leased(&b, *lease),
+                        Some(why) => {
+                            if !self.revoked_at_front(seq, why, *lease) {
+                                return;
+                            }
                         }
+                    }
+                }
+                Some(Slot::Ready(_, None)) => {
+                    if let Some(Slot::Ready(b, _)) = self.queue.pop() {
+                        self.output.push(&b);
                     }
                 }
                 Some(Slot::Close) => {
@@ -42,6 +57,35 @@ impl State {
                     }
                 }
             }
+        }
+    }
+
+    /// A leased reply reached the front of the queue no longer true (it waited
+    /// behind a slow or blocking reply): its grant is released, and the client
+    /// gets what Redis would have answered at this point — the acquisition runs
+    /// again now, in its slot. Returns false when the slot is pending again.
+    fn revoked_at_front(&mut self, seq: u64, why: Stale, lease: Revocable) -> bool {
+        let engine = &self.shared.engine;
+        if let Some(grant) = &lease.grant {
+            engine.release_grant(grant);
+        }
+        let instead = why.reply(&lease);
+        if let (Stale::Expired, Some(op)) = (why, lease.again) {
+            // The slot was popped: put a pending one back in its place.
+            self.queue.push_front_pending(seq);
+            self.run_lock(op, Some(seq), self.session.proto);
+            return false;
+        }
+        self.output.push(&instead);
+        true
+    }
+
+    /// Leased replies in the output that went stale before the client read any
+    /// of them are replaced, and their grants released.
+    pub(super) fn revoke_stale_output(&mut self) {
+        let input_closed = self.input == Input::Eof;
+        for grant in self.output.revoke_stale(Instant::now(), input_closed) {
+            self.shared.engine.release_grant(&grant);
         }
     }
 

@@ -111,9 +111,11 @@ enum Close {
 enum Input {
     /// Read from the socket and handled.
     Open,
-    /// No more are read (the client closed its side, or the proxy is draining);
-    /// those already read are handled.
-    Ended,
+    /// The client closed its side: no more come (those already read are
+    /// handled), and it can never release a lock without expiry.
+    Eof,
+    /// The proxy is shutting down: no more are read.
+    Draining,
     /// None is handled any more (QUIT, a protocol error).
     Refused,
 }
@@ -231,7 +233,9 @@ impl Conn {
             if !draining && flags.draining.load(Ordering::Relaxed) {
                 // Read no more requests; finish and answer the ones in flight.
                 draining = true;
-                self.st.end_input();
+                if self.st.input == Input::Open {
+                    self.st.input = Input::Draining;
+                }
                 self.inbuf.clear();
             }
             self.process_input();
@@ -263,6 +267,7 @@ impl Conn {
                 && self.st.ready_for_requests();
             let want_write = !self.st.output.is_empty();
             let idle_at = (!idle.is_zero()).then(|| last_activity + idle);
+            let revoke_at = self.st.output.next_deadline();
             let st = &mut self.st;
             tokio::select! {
                 biased;
@@ -279,7 +284,7 @@ impl Conn {
                     match ev {
                         ClientEvent::Wrote(Ok(n)) => st.output.written(n),
                         // EOF: answer what was sent, then close.
-                        ClientEvent::Read(Ok(0)) => st.end_input(),
+                        ClientEvent::Read(Ok(0)) => st.client_closed(),
                         ClientEvent::Read(Ok(_)) => last_activity = Instant::now(),
                         ClientEvent::Read(Err(e)) | ClientEvent::Wrote(Err(e))
                             if e.kind() == std::io::ErrorKind::WouldBlock => {}
@@ -288,6 +293,8 @@ impl Conn {
                         }
                     }
                 }
+                // A leased reply the client has not read is replaced once stale.
+                _ = sleep_until_opt(revoke_at) => st.revoke_stale_output(),
                 _ = sleep_until_opt(idle_at) => {
                     if st.queue.is_empty() && st.ops.is_empty() && st.counting.counted() {
                         tracing::debug!(id = st.session.id, "closing idle client");
@@ -384,10 +391,12 @@ impl State {
             && self.queue.len() < MAX_QUEUED_REPLIES
     }
 
-    /// No more requests will be read (EOF, or draining).
-    fn end_input(&mut self) {
-        if self.input == Input::Open {
-            self.input = Input::Ended;
+    /// The client closed its side: no more requests, and replies granting
+    /// locks it could never release are revoked.
+    fn client_closed(&mut self) {
+        if self.input == Input::Open || self.input == Input::Draining {
+            self.input = Input::Eof;
+            self.revoke_stale_output();
         }
     }
 }

@@ -7,7 +7,69 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-use crate::redlock::Grant;
+use tokio::time::Instant;
+
+use crate::protocol::Proto;
+use crate::redlock::op::LockOp;
+use crate::redlock::{Grant, Lease};
+
+/// A reply that is true only for a while: a grant, or a successful extension.
+/// It is written only while it is still true; otherwise its grant is released
+/// and the client gets what Redis would have said at that point.
+#[derive(Debug)]
+pub(super) struct Revocable {
+    /// Until when the reply may be written (`None`: the lock does not expire).
+    pub(super) valid_until: Option<Instant>,
+    /// The lock the reply grants.
+    pub(super) grant: Option<Grant>,
+    /// What the client gets instead, encoded in its protocol.
+    pub(super) instead: Bytes,
+    /// The acquisition, to run again when the reply is stale before anything
+    /// of it was written.
+    pub(super) again: Option<LockOp>,
+}
+
+impl Revocable {
+    /// The lease of an operation's outcome, its replacement encoded in `proto`.
+    pub(super) fn new(lease: Lease, proto: Proto) -> Self {
+        Revocable {
+            valid_until: lease.valid_until,
+            grant: lease.grant,
+            instead: lease.instead.to_bytes(proto),
+            again: lease.again,
+        }
+    }
+
+    /// Why the reply may no longer be written, if it may not: its validity
+    /// ran out, or it grants a lock without expiry to a client that closed its
+    /// connection and so could never release it.
+    pub(super) fn stale(&self, now: Instant, input_closed: bool) -> Option<Stale> {
+        if self.valid_until.is_some_and(|t| now >= t) {
+            return Some(Stale::Expired);
+        }
+        let unreleasable = self.grant.as_ref().is_some_and(|g| !g.has_ttl());
+        (input_closed && unreleasable).then_some(Stale::Unreleasable)
+    }
+}
+
+/// Why a reply is no longer true.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Stale {
+    /// The validity ran out.
+    Expired,
+    /// A lock without expiry whose client can no longer release it.
+    Unreleasable,
+}
+
+impl Stale {
+    /// What the client gets instead of the stale reply.
+    pub(super) fn reply(self, r: &Revocable) -> Bytes {
+        match self {
+            Stale::Expired => r.instead.clone(),
+            Stale::Unreleasable => crate::errors::unreleasable_lock().to_bytes(Proto::Resp2),
+        }
+    }
+}
 
 /// What to do with the backend's reply to a forwarded command, besides
 /// forwarding it.
@@ -39,9 +101,8 @@ pub(super) enum Slot {
     },
     /// Waits for a lock operation to finish.
     Pending,
-    /// Ready to be written; a granted lock rides along, to be released if the
-    /// client is gone before it could be told.
-    Ready(Bytes, Option<Grant>),
+    /// Ready to be written; a reply true only for a while carries its lease.
+    Ready(Bytes, Option<Box<Revocable>>),
     /// Waits for the backend's answer to a resynchronisation `PING` (see
     /// `resync.rs`); nothing is written for it.
     Resync,
@@ -78,12 +139,26 @@ impl ReplyQueue {
     }
 
     /// Fills the pending slot `seq` with its reply.
-    pub(super) fn complete(&mut self, seq: u64, reply: Bytes, grant: Option<Grant>) {
+    pub(super) fn complete(&mut self, seq: u64, reply: Bytes, lease: Option<Box<Revocable>>) {
         let Some(i) = seq.checked_sub(self.base) else {
             return;
         };
         if let Some(slot @ Slot::Pending) = self.slots.get_mut(i as usize) {
-            *slot = Slot::Ready(reply, grant);
+            *slot = Slot::Ready(reply, lease);
+        }
+    }
+
+    /// The sequence number of the front slot.
+    pub(super) fn front_seq(&self) -> u64 {
+        self.base
+    }
+
+    /// Puts back a pending slot at the front, for the sequence number `seq`
+    /// the slot just popped had: its operation runs again.
+    pub(super) fn push_front_pending(&mut self, seq: u64) {
+        if seq + 1 == self.base {
+            self.slots.push_front(Slot::Pending);
+            self.base = seq;
         }
     }
 
@@ -92,7 +167,7 @@ impl ReplyQueue {
         self.slots
             .drain(..)
             .filter_map(|s| match s {
-                Slot::Ready(_, g) => g,
+                Slot::Ready(_, Some(r)) => r.grant,
                 _ => None,
             })
             .collect()

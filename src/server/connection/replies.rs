@@ -1,16 +1,26 @@
-//! What goes out to the client: the output buffer, the grants whose `OK` is in
-//! it but not yet written (released if the client vanishes first), and the
-//! hooks that turn a backend reply into what the client gets.
+//! What goes out to the client: the output buffer, the leased replies in it
+//! not yet written (a grant is released, and its reply replaced, if it goes
+//! stale first — or if the client vanishes), and the hooks that turn a backend
+//! reply into what the client gets.
 
 use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
+use tokio::time::Instant;
 
-use super::queue::Hook;
+use super::queue::{Hook, Revocable};
 use crate::protocol::{Proto, Reply};
 use crate::redlock::Grant;
 use crate::server::session::Session;
 use crate::stream::READ_CHUNK;
+
+/// A leased reply in the output, by position (in bytes ever queued).
+#[derive(Debug)]
+struct Leased {
+    start: u64,
+    end: u64,
+    lease: Revocable,
+}
 
 /// Replies waiting to be written to the client.
 #[derive(Debug, Default)]
@@ -18,9 +28,8 @@ pub(super) struct Output {
     buf: BytesMut,
     /// Bytes written to the client so far.
     flushed: u64,
-    /// Grants whose reply is in `buf`, with the position (in bytes ever queued)
-    /// where that reply ends.
-    unflushed_grants: VecDeque<(u64, Grant)>,
+    /// Leased replies in `buf`, in order.
+    leased: VecDeque<Leased>,
 }
 
 impl Output {
@@ -29,11 +38,12 @@ impl Output {
         self.buf.extend_from_slice(bytes);
     }
 
-    /// Appends a reply that carries a grant.
-    pub(super) fn push_grant(&mut self, bytes: &[u8], grant: Grant) {
+    /// Appends a reply that is true only for a while.
+    pub(super) fn push_leased(&mut self, bytes: &[u8], lease: Revocable) {
+        let start = self.flushed + self.buf.len() as u64;
         self.buf.extend_from_slice(bytes);
-        let end = self.flushed + self.buf.len() as u64;
-        self.unflushed_grants.push_back((end, grant));
+        let end = start + bytes.len() as u64;
+        self.leased.push_back(Leased { start, end, lease });
     }
 
     /// Appends a reply the proxy made.
@@ -57,16 +67,12 @@ impl Output {
         &mut self.buf
     }
 
-    /// `n` bytes were written: grants whose reply is out are settled.
+    /// `n` bytes were written: leased replies that are out are settled.
     pub(super) fn written(&mut self, n: usize) {
         self.flushed += n as u64;
         let flushed = self.flushed;
-        while self
-            .unflushed_grants
-            .front()
-            .is_some_and(|(end, _)| *end <= flushed)
-        {
-            self.unflushed_grants.pop_front();
+        while self.leased.front().is_some_and(|l| l.end <= flushed) {
+            self.leased.pop_front();
         }
         if self.buf.is_empty() && self.buf.capacity() > 4 * READ_CHUNK {
             // A burst is over: give its memory back.
@@ -74,9 +80,45 @@ impl Output {
         }
     }
 
+    /// When the first leased reply waiting here goes stale.
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        self.leased.iter().filter_map(|l| l.lease.valid_until).min()
+    }
+
+    /// Replaces every leased reply that went stale before any of it was
+    /// written (a client that does not read) with what the client gets
+    /// instead; returns their grants, to release.
+    pub(super) fn revoke_stale(&mut self, now: Instant, input_closed: bool) -> Vec<Grant> {
+        let mut grants = Vec::new();
+        let mut shift: i64 = 0;
+        let mut kept = VecDeque::with_capacity(self.leased.len());
+        for mut l in std::mem::take(&mut self.leased) {
+            l.start = (l.start as i64 + shift) as u64;
+            l.end = (l.end as i64 + shift) as u64;
+            let stale = l.lease.stale(now, input_closed);
+            match stale {
+                // Partly written already: it stands, as Redis's own would.
+                Some(why) if l.start >= self.flushed => {
+                    let off = (l.start - self.flushed) as usize;
+                    let len = (l.end - l.start) as usize;
+                    let instead = why.reply(&l.lease);
+                    let tail = self.buf.split_off(off + len);
+                    self.buf.truncate(off);
+                    self.buf.extend_from_slice(&instead);
+                    self.buf.extend_from_slice(&tail);
+                    shift += instead.len() as i64 - len as i64;
+                    grants.extend(l.lease.grant);
+                }
+                _ => kept.push_back(l),
+            }
+        }
+        self.leased = kept;
+        grants
+    }
+
     /// The grants whose reply was never written (the connection is over).
     pub(super) fn take_unwritten_grants(&mut self) -> impl Iterator<Item = Grant> + '_ {
-        self.unflushed_grants.drain(..).map(|(_, g)| g)
+        self.leased.drain(..).filter_map(|l| l.lease.grant)
     }
 }
 

@@ -16,7 +16,7 @@ use super::{Close, Flow, Input, State};
 use crate::backend::Connection;
 use crate::config::Config;
 use crate::protocol::{ArgList, Proto, Reply, RequestParser};
-use crate::redlock::Outcome;
+use crate::redlock::{Engine, EngineConfig, Outcome};
 use crate::server::Shared;
 use crate::server::session::Session;
 
@@ -31,7 +31,14 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    let shared = Arc::new(Shared::new(Config::default(), Vec::new()));
+    let config = Config::default();
+    let engine = Engine::start(
+        EngineConfig::from(&config.redlock),
+        Vec::new(),
+        &Default::default(),
+        &Default::default(),
+    );
+    let shared = Arc::new(Shared::new(config, engine));
     let (ours, theirs) = tokio::io::duplex(1 << 20);
     let settings = shared.settings;
     Fixture {
@@ -111,7 +118,7 @@ impl Fixture {
 
     /// A lock operation, `seq`, finished with `reply`.
     fn lock_finishes(&mut self, seq: u64, reply: Reply) {
-        let outcome = Outcome { reply, grant: None };
+        let outcome = Outcome { reply, lease: None };
         self.st.complete(Some(seq), Proto::Resp2, outcome);
         self.advance();
     }

@@ -1,0 +1,191 @@
+//! Acquisitions: `SET key token NX [PX ms]` and acquire scripts. Votes are
+//! gathered for at most the node timeout; a grant needs a quorum and validity
+//! left; a refusal is released on every master.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use redis_protocol::resp2::types::BytesFrame;
+
+use super::{Engine, Grant, Lease, Outcome, command, count};
+use crate::protocol::Reply;
+use crate::redlock::master::Preload;
+use crate::redlock::op::{LockOp, ScriptAction, ScriptOp};
+use crate::redlock::quorum::{self, Decision};
+use crate::redlock::scripts::Convention;
+use crate::redlock::vote::{self, Votes};
+
+/// One acquisition, ready to send.
+struct Acquisition {
+    cmd: Bytes,
+    script: Option<Arc<Preload>>,
+    keys: Vec<Bytes>,
+    token: Bytes,
+    ttl: Option<Duration>,
+    /// The script's reply convention; `None` for `SET NX` (OK / nil).
+    conv: Option<Convention>,
+}
+
+impl Acquisition {
+    fn success(&self, f: &BytesFrame) -> bool {
+        match self.conv {
+            Some(c) => vote::success(c, f, self.keys.len()),
+            None => vote::is_ok(f),
+        }
+    }
+
+    fn failure(&self, answers: &[vote::Answer], q: usize) -> Reply {
+        match self.conv {
+            Some(c) => vote::failure_reply(c, answers, q),
+            None => Reply::Nil,
+        }
+    }
+}
+
+impl Engine {
+    /// `SET key token NX [PX ttl]`.
+    pub(super) async fn acquire_set(
+        &self,
+        key: Bytes,
+        token: Bytes,
+        ttl: Option<Duration>,
+    ) -> Outcome {
+        let a = Acquisition {
+            cmd: set_nx(&key, &token, ttl),
+            script: None,
+            keys: vec![key.clone()],
+            token: token.clone(),
+            ttl,
+            conv: None,
+        };
+        self.acquire(a, LockOp::Acquire { key, token, ttl }).await
+    }
+
+    /// An acquire script.
+    pub(super) async fn acquire_script(&self, op: ScriptOp) -> Outcome {
+        let ScriptAction::Acquire { token, ttl } = &op.action else {
+            return self.script(op).await;
+        };
+        let (cmd, preload) = super::script_call(&op.call);
+        let a = Acquisition {
+            cmd,
+            script: Some(preload),
+            keys: op.call.keys.clone(),
+            token: token.clone(),
+            ttl: *ttl,
+            conv: Some(op.convention),
+        };
+        self.acquire(a, LockOp::Script(op)).await
+    }
+
+    /// Votes, checks validity, releases everywhere if refused; retried
+    /// `retry_count` times, each attempt measured afresh.
+    async fn acquire(&self, a: Acquisition, again: LockOp) -> Outcome {
+        let q = self.quorum();
+        let n = self.masters.len();
+        if a.ttl == Some(Duration::ZERO) {
+            count(&self.stats.expired);
+            return a.failure(&[], q).into();
+        }
+        let params = &self.cfg.params;
+        let timeout = quorum::node_timeout(a.ttl, params);
+        let mut last = Vec::new();
+        for attempt in 0..=self.cfg.retry_count {
+            let round = self
+                .collect(a.cmd.clone(), a.script.clone(), timeout, &[], |answers| {
+                    Votes::count(answers, |f| a.success(f)).decided(q)
+                })
+                .await;
+            let votes = Votes::count(&round.answers, |f| a.success(f));
+            match quorum::decide(votes.yes, n, a.ttl, round.elapsed, params) {
+                Decision::Granted(_) => {
+                    count(&self.stats.granted);
+                    let reply = match a.conv {
+                        Some(c) => vote::success_reply(c, &round.answers, a.keys.len()),
+                        None => Reply::OK,
+                    };
+                    // ttl − drift from the start: the validity the decision
+                    // measured, wherever the reply is written from.
+                    let valid_until = a
+                        .ttl
+                        .map(|t| round.start + t.saturating_sub(quorum::drift(t, params)));
+                    let instead = a.failure(&[], q);
+                    let grant = Grant {
+                        keys: a.keys,
+                        token: a.token,
+                        ttl: a.ttl,
+                    };
+                    let lease = Lease {
+                        valid_until,
+                        grant: Some(grant),
+                        instead,
+                        again: Some(again),
+                    };
+                    return Outcome {
+                        reply,
+                        lease: Some(lease),
+                    };
+                }
+                Decision::NoQuorum => {
+                    count(&self.stats.refused);
+                    if !votes.defeated(q) {
+                        // Not others holding it: masters that could not vote.
+                        self.warn_unavailable(&round.answers, timeout);
+                    }
+                }
+                Decision::Expired => count(&self.stats.expired),
+            }
+            let expires = a.ttl.map(|t| round.start + t);
+            self.release_everywhere(&a.keys, &a.token, expires);
+            last = round.answers;
+            if attempt < self.cfg.retry_count {
+                let base = self.cfg.retry_delay;
+                let jitter = base.mul_f64(fastrand::f64() * 0.5);
+                tokio::time::sleep(base + jitter).await;
+            }
+        }
+        a.failure(&last, q).into()
+    }
+}
+
+fn set_nx(key: &[u8], token: &[u8], ttl: Option<Duration>) -> Bytes {
+    match ttl {
+        Some(ttl) => {
+            let ms = ttl.as_millis().to_string();
+            command(&[b"SET", key, token, b"NX", b"PX", ms.as_bytes()])
+        }
+        None => command(&[b"SET", key, token, b"NX"]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_command_shapes() {
+        assert_eq!(
+            &set_nx(b"lock:a", b"t", Some(Duration::from_millis(1500)))[..],
+            b"*6\r\n$3\r\nSET\r\n$6\r\nlock:a\r\n$1\r\nt\r\n$2\r\nNX\r\n$2\r\nPX\r\n$4\r\n1500\r\n"
+        );
+        assert_eq!(
+            &set_nx(b"k", b"t", None)[..],
+            b"*4\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nt\r\n$2\r\nNX\r\n"
+        );
+    }
+
+    #[test]
+    fn conventions_cover_acquire_replies() {
+        assert!(vote::success(
+            Convention::KeysZero,
+            &BytesFrame::Integer(2),
+            2
+        ));
+        assert!(!vote::success(
+            Convention::KeysZero,
+            &BytesFrame::Integer(1),
+            2
+        ));
+    }
+}

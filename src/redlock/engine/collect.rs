@@ -1,0 +1,143 @@
+//! Sending one request to every master and gathering the answers until they
+//! decide the operation or its deadline passes; and saying why, when they do not.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use redis_protocol::resp2::types::BytesFrame;
+use tokio::time::Instant;
+
+use super::Engine;
+use crate::errors;
+use crate::protocol::Reply;
+use crate::redlock::master::owed::Debt;
+use crate::redlock::master::{Preload, Replies, Request};
+use crate::redlock::vote::{Answer, NoReply};
+
+/// The answers of one round, when they were decided.
+pub(super) struct Round {
+    /// One per master, in master order.
+    pub(super) answers: Vec<Answer>,
+    /// When the request went out: validity counts from here.
+    pub(super) start: Instant,
+    /// From the start to the decision (or the deadline).
+    pub(super) elapsed: Duration,
+}
+
+/// Logs a warning at most every [`WARN_EVERY`], counting the ones it holds back.
+#[derive(Debug, Default)]
+pub(super) struct WarnLimiter {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+/// Warnings about masters that could not vote are logged at most this often.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+impl Engine {
+    /// Sends `cmd` (an `EVALSHA` of `script`, if given) to every master and
+    /// gathers answers until `decided` says they decide the operation, every
+    /// master answered, or `timeout` passed. Masters that still had not
+    /// answered count as timed out. `owe`: releases a master is owed if this
+    /// request does not succeed there.
+    pub(super) async fn collect(
+        &self,
+        cmd: Bytes,
+        script: Option<Arc<Preload>>,
+        timeout: Duration,
+        owe: &[Debt],
+        decided: impl Fn(&[Answer]) -> bool,
+    ) -> Round {
+        let n = self.masters.len();
+        let start = Instant::now();
+        let deadline = start + timeout;
+        let inbox = Arc::new(Replies::with_capacity(n));
+        for m in &self.masters {
+            m.send(Request {
+                cmd: cmd.clone(),
+                script: script.clone(),
+                deadline,
+                reply_to: Arc::clone(&inbox),
+                owe: owe.to_vec(),
+            });
+        }
+        let mut answers: Vec<Answer> = vec![Err(NoReply::Pending); n];
+        let mut waiting = n;
+        while waiting > 0 && !decided(&answers) {
+            let Ok((i, answer)) = tokio::time::timeout_at(deadline, inbox.pop()).await else {
+                break;
+            };
+            if let Some(slot) = answers.get_mut(i) {
+                if *slot == Err(NoReply::Pending) {
+                    *slot = answer;
+                    waiting -= 1;
+                }
+            }
+        }
+        let elapsed = start.elapsed();
+        for a in &mut answers {
+            if *a == Err(NoReply::Pending) {
+                *a = Err(NoReply::Timeout);
+            }
+        }
+        Round {
+            answers,
+            start,
+            elapsed,
+        }
+    }
+
+    /// What each master whose answer does not count did, for messages.
+    pub(super) fn causes(&self, answers: &[Answer], timeout: Duration) -> String {
+        let mut out = String::new();
+        for (m, a) in self.masters.iter().zip(answers) {
+            let why = match a {
+                Ok(BytesFrame::Error(e)) => format!("answered \"{e}\""),
+                Ok(_) => continue,
+                Err(NoReply::Pending | NoReply::Timeout) => {
+                    format!("no answer within {} ms", timeout.as_millis())
+                }
+                Err(NoReply::Down) => "down".to_string(),
+                Err(NoReply::Backlog) => "too many requests queued".to_string(),
+                Err(NoReply::Lost) => "connection lost before its answer".to_string(),
+            };
+            if !out.is_empty() {
+                out.push_str("; ");
+            }
+            let _ = write!(out, "{}: {why}", m.addr());
+        }
+        out
+    }
+
+    /// The error for an operation the answers did not decide.
+    pub(super) fn undecided(&self, what: &str, answers: &[Answer], timeout: Duration) -> Reply {
+        super::count(&self.stats.undecided);
+        let causes = self.causes(answers, timeout);
+        tracing::debug!(operation = what, masters = %causes, "lock operation undecided");
+        errors::no_quorum(what, self.quorum(), self.masters.len(), &causes)
+    }
+
+    /// An acquisition was refused because too few masters could vote (not
+    /// because others hold the lock): says which, and why, at most every
+    /// [`WARN_EVERY`].
+    pub(super) fn warn_unavailable(&self, answers: &[Answer], timeout: Duration) {
+        let Ok(mut w) = self.warned.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        if w.last.is_some_and(|t| now.duration_since(t) < WARN_EVERY) {
+            w.suppressed += 1;
+            return;
+        }
+        let suppressed = std::mem::take(&mut w.suppressed);
+        w.last = Some(now);
+        drop(w);
+        tracing::warn!(
+            masters = %self.causes(answers, timeout),
+            suppressed,
+            "acquisition refused: too few masters could vote"
+        );
+    }
+}

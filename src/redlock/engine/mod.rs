@@ -1,0 +1,297 @@
+//! The RedLock engine: runs each lock operation on every master at once and
+//! turns their answers into one truthful reply.
+//!
+//! Choices, where the algorithm leaves room:
+//! - **Deadlines fit the operation.** An acquisition waits for votes at most
+//!   `node_timeout` (capped at a tenth of the TTL): a safety rule, since the
+//!   time spent eats the lock's validity. Releases, extensions, reads and `DEL`
+//!   are not safety-bound and wait up to `op_timeout` for a decision.
+//! - **Decided or undecided.** Every operation stops as soon as the answers
+//!   decide it (`vote.rs`: every possible answer of the missing masters would
+//!   give the same reply). A release, extension or read the answers do not
+//!   decide by the deadline gets a `NOQUORUM` error naming the masters and what
+//!   each did — never a 0, nil or -2. A refused acquisition answers nil, as
+//!   clients expect, and when too few masters could vote (rather than others
+//!   holding the lock) a rate-limited warning names them.
+//! - **A reply is true for a while.** A grant (and a successful extension)
+//!   carries a [`Lease`]: the connection writes its reply only within the
+//!   validity, which counts from the start of the operation; past it the grant
+//!   is released and the acquisition runs again, as Redis would have run it then.
+//! - **No stale tokens.** A refused acquisition is released on every master,
+//!   and so is a grant whose client vanished; a release that fails on a master
+//!   (not sent, lost, an error reply) is owed to it. Masters retry what they are
+//!   owed until they confirm or the lock's TTL has passed (`master/owed.rs`).
+//! - Scripts run as the client wrote them, by `EVALSHA` after a `SCRIPT LOAD`
+//!   on each master, and the per-master replies are voted on by the script's
+//!   convention.
+//! - Extensions that fail never release anything. `DEL` of a lock key is a force
+//!   release with no retry on masters that missed it: a delayed blind delete
+//!   could remove a later owner's lock.
+
+mod acquire;
+mod collect;
+mod ops;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::master::owed::Debt;
+use super::master::{Master, Preload};
+use super::op::{LockOp, ScriptAction};
+use super::quorum::{self, Params};
+use super::scripts::sha1_hex;
+use crate::backend::Endpoint;
+use crate::config::RedlockConfig;
+use crate::protocol::{Reply, encode_command};
+
+/// Compare-and-delete over every key (owed releases).
+const CAD_SCRIPT: &str = "local n = 0\nfor _, k in ipairs(KEYS) do\n  if redis.call('get', k) == ARGV[1] then n = n + redis.call('del', k) end\nend\nreturn n\n";
+/// Value and PTTL of one key, atomically.
+const QUERY_SCRIPT: &str = "return {redis.call('get', KEYS[1]), redis.call('pttl', KEYS[1])}\n";
+/// DEL of each key, with each key's count.
+const DEL_SCRIPT: &str =
+    "local r = {}\nfor i, k in ipairs(KEYS) do r[i] = redis.call('del', k) end\nreturn r\n";
+
+/// Counters of lock operations.
+#[derive(Debug, Default)]
+pub struct LockStats {
+    /// Acquisitions granted.
+    pub granted: AtomicU64,
+    /// Acquisitions refused for lack of a quorum.
+    pub refused: AtomicU64,
+    /// Acquisitions refused because too little validity was left.
+    pub expired: AtomicU64,
+    /// Releases (scripts and DEL).
+    pub releases: AtomicU64,
+    /// Extensions that succeeded.
+    pub extended: AtomicU64,
+    /// Extensions that failed.
+    pub extend_failed: AtomicU64,
+    /// Reads of lock keys.
+    pub queries: AtomicU64,
+    /// Operations whose answers did not decide them (answered `NOQUORUM`).
+    pub undecided: AtomicU64,
+}
+
+/// A lock the proxy granted: enough to release it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    keys: Vec<Bytes>,
+    token: Bytes,
+    ttl: Option<Duration>,
+}
+
+impl Grant {
+    /// Whether the lock expires by itself.
+    pub fn has_ttl(&self) -> bool {
+        self.ttl.is_some()
+    }
+}
+
+/// What makes a reply true only for a while: a grant, or a successful extension.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    /// Until when the reply may be written: the validity, counted from the
+    /// start of the operation (`None`: the lock does not expire).
+    pub valid_until: Option<Instant>,
+    /// The lock the reply grants, to release if the reply cannot be delivered
+    /// in time (acquisitions only).
+    pub grant: Option<Grant>,
+    /// What the client is told instead once the validity is gone.
+    pub instead: Reply,
+    /// For acquisitions: the operation, to run again at that point, as Redis
+    /// would have run it then.
+    pub again: Option<LockOp>,
+}
+
+/// The result of one operation.
+#[derive(Debug)]
+pub struct Outcome {
+    /// What the client is told.
+    pub reply: Reply,
+    /// Set when the reply is true only for a while.
+    pub lease: Option<Lease>,
+}
+
+impl From<Reply> for Outcome {
+    fn from(reply: Reply) -> Self {
+        Outcome { reply, lease: None }
+    }
+}
+
+/// Engine settings.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineConfig {
+    /// The algorithm's parameters.
+    pub params: Params,
+    /// How long releases, extensions and reads wait for a decision.
+    pub op_timeout: Duration,
+    /// Extra acquisition attempts.
+    pub retry_count: u32,
+    /// Delay between attempts (plus up to 50% jitter).
+    pub retry_delay: Duration,
+    /// The longest TTL any lock can have: owed releases of unknown TTL are
+    /// moot after it.
+    pub max_ttl: Option<Duration>,
+}
+
+impl From<&RedlockConfig> for EngineConfig {
+    fn from(r: &RedlockConfig) -> Self {
+        EngineConfig {
+            params: Params {
+                node_timeout: r.node_timeout,
+                drift_factor: r.drift_factor,
+                drift_floor: r.drift_floor,
+                min_validity: r.min_validity,
+            },
+            op_timeout: r.op_timeout,
+            retry_count: r.retry_count,
+            retry_delay: r.retry_delay,
+            max_ttl: (!r.max_ttl.is_zero()).then_some(r.max_ttl),
+        }
+    }
+}
+
+/// An internal script: its text, SHA1 and preload.
+#[derive(Debug)]
+struct Internal {
+    sha: Bytes,
+    preload: Arc<Preload>,
+}
+
+impl Internal {
+    fn new(text: &'static str) -> Self {
+        let sha = Bytes::from(sha1_hex(text.as_bytes()).into_bytes());
+        Internal {
+            preload: Preload::new(sha.clone(), text.as_bytes()),
+            sha,
+        }
+    }
+
+    /// `EVALSHA` of this script over `keys` and `argv`.
+    fn call(&self, keys: &[Bytes], argv: &[&[u8]]) -> Bytes {
+        let numkeys = keys.len().to_string();
+        let mut args: Vec<&[u8]> = vec![b"EVALSHA", &self.sha, numkeys.as_bytes()];
+        args.extend(keys.iter().map(|k| &k[..]));
+        args.extend(argv);
+        command(&args)
+    }
+}
+
+/// Runs lock operations on the masters.
+#[derive(Debug)]
+pub struct Engine {
+    masters: Vec<Arc<Master>>,
+    cfg: EngineConfig,
+    cad: Internal,
+    query: Internal,
+    del: Internal,
+    /// Counters.
+    pub stats: LockStats,
+    /// Rate-limits warnings about acquisitions too few masters could vote on.
+    warned: Mutex<collect::WarnLimiter>,
+}
+
+impl Engine {
+    /// An engine over the masters at `endpoints`, whose connection tasks it
+    /// spawns on `tracker`.
+    pub(crate) fn start(
+        cfg: EngineConfig,
+        endpoints: Vec<Endpoint>,
+        shutdown: &CancellationToken,
+        tracker: &TaskTracker,
+    ) -> Self {
+        let cad = Internal::new(CAD_SCRIPT);
+        let masters = endpoints
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| Master::spawn(i, e, Arc::clone(&cad.preload), shutdown.clone(), tracker))
+            .collect();
+        Engine {
+            masters,
+            cfg,
+            cad,
+            query: Internal::new(QUERY_SCRIPT),
+            del: Internal::new(DEL_SCRIPT),
+            stats: LockStats::default(),
+            warned: Mutex::default(),
+        }
+    }
+
+    /// The masters.
+    pub fn masters(&self) -> &[Arc<Master>] {
+        &self.masters
+    }
+
+    fn quorum(&self) -> usize {
+        quorum::quorum(self.masters.len())
+    }
+
+    /// Runs one operation to completion.
+    pub async fn run(&self, op: LockOp) -> Outcome {
+        match op {
+            LockOp::Acquire { key, token, ttl } => self.acquire_set(key, token, ttl).await,
+            LockOp::Get { key } => self.get(key).await,
+            LockOp::Exists { keys } => self.exists(keys).await,
+            LockOp::Ttl { key, millis } => self.ttl(key, millis).await,
+            LockOp::Delete { keys } => self.delete(keys).await,
+            LockOp::Script(op) => match op.action {
+                ScriptAction::Acquire { .. } => self.acquire_script(op).await,
+                _ => self.script(op).await,
+            },
+        }
+    }
+
+    /// Releases a granted lock whose reply never reached its client.
+    pub fn release_grant(&self, grant: &Grant) {
+        let expires = grant.ttl.map(|t| Instant::now() + t);
+        self.release_everywhere(&grant.keys, &grant.token, expires);
+    }
+
+    /// Owes a compare-and-delete of `keys` with `token` to every master.
+    fn release_everywhere(&self, keys: &[Bytes], token: &Bytes, expires: Option<Instant>) {
+        let debts = self.debts(keys, token, expires);
+        for m in &self.masters {
+            m.owe(debts.clone());
+        }
+    }
+
+    /// Compare-and-delete debts, one per key.
+    fn debts(&self, keys: &[Bytes], token: &Bytes, expires: Option<Instant>) -> Vec<Debt> {
+        keys.iter()
+            .map(|k| Debt {
+                key: k.clone(),
+                token: token.clone(),
+                expires,
+                cmd: self.cad.call(std::slice::from_ref(k), &[token]),
+            })
+            .collect()
+    }
+}
+
+fn command(args: &[&[u8]]) -> Bytes {
+    let mut out = BytesMut::with_capacity(16 + args.iter().map(|a| a.len() + 16).sum::<usize>());
+    encode_command(&mut out, args.iter().copied());
+    out.freeze()
+}
+
+/// The stats counter an outcome counts in.
+fn count(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// `EVALSHA` of a client's script, and its preload for masters that lack it.
+fn script_call(call: &super::op::ScriptCall) -> (Bytes, Arc<Preload>) {
+    let numkeys = call.keys.len().to_string();
+    let mut args: Vec<&[u8]> = Vec::with_capacity(3 + call.keys.len() + call.argv.len());
+    args.extend([&b"EVALSHA"[..], &call.sha, numkeys.as_bytes()]);
+    args.extend(call.keys.iter().map(|k| &k[..]));
+    args.extend(call.argv.iter().map(|a| &a[..]));
+    (command(&args), Preload::new(call.sha.clone(), &call.text))
+}

@@ -1,0 +1,169 @@
+//! Releases, extensions and reads: not safety-bound, so they wait up to
+//! `op_timeout` for answers that decide them, and say so with an error when
+//! the answers do not.
+
+use bytes::Bytes;
+use redis_protocol::resp2::types::BytesFrame;
+use tokio::time::Instant;
+
+use super::{Engine, Lease, Outcome, command, count, script_call};
+use crate::protocol::Reply;
+use crate::redlock::op::{ScriptAction, ScriptOp};
+use crate::redlock::quorum::{self, Decision};
+use crate::redlock::vote::{self, Answer, Votes};
+
+impl Engine {
+    /// A script that releases, extends or reads.
+    pub(super) async fn script(&self, op: ScriptOp) -> Outcome {
+        let (cmd, preload) = script_call(&op.call);
+        let conv = op.convention;
+        let keys = &op.call.keys;
+        let nkeys = keys.len();
+        let q = self.quorum();
+        let timeout = self.cfg.op_timeout;
+        match op.action {
+            // Run by the acquisition path; kept here so every action has an answer.
+            ScriptAction::Acquire { .. } => Box::pin(self.acquire_script(op)).await,
+            ScriptAction::Release { token } => {
+                count(&self.stats.releases);
+                // A master the release does not reach, or where it fails, is owed a
+                // compare-and-delete (safe at any time: the token is unique).
+                let expires = self.cfg.max_ttl.map(|t| Instant::now() + t);
+                let owe = match &token {
+                    Some(t) => self.debts(keys, t, expires),
+                    None => Vec::new(),
+                };
+                let verdict = |a: &[Answer]| vote::release(conv, a, q, nkeys);
+                let round = self
+                    .collect(cmd, Some(preload), timeout, &owe, |a| verdict(a).is_some())
+                    .await;
+                match verdict(&round.answers) {
+                    Some(reply) => reply.into(),
+                    None => self.undecided("release", &round.answers, timeout).into(),
+                }
+            }
+            ScriptAction::Extend { ttl } => {
+                let success = |f: &BytesFrame| vote::success(conv, f, nkeys);
+                let round = self
+                    .collect(cmd, Some(preload), timeout, &[], |a| {
+                        Votes::count(a, success).decided(q)
+                    })
+                    .await;
+                let votes = Votes::count(&round.answers, success);
+                let failure = || vote::failure_reply(conv, &round.answers, q);
+                if votes.defeated(q) {
+                    count(&self.stats.extend_failed);
+                    return failure().into();
+                }
+                if !votes.carried(q) {
+                    return self.undecided("extension", &round.answers, timeout).into();
+                }
+                let params = &self.cfg.params;
+                let Some(ttl) = ttl else {
+                    count(&self.stats.extended);
+                    return vote::success_reply(conv, &round.answers, nkeys).into();
+                };
+                let n = self.masters.len();
+                match quorum::decide(votes.yes, n, Some(ttl), round.elapsed, params) {
+                    Decision::Granted(_) => {
+                        count(&self.stats.extended);
+                        let lease = Lease {
+                            valid_until: Some(
+                                round.start + ttl.saturating_sub(quorum::drift(ttl, params)),
+                            ),
+                            grant: None,
+                            instead: failure(),
+                            again: None,
+                        };
+                        Outcome {
+                            reply: vote::success_reply(conv, &round.answers, nkeys),
+                            lease: Some(lease),
+                        }
+                    }
+                    // Extended everywhere, but too late to leave validity.
+                    Decision::NoQuorum | Decision::Expired => {
+                        count(&self.stats.extend_failed);
+                        failure().into()
+                    }
+                }
+            }
+            ScriptAction::Query => {
+                count(&self.stats.queries);
+                let verdict = |a: &[Answer]| vote::query(conv, a, q);
+                self.read("read", cmd, Some(preload), verdict).await
+            }
+        }
+    }
+
+    /// Sends a read and answers from its verdict, or says it is undecided.
+    async fn read(
+        &self,
+        what: &str,
+        cmd: Bytes,
+        script: Option<std::sync::Arc<crate::redlock::master::Preload>>,
+        verdict: impl Fn(&[Answer]) -> Option<Reply>,
+    ) -> Outcome {
+        let timeout = self.cfg.op_timeout;
+        let round = self
+            .collect(cmd, script, timeout, &[], |a| verdict(a).is_some())
+            .await;
+        match verdict(&round.answers) {
+            Some(reply) => reply.into(),
+            None => self.undecided(what, &round.answers, timeout).into(),
+        }
+    }
+
+    /// `GET key`: the token a quorum holds.
+    pub(super) async fn get(&self, key: Bytes) -> Outcome {
+        count(&self.stats.queries);
+        let q = self.quorum();
+        self.read("GET", command(&[b"GET", &key]), None, |a| vote::get(a, q))
+            .await
+    }
+
+    /// `EXISTS key...`: keys a quorum holds.
+    pub(super) async fn exists(&self, keys: Vec<Bytes>) -> Outcome {
+        count(&self.stats.queries);
+        let q = self.quorum();
+        let mut args: Vec<&[u8]> = vec![b"MGET"];
+        args.extend(keys.iter().map(|k| &k[..]));
+        let per_key = |f: &BytesFrame, j: usize| match f {
+            BytesFrame::Array(a) => a.get(j).and_then(vote::bulk),
+            _ => None,
+        };
+        self.read("EXISTS", command(&args), None, |a| {
+            vote::keys_held(a, keys.len(), q, per_key)
+        })
+        .await
+    }
+
+    /// `PTTL`/`TTL key`: the conservative TTL of the value a quorum holds.
+    pub(super) async fn ttl(&self, key: Bytes, millis: bool) -> Outcome {
+        count(&self.stats.queries);
+        let q = self.quorum();
+        let cmd = self.query.call(std::slice::from_ref(&key), &[]);
+        let script = Some(std::sync::Arc::clone(&self.query.preload));
+        let what = if millis { "PTTL" } else { "TTL" };
+        self.read(what, cmd, script, |a| vote::ttl(a, q, millis))
+            .await
+    }
+
+    /// `DEL`/`UNLINK key...`: a force release; the reply counts the keys a
+    /// quorum had.
+    pub(super) async fn delete(&self, keys: Vec<Bytes>) -> Outcome {
+        count(&self.stats.releases);
+        let q = self.quorum();
+        let cmd = self.del.call(&keys, &[]);
+        let script = Some(std::sync::Arc::clone(&self.del.preload));
+        let per_key = |f: &BytesFrame, j: usize| match f {
+            BytesFrame::Array(a) if matches!(a.get(j), Some(BytesFrame::Integer(1))) => {
+                Some(Bytes::from_static(b"1"))
+            }
+            _ => None,
+        };
+        self.read("DEL", cmd, script, |a| {
+            vote::keys_held(a, keys.len(), q, per_key)
+        })
+        .await
+    }
+}

@@ -1,0 +1,259 @@
+//! One open connection to a master: requests pipelined in the order received,
+//! replies matched to them in that order, scripts loaded ahead of their
+//! `EVALSHA`, owed releases sent once their turn has come.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use redis_protocol::resp2::types::BytesFrame;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::owed::{Debt, Id};
+use super::{Backlog, Master, Message, Preload, ReplySender};
+use crate::backend::{BackendError, Connection, ErrorKind};
+use crate::redlock::vote::NoReply;
+
+/// New requests are taken only while less than this much is waiting to be written.
+const WRITE_HIGH_WATER: usize = 256 * 1024;
+
+/// A written request waiting for its reply.
+#[derive(Debug)]
+enum Awaiting {
+    /// An operation's request.
+    Op {
+        reply_to: ReplySender,
+        /// For an EVALSHA: the command and its script, to send again after a
+        /// `NOSCRIPT` (once).
+        resend: Option<(Bytes, Arc<Preload>)>,
+        /// Releases owed if this request does not succeed.
+        owe: Vec<Debt>,
+    },
+    /// A `SCRIPT LOAD` of the connection's own; its reply is dropped.
+    Load,
+    /// An owed release.
+    Owed(Id),
+}
+
+/// An open connection to one master.
+pub(super) struct MasterConnection {
+    conn: Connection,
+    master: Arc<Master>,
+    pending: VecDeque<Awaiting>,
+    /// Scripts loaded on this connection.
+    loaded: HashSet<Bytes>,
+}
+
+fn is_noscript(f: &BytesFrame) -> bool {
+    matches!(f, BytesFrame::Error(e) if e.starts_with("NOSCRIPT"))
+}
+
+impl MasterConnection {
+    pub(super) fn new(conn: Connection, master: Arc<Master>) -> Self {
+        MasterConnection {
+            conn,
+            master,
+            pending: VecDeque::new(),
+            loaded: HashSet::new(),
+        }
+    }
+
+    /// Writes `cmd`, loading `script` first if this connection has not.
+    fn write(&mut self, cmd: &[u8], script: Option<&Arc<Preload>>) {
+        if let Some(p) = script {
+            if !self.loaded.contains(&p.sha) {
+                self.conn.out().extend_from_slice(&p.load);
+                self.pending.push_back(Awaiting::Load);
+                self.loaded.insert(p.sha.clone());
+            }
+        }
+        self.conn.out().extend_from_slice(cmd);
+        self.master.stats.sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Moves requests from the backlog to the output while there is room, then
+    /// the owed releases whose turn has come.
+    fn fill(&mut self, backlog: &mut Backlog) {
+        let now = Instant::now();
+        while self.conn.out().len() < WRITE_HIGH_WATER {
+            let Some(req) = backlog.ops.pop_front() else {
+                break;
+            };
+            self.master.dequeued(backlog, 1);
+            // Its operation has given up: sending it now would only leave work,
+            // or a token, behind. What it was to release is owed instead. A
+            // request whose operation decided early is still sent: a grant
+            // decided by a quorum is best held by every master.
+            if req.deadline <= now {
+                self.master.stats.expired.fetch_add(1, Ordering::Relaxed);
+                self.master.owe_now(backlog, req.owe);
+                continue;
+            }
+            self.write(&req.cmd, req.script.as_ref());
+            let resend = req.script.map(|s| (req.cmd, s));
+            self.pending.push_back(Awaiting::Op {
+                reply_to: req.reply_to,
+                resend,
+                owe: req.owe,
+            });
+        }
+        let cad = Arc::clone(self.master.cad());
+        for (id, cmd) in backlog.owed.take_due(now) {
+            self.write(&cmd, Some(&cad));
+            self.pending.push_back(Awaiting::Owed(id));
+        }
+        self.master.publish_owed(backlog);
+    }
+
+    fn protocol_error(&self, what: impl std::fmt::Display) -> BackendError {
+        BackendError::new(ErrorKind::Protocol, self.conn.peer(), what)
+    }
+
+    /// Matches every complete reply to its request.
+    fn read_replies(&mut self, backlog: &mut Backlog) -> Result<(), BackendError> {
+        let index = self.master.index;
+        while let Some(info) = self.conn.next_reply()? {
+            let mut bytes = self.conn.take(info.len);
+            let decoded = redis_protocol::resp2::decode::decode_bytes_mut(&mut bytes)
+                .map_err(|e| self.protocol_error(format_args!("{e:?}")))?;
+            let Some((frame, _, _)) = decoded else {
+                return Err(self.protocol_error("reply framing disagreement"));
+            };
+            let Some(awaiting) = self.pending.pop_front() else {
+                return Err(self.protocol_error("a reply without a request"));
+            };
+            let now = Instant::now();
+            match awaiting {
+                Awaiting::Op {
+                    reply_to,
+                    resend: Some((cmd, script)),
+                    owe,
+                } if is_noscript(&frame) => {
+                    // Flushed behind our back: load it again and resend, once.
+                    self.loaded.remove(&script.sha);
+                    self.write(&cmd, Some(&script));
+                    self.pending.push_back(Awaiting::Op {
+                        reply_to,
+                        resend: None,
+                        owe,
+                    });
+                }
+                Awaiting::Op { reply_to, owe, .. } => {
+                    if let BytesFrame::Error(e) = &frame {
+                        if is_noscript(&frame) {
+                            self.loaded.clear();
+                        }
+                        tracing::debug!(master = %self.master.url, error = %e, "a lock request failed on a master");
+                        self.master.owe_now(backlog, owe);
+                    }
+                    reply_to.push((index, Ok(frame)));
+                }
+                Awaiting::Load => {
+                    if let BytesFrame::Error(e) = frame {
+                        tracing::debug!(master = %self.master.url, error = %e, "SCRIPT LOAD failed on a master");
+                    }
+                }
+                Awaiting::Owed(id) => match frame {
+                    // The count of keys it deleted: 0 or 1, the token is gone either way.
+                    BytesFrame::Integer(_) => backlog.owed.confirmed(&id, now),
+                    other => {
+                        if is_noscript(&other) {
+                            self.loaded.remove(&self.master.cad().sha);
+                        }
+                        tracing::debug!(master = %self.master.url, reply = ?other, "an owed release failed; retrying later");
+                        backlog.owed.failed(id, now);
+                    }
+                },
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the connection until it fails, or until `Stop` (shutdown) and
+    /// everything before it is delivered.
+    pub(super) async fn serve(
+        &mut self,
+        rx: &mut mpsc::UnboundedReceiver<Message>,
+        backlog: &mut Backlog,
+        shutdown: &CancellationToken,
+    ) -> Result<(), BackendError> {
+        self.fill(backlog);
+        self.conn.flush()?;
+        loop {
+            let retry_at = backlog.owed.next_due();
+            tokio::select! {
+                biased;
+                msg = rx.recv() => {
+                    let Some(msg) = msg else { return Ok(()) };
+                    if !self.master.receive(backlog, msg) {
+                        return self.finish(rx, backlog).await;
+                    }
+                    // Let the connections that are ready run first: their requests
+                    // join this batch, and one write carries them all.
+                    tokio::task::yield_now().await;
+                    while let Ok(msg) = rx.try_recv() {
+                        if !self.master.receive(backlog, msg) {
+                            self.fill(backlog);
+                            return self.finish(rx, backlog).await;
+                        }
+                    }
+                }
+                r = self.conn.io(true) => {
+                    r?;
+                    self.read_replies(backlog)?;
+                }
+                _ = sleep_until(retry_at) => {}
+                _ = shutdown.cancelled() => return self.finish(rx, backlog).await,
+            }
+            self.fill(backlog);
+            self.conn.flush()?;
+        }
+    }
+
+    /// Shutdown: delivers what is queued (owed releases above all), briefly.
+    async fn finish(
+        &mut self,
+        rx: &mut mpsc::UnboundedReceiver<Message>,
+        backlog: &mut Backlog,
+    ) -> Result<(), BackendError> {
+        while let Ok(msg) = rx.try_recv() {
+            self.master.receive(backlog, msg);
+        }
+        let drain = async {
+            loop {
+                self.fill(backlog);
+                if self.pending.is_empty() && !self.conn.has_output() {
+                    return Ok::<(), BackendError>(());
+                }
+                self.conn.io(!self.pending.is_empty()).await?;
+                self.read_replies(backlog)?;
+            }
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(500), drain).await;
+        Ok(())
+    }
+
+    /// The connection is gone: requests waiting for a reply have an unknown
+    /// outcome; what they were to release, and owed releases in flight, are
+    /// owed again.
+    pub(super) fn lost(&mut self, backlog: &mut Backlog) {
+        let index = self.master.index;
+        for awaiting in self.pending.drain(..) {
+            if let Awaiting::Op { reply_to, owe, .. } = awaiting {
+                reply_to.push((index, Err(NoReply::Lost)));
+                self.master.owe_now(backlog, owe);
+            }
+        }
+        backlog.owed.connection_lost(Instant::now());
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

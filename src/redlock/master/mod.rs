@@ -1,0 +1,452 @@
+//! One lock master: a single shared, pipelined, reconnecting connection that
+//! serves every client of the proxy.
+//!
+//! - **Order.** Requests are written in the order the task receives them and
+//!   answered in that order (Redis's pipelining), so a release owed after an
+//!   acquisition always runs after it on that master, even when the master was
+//!   paused in between.
+//! - **Reconnecting.** A master that closes the connection (`CLIENT KILL`, its
+//!   `timeout`, a middlebox) is reconnected at once, and requests wait for the
+//!   new connection within their operation's deadline. Only when connecting
+//!   fails again does the master count as down: requests then fail at once and
+//!   the task retries with backoff, logging repeated failures at most every
+//!   [`LOG_EVERY`].
+//! - **Scripts.** An `EVALSHA` goes out after a `SCRIPT LOAD` of its script
+//!   (once per connection), in the same pipeline; a `NOSCRIPT` all the same
+//!   (someone ran `SCRIPT FLUSH`) loads it and sends it again, whether or not
+//!   the operation still waits for it.
+//! - **Owed releases** (`owed.rs`): cleanups of refused or abandoned
+//!   acquisitions, and releases that failed or were never sent, are retried
+//!   until the master confirms them or the lock's TTL has passed.
+//! - **Bounded.** The task always drains its channel; operations waiting to be
+//!   written are limited to [`MAX_QUEUED`] (past it they fail at once), and owed
+//!   releases to [`owed::MAX_OWED`].
+
+mod connection;
+pub(crate) mod owed;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use self::connection::MasterConnection;
+use self::owed::{Debt, Owed};
+use super::vote::{Answer, NoReply};
+use crate::backend::{Endpoint, Handshake};
+use crate::config::RedisUrl;
+use crate::protocol::encode_command;
+
+/// Where the masters' answers to one lock operation collect, tagged with the
+/// master's index.
+pub type Replies = crate::inbox::Inbox<(usize, Answer)>;
+
+/// Where an answer goes.
+pub type ReplySender = Arc<Replies>;
+
+/// Connection state, for logs, health and the restart guard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum MasterState {
+    /// Connecting (at start or after the connection closed): requests wait.
+    Connecting = 0,
+    /// Connected.
+    Up = 1,
+    /// Connecting failed; waiting before the next attempt: requests fail at once.
+    Down = 2,
+}
+
+/// Counters kept by the master's task.
+#[derive(Debug, Default)]
+pub struct MasterStats {
+    /// Requests written.
+    pub sent: AtomicU64,
+    /// Requests refused while the master was down or backlogged.
+    pub refused: AtomicU64,
+    /// Requests skipped because their operation had already given up.
+    pub expired: AtomicU64,
+    /// Connections established (the first one included).
+    pub connects: AtomicU64,
+    /// Connection attempts that failed, and connections that broke.
+    pub failures: AtomicU64,
+    /// Releases owed to this master now.
+    pub owed: AtomicU64,
+    /// Owed releases dropped because too many were owed.
+    pub owed_shed: AtomicU64,
+}
+
+/// Most operation requests waiting to be written to one master; past this,
+/// new ones fail at once (their vote is unknown).
+pub const MAX_QUEUED: usize = 10_000;
+/// How long connecting may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Reconnect backoff bounds, after repeated failures.
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// A connection that lived this long was healthy: its end starts no backoff.
+const HEALTHY: Duration = Duration::from_secs(1);
+/// Repeated errors of one master are logged at most this often.
+pub const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// A script a request runs with EVALSHA: loaded on the master first (once per
+/// connection), in the same pipeline, so the EVALSHA cannot miss it even when the
+/// master answers only after the operation has stopped waiting.
+#[derive(Debug)]
+pub struct Preload {
+    /// The script's SHA1, lowercase hex.
+    pub sha: Bytes,
+    /// `SCRIPT LOAD <text>`, encoded.
+    pub load: Bytes,
+}
+
+impl Preload {
+    /// The preload of a script text.
+    pub fn new(sha: Bytes, text: &[u8]) -> Arc<Preload> {
+        let mut load = BytesMut::new();
+        encode_command(&mut load, [&b"SCRIPT"[..], b"LOAD", text].into_iter());
+        Arc::new(Preload {
+            sha,
+            load: load.freeze(),
+        })
+    }
+}
+
+/// One request of a lock operation.
+#[derive(Debug)]
+pub(crate) struct Request {
+    /// The command, encoded.
+    pub(crate) cmd: Bytes,
+    /// The script an EVALSHA needs.
+    pub(crate) script: Option<Arc<Preload>>,
+    /// Not sent after this: the operation has given up.
+    pub(crate) deadline: Instant,
+    /// Where the answer goes.
+    pub(crate) reply_to: ReplySender,
+    /// Releases owed if this request does not succeed (a release that was not
+    /// sent, was lost, or answered with an error).
+    pub(crate) owe: Vec<Debt>,
+}
+
+#[derive(Debug)]
+enum Message {
+    /// An operation's request.
+    Op(Request),
+    /// Releases owed, after everything received before them.
+    Owe(Vec<Debt>),
+    /// Shutdown: deliver what is queued, then stop.
+    Stop,
+}
+
+/// What the task keeps across connections.
+#[derive(Debug, Default)]
+struct Backlog {
+    /// Operation requests received, not yet written.
+    ops: VecDeque<Request>,
+    /// Releases owed.
+    owed: Owed,
+    /// Operation requests received so far (debts are owed after this many).
+    received: u64,
+}
+
+/// A lock master and the handle to its connection task.
+#[derive(Debug)]
+pub struct Master {
+    /// Position in the configuration.
+    pub index: usize,
+    /// Where it is.
+    pub url: RedisUrl,
+    endpoint: Endpoint,
+    cad: Arc<Preload>,
+    tx: mpsc::UnboundedSender<Message>,
+    queued: AtomicUsize,
+    state: AtomicU8,
+    /// Counters.
+    pub stats: MasterStats,
+}
+
+impl Master {
+    /// Creates the master and spawns its connection task on `tracker`. `cad` is
+    /// the compare-and-delete script owed releases run.
+    pub(crate) fn spawn(
+        index: usize,
+        endpoint: Endpoint,
+        cad: Arc<Preload>,
+        shutdown: CancellationToken,
+        tracker: &tokio_util::task::TaskTracker,
+    ) -> Arc<Master> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let master = Arc::new(Master {
+            index,
+            url: endpoint.url().clone(),
+            endpoint,
+            cad,
+            tx,
+            queued: AtomicUsize::new(0),
+            state: AtomicU8::new(MasterState::Connecting as u8),
+            stats: MasterStats::default(),
+        });
+        tracker.spawn(Arc::clone(&master).run(rx, shutdown));
+        master
+    }
+
+    /// The connection state.
+    pub fn state(&self) -> MasterState {
+        match self.state.load(Ordering::Relaxed) {
+            1 => MasterState::Up,
+            2 => MasterState::Down,
+            _ => MasterState::Connecting,
+        }
+    }
+
+    fn set_state(&self, s: MasterState) {
+        self.state.store(s as u8, Ordering::Relaxed);
+    }
+
+    /// `host:port`.
+    pub fn addr(&self) -> &str {
+        self.endpoint.addr()
+    }
+
+    /// Queues a request; its answer goes to `req.reply_to` tagged with this
+    /// master's index. It fails at once while the master is down or backlogged.
+    pub(crate) fn send(&self, req: Request) {
+        let refusal = if self.state() == MasterState::Down {
+            Some(NoReply::Down)
+        } else if self.queued.fetch_add(1, Ordering::Relaxed) >= MAX_QUEUED {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            Some(NoReply::Backlog)
+        } else {
+            None
+        };
+        match refusal {
+            Some(why) => self.refuse(req, why),
+            None => {
+                if let Err(mpsc::error::SendError(Message::Op(req))) =
+                    self.tx.send(Message::Op(req))
+                {
+                    self.queued.fetch_sub(1, Ordering::Relaxed);
+                    self.refuse(req, NoReply::Down);
+                }
+            }
+        }
+    }
+
+    /// Answers a request that will not be sent; what it was to release is owed.
+    fn refuse(&self, req: Request, why: NoReply) {
+        self.stats.refused.fetch_add(1, Ordering::Relaxed);
+        req.reply_to.push((self.index, Err(why)));
+        self.owe(req.owe);
+    }
+
+    /// Owes releases to this master: they are sent after everything already
+    /// queued, and retried until confirmed or moot.
+    pub(crate) fn owe(&self, debts: Vec<Debt>) {
+        if !debts.is_empty() {
+            let _ = self.tx.send(Message::Owe(debts));
+        }
+    }
+
+    /// Owes releases from within the task (a release that failed or was never
+    /// sent): due at once, since what they clean up was written long before.
+    fn owe_now(&self, backlog: &mut Backlog, debts: Vec<Debt>) {
+        let now = Instant::now();
+        for d in debts {
+            backlog.owed.owe(d, 0, now);
+        }
+    }
+
+    /// The compare-and-delete script of owed releases.
+    pub(crate) fn cad(&self) -> &Arc<Preload> {
+        &self.cad
+    }
+
+    /// Asks the connection task to deliver what is queued and stop (shutdown).
+    pub fn stop(&self) {
+        let _ = self.tx.send(Message::Stop);
+    }
+
+    /// Takes one message into the backlog; `false` for `Stop`.
+    fn receive(&self, backlog: &mut Backlog, msg: Message) -> bool {
+        let now = Instant::now();
+        match msg {
+            Message::Op(req) => {
+                backlog.received += 1;
+                backlog.ops.push_back(req);
+            }
+            Message::Owe(debts) => {
+                for d in debts {
+                    backlog.owed.owe(d, backlog.received, now);
+                }
+            }
+            Message::Stop => return false,
+        }
+        true
+    }
+
+    /// The request at the front of the backlog has left it (written or
+    /// dropped): debts owed after it may go.
+    fn dequeued(&self, backlog: &mut Backlog, n: u64) {
+        self.queued.fetch_sub(n as usize, Ordering::Relaxed);
+        backlog.owed.written(n, Instant::now());
+    }
+
+    async fn run(
+        self: Arc<Self>,
+        mut rx: mpsc::UnboundedReceiver<Message>,
+        shutdown: CancellationToken,
+    ) {
+        let mut backlog = Backlog::default();
+        let mut log = LogLimiter::default();
+        let handshake = Handshake::new();
+        // Failures in a row: connect errors, and connections that did not last.
+        let mut failures: u32 = 0;
+        loop {
+            if failures >= 2 {
+                // Repeated failures: down, and wait before the next attempt.
+                self.set_state(MasterState::Down);
+                let backoff = BACKOFF_MIN
+                    .saturating_mul(1 << (failures - 2).min(8))
+                    .min(BACKOFF_MAX);
+                if !self
+                    .wait_down(&mut rx, &mut backlog, backoff, &shutdown)
+                    .await
+                {
+                    return;
+                }
+            }
+            self.set_state(MasterState::Connecting);
+            let connected = tokio::select! {
+                r = self.endpoint.connect(&handshake) => r,
+                stop = self.wait_connecting(&mut rx, &mut backlog, &shutdown) => {
+                    debug_assert!(stop);
+                    return;
+                }
+            };
+            let conn = match connected {
+                Ok(conn) => conn,
+                Err(e) => {
+                    failures += 1;
+                    self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                    log.error(&self.url, &e.to_string());
+                    continue;
+                }
+            };
+            self.stats.connects.fetch_add(1, Ordering::Relaxed);
+            self.set_state(MasterState::Up);
+            if log.failures > 0 {
+                tracing::info!(master = %self.url, failures = log.failures, "master reconnected");
+            } else {
+                tracing::debug!(master = %self.url, "master connected");
+            }
+            log = LogLimiter::default();
+            let since = Instant::now();
+            let mut conn = MasterConnection::new(conn, Arc::clone(&self));
+            let result = conn.serve(&mut rx, &mut backlog, &shutdown).await;
+            conn.lost(&mut backlog);
+            self.publish_owed(&backlog);
+            match result {
+                Ok(()) => return, // shutdown, or every sender gone
+                Err(e) => {
+                    self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                    failures = if since.elapsed() >= HEALTHY {
+                        1
+                    } else {
+                        failures + 1
+                    };
+                    log.error(&self.url, &e.to_string());
+                }
+            }
+        }
+    }
+
+    /// While connecting: takes messages into the backlog (requests wait for
+    /// the connection). Returns when told to stop.
+    async fn wait_connecting(
+        &self,
+        rx: &mut mpsc::UnboundedReceiver<Message>,
+        backlog: &mut Backlog,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        loop {
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(msg) => {
+                        if !self.receive(backlog, msg) {
+                            return true;
+                        }
+                    }
+                    None => return true,
+                },
+                _ = shutdown.cancelled() => return true,
+            }
+        }
+    }
+
+    /// While down: requests fail at once (queued ones included), debts are
+    /// recorded. Returns false when told to stop.
+    async fn wait_down(
+        &self,
+        rx: &mut mpsc::UnboundedReceiver<Message>,
+        backlog: &mut Backlog,
+        backoff: Duration,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        let until = Instant::now() + backoff;
+        loop {
+            while let Some(req) = backlog.ops.pop_front() {
+                self.dequeued(backlog, 1);
+                self.refuse(req, NoReply::Down);
+            }
+            self.publish_owed(backlog);
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(msg) => {
+                        if !self.receive(backlog, msg) {
+                            return false;
+                        }
+                    }
+                    None => return false,
+                },
+                _ = tokio::time::sleep_until(until) => return true,
+                _ = shutdown.cancelled() => return false,
+            }
+        }
+    }
+
+    fn publish_owed(&self, backlog: &Backlog) {
+        self.stats
+            .owed
+            .store(backlog.owed.len() as u64, Ordering::Relaxed);
+        self.stats
+            .owed_shed
+            .store(backlog.owed.shed(), Ordering::Relaxed);
+    }
+}
+
+/// Rate-limits error logs for one master.
+#[derive(Default)]
+struct LogLimiter {
+    last: Option<Instant>,
+    suppressed: u64,
+    failures: u64,
+}
+
+impl LogLimiter {
+    fn error(&mut self, url: &RedisUrl, error: &str) {
+        self.failures += 1;
+        let now = Instant::now();
+        match self.last {
+            Some(last) if now.duration_since(last) < LOG_EVERY => self.suppressed += 1,
+            _ => {
+                tracing::warn!(master = %url, error, suppressed = self.suppressed, "master unavailable");
+                self.last = Some(now);
+                self.suppressed = 0;
+            }
+        }
+    }
+}
