@@ -27,4 +27,7 @@ pub struct Metrics {
     pub output_limit: AtomicU64,
     /// Failed AUTH / HELLO AUTH attempts.
     pub auth_failures: AtomicU64,
+    /// Grant or extension replies not delivered because their validity ran out
+    /// first (or a lock without expiry whose client had closed its connection).
+    pub leases_revoked: AtomicU64,
 }

@@ -1,34 +1,10 @@
 //! Faults: masters that are blackholed, killed and restarted; a passthrough
 //! backend that dies in the middle of a pipeline.
 
-use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::common::relay::{Mode, Relay};
+use crate::common::relay::Mode;
 use crate::common::*;
-use redlock_proxy::config::RedisUrl;
-
-struct Setup {
-    h: Harness,
-    masters: Vec<RedisServer>,
-    relays: Vec<Relay>,
-}
-
-/// 3 masters, each behind a relay the test controls.
-async fn behind_relays() -> Setup {
-    let masters: Vec<RedisServer> = (0..3).map(|_| RedisServer::start()).collect();
-    let mut relays = Vec::new();
-    for m in &masters {
-        relays.push(Relay::start(m.port).await);
-    }
-    let urls: Vec<String> = relays.iter().map(|r| r.url()).collect();
-    let h = Harness::start_with(0, move |c| {
-        c.redlock.masters = urls.iter().map(|u| RedisUrl::parse(u).unwrap()).collect();
-    })
-    .await;
-    h.wait_masters_up().await;
-    Setup { h, masters, relays }
-}
 
 fn holders(masters: &[RedisServer], key: &str) -> usize {
     masters
@@ -39,7 +15,7 @@ fn holders(masters: &[RedisServer], key: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_master_blackholed_every_acquire_is_granted_in_time() {
-    let s = behind_relays().await;
+    let s = behind_relays(|_| {}).await;
     s.relays[0].set(Mode::Blackhole);
     let mut c = s.h.client().await;
     for i in 0..30 {
@@ -68,7 +44,7 @@ async fn one_master_blackholed_every_acquire_is_granted_in_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_masters_blackholed_refusals_are_quick_and_leave_nothing() {
-    let s = behind_relays().await;
+    let s = behind_relays(|_| {}).await;
     s.relays[0].set(Mode::Blackhole);
     s.relays[1].set(Mode::Blackhole);
     // Ten clients at once: none hangs, all are refused within the bound.
@@ -105,7 +81,7 @@ async fn two_masters_blackholed_refusals_are_quick_and_leave_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latency_on_one_link_does_not_slow_acquisitions() {
-    let s = behind_relays().await;
+    let s = behind_relays(|_| {}).await;
     s.relays[2].set(Mode::Delay(Duration::from_millis(200)));
     let mut c = s.h.client().await;
     let start = Instant::now();
@@ -121,36 +97,6 @@ async fn latency_on_one_link_does_not_slow_acquisitions() {
         "{:?}",
         start.elapsed()
     );
-}
-
-/// Log lines of this test binary.
-fn logs() -> &'static Mutex<Vec<u8>> {
-    static LOGS: OnceLock<Mutex<Vec<u8>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        struct Capture;
-        impl std::io::Write for Capture {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                logs().lock().unwrap().extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let _ = tracing_subscriber::fmt()
-            .with_writer(|| Capture)
-            .with_ansi(false)
-            .with_env_filter("info")
-            .try_init();
-        Mutex::new(Vec::new())
-    })
-}
-
-fn log_lines_about(needle: &str, port: u16) -> usize {
-    let logs = String::from_utf8_lossy(&logs().lock().unwrap()).into_owned();
-    logs.lines()
-        .filter(|l| l.contains(needle) && l.contains(&format!(":{port}")))
-        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -30,4 +30,5 @@ mod passthrough;
 mod readme;
 mod redis_cli;
 mod redlock;
+mod truthful;
 mod wire_forms;

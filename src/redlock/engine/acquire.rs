@@ -91,11 +91,21 @@ impl Engine {
         let params = &self.cfg.params;
         let timeout = quorum::node_timeout(a.ttl, params);
         let mut last = Vec::new();
+        let takes: Vec<(Bytes, Bytes)> = a
+            .keys
+            .iter()
+            .map(|k| (k.clone(), a.token.clone()))
+            .collect();
         for attempt in 0..=self.cfg.retry_count {
             let round = self
-                .collect(a.cmd.clone(), a.script.clone(), timeout, &[], |answers| {
-                    Votes::count(answers, |f| a.success(f)).decided(q)
-                })
+                .collect(
+                    a.cmd.clone(),
+                    a.script.clone(),
+                    timeout,
+                    &[],
+                    &takes,
+                    |answers| Votes::count(answers, |f| a.success(f)).decided(q),
+                )
                 .await;
             let votes = Votes::count(&round.answers, |f| a.success(f));
             match quorum::decide(votes.yes, n, a.ttl, round.elapsed, params) {

@@ -41,13 +41,14 @@ impl Engine {
     /// gathers answers until `decided` says they decide the operation, every
     /// master answered, or `timeout` passed. Masters that still had not
     /// answered count as timed out. `owe`: releases a master is owed if this
-    /// request does not succeed there.
+    /// request does not succeed there; `acquires`: the locks it takes.
     pub(super) async fn collect(
         &self,
         cmd: Bytes,
         script: Option<Arc<Preload>>,
         timeout: Duration,
         owe: &[Debt],
+        acquires: &[(Bytes, Bytes)],
         decided: impl Fn(&[Answer]) -> bool,
     ) -> Round {
         let n = self.masters.len();
@@ -61,6 +62,7 @@ impl Engine {
                 deadline,
                 reply_to: Arc::clone(&inbox),
                 owe: owe.to_vec(),
+                acquires: acquires.to_vec(),
             });
         }
         let mut answers: Vec<Answer> = vec![Err(NoReply::Pending); n];

@@ -92,6 +92,21 @@ impl Grant {
     pub fn has_ttl(&self) -> bool {
         self.ttl.is_some()
     }
+
+    /// Whether `op` releases this lock (a release of its token, or a `DEL`).
+    pub fn released_by(&self, op: &LockOp) -> bool {
+        let touches = |keys: &[Bytes]| keys.iter().any(|k| self.keys.contains(k));
+        match op {
+            LockOp::Delete { keys } => touches(keys),
+            LockOp::Script(s) => match &s.action {
+                ScriptAction::Release { token } => {
+                    token.as_ref() == Some(&self.token) && touches(&s.call.keys)
+                }
+                _ => false,
+            },
+            _ => false,
+        }
+    }
 }
 
 /// What makes a reply true only for a while: a grant, or a successful extension.

@@ -35,7 +35,9 @@ impl Engine {
                 };
                 let verdict = |a: &[Answer]| vote::release(conv, a, q, nkeys);
                 let round = self
-                    .collect(cmd, Some(preload), timeout, &owe, |a| verdict(a).is_some())
+                    .collect(cmd, Some(preload), timeout, &owe, &[], |a| {
+                        verdict(a).is_some()
+                    })
                     .await;
                 match verdict(&round.answers) {
                     Some(reply) => reply.into(),
@@ -45,7 +47,7 @@ impl Engine {
             ScriptAction::Extend { ttl } => {
                 let success = |f: &BytesFrame| vote::success(conv, f, nkeys);
                 let round = self
-                    .collect(cmd, Some(preload), timeout, &[], |a| {
+                    .collect(cmd, Some(preload), timeout, &[], &[], |a| {
                         Votes::count(a, success).decided(q)
                     })
                     .await;
@@ -105,7 +107,7 @@ impl Engine {
     ) -> Outcome {
         let timeout = self.cfg.op_timeout;
         let round = self
-            .collect(cmd, script, timeout, &[], |a| verdict(a).is_some())
+            .collect(cmd, script, timeout, &[], &[], |a| verdict(a).is_some())
             .await;
         match verdict(&round.answers) {
             Some(reply) => reply.into(),

@@ -79,10 +79,13 @@ impl MasterConnection {
     fn fill(&mut self, backlog: &mut Backlog) {
         let now = Instant::now();
         while self.conn.out().len() < WRITE_HIGH_WATER {
-            let Some(req) = backlog.ops.pop_front() else {
+            let Some((seq, req)) = backlog.ops.pop_front() else {
                 break;
             };
             self.master.dequeued(backlog, 1);
+            for id in &req.acquires {
+                backlog.owed.supersede(id, seq);
+            }
             // Its operation has given up: sending it now would only leave work,
             // or a token, behind. What it was to release is owed instead. A
             // request whose operation decided early is still sent: a grant

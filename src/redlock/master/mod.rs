@@ -130,6 +130,9 @@ pub(crate) struct Request {
     /// Releases owed if this request does not succeed (a release that was not
     /// sent, was lost, or answered with an error).
     pub(crate) owe: Vec<Debt>,
+    /// The locks (key, token) this request acquires: releases of them owed
+    /// before it are not sent after it.
+    pub(crate) acquires: Vec<owed::Id>,
 }
 
 #[derive(Debug)]
@@ -145,8 +148,9 @@ enum Message {
 /// What the task keeps across connections.
 #[derive(Debug, Default)]
 struct Backlog {
-    /// Operation requests received, not yet written.
-    ops: VecDeque<Request>,
+    /// Operation requests received, not yet written, with their 1-based
+    /// number in the order received.
+    ops: VecDeque<(u64, Request)>,
     /// Releases owed.
     owed: Owed,
     /// Operation requests received so far (debts are owed after this many).
@@ -276,7 +280,7 @@ impl Master {
         match msg {
             Message::Op(req) => {
                 backlog.received += 1;
-                backlog.ops.push_back(req);
+                backlog.ops.push_back((backlog.received, req));
             }
             Message::Owe(debts) => {
                 for d in debts {
@@ -398,7 +402,7 @@ impl Master {
     ) -> bool {
         let until = Instant::now() + backoff;
         loop {
-            while let Some(req) = backlog.ops.pop_front() {
+            while let Some((_, req)) = backlog.ops.pop_front() {
                 self.dequeued(backlog, 1);
                 self.refuse(req, NoReply::Down);
             }

@@ -181,6 +181,25 @@ impl Owed {
         out
     }
 
+    /// Operation `op` (1-based, in the order received) takes the lock `id`
+    /// again: a release owed before it and not yet sent would now remove the
+    /// new grant, so it is dropped. What the earlier acquisition left is the
+    /// same token, which the new one either reuses or is refused by.
+    pub(crate) fn supersede(&mut self, id: &Id, op: u64) {
+        let Some(e) = self.entries.get_mut(id) else {
+            return;
+        };
+        if e.after >= op {
+            return; // owed for this acquisition or a later one
+        }
+        match e.state {
+            State::InFlight { .. } => e.state = State::InFlight { again: false },
+            State::Waiting | State::Due(_) => {
+                self.entries.remove(id);
+            }
+        }
+    }
+
     /// The master confirmed: nothing is owed for this key and token any more —
     /// unless it was owed again meanwhile.
     pub(crate) fn confirmed(&mut self, id: &Id, now: Instant) {
@@ -317,6 +336,19 @@ mod tests {
         assert_eq!(o.take_due(now).len(), 1);
         o.confirmed(&id("k", "t"), now);
         assert_eq!(o.len(), 0);
+    }
+
+    #[test]
+    fn a_later_acquisition_with_the_same_token_supersedes_what_was_owed_before_it() {
+        let now = Instant::now();
+        let mut o = Owed::default();
+        o.owe(debt("k", "t", None), 4, now);
+        o.supersede(&id("k", "t"), 5);
+        assert_eq!(o.len(), 0, "sent after op 5 it would delete op 5's grant");
+        // A debt owed after the acquisition (its own refusal) stays.
+        o.owe(debt("k", "t", None), 5, now);
+        o.supersede(&id("k", "t"), 5);
+        assert_eq!(o.len(), 1);
     }
 
     #[test]

@@ -259,6 +259,7 @@ impl State {
 
     /// Starts a lock operation; its reply fills its slot when it finishes.
     fn lock(&mut self, op: LockOp) {
+        self.bound.retain(|g| !g.released_by(&op));
         let silent = self.session.take_silent();
         let seq = (!silent).then(|| self.queue.push(Slot::Pending));
         self.run_lock(op, seq, self.session.proto);
@@ -277,7 +278,13 @@ impl State {
     pub(super) fn complete(&mut self, seq: Option<u64>, proto: Proto, outcome: Outcome) {
         // Without a sequence number the reply was silenced (CLIENT REPLY OFF); the
         // client holds the lock as it would on a real Redis.
-        if let Some(seq) = seq {
+        let Some(seq) = seq else {
+            if let Some(grant) = outcome.lease.and_then(|l| l.grant) {
+                self.bind(&grant);
+            }
+            return;
+        };
+        {
             let lease = outcome.lease.map(|l| Box::new(Revocable::new(l, proto)));
             self.queue
                 .complete(seq, outcome.reply.to_bytes(proto), lease);

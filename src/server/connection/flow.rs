@@ -27,7 +27,12 @@ impl State {
                         return;
                     };
                     match stale {
-                        None => self.output.push_leased(&b, *lease),
+                        None => {
+                            if let Some(grant) = &lease.grant {
+                                self.bind(grant);
+                            }
+                            self.output.push_leased(&b, *lease);
+                        }
                         Some(why) => {
                             if !self.revoked_at_front(seq, why, *lease) {
                                 return;
@@ -65,6 +70,10 @@ impl State {
     /// gets what Redis would have answered at this point — the acquisition runs
     /// again now, in its slot. Returns false when the slot is pending again.
     fn revoked_at_front(&mut self, seq: u64, why: Stale, lease: Revocable) -> bool {
+        self.shared
+            .metrics
+            .leases_revoked
+            .fetch_add(1, Ordering::Relaxed);
         let engine = &self.shared.engine;
         if let Some(grant) = &lease.grant {
             engine.release_grant(grant);
@@ -84,8 +93,13 @@ impl State {
     /// of them are replaced, and their grants released.
     pub(super) fn revoke_stale_output(&mut self) {
         let input_closed = self.input == Input::Eof;
-        for grant in self.output.revoke_stale(Instant::now(), input_closed) {
-            self.shared.engine.release_grant(&grant);
+        let revoked = self.output.revoke_stale(Instant::now(), input_closed);
+        self.shared
+            .metrics
+            .leases_revoked
+            .fetch_add(revoked.count as u64, Ordering::Relaxed);
+        for grant in &revoked.grants {
+            self.shared.engine.release_grant(grant);
         }
     }
 

@@ -21,6 +21,10 @@ impl State {
             Local::Quit => {
                 self.reply(Reply::OK);
                 self.finish();
+                // The client leaves: its locks without expiry go with it.
+                for grant in std::mem::take(&mut self.bound) {
+                    self.shared.engine.release_grant(&grant);
+                }
             }
             Local::Hello {
                 proto,

@@ -67,7 +67,7 @@ use super::Shared;
 use super::session::Session;
 use crate::errors;
 use crate::protocol::{ArgList, Proto, RequestParser};
-use crate::redlock::Outcome;
+use crate::redlock::{Grant, Outcome};
 use crate::stream::{READ_CHUNK, Stream};
 
 /// Lock operations one connection may have running at once; past this the
@@ -75,6 +75,8 @@ use crate::stream::{READ_CHUNK, Stream};
 const MAX_INFLIGHT_OPS: usize = 1024;
 /// Replies one connection may wait for; past this it stops reading.
 const MAX_QUEUED_REPLIES: usize = 64 * 1024;
+/// Locks without expiry one connection keeps track of, to release when it closes.
+const MAX_BOUND: usize = 64 * 1024;
 
 /// What a connection takes from the configuration, computed once for all.
 #[derive(Debug, Clone, Copy)]
@@ -143,6 +145,10 @@ struct State {
     route: Route,
     input: Input,
     close: Close,
+    /// Locks without expiry granted on this connection and not released on it:
+    /// released when the client's input closes, since it could never release
+    /// them after that.
+    bound: Vec<Grant>,
     /// Requests waiting in the read buffer may go on (a resynchronisation
     /// finished, or a barrier was lifted).
     wake: bool,
@@ -173,6 +179,7 @@ pub(crate) async fn serve(client: TcpStream, id: u64, shared: Arc<Shared>) {
             route: Route::new(settings.multiplex),
             input: Input::Open,
             close: Close::No,
+            bound: Vec::new(),
             wake: false,
             settings,
             shared,
@@ -246,6 +253,7 @@ impl Conn {
                 self.st.advance();
             }
             if self.flush_client().is_err() {
+                self.st.client_closed();
                 self.st.close = Close::Abandon;
             }
             self.st.flush_backend();
@@ -289,6 +297,8 @@ impl Conn {
                         ClientEvent::Read(Err(e)) | ClientEvent::Wrote(Err(e))
                             if e.kind() == std::io::ErrorKind::WouldBlock => {}
                         ClientEvent::Read(Err(_)) | ClientEvent::Wrote(Err(_)) => {
+                            // Reset by the client: its input is gone too.
+                            st.client_closed();
                             st.close = Close::Abandon;
                         }
                     }
@@ -394,9 +404,24 @@ impl State {
     /// The client closed its side: no more requests, and replies granting
     /// locks it could never release are revoked.
     fn client_closed(&mut self) {
-        if self.input == Input::Open || self.input == Input::Draining {
+        if self.input == Input::Eof {
+            return;
+        }
+        if self.input != Input::Refused {
             self.input = Input::Eof;
-            self.revoke_stale_output();
+        }
+        self.revoke_stale_output();
+        for grant in self.bound.drain(..) {
+            self.shared.engine.release_grant(&grant);
+        }
+    }
+
+    /// A lock without expiry was granted to this client: it is bound to the
+    /// connection (up to [`MAX_BOUND`] of them; past that, like on Redis, it
+    /// stays until released).
+    fn bind(&mut self, grant: &Grant) {
+        if !grant.has_ttl() && self.bound.len() < MAX_BOUND {
+            self.bound.push(grant.clone());
         }
     }
 }

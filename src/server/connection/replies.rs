@@ -14,6 +14,15 @@ use crate::redlock::Grant;
 use crate::server::session::Session;
 use crate::stream::READ_CHUNK;
 
+/// What [`Output::revoke_stale`] replaced.
+#[derive(Debug, Default)]
+pub(super) struct Revoked {
+    /// Replies replaced.
+    pub(super) count: usize,
+    /// Their grants, to release.
+    pub(super) grants: Vec<Grant>,
+}
+
 /// A leased reply in the output, by position (in bytes ever queued).
 #[derive(Debug)]
 struct Leased {
@@ -87,9 +96,10 @@ impl Output {
 
     /// Replaces every leased reply that went stale before any of it was
     /// written (a client that does not read) with what the client gets
-    /// instead; returns their grants, to release.
-    pub(super) fn revoke_stale(&mut self, now: Instant, input_closed: bool) -> Vec<Grant> {
+    /// instead; returns how many, and their grants, to release.
+    pub(super) fn revoke_stale(&mut self, now: Instant, input_closed: bool) -> Revoked {
         let mut grants = Vec::new();
+        let mut count = 0;
         let mut shift: i64 = 0;
         let mut kept = VecDeque::with_capacity(self.leased.len());
         for mut l in std::mem::take(&mut self.leased) {
@@ -107,13 +117,14 @@ impl Output {
                     self.buf.extend_from_slice(&instead);
                     self.buf.extend_from_slice(&tail);
                     shift += instead.len() as i64 - len as i64;
+                    count += 1;
                     grants.extend(l.lease.grant);
                 }
                 _ => kept.push_back(l),
             }
         }
         self.leased = kept;
-        grants
+        Revoked { count, grants }
     }
 
     /// The grants whose reply was never written (the connection is over).

@@ -52,6 +52,7 @@ fn fixture() -> Fixture {
             route: Route::new(false),
             input: Input::Open,
             close: Close::No,
+            bound: Vec::new(),
             wake: false,
             settings,
             shared,

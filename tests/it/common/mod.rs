@@ -7,6 +7,7 @@ pub mod relay;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -86,6 +87,8 @@ impl RedisServer {
                 self.port,
                 self.dir.path(),
             ))
+            // DEBUG SLEEP stalls a master in the tests; Redis 7 refuses DEBUG by default.
+            .args(["--enable-debug-command", "local"])
             .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -249,6 +252,14 @@ impl Harness {
     /// `n` masters, with the configuration adjusted by `tweak`.
     pub async fn start_with(n: usize, tweak: impl FnOnce(&mut Config)) -> Harness {
         let masters: Vec<RedisServer> = (0..n).map(|_| RedisServer::start()).collect();
+        Self::with_masters(masters, tweak).await
+    }
+
+    /// The proxy in front of `masters` (started by the test) and a new backend.
+    pub async fn with_masters(
+        masters: Vec<RedisServer>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Harness {
         let backend = RedisServer::start();
         let shutdown = CancellationToken::new();
         let (addr, shared, _task) = spawn_proxy(&masters, &backend, &shutdown, tweak).await;
@@ -279,6 +290,30 @@ impl Harness {
     pub async fn client(&self) -> RawClient {
         RawClient::connect(self.addr).await
     }
+}
+
+/// A harness whose masters sit behind relays the test controls.
+pub struct Relayed {
+    pub h: Harness,
+    pub masters: Vec<RedisServer>,
+    pub relays: Vec<relay::Relay>,
+}
+
+/// 3 masters, each behind a relay, and the proxy (configured by `tweak`).
+pub async fn behind_relays(tweak: impl FnOnce(&mut Config)) -> Relayed {
+    let masters: Vec<RedisServer> = (0..3).map(|_| RedisServer::start()).collect();
+    let mut relays = Vec::new();
+    for m in &masters {
+        relays.push(relay::Relay::start(m.port).await);
+    }
+    let urls: Vec<String> = relays.iter().map(|r| r.url()).collect();
+    let h = Harness::start_with(0, move |c| {
+        c.redlock.masters = urls.iter().map(|u| RedisUrl::parse(u).unwrap()).collect();
+        tweak(c);
+    })
+    .await;
+    h.wait_masters_up().await;
+    Relayed { h, masters, relays }
 }
 
 /// Starts a proxy in this process on port 0, in front of `masters` and `backend`;
@@ -408,4 +443,35 @@ impl RawClient {
 /// Text of a reply, for assertions.
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+/// The proxy's log lines (every proxy in this test binary logs here once
+/// a test has called this).
+pub fn logs() -> &'static Mutex<Vec<u8>> {
+    static LOGS: OnceLock<Mutex<Vec<u8>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        struct Capture;
+        impl std::io::Write for Capture {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                logs().lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let _ = tracing_subscriber::fmt()
+            .with_writer(|| Capture)
+            .with_ansi(false)
+            .with_env_filter("info")
+            .try_init();
+        Mutex::new(Vec::new())
+    })
+}
+
+pub fn log_lines_about(needle: &str, port: u16) -> usize {
+    let logs = String::from_utf8_lossy(&logs().lock().unwrap()).into_owned();
+    logs.lines()
+        .filter(|l| l.contains(needle) && l.contains(&format!(":{port}")))
+        .count()
 }

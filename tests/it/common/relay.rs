@@ -1,6 +1,6 @@
-//! A TCP relay between the proxy and a master that can add latency or blackhole
+//! A TCP relay between the proxy and a master that can add latency, blackhole
 //! the link (stop forwarding in both directions, holding the bytes, as a network
-//! partition does to a live TCP connection).
+//! partition does to a live TCP connection), or sever its connections.
 
 use std::time::Duration;
 
@@ -23,6 +23,8 @@ pub enum Mode {
 pub struct Relay {
     pub port: u16,
     mode: watch::Sender<Mode>,
+    /// Bumped to close every connection relayed so far.
+    severed: watch::Sender<u64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -32,6 +34,7 @@ impl Relay {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (mode, rx) = watch::channel(Mode::Pass);
+        let (severed, cut) = watch::channel(0u64);
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let Ok(server) = TcpStream::connect(("127.0.0.1", target)).await else {
@@ -39,11 +42,18 @@ impl Relay {
                 };
                 let (cr, cw) = client.into_split();
                 let (sr, sw) = server.into_split();
-                tokio::spawn(pump(cr, sw, rx.clone()));
-                tokio::spawn(pump(sr, cw, rx.clone()));
+                let mut cut = cut.clone();
+                cut.mark_unchanged();
+                tokio::spawn(pump(cr, sw, rx.clone(), cut.clone()));
+                tokio::spawn(pump(sr, cw, rx.clone(), cut));
             }
         });
-        Relay { port, mode, task }
+        Relay {
+            port,
+            mode,
+            severed,
+            task,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -52,6 +62,12 @@ impl Relay {
 
     pub fn set(&self, mode: Mode) {
         let _ = self.mode.send(mode);
+    }
+
+    /// Closes every connection relayed so far; bytes held are lost, as when a
+    /// middlebox drops a connection. New connections are relayed as before.
+    pub fn sever(&self) {
+        self.severed.send_modify(|n| *n += 1);
     }
 }
 
@@ -62,6 +78,18 @@ impl Drop for Relay {
 }
 
 async fn pump(
+    from: tokio::net::tcp::OwnedReadHalf,
+    to: tokio::net::tcp::OwnedWriteHalf,
+    mode: watch::Receiver<Mode>,
+    mut cut: watch::Receiver<u64>,
+) {
+    tokio::select! {
+        _ = forward(from, to, mode) => {}
+        _ = cut.changed() => {} // dropping both halves closes the connection
+    }
+}
+
+async fn forward(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     mut mode: watch::Receiver<Mode>,
