@@ -93,8 +93,20 @@ impl Reply {
         }
     }
 
-    /// The encoding of `self` as a new buffer.
+    /// The encoding of `self`: shared static bytes for the replies every lock
+    /// operation gives (`OK`, nil, 0, 1), a new buffer for the others.
     pub fn to_bytes(&self, proto: Proto) -> Bytes {
+        let fixed: Option<&'static [u8]> = match (self, proto) {
+            (Reply::Simple("OK"), _) => Some(b"+OK\r\n"),
+            (Reply::Nil, Proto::Resp2) => Some(b"$-1\r\n"),
+            (Reply::Nil | Reply::NilArray, Proto::Resp3) => Some(b"_\r\n"),
+            (Reply::Int(0), _) => Some(b":0\r\n"),
+            (Reply::Int(1), _) => Some(b":1\r\n"),
+            _ => None,
+        };
+        if let Some(b) = fixed {
+            return Bytes::from_static(b);
+        }
         let mut out = BytesMut::new();
         self.encode(proto, &mut out);
         out.freeze()
@@ -138,6 +150,23 @@ mod tests {
         assert_eq!(enc(&Reply::Nil, Proto::Resp2), "$-1\r\n");
         assert_eq!(enc(&Reply::Nil, Proto::Resp3), "_\r\n");
         assert_eq!(enc(&Reply::NilArray, Proto::Resp2), "*-1\r\n");
+    }
+
+    #[test]
+    fn fixed_replies_encode_like_the_others() {
+        for r in [
+            Reply::OK,
+            Reply::Nil,
+            Reply::NilArray,
+            Reply::Int(0),
+            Reply::Int(1),
+        ] {
+            for p in [Proto::Resp2, Proto::Resp3] {
+                let mut slow = BytesMut::new();
+                r.encode(p, &mut slow);
+                assert_eq!(r.to_bytes(p), slow.freeze(), "{r:?} {p:?}");
+            }
+        }
     }
 
     #[test]

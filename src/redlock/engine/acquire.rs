@@ -10,7 +10,7 @@ use redis_protocol::resp2::types::BytesFrame;
 
 use super::{Engine, Grant, Lease, Outcome, command, count};
 use crate::protocol::Reply;
-use crate::redlock::master::Preload;
+use crate::redlock::master::{LockRef, Preload, Role};
 use crate::redlock::op::{LockOp, ScriptAction, ScriptOp};
 use crate::redlock::quorum::{self, Decision};
 use crate::redlock::scripts::Convention;
@@ -91,19 +91,14 @@ impl Engine {
         let params = &self.cfg.params;
         let timeout = quorum::node_timeout(a.ttl, params);
         let mut last = Vec::new();
-        let takes: Vec<(Bytes, Bytes)> = a
-            .keys
-            .iter()
-            .map(|k| (k.clone(), a.token.clone()))
-            .collect();
+        let takes = Role::Acquires(LockRef::new(a.keys.clone(), a.token.clone(), None));
         for attempt in 0..=self.cfg.retry_count {
             let round = self
                 .collect(
                     a.cmd.clone(),
                     a.script.clone(),
                     timeout,
-                    &[],
-                    &takes,
+                    takes.clone(),
                     |answers| Votes::count(answers, |f| a.success(f)).decided(q),
                 )
                 .await;

@@ -12,8 +12,7 @@ use tokio::time::Instant;
 use super::Engine;
 use crate::errors;
 use crate::protocol::Reply;
-use crate::redlock::master::owed::Debt;
-use crate::redlock::master::{Preload, Replies, Request};
+use crate::redlock::master::{Preload, Replies, Request, Role};
 use crate::redlock::vote::{Answer, NoReply};
 
 /// The answers of one round, when they were decided.
@@ -40,15 +39,14 @@ impl Engine {
     /// Sends `cmd` (an `EVALSHA` of `script`, if given) to every master and
     /// gathers answers until `decided` says they decide the operation, every
     /// master answered, or `timeout` passed. Masters that still had not
-    /// answered count as timed out. `owe`: releases a master is owed if this
-    /// request does not succeed there; `acquires`: the locks it takes.
+    /// answered count as timed out. `lock`: what the request does to a lock,
+    /// for the releases masters may be owed.
     pub(super) async fn collect(
         &self,
         cmd: Bytes,
         script: Option<Arc<Preload>>,
         timeout: Duration,
-        owe: &[Debt],
-        acquires: &[(Bytes, Bytes)],
+        lock: Role,
         decided: impl Fn(&[Answer]) -> bool,
     ) -> Round {
         let n = self.masters.len();
@@ -61,8 +59,7 @@ impl Engine {
                 script: script.clone(),
                 deadline,
                 reply_to: Arc::clone(&inbox),
-                owe: owe.to_vec(),
-                acquires: acquires.to_vec(),
+                lock: lock.clone(),
             });
         }
         let mut answers: Vec<Answer> = vec![Err(NoReply::Pending); n];

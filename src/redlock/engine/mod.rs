@@ -41,8 +41,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::master::owed::Debt;
-use super::master::{Master, Preload};
+use super::master::{LockRef, Master, Preload};
 use super::op::{LockOp, ScriptAction};
 use super::quorum::{self, Params};
 use super::scripts::sha1_hex;
@@ -204,7 +203,6 @@ impl Internal {
 pub struct Engine {
     masters: Vec<Arc<Master>>,
     cfg: EngineConfig,
-    cad: Internal,
     query: Internal,
     del: Internal,
     /// Counters.
@@ -231,7 +229,6 @@ impl Engine {
         Engine {
             masters,
             cfg,
-            cad,
             query: Internal::new(QUERY_SCRIPT),
             del: Internal::new(DEL_SCRIPT),
             stats: LockStats::default(),
@@ -271,22 +268,10 @@ impl Engine {
 
     /// Owes a compare-and-delete of `keys` with `token` to every master.
     fn release_everywhere(&self, keys: &[Bytes], token: &Bytes, expires: Option<Instant>) {
-        let debts = self.debts(keys, token, expires);
+        let lock = LockRef::new(keys.to_vec(), token.clone(), expires);
         for m in &self.masters {
-            m.owe(debts.clone());
+            m.owe(Arc::clone(&lock));
         }
-    }
-
-    /// Compare-and-delete debts, one per key.
-    fn debts(&self, keys: &[Bytes], token: &Bytes, expires: Option<Instant>) -> Vec<Debt> {
-        keys.iter()
-            .map(|k| Debt {
-                key: k.clone(),
-                token: token.clone(),
-                expires,
-                cmd: self.cad.call(std::slice::from_ref(k), &[token]),
-            })
-            .collect()
     }
 }
 

@@ -8,6 +8,7 @@ use tokio::time::Instant;
 
 use super::{Engine, Lease, Outcome, command, count, script_call};
 use crate::protocol::Reply;
+use crate::redlock::master::{LockRef, Role};
 use crate::redlock::op::{ScriptAction, ScriptOp};
 use crate::redlock::quorum::{self, Decision};
 use crate::redlock::vote::{self, Answer, Votes};
@@ -29,15 +30,13 @@ impl Engine {
                 // A master the release does not reach, or where it fails, is owed a
                 // compare-and-delete (safe at any time: the token is unique).
                 let expires = self.cfg.max_ttl.map(|t| Instant::now() + t);
-                let owe = match &token {
-                    Some(t) => self.debts(keys, t, expires),
-                    None => Vec::new(),
+                let lock = match token {
+                    Some(t) => Role::Releases(LockRef::new(keys.clone(), t, expires)),
+                    None => Role::None,
                 };
                 let verdict = |a: &[Answer]| vote::release(conv, a, q, nkeys);
                 let round = self
-                    .collect(cmd, Some(preload), timeout, &owe, &[], |a| {
-                        verdict(a).is_some()
-                    })
+                    .collect(cmd, Some(preload), timeout, lock, |a| verdict(a).is_some())
                     .await;
                 match verdict(&round.answers) {
                     Some(reply) => reply.into(),
@@ -47,7 +46,7 @@ impl Engine {
             ScriptAction::Extend { ttl } => {
                 let success = |f: &BytesFrame| vote::success(conv, f, nkeys);
                 let round = self
-                    .collect(cmd, Some(preload), timeout, &[], &[], |a| {
+                    .collect(cmd, Some(preload), timeout, Role::None, |a| {
                         Votes::count(a, success).decided(q)
                     })
                     .await;
@@ -107,7 +106,7 @@ impl Engine {
     ) -> Outcome {
         let timeout = self.cfg.op_timeout;
         let round = self
-            .collect(cmd, script, timeout, &[], &[], |a| verdict(a).is_some())
+            .collect(cmd, script, timeout, Role::None, |a| verdict(a).is_some())
             .await;
         match verdict(&round.answers) {
             Some(reply) => reply.into(),

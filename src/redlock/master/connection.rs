@@ -12,8 +12,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::owed::{Debt, Id};
-use super::{Backlog, Master, Message, Preload, ReplySender};
+use super::owed::Id;
+use super::{Backlog, Master, Message, Preload, ReplySender, Role};
 use crate::backend::{BackendError, Connection, ErrorKind};
 use crate::redlock::vote::NoReply;
 
@@ -29,8 +29,8 @@ enum Awaiting {
         /// For an EVALSHA: the command and its script, to send again after a
         /// `NOSCRIPT` (once).
         resend: Option<(Bytes, Arc<Preload>)>,
-        /// Releases owed if this request does not succeed.
-        owe: Vec<Debt>,
+        /// The lock it takes or releases.
+        lock: Role,
     },
     /// A `SCRIPT LOAD` of the connection's own; its reply is dropped.
     Load,
@@ -77,14 +77,21 @@ impl MasterConnection {
     /// Moves requests from the backlog to the output while there is room, then
     /// the owed releases whose turn has come.
     fn fill(&mut self, backlog: &mut Backlog) {
-        let now = Instant::now();
+        // The time only matters for requests that may have expired, and debts.
+        let now = if backlog.ops.is_empty() && backlog.owed.next_due().is_none() {
+            return self.master.publish_owed(backlog);
+        } else {
+            Instant::now()
+        };
         while self.conn.out().len() < WRITE_HIGH_WATER {
             let Some((seq, req)) = backlog.ops.pop_front() else {
                 break;
             };
             self.master.dequeued(backlog, 1);
-            for id in &req.acquires {
-                backlog.owed.supersede(id, seq);
+            if let (Role::Acquires(lock), false) = (&req.lock, backlog.owed.len() == 0) {
+                for id in lock.ids() {
+                    backlog.owed.supersede(&id, seq);
+                }
             }
             // Its operation has given up: sending it now would only leave work,
             // or a token, behind. What it was to release is owed instead. A
@@ -92,7 +99,7 @@ impl MasterConnection {
             // decided by a quorum is best held by every master.
             if req.deadline <= now {
                 self.master.stats.expired.fetch_add(1, Ordering::Relaxed);
-                self.master.owe_now(backlog, req.owe);
+                self.master.owe_now(backlog, &req.lock);
                 continue;
             }
             self.write(&req.cmd, req.script.as_ref());
@@ -100,8 +107,11 @@ impl MasterConnection {
             self.pending.push_back(Awaiting::Op {
                 reply_to: req.reply_to,
                 resend,
-                owe: req.owe,
+                lock: req.lock,
             });
+        }
+        if backlog.owed.next_due().is_none_or(|at| at > now) {
+            return self.master.publish_owed(backlog);
         }
         let cad = Arc::clone(self.master.cad());
         for (id, cmd) in backlog.owed.take_due(now) {
@@ -133,7 +143,7 @@ impl MasterConnection {
                 Awaiting::Op {
                     reply_to,
                     resend: Some((cmd, script)),
-                    owe,
+                    lock,
                 } if is_noscript(&frame) => {
                     // Flushed behind our back: load it again and resend, once.
                     self.loaded.remove(&script.sha);
@@ -141,16 +151,16 @@ impl MasterConnection {
                     self.pending.push_back(Awaiting::Op {
                         reply_to,
                         resend: None,
-                        owe,
+                        lock,
                     });
                 }
-                Awaiting::Op { reply_to, owe, .. } => {
+                Awaiting::Op { reply_to, lock, .. } => {
                     if let BytesFrame::Error(e) = &frame {
                         if is_noscript(&frame) {
                             self.loaded.clear();
                         }
                         tracing::debug!(master = %self.master.url, error = %e, "a lock request failed on a master");
-                        self.master.owe_now(backlog, owe);
+                        self.master.owe_now(backlog, &lock);
                     }
                     reply_to.push((index, Ok(frame)));
                 }
@@ -245,9 +255,9 @@ impl MasterConnection {
     pub(super) fn lost(&mut self, backlog: &mut Backlog) {
         let index = self.master.index;
         for awaiting in self.pending.drain(..) {
-            if let Awaiting::Op { reply_to, owe, .. } = awaiting {
+            if let Awaiting::Op { reply_to, lock, .. } = awaiting {
                 reply_to.push((index, Err(NoReply::Lost)));
-                self.master.owe_now(backlog, owe);
+                self.master.owe_now(backlog, &lock);
             }
         }
         backlog.owed.connection_lost(Instant::now());

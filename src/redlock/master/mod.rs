@@ -26,8 +26,8 @@ mod connection;
 pub(crate) mod owed;
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -127,20 +127,81 @@ pub(crate) struct Request {
     pub(crate) deadline: Instant,
     /// Where the answer goes.
     pub(crate) reply_to: ReplySender,
-    /// Releases owed if this request does not succeed (a release that was not
-    /// sent, was lost, or answered with an error).
-    pub(crate) owe: Vec<Debt>,
-    /// The locks (key, token) this request acquires: releases of them owed
-    /// before it are not sent after it.
-    pub(crate) acquires: Vec<owed::Id>,
+    /// The lock the request takes or releases, if any.
+    pub(crate) lock: Role,
+}
+
+/// What a request does to a lock, as far as owed releases are concerned.
+#[derive(Debug, Clone)]
+pub(crate) enum Role {
+    /// Nothing: a read.
+    None,
+    /// It takes the lock: releases of it owed before it are not sent after it.
+    Acquires(Arc<LockRef>),
+    /// It releases the lock: if it does not succeed (not sent, lost, an error
+    /// reply), the release is owed.
+    Releases(Arc<LockRef>),
+}
+
+/// A lock by its keys and token, shared by the requests of one operation.
+#[derive(Debug)]
+pub(crate) struct LockRef {
+    keys: Vec<Bytes>,
+    token: Bytes,
+    /// When its TTL has certainly passed (`None`: no expiry, or unknown).
+    expires: Option<Instant>,
+    /// The compare-and-delete of each key, encoded when first owed.
+    releases: OnceLock<Vec<Bytes>>,
+}
+
+impl LockRef {
+    /// The lock on `keys` held with `token`.
+    pub(crate) fn new(keys: Vec<Bytes>, token: Bytes, expires: Option<Instant>) -> Arc<LockRef> {
+        Arc::new(LockRef {
+            keys,
+            token,
+            expires,
+            releases: OnceLock::new(),
+        })
+    }
+
+    /// Its (key, token) pairs.
+    fn ids(&self) -> impl Iterator<Item = owed::Id> + '_ {
+        self.keys.iter().map(|k| (k.clone(), self.token.clone()))
+    }
+
+    /// The releases of it, one per key, by `EVALSHA` of the script `cad`.
+    fn debts(&self, cad: &[u8]) -> Vec<Debt> {
+        let cmds = self.releases.get_or_init(|| {
+            self.keys
+                .iter()
+                .map(|k| {
+                    let mut out = BytesMut::new();
+                    let args = [&b"EVALSHA"[..], cad, b"1", k, &self.token];
+                    encode_command(&mut out, args.into_iter());
+                    out.freeze()
+                })
+                .collect()
+        });
+        self.keys
+            .iter()
+            .zip(cmds)
+            .map(|(k, cmd)| Debt {
+                key: k.clone(),
+                token: self.token.clone(),
+                expires: self.expires,
+                cmd: cmd.clone(),
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug)]
 enum Message {
     /// An operation's request.
     Op(Request),
-    /// Releases owed, after everything received before them.
-    Owe(Vec<Debt>),
+    /// A release owed, after everything received before it.
+    Owe(Arc<LockRef>),
     /// Shutdown: deliver what is queued, then stop.
     Stop,
 }
@@ -244,23 +305,25 @@ impl Master {
     fn refuse(&self, req: Request, why: NoReply) {
         self.stats.refused.fetch_add(1, Ordering::Relaxed);
         req.reply_to.push((self.index, Err(why)));
-        self.owe(req.owe);
-    }
-
-    /// Owes releases to this master: they are sent after everything already
-    /// queued, and retried until confirmed or moot.
-    pub(crate) fn owe(&self, debts: Vec<Debt>) {
-        if !debts.is_empty() {
-            let _ = self.tx.send(Message::Owe(debts));
+        if let Role::Releases(lock) = req.lock {
+            self.owe(lock);
         }
     }
 
-    /// Owes releases from within the task (a release that failed or was never
-    /// sent): due at once, since what they clean up was written long before.
-    fn owe_now(&self, backlog: &mut Backlog, debts: Vec<Debt>) {
-        let now = Instant::now();
-        for d in debts {
-            backlog.owed.owe(d, 0, now);
+    /// Owes the release of `lock` to this master: sent after everything already
+    /// queued, and retried until confirmed or moot.
+    pub(crate) fn owe(&self, lock: Arc<LockRef>) {
+        let _ = self.tx.send(Message::Owe(lock));
+    }
+
+    /// Owes a release from within the task (a release that failed or was never
+    /// sent): due at once, since what it cleans up was written long before.
+    fn owe_now(&self, backlog: &mut Backlog, lock: &Role) {
+        if let Role::Releases(lock) = lock {
+            let now = Instant::now();
+            for d in lock.debts(&self.cad.sha) {
+                backlog.owed.owe(d, 0, now);
+            }
         }
     }
 
@@ -276,14 +339,14 @@ impl Master {
 
     /// Takes one message into the backlog; `false` for `Stop`.
     fn receive(&self, backlog: &mut Backlog, msg: Message) -> bool {
-        let now = Instant::now();
         match msg {
             Message::Op(req) => {
                 backlog.received += 1;
                 backlog.ops.push_back((backlog.received, req));
             }
-            Message::Owe(debts) => {
-                for d in debts {
+            Message::Owe(lock) => {
+                let now = Instant::now();
+                for d in lock.debts(&self.cad.sha) {
                     backlog.owed.owe(d, backlog.received, now);
                 }
             }
@@ -296,7 +359,7 @@ impl Master {
     /// dropped): debts owed after it may go.
     fn dequeued(&self, backlog: &mut Backlog, n: u64) {
         self.queued.fetch_sub(n as usize, Ordering::Relaxed);
-        backlog.owed.written(n, Instant::now());
+        backlog.owed.written(n);
     }
 
     async fn run(

@@ -136,8 +136,12 @@ impl Owed {
     }
 
     /// `n` more operations were written or dropped: debts behind them become due.
-    pub(crate) fn written(&mut self, n: u64, now: Instant) {
+    pub(crate) fn written(&mut self, n: u64) {
         self.written += n;
+        if self.waiting.is_empty() {
+            return; // the common case: nothing to look up, not even the time
+        }
+        let now = Instant::now();
         while let Some((after, _)) = self.waiting.front() {
             if *after > self.written {
                 break;
@@ -293,9 +297,9 @@ mod tests {
             o.take_due(now).is_empty(),
             "its acquisition is not written yet"
         );
-        o.written(1, now);
+        o.written(1);
         assert!(o.take_due(now).is_empty());
-        o.written(1, now);
+        o.written(1);
         assert_eq!(o.take_due(now).len(), 1);
     }
 
@@ -332,7 +336,7 @@ mod tests {
             o.take_due(now).is_empty(),
             "not before that acquisition is written"
         );
-        o.written(1, now);
+        o.written(1);
         assert_eq!(o.take_due(now).len(), 1);
         o.confirmed(&id("k", "t"), now);
         assert_eq!(o.len(), 0);
