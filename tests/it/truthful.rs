@@ -68,8 +68,9 @@ async fn an_ok_held_behind_a_blocking_reply_past_its_validity_becomes_what_redis
     let mut pipeline = enc(&["BLPOP", "q:truth", "1.2"]);
     pipeline.extend(enc(&["SET", "lock:p", "X", "NX", "PX", "400"]));
     a.send(&pipeline).await;
-    // The proxy acquired for A at once; its OK waits behind the BLPOP. After the
+    // The proxy acquires for A at once; its OK waits behind the BLPOP. After the
     // TTL, B takes the lock.
+    poll(|| holders(&h.masters, "lock:p", "X") >= 2).await;
     let mut b = h.client().await;
     until_reply(
         &mut b,
