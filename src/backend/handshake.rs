@@ -11,6 +11,9 @@ use crate::protocol::{Proto, encode_command};
 /// shared connections take the URL's.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Handshake {
+    /// End with a `PING` that must be answered: the server is alive and
+    /// serving, not just accepting connections (or still loading its data).
+    ping: bool,
     proto: Proto,
     db: Option<u32>,
     name: Option<Bytes>,
@@ -36,6 +39,12 @@ impl Handshake {
     /// Speak `proto` (HELLO 3 for RESP3).
     pub(crate) fn proto(mut self, proto: Proto) -> Self {
         self.proto = proto;
+        self
+    }
+
+    /// End with a `PING` the server must answer with `PONG`.
+    pub(crate) fn ping(mut self) -> Self {
+        self.ping = true;
         self
     }
 
@@ -91,6 +100,10 @@ impl Handshake {
                 step("CLIENT SETINFO", false);
             }
         }
+        if self.ping {
+            encode_command(&mut out, [&b"PING"[..]].into_iter());
+            step("PING", true);
+        }
         (out, steps)
     }
 }
@@ -113,5 +126,10 @@ mod tests {
         assert_eq!(steps.len(), 1, "the session's db 0 overrides the URL's");
         let (bytes, steps) = Handshake::new().encode(&RedisUrl::parse("redis://h:1").unwrap());
         assert!(bytes.is_empty() && steps.is_empty());
+        let (bytes, steps) = Handshake::new()
+            .ping()
+            .encode(&RedisUrl::parse("redis://h:1").unwrap());
+        assert_eq!(&bytes[..], b"*1\r\n$4\r\nPING\r\n");
+        assert!(steps[0].fatal, "a server that cannot answer PING is not up");
     }
 }

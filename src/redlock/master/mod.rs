@@ -369,7 +369,7 @@ impl Master {
     ) {
         let mut backlog = Backlog::default();
         let mut log = LogLimiter::default();
-        let handshake = Handshake::new();
+        let handshake = Handshake::new().ping();
         // Failures in a row: connect errors, and connections that did not last.
         let mut failures: u32 = 0;
         loop {
@@ -405,12 +405,7 @@ impl Master {
             };
             self.stats.connects.fetch_add(1, Ordering::Relaxed);
             self.set_state(MasterState::Up);
-            if log.failures > 0 {
-                tracing::info!(master = %self.url, failures = log.failures, "master reconnected");
-            } else {
-                tracing::debug!(master = %self.url, "master connected");
-            }
-            log = LogLimiter::default();
+            log.connected(&self.url);
             let since = Instant::now();
             let mut conn = MasterConnection::new(conn, Arc::clone(&self));
             let result = conn.serve(&mut rx, &mut backlog, &shutdown).await;
@@ -504,6 +499,17 @@ struct LogLimiter {
 }
 
 impl LogLimiter {
+    /// A connection is up: says so if failures came before. The rate limit's
+    /// window stays, so a master that flaps warns at most every [`LOG_EVERY`].
+    fn connected(&mut self, url: &RedisUrl) {
+        if self.failures > 0 {
+            tracing::info!(master = %url, failures = self.failures, "master reconnected");
+        } else {
+            tracing::debug!(master = %url, "master connected");
+        }
+        self.failures = 0;
+    }
+
     fn error(&mut self, url: &RedisUrl, error: &str) {
         self.failures += 1;
         let now = Instant::now();

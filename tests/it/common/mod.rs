@@ -470,8 +470,20 @@ pub fn logs() -> &'static Mutex<Vec<u8>> {
 }
 
 pub fn log_lines_about(needle: &str, port: u16) -> usize {
+    log_lines(needle, port).len()
+}
+
+/// The log lines that contain `needle` and name `port` (as `:port`, not a
+/// longer number that starts with it).
+pub fn log_lines(needle: &str, port: u16) -> Vec<String> {
     let logs = String::from_utf8_lossy(&logs().lock().unwrap()).into_owned();
+    let tag = format!(":{port}");
     logs.lines()
-        .filter(|l| l.contains(needle) && l.contains(&format!(":{port}")))
-        .count()
+        .filter(|l| {
+            l.contains(needle)
+                && l.match_indices(&tag)
+                    .any(|(i, _)| !l[i + tag.len()..].starts_with(|c: char| c.is_ascii_digit()))
+        })
+        .map(str::to_string)
+        .collect()
 }
