@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
 
 use futures_util::task::AtomicWaker;
@@ -14,6 +15,8 @@ use futures_util::task::AtomicWaker;
 pub struct Inbox<T> {
     items: Mutex<VecDeque<T>>,
     waker: AtomicWaker,
+    /// The consumer is gone: items pushed from now on are dropped.
+    closed: AtomicBool,
 }
 
 impl<T> Default for Inbox<T> {
@@ -28,15 +31,27 @@ impl<T> Inbox<T> {
         Inbox {
             items: Mutex::new(VecDeque::with_capacity(n)),
             waker: AtomicWaker::new(),
+            closed: AtomicBool::new(false),
         }
     }
 
-    /// Adds an item and wakes the consumer.
+    /// Adds an item and wakes the consumer (drops it if the consumer is gone).
     pub fn push(&self, item: T) {
+        if self.closed.load(Ordering::Relaxed) {
+            return;
+        }
         if let Ok(mut items) = self.items.lock() {
             items.push_back(item);
         }
         self.waker.wake();
+    }
+
+    /// The consumer is gone: drops what is waiting, and whatever comes later.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+        if let Ok(mut items) = self.items.lock() {
+            items.clear();
+        }
     }
 
     /// The next item, if one is there.
@@ -80,6 +95,15 @@ mod tests {
             assert_eq!(inbox.pop().await, i);
         }
         t.await.unwrap();
+        assert_eq!(inbox.try_pop(), None);
+    }
+
+    #[test]
+    fn a_closed_inbox_keeps_nothing() {
+        let inbox = Inbox::with_capacity(1);
+        inbox.push(1);
+        inbox.close();
+        inbox.push(2);
         assert_eq!(inbox.try_pop(), None);
     }
 }

@@ -25,6 +25,8 @@ pub struct Metrics {
     pub backend_errors: AtomicU64,
     /// Clients closed for their output buffer limit.
     pub output_limit: AtomicU64,
+    /// Clients closed because all clients' buffers together passed `max_client_memory`.
+    pub client_memory_evictions: AtomicU64,
     /// Failed AUTH / HELLO AUTH attempts.
     pub auth_failures: AtomicU64,
     /// Grant or extension replies not delivered because their validity ran out

@@ -95,6 +95,24 @@ impl Stream {
         tokio_util::io::poll_read_buf(Pin::new(self), cx, buf)
     }
 
+    /// Like [`poll_read_into`](Self::poll_read_into), reading at most `max`
+    /// bytes (more than 0), so a buffer kept under a watermark stays there.
+    pub(crate) fn poll_read_at_most(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+        max: usize,
+    ) -> Poll<io::Result<usize>> {
+        if max >= READ_CHUNK {
+            return self.poll_read_into(cx, buf);
+        }
+        if buf.capacity() - buf.len() < max {
+            buf.reserve(max);
+        }
+        let mut limited = bytes::BufMut::limit(&mut *buf, max);
+        tokio_util::io::poll_read_buf(Pin::new(self), cx, &mut limited)
+    }
+
     /// Disables Nagle's algorithm: requests and replies are small and latency-bound.
     pub(crate) fn set_nodelay(&self) {
         match self {

@@ -66,12 +66,12 @@ impl Connection {
     }
 
     /// Waits for progress: output written (when there is some), or bytes read
-    /// (when `read`). `Ready(Ok(()))` after any progress; the end of the stream
-    /// is an error of kind [`ErrorKind::Closed`].
+    /// (up to `read` of them; 0: none). `Ready(Ok(()))` after any progress; the
+    /// end of the stream is an error of kind [`ErrorKind::Closed`].
     pub(crate) fn poll_io(
         &mut self,
         cx: &mut Context<'_>,
-        read: bool,
+        read: usize,
     ) -> Poll<Result<(), BackendError>> {
         let mut progress = false;
         if !self.out.is_empty() {
@@ -81,8 +81,8 @@ impl Connection {
                 Poll::Ready(Ok(())) | Poll::Pending => progress |= self.out.len() < before,
             }
         }
-        if read {
-            match self.stream.poll_read_into(cx, &mut self.inbuf) {
+        if read > 0 {
+            match self.stream.poll_read_at_most(cx, &mut self.inbuf, read) {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(self.closed())),
                 Poll::Ready(Ok(_)) => progress = true,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(self.io_error(e))),
@@ -96,9 +96,16 @@ impl Connection {
         }
     }
 
-    /// [`poll_io`](Self::poll_io) as a future.
+    /// [`poll_io`](Self::poll_io) as a future, reading (if `read`) as much as
+    /// is there.
     pub(crate) async fn io(&mut self, read: bool) -> Result<(), BackendError> {
-        poll_fn(|cx| self.poll_io(cx, read)).await
+        let max = if read { usize::MAX } else { 0 };
+        poll_fn(|cx| self.poll_io(cx, max)).await
+    }
+
+    /// [`poll_io`](Self::poll_io) as a future, reading at most `max` bytes.
+    pub(crate) async fn io_at_most(&mut self, max: usize) -> Result<(), BackendError> {
+        poll_fn(|cx| self.poll_io(cx, max)).await
     }
 
     /// The next complete reply at the front of the input, if one is there: its
@@ -111,6 +118,24 @@ impl Connection {
         self.scanner
             .scan(&self.inbuf)
             .map_err(|e| BackendError::new(ErrorKind::Protocol, &self.peer, e))
+    }
+
+    /// While the reply at the front of the input is incomplete: the part of it
+    /// already in and scanned, which may be passed on before the rest arrives.
+    pub(crate) fn partial(&self) -> &[u8] {
+        &self.inbuf[..self.scanner.processed()]
+    }
+
+    /// Drops [`partial`](Self::partial) from the input: the reply's rest follows.
+    pub(crate) fn consume_partial(&mut self) {
+        let n = self.scanner.processed();
+        let _ = self.inbuf.split_to(n);
+        self.scanner.consumed(n);
+    }
+
+    /// Bytes read and not yet taken.
+    pub(crate) fn input_len(&self) -> usize {
+        self.inbuf.len()
     }
 
     /// The first `len` bytes of the input (a reply [`next_reply`](Self::next_reply) found).

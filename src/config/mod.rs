@@ -107,8 +107,14 @@ pub struct LimitsConfig {
     pub max_nesting_depth: usize,
     /// Most bytes buffered for one client's unfinished requests (Redis `client-query-buffer-limit`).
     pub max_query_buffer: usize,
-    /// Most reply bytes waiting for a client that does not read (0: no limit).
+    /// Past this many buffered bytes, a client's requests (and the replies on
+    /// its own backend connection) are no longer read until it drains.
+    pub output_high_water: usize,
+    /// Most bytes buffered for one client; past it the client is closed (0: no limit).
     pub max_output_buffer: usize,
+    /// Most bytes buffered for all clients together; past it the clients
+    /// holding the most are closed (Redis's `maxmemory-clients`; 0: no limit).
+    pub max_client_memory: usize,
 }
 
 impl Default for LimitsConfig {
@@ -120,7 +126,9 @@ impl Default for LimitsConfig {
             max_inline_len: f.max_inline_len,
             max_nesting_depth: f.max_nesting_depth,
             max_query_buffer: 1024 * 1024 * 1024,
-            max_output_buffer: 1024 * 1024 * 1024,
+            output_high_water: 1024 * 1024,
+            max_output_buffer: 512 * 1024 * 1024,
+            max_client_memory: 2 * 1024 * 1024 * 1024,
         }
     }
 }
@@ -373,6 +381,7 @@ impl Config {
             ("limits.max_inline_len", l.max_inline_len as u64),
             ("limits.max_nesting_depth", l.max_nesting_depth as u64),
             ("limits.max_query_buffer", l.max_query_buffer as u64),
+            ("limits.output_high_water", l.output_high_water as u64),
         ] {
             if v == 0 {
                 return Err((name, "must be at least 1".into()));
@@ -438,7 +447,7 @@ impl Config {
         let masters: Vec<String> = r.masters.iter().map(|m| m.to_string()).collect();
         format!(
             "listen={} max_clients={} timeout={:?} tcp_keepalive={:?} shutdown_timeout={:?} threads={} log_format={:?} metrics_listen={:?} \
-             max_bulk_len={} max_multibulk_len={} max_inline_len={} max_nesting_depth={} max_query_buffer={} max_output_buffer={} \
+             max_bulk_len={} max_multibulk_len={} max_inline_len={} max_nesting_depth={} max_query_buffer={} output_high_water={} max_output_buffer={} max_client_memory={} \
              passthrough={} passthrough_connect_timeout={:?} multiplex={} masters=[{}] lock_patterns={:?} node_timeout={:?} op_timeout={:?} drift_factor={} drift_floor={:?} \
              min_validity={:?} retry_count={} retry_delay={:?} require_ttl={} max_ttl={:?} scripts={} requirepass={} users={:?}",
             s.listen,
@@ -454,7 +463,9 @@ impl Config {
             l.max_inline_len,
             l.max_nesting_depth,
             l.max_query_buffer,
+            l.output_high_water,
             l.max_output_buffer,
+            l.max_client_memory,
             self.passthrough.url,
             self.passthrough.connect_timeout,
             self.passthrough.multiplex,

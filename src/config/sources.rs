@@ -63,9 +63,21 @@ const OPTIONS: &[(&str, &str, &str, Kind)] = &[
     ),
     ("MAX_QUERY_BUFFER", "limits", "max_query_buffer", Kind::Int),
     (
+        "OUTPUT_HIGH_WATER",
+        "limits",
+        "output_high_water",
+        Kind::Int,
+    ),
+    (
         "MAX_OUTPUT_BUFFER",
         "limits",
         "max_output_buffer",
+        Kind::Int,
+    ),
+    (
+        "MAX_CLIENT_MEMORY",
+        "limits",
+        "max_client_memory",
         Kind::Int,
     ),
     ("PASSTHROUGH", "passthrough", "url", Kind::Str),

@@ -3,7 +3,10 @@
 //!
 //! The scanner is iterative (an explicit stack, bounded by the nesting limit), so
 //! no input can overflow the call stack, and resumable, so a reply arriving in
-//! pieces is scanned once.
+//! pieces is scanned once. It can also stream: while a reply is incomplete,
+//! the bytes it has [`processed`](ReplyScanner::processed) may be passed on and
+//! dropped from the buffer ([`consumed`](ReplyScanner::consumed)), so a large
+//! reply never has to be held whole.
 
 use super::{ProtocolError, find_cr, parse_len, printable};
 
@@ -38,6 +41,9 @@ pub struct ReplyScanner {
     max_depth: usize,
     stack: Vec<Level>,
     pos: usize,
+    /// Payload bytes (with their CRLF) of a bulk string still to come: the
+    /// bulk's header has been scanned and everything up to `pos` belongs to it.
+    skip: u64,
     /// Type byte of the top-level reply, once known.
     kind: Option<u8>,
 }
@@ -49,8 +55,28 @@ impl ReplyScanner {
             max_depth,
             stack: Vec::new(),
             pos: 0,
+            skip: 0,
             kind: None,
         }
+    }
+
+    /// Bytes at the front of the buffer that belong to the reply being scanned
+    /// and were scanned already (0 between replies). After `scan` returned
+    /// `Ok(None)`, these may be passed on before the reply is complete.
+    pub fn processed(&self) -> usize {
+        self.pos
+    }
+
+    /// The caller dropped the first `n` bytes of the buffer (`n` at most
+    /// [`processed`](Self::processed)): positions shift, and the frame length
+    /// `scan` reports next counts only what is left of the reply.
+    pub fn consumed(&mut self, n: usize) {
+        self.pos -= n.min(self.pos);
+    }
+
+    /// The type byte of the reply being scanned, once its first byte was seen.
+    pub fn kind(&self) -> Option<u8> {
+        self.kind
     }
 
     /// Scans the reply at the start of `buf`: `Ok(Some(info))` when it is complete,
@@ -59,6 +85,20 @@ impl ReplyScanner {
     /// `info.len` bytes and the next call starts a new reply.
     pub fn scan(&mut self, buf: &[u8]) -> Result<Option<FrameInfo>, ProtocolError> {
         loop {
+            if self.skip > 0 {
+                let avail = (buf.len() - self.pos.min(buf.len())) as u64;
+                if avail < self.skip {
+                    self.pos = buf.len();
+                    self.skip -= avail;
+                    return Ok(None);
+                }
+                self.pos += self.skip as usize;
+                self.skip = 0;
+                if let Some(info) = self.element_done() {
+                    return Ok(Some(info));
+                }
+                continue;
+            }
             let pos = self.pos;
             let Some(&ty) = buf.get(pos) else {
                 return Ok(None);
@@ -83,6 +123,12 @@ impl ReplyScanner {
                             .checked_add(len as usize + 2)
                             .ok_or(ProtocolError::InvalidBulkLength)?;
                         if buf.len() < end {
+                            // The header is in: the payload can stream through.
+                            if self.stack.is_empty() {
+                                self.kind.get_or_insert(ty);
+                            }
+                            self.skip = (end - buf.len()) as u64;
+                            self.pos = buf.len();
                             return Ok(None);
                         }
                         (end, None)
@@ -121,32 +167,39 @@ impl ReplyScanner {
                 }
                 _ => {}
             }
-            // A complete element: pop finished levels.
-            let mut completed_attribute = false;
-            loop {
-                match self.stack.last_mut() {
-                    None => {
-                        if completed_attribute {
-                            break; // the annotated reply follows at top level
-                        }
-                        let info = FrameInfo {
-                            len: self.pos,
-                            kind: self.kind.take().unwrap_or(b'+'),
-                        };
-                        self.pos = 0;
-                        return Ok(Some(info));
+            if let Some(info) = self.element_done() {
+                return Ok(Some(info));
+            }
+        }
+    }
+
+    /// An element ended at `pos`: pops the levels it completes; the whole
+    /// reply when the outermost one is complete.
+    fn element_done(&mut self) -> Option<FrameInfo> {
+        let mut completed_attribute = false;
+        loop {
+            match self.stack.last_mut() {
+                None => {
+                    if completed_attribute {
+                        return None; // the annotated reply follows at top level
                     }
-                    Some(level) => {
-                        if completed_attribute {
-                            break; // attributes do not count as elements
-                        }
-                        level.remaining -= 1;
-                        if level.remaining > 0 {
-                            break;
-                        }
-                        completed_attribute = level.attribute;
-                        self.stack.pop();
+                    let info = FrameInfo {
+                        len: self.pos,
+                        kind: self.kind.take().unwrap_or(b'+'),
+                    };
+                    self.pos = 0;
+                    return Some(info);
+                }
+                Some(level) => {
+                    if completed_attribute {
+                        return None; // attributes do not count as elements
                     }
+                    level.remaining -= 1;
+                    if level.remaining > 0 {
+                        return None;
+                    }
+                    completed_attribute = level.attribute;
+                    self.stack.pop();
                 }
             }
         }
@@ -235,5 +288,88 @@ mod tests {
             Err(ProtocolError::InvalidLine)
         );
         assert_eq!(ReplyScanner::new(4).scan(b"$5\r\nab"), Ok(None));
+    }
+
+    /// Feeds `input` in chunks of `sizes` (cycled), passing on what the
+    /// scanner has processed whenever a reply is incomplete; returns the
+    /// replies as they were put together.
+    fn streamed(input: &[u8], sizes: &[usize]) -> Vec<Vec<u8>> {
+        let mut s = ReplyScanner::new(16);
+        let mut buf: Vec<u8> = Vec::new();
+        let mut current: Vec<u8> = Vec::new();
+        let mut out = Vec::new();
+        let mut fed = 0;
+        let mut i = 0;
+        while fed < input.len() || !buf.is_empty() {
+            let n = sizes[i % sizes.len()].max(1).min(input.len() - fed);
+            buf.extend_from_slice(&input[fed..fed + n]);
+            fed += n;
+            i += 1;
+            loop {
+                match s.scan(&buf).unwrap() {
+                    Some(info) => {
+                        current.extend(buf.drain(..info.len));
+                        out.push(std::mem::take(&mut current));
+                    }
+                    None => {
+                        let p = s.processed();
+                        current.extend(buf.drain(..p));
+                        s.consumed(p);
+                        break;
+                    }
+                }
+            }
+            if fed == input.len() && s.processed() == 0 && buf.is_empty() {
+                break;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_large_bulk_streams_through_without_being_held() {
+        let payload = vec![b'x'; 100_000];
+        let mut input = format!("${}\r\n", payload.len()).into_bytes();
+        input.extend_from_slice(&payload);
+        input.extend_from_slice(b"\r\n+OK\r\n");
+        let mut s = ReplyScanner::new(16);
+        let mut buf = input[..50_000].to_vec();
+        assert_eq!(s.scan(&buf), Ok(None));
+        assert_eq!(
+            s.processed(),
+            50_000,
+            "everything in the buffer belongs to the bulk"
+        );
+        assert_eq!(s.kind(), Some(b'$'));
+        s.consumed(50_000);
+        buf.clear();
+        buf.extend_from_slice(&input[50_000..]);
+        let info = s.scan(&buf).unwrap().unwrap();
+        assert_eq!((info.len, info.kind), (input.len() - 50_000 - 5, b'$'));
+        assert_eq!(
+            s.scan(&buf[info.len..]),
+            Ok(Some(FrameInfo { len: 5, kind: b'+' }))
+        );
+    }
+
+    proptest::proptest! {
+        /// Streaming in any chunking puts the same replies together as scanning
+        /// the whole input.
+        #[test]
+        fn streaming_finds_the_same_replies(
+            bulks in proptest::collection::vec(0usize..3000, 1..6),
+            sizes in proptest::collection::vec(1usize..700, 1..5),
+        ) {
+            let mut input = Vec::new();
+            for (i, len) in bulks.iter().enumerate() {
+                match i % 3 {
+                    0 => input.extend(format!("${len}\r\n{}\r\n", "a".repeat(*len)).into_bytes()),
+                    1 => input.extend(format!("*2\r\n${len}\r\n{}\r\n:7\r\n", "b".repeat(*len)).into_bytes()),
+                    _ => input.extend(b">2\r\n+m\r\n$3\r\nabc\r\n"),
+                }
+            }
+            let whole: Vec<Vec<u8>> = frames(&input).into_iter().map(|f| f.0.into_bytes()).collect();
+            proptest::prop_assert_eq!(streamed(&input, &sizes), whole);
+        }
     }
 }

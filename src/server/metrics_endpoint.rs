@@ -69,6 +69,16 @@ pub(crate) fn render(shared: &Shared) -> String {
         get(&m.output_limit),
     );
     counter(
+        "client_memory_evictions_total",
+        "Clients closed because all clients' buffers passed max_client_memory.",
+        get(&m.client_memory_evictions),
+    );
+    counter(
+        "leases_revoked_total",
+        "Grant or extension replies not delivered because their validity ran out first.",
+        get(&m.leases_revoked),
+    );
+    counter(
         "auth_failures_total",
         "Failed authentication attempts.",
         get(&m.auth_failures),
@@ -108,6 +118,11 @@ pub(crate) fn render(shared: &Shared) -> String {
     );
     let _ = writeln!(
         s,
+        "# HELP redlock_proxy_client_buffer_bytes Bytes buffered for all clients.\n# TYPE redlock_proxy_client_buffer_bytes gauge\nredlock_proxy_client_buffer_bytes {}",
+        shared.registry.buffered()
+    );
+    let _ = writeln!(
+        s,
         "# HELP redlock_proxy_master_up Whether the master's connection is up.\n# TYPE redlock_proxy_master_up gauge"
     );
     for m in shared.engine.masters() {
@@ -116,6 +131,30 @@ pub(crate) fn render(shared: &Shared) -> String {
             "redlock_proxy_master_up{{master=\"{}\"}} {}",
             m.url.addr(),
             (m.state() == MasterState::Up) as u8
+        );
+    }
+    let _ = writeln!(
+        s,
+        "# HELP redlock_proxy_master_owed_releases Releases owed to each master, retried until confirmed.\n# TYPE redlock_proxy_master_owed_releases gauge"
+    );
+    for m in shared.engine.masters() {
+        let _ = writeln!(
+            s,
+            "redlock_proxy_master_owed_releases{{master=\"{}\"}} {}",
+            m.url.addr(),
+            get(&m.stats.owed)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "# HELP redlock_proxy_master_owed_shed_total Owed releases dropped because too many were owed.\n# TYPE redlock_proxy_master_owed_shed_total counter"
+    );
+    for m in shared.engine.masters() {
+        let _ = writeln!(
+            s,
+            "redlock_proxy_master_owed_shed_total{{master=\"{}\"}} {}",
+            m.url.addr(),
+            get(&m.stats.owed_shed)
         );
     }
     let _ = writeln!(

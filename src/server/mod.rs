@@ -5,6 +5,7 @@
 //! master connections flush their queues (releases included) and the proxy
 //! returns.
 
+mod clients;
 mod connection;
 mod metrics_endpoint;
 mod multiplex;
@@ -58,6 +59,8 @@ pub struct Shared {
     pub(crate) nonce: u64,
     /// Shutdown state, read by every connection on every turn of its loop.
     pub(crate) shutdown: ShutdownFlags,
+    /// The connected clients and their buffers.
+    pub(crate) registry: Arc<clients::Clients>,
     clients: AtomicUsize,
     next_id: AtomicU64,
 }
@@ -118,6 +121,26 @@ impl Proxy {
         } = self;
         let tracker = TaskTracker::new();
         tokio::spawn(learn_backend_version(Arc::clone(&shared), shutdown.clone()));
+        let cap = shared.config.limits.max_client_memory;
+        if cap > 0 {
+            let s = Arc::clone(&shared);
+            tokio::spawn(clients::guard_memory(
+                Arc::clone(&shared.registry),
+                cap,
+                move |n, bytes| {
+                    s.metrics
+                        .client_memory_evictions
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                    tracing::warn!(
+                        clients = n,
+                        bytes,
+                        cap,
+                        "clients closed: their buffers passed max_client_memory"
+                    );
+                },
+                shutdown.clone(),
+            ));
+        }
         if !shared.config.server.metrics_listen.is_empty() {
             let addr = shared.config.server.metrics_listen.clone();
             tracker.spawn(metrics_endpoint::serve(
@@ -145,7 +168,9 @@ impl Proxy {
         let started = Instant::now();
         // Most of the budget for clients, the rest for the masters' queues.
         let client_deadline = started + timeout.mul_f64(0.8);
-        shared.shutdown.set(&shared.shutdown.draining);
+        shared
+            .shutdown
+            .set(&shared.shutdown.draining, &shared.registry);
         tracker.close();
         tracing::info!(
             clients = shared.clients.load(Ordering::Relaxed),
@@ -159,7 +184,9 @@ impl Proxy {
                 clients = shared.clients.load(Ordering::Relaxed),
                 "shutdown deadline reached: closing the remaining connections"
             );
-            shared.shutdown.set(&shared.shutdown.forced);
+            shared
+                .shutdown
+                .set(&shared.shutdown.forced, &shared.registry);
             tracker.wait().await;
         }
         masters_shutdown.cancel();
@@ -229,6 +256,7 @@ impl Shared {
             default_db: config.passthrough.url.db,
             idle_timeout: config.server.timeout,
             max_output_buffer: config.limits.max_output_buffer,
+            output_high_water: config.limits.output_high_water,
             max_query_buffer: config.limits.max_query_buffer,
             auth_required: !config.server.requirepass.is_empty() || !config.users.is_empty(),
             multiplex: config.passthrough.multiplex,
@@ -246,6 +274,7 @@ impl Shared {
             backend_version: RwLock::new("7.0.0".into()),
             nonce: fastrand::u64(..),
             shutdown: ShutdownFlags::default(),
+            registry: Arc::default(),
             clients: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
         }

@@ -102,7 +102,7 @@ async fn without_contention_the_acquisition_runs_again_when_its_reply_is_written
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_ok_a_client_does_not_read_within_its_validity_is_replaced() {
+async fn an_ok_a_client_does_not_read_within_its_validity_is_not_delivered() {
     let h = Harness::start(3).await;
     let mut setup = h.client().await;
     let value = "v".repeat(8 << 20);
@@ -114,15 +114,22 @@ async fn an_ok_a_client_does_not_read_within_its_validity_is_replaced() {
     }
     pipeline.extend(enc(&["SET", "lock:slow", "X", "NX", "PX", "500"]));
     slow.send(&pipeline).await;
-    // 24 MiB of replies sit in front of the OK; the client reads nothing until
-    // the grant's validity has run out and the proxy noticed.
-    let revoked = || h.shared.metrics().leases_revoked.load(Ordering::Relaxed) >= 1;
-    poll(revoked).await;
+    // 24 MiB of replies sit in front of the OK, and the client reads nothing
+    // until its grant has expired and another client holds the lock.
+    poll(|| holders(&h.masters, "lock:slow", "X") >= 2).await;
+    let mut other = h.client().await;
+    until_reply(
+        &mut other,
+        &["SET", "lock:slow", "Y", "NX", "PX", "60000"],
+        "+OK\r\n",
+    )
+    .await;
     for _ in 0..3 {
         assert_eq!(slow.read().await.len(), value.len() + 12);
     }
     assert_eq!(text(&slow.read().await), "$-1\r\n");
-    assert_eq!(holders(&h.masters, "lock:slow", "X"), 0);
+    assert!(holders(&h.masters, "lock:slow", "Y") >= 2);
+    assert!(h.shared.metrics().leases_revoked.load(Ordering::Relaxed) >= 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,5 +14,7 @@
 #[path = "../it/common/mod.rs"]
 mod common;
 
+mod backpressure;
 mod hostile;
 mod limits;
+mod process;

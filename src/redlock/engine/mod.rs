@@ -92,6 +92,16 @@ impl Grant {
         self.ttl.is_some()
     }
 
+    /// A grant, for unit tests of what carries one.
+    #[cfg(test)]
+    pub(crate) fn for_test(key: &'static str, token: &'static str, ttl: Option<Duration>) -> Grant {
+        Grant {
+            keys: vec![Bytes::from_static(key.as_bytes())],
+            token: Bytes::from_static(token.as_bytes()),
+            ttl,
+        }
+    }
+
     /// Whether `op` releases this lock (a release of its token, or a `DEL`).
     pub fn released_by(&self, op: &LockOp) -> bool {
         let touches = |keys: &[Bytes]| keys.iter().any(|k| self.keys.contains(k));

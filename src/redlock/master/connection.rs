@@ -19,6 +19,9 @@ use crate::redlock::vote::NoReply;
 
 /// New requests are taken only while less than this much is waiting to be written.
 const WRITE_HIGH_WATER: usize = 256 * 1024;
+/// ... and while fewer than this many written ones wait for their reply: a
+/// stalled master's socket buffers could otherwise take a hundred thousand.
+const MAX_PENDING: usize = 10_000;
 
 /// A written request waiting for its reply.
 #[derive(Debug)]
@@ -83,7 +86,7 @@ impl MasterConnection {
         } else {
             Instant::now()
         };
-        while self.conn.out().len() < WRITE_HIGH_WATER {
+        while self.conn.out().len() < WRITE_HIGH_WATER && self.pending.len() < MAX_PENDING {
             let Some((seq, req)) = backlog.ops.pop_front() else {
                 break;
             };

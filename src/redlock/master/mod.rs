@@ -19,8 +19,9 @@
 //!   acquisitions, and releases that failed or were never sent, are retried
 //!   until the master confirms them or the lock's TTL has passed.
 //! - **Bounded.** The task always drains its channel; operations waiting to be
-//!   written are limited to [`MAX_QUEUED`] (past it they fail at once), and owed
-//!   releases to [`owed::MAX_OWED`].
+//!   written are limited to [`MAX_QUEUED`] (past it they fail at once), written
+//!   ones waiting for a reply to 10,000 (a stalled master's socket buffers could
+//!   take ten times as many), and owed releases to [`owed::MAX_OWED`].
 
 mod connection;
 pub(crate) mod owed;

@@ -37,6 +37,9 @@ pub(super) struct BackendLink {
     queued: BytesMut,
     /// Lock scripts loaded on this connection (for EVALSHA on data keys).
     loaded_scripts: Vec<Bytes>,
+    /// Part of the reply at the front was passed on already (a large reply
+    /// streams through): the rest must follow, and nothing else can come first.
+    mid_reply: bool,
 }
 
 impl BackendLink {
@@ -46,6 +49,7 @@ impl BackendLink {
             state: Link::Closed,
             queued: BytesMut::new(),
             loaded_scripts: Vec::new(),
+            mid_reply: false,
         }
     }
 
@@ -89,10 +93,10 @@ impl BackendLink {
         }
     }
 
-    /// Waits for the link's next event (never, without a connection). Reads
-    /// replies only when `read`: a client that does not take its replies stops
-    /// the reading, and the backend keeps what it has not sent.
-    pub(super) async fn event(&mut self, read: bool) -> Event {
+    /// Waits for the link's next event (never, without a connection). Reads at
+    /// most `read` bytes of replies: a client that does not take its replies
+    /// stops the reading (0), and the backend keeps what it has not sent.
+    pub(super) async fn event(&mut self, read: usize) -> Event {
         match &mut self.state {
             Link::Closed => std::future::pending().await,
             Link::Connecting(f) => match f.await {
@@ -104,7 +108,7 @@ impl BackendLink {
                 }
                 Err(e) => Event::Connected(Err(e)),
             },
-            Link::Open(conn) => Event::Io(conn.io(read).await),
+            Link::Open(conn) => Event::Io(conn.io_at_most(read).await),
         }
     }
 
@@ -128,6 +132,36 @@ impl BackendLink {
     pub(super) fn consume(&mut self, len: usize) {
         if let Link::Open(conn) = &mut self.state {
             conn.consume(len);
+        }
+        self.mid_reply = false;
+    }
+
+    /// The part of an incomplete reply already in (see `Connection::partial`).
+    pub(super) fn partial(&self) -> &[u8] {
+        match &self.state {
+            Link::Open(conn) => conn.partial(),
+            Link::Closed | Link::Connecting(_) => &[],
+        }
+    }
+
+    /// Drops the partial reply just passed on; its rest follows.
+    pub(super) fn consume_partial(&mut self) {
+        if let Link::Open(conn) = &mut self.state {
+            conn.consume_partial();
+            self.mid_reply = true;
+        }
+    }
+
+    /// Part of the reply at the front has been passed on already.
+    pub(super) fn mid_reply(&self) -> bool {
+        self.mid_reply
+    }
+
+    /// Reply bytes read and not yet passed on.
+    pub(super) fn buffered(&self) -> usize {
+        match &self.state {
+            Link::Open(conn) => conn.input_len(),
+            Link::Closed | Link::Connecting(_) => 0,
         }
     }
 

@@ -330,6 +330,7 @@ impl State {
     /// The connection is over: releases locks granted to this client that it
     /// never heard of (its reply was not written), once their operations finish.
     pub(super) async fn abandon(&mut self) {
+        self.route.close();
         let engine = &self.shared.engine;
         for grant in self.output.take_unwritten_grants() {
             engine.release_grant(&grant);

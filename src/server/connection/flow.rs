@@ -8,12 +8,16 @@ use tokio::time::Instant;
 
 use super::Input;
 use super::backend::Event;
-use super::queue::{Revocable, Slot, Stale};
+use super::queue::{Hook, Revocable, Slot, Stale};
 use super::replies::{HookContext, apply_hook};
 use super::resync::Counting;
 use super::{Close, State};
 use crate::backend::BackendError;
 use crate::errors;
+
+/// A reply streams through once this much of it is in (smaller ones are
+/// passed on whole, in one piece).
+const STREAM_FROM: usize = 16 * 1024;
 
 impl State {
     /// Moves ready replies to the output, routing backend replies to their slots.
@@ -54,7 +58,10 @@ impl State {
                 Some(Slot::Backend { .. } | Slot::Resync) | None => {
                     match self.backend.next_reply() {
                         Ok(Some(info)) => self.route_reply(info.len, info.is_push()),
-                        Ok(None) => return,
+                        Ok(None) => {
+                            self.stream_partial();
+                            return;
+                        }
                         Err(e) => {
                             self.fail_backend(e);
                             return;
@@ -101,6 +108,33 @@ impl State {
         for grant in &revoked.grants {
             self.shared.engine.release_grant(grant);
         }
+    }
+
+    /// A large reply whose slot is at the front streams through: the part in is
+    /// passed on now, so the reply is never held whole. Only plain forwards
+    /// stream (a hook needs the whole reply; a resynchronisation must see its
+    /// marker), and only once enough has come to be worth it.
+    fn stream_partial(&mut self) {
+        let streams = match self.queue.front() {
+            Some(Slot::Backend {
+                hook: Hook::None, ..
+            }) => true,
+            // Unsolicited: pub/sub messages, pushes.
+            None => !self.counting.paused(),
+            _ => false,
+        };
+        let partial = self.backend.partial();
+        if !streams || partial.is_empty() {
+            return;
+        }
+        if !self.backend.mid_reply() && partial.len() < STREAM_FROM {
+            return;
+        }
+        let silent = matches!(self.queue.front(), Some(Slot::Backend { silent: true, .. }));
+        if !silent {
+            self.output.push(partial);
+        }
+        self.backend.consume_partial();
     }
 
     /// Routes one complete backend reply of `len` bytes.
@@ -167,8 +201,13 @@ impl State {
     }
 
     /// The backend connection failed: every reply still expected from it becomes
-    /// an error, in place; state the backend held is marked lost.
+    /// an error, in place; state the backend held is marked lost. A client that
+    /// had part of a reply already can only be closed: nothing can follow it.
     fn fail_backend(&mut self, e: BackendError) {
+        if self.backend.mid_reply() {
+            tracing::debug!(id = self.session.id, error = %e, "backend connection failed in the middle of a reply");
+            self.close = Close::Abandon;
+        }
         self.shared
             .metrics
             .backend_errors

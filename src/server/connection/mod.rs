@@ -54,7 +54,6 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use futures_util::task::AtomicWaker;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -64,6 +63,7 @@ use self::replies::Output;
 use self::resync::Counting;
 use self::route::Route;
 use super::Shared;
+use super::clients::{Client, GRANULE};
 use super::session::Session;
 use crate::errors;
 use crate::protocol::{ArgList, Proto, RequestParser};
@@ -85,8 +85,11 @@ pub(crate) struct Settings {
     pub(crate) default_db: u32,
     /// Close a client idle this long (zero: never).
     pub(crate) idle_timeout: Duration,
-    /// Most reply bytes waiting for a client (0: no limit).
+    /// Most bytes buffered for a client (0: no limit).
     pub(crate) max_output_buffer: usize,
+    /// Past this many buffered bytes, requests and the client's backend
+    /// replies are no longer read until it drains.
+    pub(crate) output_high_water: usize,
     /// Most bytes of an unfinished request.
     pub(crate) max_query_buffer: usize,
     /// Clients must authenticate first.
@@ -172,7 +175,7 @@ pub(crate) async fn serve(client: TcpStream, id: u64, shared: Arc<Shared>) {
         st: State {
             session: Session::new(id, settings.default_db, !settings.auth_required),
             queue: ReplyQueue::default(),
-            output: Output::default(),
+            output: Output::with_cap(settings.output_high_water + READ_CHUNK),
             ops: FuturesUnordered::new(),
             backend: BackendLink::new(),
             counting: Counting::Counted,
@@ -185,9 +188,11 @@ pub(crate) async fn serve(client: TcpStream, id: u64, shared: Arc<Shared>) {
             shared,
         },
     };
-    let waker = conn.st.shared.shutdown.register(id);
-    conn.run(&waker).await;
-    conn.st.shared.shutdown.unregister(id);
+    let client = conn.st.shared.registry.register(id);
+    let mut published = 0;
+    conn.run(&client, &mut published).await;
+    conn.st.shared.registry.adjust(published, 0);
+    conn.st.shared.registry.unregister(id);
     conn.st.abandon().await;
 }
 
@@ -227,13 +232,22 @@ fn poll_client(
 }
 
 impl Conn {
-    async fn run(&mut self, shutdown_waker: &AtomicWaker) {
+    async fn run(&mut self, client: &Client, published: &mut usize) {
         let idle = self.st.settings.idle_timeout;
         let mut last_activity = Instant::now();
         let mut draining = false;
         loop {
             let flags = &self.st.shared.shutdown;
             if flags.forced.load(Ordering::Relaxed) {
+                self.st.close = Close::Abandon;
+                return;
+            }
+            if client.evicted.load(Ordering::Relaxed) {
+                tracing::info!(
+                    id = self.st.session.id,
+                    bytes = self.st.buffered(),
+                    "client closed: all clients' buffers passed max_client_memory"
+                );
                 self.st.close = Close::Abandon;
                 return;
             }
@@ -258,6 +272,15 @@ impl Conn {
             }
             self.st.flush_backend();
             self.check_output_limit();
+            let buffered = self.st.buffered();
+            client.buffered.store(buffered, Ordering::Relaxed);
+            if buffered.abs_diff(*published) >= GRANULE || (buffered == 0 && *published != 0) {
+                self.st.shared.registry.adjust(*published, buffered);
+                *published = buffered;
+            }
+            if buffered >= self.st.settings.output_high_water {
+                self.st.route.too_heavy();
+            }
             match self.st.close {
                 Close::Abandon => return,
                 Close::AfterWrite if self.st.output.is_empty() => return,
@@ -274,6 +297,7 @@ impl Conn {
                 && self.st.close == Close::No
                 && self.st.ready_for_requests();
             let want_write = !self.st.output.is_empty();
+            let backend_read = self.st.backend_read();
             let idle_at = (!idle.is_zero()).then(|| last_activity + idle);
             let revoke_at = self.st.output.next_deadline();
             let st = &mut self.st;
@@ -285,7 +309,7 @@ impl Conn {
                 (seq, reply) = mailbox_recv(&st.route), if st.route.awaiting().is_some() => {
                     st.shared_replies(seq, reply);
                 }
-                ev = st.backend.event(true) => st.on_backend(ev),
+                ev = st.backend.event(backend_read) => st.on_backend(ev),
                 ev = poll_fn(|cx| poll_client(cx, &mut self.client, &mut self.inbuf, st.output.buf(), want_read)),
                     if want_read || want_write =>
                 {
@@ -314,7 +338,7 @@ impl Conn {
                 }
                 // Last: polled only when nothing else is ready. A busy connection
                 // sees shutdown through the flags checked at the top of the loop.
-                _ = st.shared.shutdown.signal(shutdown_waker, draining) => {}
+                _ = st.shared.shutdown.signal(client, draining) => {}
             }
         }
     }
@@ -375,7 +399,7 @@ impl Conn {
     /// A client that does not read its replies is closed past `max_output_buffer`.
     fn check_output_limit(&mut self) {
         let max_out = self.st.settings.max_output_buffer;
-        if max_out > 0 && self.st.output.len() > max_out {
+        if max_out > 0 && self.st.buffered() > max_out {
             self.st
                 .shared
                 .metrics
@@ -383,7 +407,7 @@ impl Conn {
                 .fetch_add(1, Ordering::Relaxed);
             tracing::info!(
                 id = self.st.session.id,
-                bytes = self.st.output.len(),
+                bytes = self.st.buffered(),
                 "client closed for overcoming its output buffer limit"
             );
             self.st.close = Close::Abandon;
@@ -399,6 +423,27 @@ impl State {
             && !self.route.waiting()
             && self.ops.len() < MAX_INFLIGHT_OPS
             && self.queue.len() < MAX_QUEUED_REPLIES
+            && self.buffered() < self.settings.output_high_water
+    }
+
+    /// Bytes held for this client: replies ready or written to the output,
+    /// and what its backend connection sent that was not passed on yet.
+    fn buffered(&self) -> usize {
+        self.output.len() + self.queue.ready_bytes() + self.backend.buffered()
+    }
+
+    /// How much of the client's backend connection to read: what still fits
+    /// under the high watermark. When nothing waits to be written to the
+    /// client, at least a chunk (the reply at the front may have to come in
+    /// whole before anything can go).
+    fn backend_read(&self) -> usize {
+        let held = self.output.len() + self.backend.buffered();
+        let room = self.settings.output_high_water.saturating_sub(held);
+        if self.output.is_empty() {
+            room.max(READ_CHUNK)
+        } else {
+            room
+        }
     }
 
     /// The client closed its side: no more requests, and replies granting

@@ -117,11 +117,16 @@ pub(super) struct ReplyQueue {
     slots: VecDeque<Slot>,
     /// Sequence number of `slots[0]`.
     base: u64,
+    /// Bytes of the replies in `Ready` slots.
+    ready_bytes: usize,
 }
 
 impl ReplyQueue {
     /// Appends a slot and returns its sequence number.
     pub(super) fn push(&mut self, slot: Slot) -> u64 {
+        if let Slot::Ready(b, _) = &slot {
+            self.ready_bytes += b.len();
+        }
         self.slots.push_back(slot);
         self.base + self.slots.len() as u64 - 1
     }
@@ -135,7 +140,15 @@ impl ReplyQueue {
     pub(super) fn pop(&mut self) -> Option<Slot> {
         let s = self.slots.pop_front()?;
         self.base += 1;
+        if let Slot::Ready(b, _) = &s {
+            self.ready_bytes -= b.len();
+        }
         Some(s)
+    }
+
+    /// Bytes of the replies ready and waiting for the slots ahead of them.
+    pub(super) fn ready_bytes(&self) -> usize {
+        self.ready_bytes
     }
 
     /// Fills the pending slot `seq` with its reply.
@@ -144,6 +157,7 @@ impl ReplyQueue {
             return;
         };
         if let Some(slot @ Slot::Pending) = self.slots.get_mut(i as usize) {
+            self.ready_bytes += reply.len();
             *slot = Slot::Ready(reply, lease);
         }
     }
@@ -164,6 +178,7 @@ impl ReplyQueue {
 
     /// Takes the grants of replies that were never written.
     pub(super) fn drain_grants(&mut self) -> Vec<Grant> {
+        self.ready_bytes = 0;
         self.slots
             .drain(..)
             .filter_map(|s| match s {
@@ -201,8 +216,14 @@ impl ReplyQueue {
                 Slot::Backend {
                     hook: Hook::Replace(r),
                     ..
-                } => *slot = Slot::Ready(r.clone(), None),
-                Slot::Backend { .. } => *slot = Slot::Ready(error.clone(), None),
+                } => {
+                    self.ready_bytes += r.len();
+                    *slot = Slot::Ready(r.clone(), None)
+                }
+                Slot::Backend { .. } => {
+                    self.ready_bytes += error.len();
+                    *slot = Slot::Ready(error.clone(), None)
+                }
                 _ => {}
             }
         }

@@ -35,6 +35,9 @@ struct Leased {
 #[derive(Debug, Default)]
 pub(super) struct Output {
     buf: BytesMut,
+    /// The size the buffer grows to at most while it can (the high watermark
+    /// and a read chunk): it is allocated exactly, not doubled past it.
+    cap: usize,
     /// Bytes written to the client so far.
     flushed: u64,
     /// Leased replies in `buf`, in order.
@@ -42,20 +45,48 @@ pub(super) struct Output {
 }
 
 impl Output {
+    /// An empty output that grows to `cap` bytes without doubling past it.
+    pub(super) fn with_cap(cap: usize) -> Self {
+        Output {
+            cap,
+            ..Output::default()
+        }
+    }
+
     /// Appends bytes.
     pub(super) fn push(&mut self, bytes: &[u8]) {
+        self.room_for(bytes.len());
         self.buf.extend_from_slice(bytes);
+    }
+
+    /// Makes room for `n` more bytes. A buffer that doubles keeps up to twice
+    /// what it holds, and the allocator keeps the ones it left: small, it
+    /// doubles; past a read chunk (a large reply streaming through) it goes
+    /// straight to `cap`, allocated once and exactly.
+    fn room_for(&mut self, n: usize) {
+        let need = self.buf.len() + n;
+        if need <= self.buf.capacity() || need > self.cap {
+            return;
+        }
+        let target = if need > READ_CHUNK {
+            self.cap
+        } else {
+            (self.buf.capacity() * 2).clamp(need, self.cap)
+        };
+        let mut grown = BytesMut::with_capacity(target);
+        grown.extend_from_slice(&self.buf);
+        self.buf = grown;
     }
 
     /// Appends a reply that is true only for a while.
     pub(super) fn push_leased(&mut self, bytes: &[u8], lease: Revocable) {
         let start = self.flushed + self.buf.len() as u64;
-        self.buf.extend_from_slice(bytes);
+        self.push(bytes);
         let end = start + bytes.len() as u64;
         self.leased.push_back(Leased { start, end, lease });
     }
 
-    /// Appends a reply the proxy made.
+    /// Appends a reply the proxy made (small: no growth policy needed).
     pub(super) fn encode(&mut self, reply: &Reply, proto: Proto) {
         reply.encode(proto, &mut self.buf);
     }
@@ -212,6 +243,17 @@ mod tests {
     };
 
     #[test]
+    fn the_buffer_grows_to_its_cap_exactly() {
+        let mut out = Output::with_cap(100_000);
+        for _ in 0..9 {
+            out.push(&[b'x'; 10_000]);
+        }
+        assert_eq!(out.buf().capacity(), 100_000, "not doubled past the cap");
+        out.push(&[b'x'; 20_000]);
+        assert_eq!(out.len(), 110_000, "past the cap it grows as it must");
+    }
+
+    #[test]
     fn script_exists_patching() {
         let b = patch_script_exists(
             b"*3\r\n:0\r\n:1\r\n:0\r\n",
@@ -258,6 +300,61 @@ mod tests {
             CTX,
         );
         assert_eq!(&out.buf()[..], &hello[..]);
+    }
+
+    fn lease(valid_ms: u64, ttl: Option<u64>) -> Revocable {
+        Revocable {
+            valid_until: ttl.map(|_| Instant::now() + std::time::Duration::from_millis(valid_ms)),
+            grant: Some(Grant::for_test(
+                "lock:x",
+                "t",
+                ttl.map(std::time::Duration::from_millis),
+            )),
+            instead: Bytes::from_static(b"_\r\n"),
+            again: None,
+        }
+    }
+
+    #[test]
+    fn a_stale_reply_nothing_of_which_was_written_is_replaced_in_place() {
+        let mut out = Output::default();
+        out.push(b"$5\r\nhello\r\n");
+        out.push_leased(b"+OK\r\n", lease(0, Some(100)));
+        out.push(b":1\r\n");
+        out.push_leased(b"+OK\r\n", lease(60_000, Some(60_000)));
+        // Half of the first reply went out; the first grant is already stale.
+        let _ = out.buf().split_to(5);
+        out.written(5);
+        let later = Instant::now() + std::time::Duration::from_millis(1);
+        let revoked = out.revoke_stale(later, false);
+        assert_eq!((revoked.count, revoked.grants.len()), (1, 1));
+        assert_eq!(&out.buf()[..], b"ello\r\n_\r\n:1\r\n+OK\r\n");
+        // The second lease kept its place after the shift: once written, it is settled.
+        assert!(out.next_deadline().is_some());
+        let n = out.len();
+        let _ = out.buf().split_to(n);
+        out.written(n);
+        assert!(out.next_deadline().is_none());
+    }
+
+    #[test]
+    fn a_reply_partly_written_stands_and_a_lock_without_expiry_goes_when_the_client_does() {
+        let mut out = Output::default();
+        out.push_leased(b"+OK\r\n", lease(0, Some(100)));
+        out.push_leased(b"+OK\r\n", lease(0, None));
+        let _ = out.buf().split_to(2);
+        out.written(2);
+        let later = Instant::now() + std::time::Duration::from_millis(1);
+        // The first is partly out: it stands. The second has no expiry: it
+        // stands while the client can still release it.
+        assert_eq!(out.revoke_stale(later, false).count, 0);
+        let revoked = out.revoke_stale(later, true);
+        assert_eq!(revoked.count, 1);
+        assert!(
+            out.buf().ends_with(b"could never release it\r\n"),
+            "{:?}",
+            out.buf()
+        );
     }
 
     #[test]

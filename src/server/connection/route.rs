@@ -27,6 +27,9 @@ pub(super) enum Route {
         proto: Proto,
         /// Waiting for the outstanding replies before the next request.
         barrier: bool,
+        /// Its replies piled up past the high watermark: its next commands
+        /// take a connection of its own, where the proxy can hold it back.
+        heavy: bool,
     },
     /// A connection of its own, for good.
     Dedicated,
@@ -52,6 +55,7 @@ impl Route {
                 outstanding: 0,
                 proto: Proto::Resp2,
                 barrier: false,
+                heavy: false,
             }
         } else {
             Route::Dedicated
@@ -66,11 +70,13 @@ impl Route {
             outstanding,
             proto: sent_in,
             barrier,
+            heavy,
             ..
         } = self
         else {
             return Decision::Dedicated;
         };
+        let shareable = shareable && !*heavy;
         if *outstanding > 0 && (!shareable || *sent_in != proto) {
             *barrier = true;
             return Decision::Wait;
@@ -136,6 +142,25 @@ impl Route {
         matches!(self, Route::Shared { barrier: true, .. })
     }
 
+    /// The client's replies piled up past the high watermark: a shared
+    /// connection cannot hold back for one client, so its next commands go to
+    /// a connection of its own (once what it sent on the shared one is answered).
+    pub(super) fn too_heavy(&mut self) {
+        if let Route::Shared { heavy, .. } = self {
+            *heavy = true;
+        }
+    }
+
+    /// The client is gone: replies still on their way are dropped as they come.
+    pub(super) fn close(&self) {
+        if let Route::Shared {
+            mailbox: Some(m), ..
+        } = self
+        {
+            m.close();
+        }
+    }
+
     /// The next shared reply already in, without waiting.
     pub(super) fn try_next(&self) -> Option<(Option<u64>, Bytes)> {
         self.awaiting().and_then(|m| m.try_pop())
@@ -161,6 +186,16 @@ mod tests {
             Decision::Dedicated,
             "for good"
         );
+    }
+
+    #[test]
+    fn a_client_whose_replies_pile_up_moves_to_its_own_connection() {
+        let mut r = Route::new(true);
+        r.sent(Proto::Resp2);
+        r.too_heavy();
+        assert_eq!(r.decide(true, Proto::Resp2), Decision::Wait);
+        r.received();
+        assert_eq!(r.decide(true, Proto::Resp2), Decision::Dedicated);
     }
 
     #[test]

@@ -104,7 +104,7 @@ impl Fixture {
     }
 
     async fn pump_backend(&mut self) {
-        let ev = self.st.backend.event(true).await;
+        let ev = self.st.backend.event(usize::MAX).await;
         self.st.on_backend(ev);
         self.advance();
     }

@@ -386,8 +386,13 @@ pub fn enc(args: &[&str]) -> Vec<u8> {
 
 impl RawClient {
     pub async fn connect(addr: SocketAddr) -> RawClient {
+        Self::from_stream(TcpStream::connect(addr).await.expect("connect to proxy"))
+    }
+
+    /// A client over an already connected stream.
+    pub fn from_stream(stream: TcpStream) -> RawClient {
         RawClient {
-            stream: TcpStream::connect(addr).await.expect("connect to proxy"),
+            stream,
             buf: BytesMut::new(),
             scanner: ReplyScanner::new(1000),
         }

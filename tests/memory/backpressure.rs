@@ -1,0 +1,249 @@
+//! Bounded buffers: a client that does not read its replies holds at most the
+//! high watermark in the proxy (its requests and its backend's replies stop
+//! being read; the backend keeps the rest), on its own backend connection or a
+//! shared one; all clients together stay under `max_client_memory`.
+
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+use crate::process::ProxyProcess;
+
+const MIB: usize = 1024 * 1024;
+
+/// A backend holding a 1 MiB value under `big`.
+fn backend_with_big_value() -> RedisServer {
+    let backend = RedisServer::start();
+    let client = redis::Client::open(backend.url()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("big")
+        .arg(vec![b'v'; MIB])
+        .query(&mut conn)
+        .unwrap();
+    backend
+}
+
+/// Pipelines `n` GETs of the big value on a new connection, and never reads.
+async fn hog(proxy: &ProxyProcess, n: usize) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let one = enc(&["GET", "big"]);
+    let mut all = Vec::with_capacity(one.len() * n);
+    for _ in 0..n {
+        all.extend_from_slice(&one);
+    }
+    s.write_all(&all).await.unwrap();
+    s
+}
+
+/// Bytes waiting to be read on a socket (`FIONREAD`), without reading them.
+fn readable(s: &tokio::net::TcpStream) -> usize {
+    use std::os::fd::AsRawFd;
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through a valid pointer, on an open socket.
+    #[allow(unsafe_code, reason = "FIONREAD: how much a client has not read")]
+    let rc = unsafe { libc::ioctl(s.as_raw_fd(), libc::FIONREAD, &mut n) };
+    assert_eq!(rc, 0);
+    n as usize
+}
+
+/// Waits until replies flow to every hog (some are waiting, unread, on its
+/// socket): from then on, a proxy that does not hold back buffers fast.
+async fn until_flowing(hogs: &[tokio::net::TcpStream]) {
+    let deadline = Instant::now() + 3 * WAIT;
+    // A receive buffer nobody reads from stays at its first size (~128 KiB).
+    while !hogs.iter().all(|h| readable(h) >= 64 * 1024) {
+        assert!(Instant::now() < deadline, "replies never started to flow");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The highest RSS of the proxy over `time`, sampled while another client
+/// keeps being served (each of its requests answered within `WAIT`).
+async fn peak_rss_while_served(proxy: &ProxyProcess, time: Duration) -> usize {
+    let mut other = RawClient::connect(proxy.addr).await;
+    let until = Instant::now() + time;
+    let mut peak = 0;
+    let mut i = 0;
+    while Instant::now() < until {
+        peak = peak.max(proxy.rss());
+        assert_eq!(
+            other.cmd_str(&["SET", "small", &i.to_string()]).await,
+            "+OK\r\n"
+        );
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    peak
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_holds_about_the_high_watermark() {
+    let masters: Vec<RedisServer> = (0..3).map(|_| RedisServer::start()).collect();
+    let backend = backend_with_big_value();
+    let proxy = ProxyProcess::start(&masters, &backend, &[]);
+    let base = proxy.rss();
+    let mut slow = hog(&proxy, 2000).await;
+    until_flowing(std::slice::from_ref(&slow)).await;
+    let peak = peak_rss_while_served(&proxy, Duration::from_secs(1)).await;
+    let grown = peak.saturating_sub(base);
+    println!(
+        "one client that never reads: RSS {} MiB -> peak {} MiB",
+        base / MIB,
+        peak / MIB
+    );
+    assert!(grown < 16 * MIB, "RSS grew by {} MiB", grown / MIB);
+    // Nothing was lost: read now, and every reply arrives whole.
+    let mut reader = RawClient::from_stream(std::mem::replace(
+        &mut slow,
+        tokio::net::TcpStream::connect(proxy.addr).await.unwrap(),
+    ));
+    for i in 0..2000 {
+        assert_eq!(reader.read().await.len(), MIB + 12, "reply {i}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_clients_that_never_read_stay_within_a_hundred_watermarks() {
+    let masters: Vec<RedisServer> = (0..3).map(|_| RedisServer::start()).collect();
+    let backend = backend_with_big_value();
+    let proxy = ProxyProcess::start(&masters, &backend, &[]);
+    let base = proxy.rss();
+    let mut hogs = Vec::new();
+    for _ in 0..100 {
+        hogs.push(hog(&proxy, 20).await);
+    }
+    until_flowing(&hogs).await;
+    let peak = peak_rss_while_served(&proxy, Duration::from_secs(1)).await;
+    let grown = peak.saturating_sub(base);
+    println!(
+        "100 clients that never read: RSS {} MiB -> peak {} MiB; buffers {} MiB",
+        base / MIB,
+        peak / MIB,
+        proxy.metric("redlock_proxy_client_buffer_bytes") as usize / MIB
+    );
+    // 100 watermarks of 1 MiB, plus a base for the connections themselves.
+    assert!(
+        grown < 100 * MIB + 32 * MIB,
+        "RSS grew by {} MiB",
+        grown / MIB
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_client_on_a_shared_connection_never_stalls_the_others() {
+    let masters: Vec<RedisServer> = (0..3).map(|_| RedisServer::start()).collect();
+    let backend = backend_with_big_value();
+    let env = [
+        ("PASSTHROUGH_MULTIPLEX", "true"),
+        ("MAX_OUTPUT_BUFFER", "16777216"),
+    ];
+    let proxy = ProxyProcess::start(&masters, &backend, &env);
+    let base = proxy.rss();
+    // The shared connection must take its replies off: it cannot stop for it.
+    let _slow = hog(&proxy, 200).await;
+    let peak = peak_rss_while_served(&proxy, Duration::from_secs(2)).await;
+    let grown = peak.saturating_sub(base);
+    println!(
+        "a slow client on a shared connection: RSS {} MiB -> peak {} MiB",
+        base / MIB,
+        peak / MIB
+    );
+    poll(|| proxy.metric("redlock_proxy_output_limit_disconnects_total") >= 1.0).await;
+    assert!(
+        grown < 16 * MIB + 32 * MIB,
+        "RSS grew by {} MiB",
+        grown / MIB
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_clients_together_stay_near_max_client_memory() {
+    let masters: Vec<RedisServer> = (0..3).map(|_| RedisServer::start()).collect();
+    let backend = backend_with_big_value();
+    let env = [
+        ("PASSTHROUGH_MULTIPLEX", "true"),
+        ("MAX_OUTPUT_BUFFER", "0"),
+        ("MAX_CLIENT_MEMORY", "67108864"),
+    ];
+    let proxy = ProxyProcess::start(&masters, &backend, &env);
+    let base = proxy.rss();
+    let mut hogs = Vec::new();
+    for _ in 0..8 {
+        hogs.push(hog(&proxy, 30).await);
+    }
+    let peak = peak_rss_while_served(&proxy, Duration::from_secs(2)).await;
+    let grown = peak.saturating_sub(base);
+    println!(
+        "8 slow clients, a 64 MiB cap: RSS {} MiB -> peak {} MiB",
+        base / MIB,
+        peak / MIB
+    );
+    poll(|| proxy.metric("redlock_proxy_client_memory_evictions_total") >= 1.0).await;
+    // The cap, and what arrives between two looks of the guard.
+    assert!(
+        grown < 64 * MIB + 96 * MIB,
+        "RSS grew by {} MiB",
+        grown / MIB
+    );
+    assert!(proxy.metric("redlock_proxy_client_buffer_bytes") <= (64 * MIB) as f64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_acquisitions_against_a_stalled_master_do_not_pile_up() {
+    use tokio::io::AsyncWriteExt;
+    let masters: Vec<RedisServer> = (0..3).map(|_| RedisServer::start()).collect();
+    let backend = RedisServer::start();
+    let proxy = ProxyProcess::start(&masters, &backend, &[]);
+    // Another token holds the lock on two masters; the third stalls.
+    for m in &masters[..2] {
+        m.query(&["SET", "lock:c", "other", "PX", "600000"]);
+    }
+    masters[2].pause();
+    let base = proxy.rss();
+    let mut c = RawClient::connect(proxy.addr).await;
+    let n = 300_000;
+    let mut peak = 0;
+    let mut at_200k = 0;
+    for batch in 0..(n / 10_000) {
+        let mut pipeline = Vec::new();
+        for i in 0..10_000 {
+            let token = format!("t{}", batch * 10_000 + i);
+            pipeline.extend(enc(&["SET", "lock:c", &token, "NX", "PX", "600000"]));
+        }
+        c.stream.write_all(&pipeline).await.unwrap();
+        for _ in 0..10_000 {
+            assert_eq!(c.read().await, b"$-1\r\n");
+        }
+        peak = peak.max(proxy.rss());
+        if (batch + 1) * 10_000 == 200_000 {
+            at_200k = proxy.rss();
+        }
+    }
+    let grown = peak.saturating_sub(base);
+    let port = masters[2].port;
+    let owed = proxy.metric(&format!(
+        "redlock_proxy_master_owed_releases{{master=\"127.0.0.1:{port}\"}}"
+    ));
+    let shed = proxy.metric(&format!(
+        "redlock_proxy_master_owed_shed_total{{master=\"127.0.0.1:{port}\"}}"
+    ));
+    println!(
+        "{n} refusals, one master stalled: RSS {} MiB -> peak {} MiB; owed {owed}, shed {shed}",
+        base / MIB,
+        peak / MIB
+    );
+    assert!(
+        owed <= 100_000.0 && shed >= (n - 100_000) as f64 * 0.9,
+        "owed {owed}, shed {shed}"
+    );
+    // A plateau: past the cap on owed releases, refusals cost nothing more.
+    let last = peak.saturating_sub(at_200k);
+    assert!(
+        last < 8 * MIB,
+        "the last 100,000 refusals took {} MiB",
+        last / MIB
+    );
+    assert!(grown < 96 * MIB, "RSS grew by {} MiB", grown / MIB);
+    masters[2].resume();
+}
