@@ -10,7 +10,7 @@ use super::set_args::{Expiry, SetArgs};
 use crate::errors;
 use crate::protocol::{ArgList, Reply, parse_i64};
 use crate::redlock::op::{LockOp, ScriptAction, ScriptCall, ScriptOp};
-use crate::redlock::scripts::{Kind, ScriptRegistry, ScriptSpec, sha1_hex};
+use crate::redlock::scripts::{Kind, ScriptRegistry, ScriptSpec, TtlMode, sha1_hex};
 
 /// Limits on lock operations from the configuration.
 #[derive(Debug, Clone, Copy, Default)]
@@ -22,6 +22,24 @@ pub struct LockRules {
 }
 
 impl LockRules {
+    /// An extension sets the TTL `ttl` (or, with `adds`, adds `ttl` to what is
+    /// left: the engine checks the sum once it knows it).
+    fn check_extension(&self, ttl: Option<Duration>, adds: bool) -> Result<(), Reply> {
+        match (ttl, self.max_ttl) {
+            (None, Some(max)) => Err(errors::err(format_args!(
+                "extension refused: its TTL argument is not a number of milliseconds, so it cannot be checked against max_ttl of {} ms",
+                max.as_millis()
+            ))),
+            (Some(ttl), Some(max)) if ttl > max => Err(errors::err(format_args!(
+                "extension to a TTL of {}{} ms exceeds max_ttl of {} ms",
+                if adds { "more than " } else { "" },
+                ttl.as_millis(),
+                max.as_millis()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     fn check_ttl(&self, ttl: Option<Duration>) -> Result<(), Reply> {
         match (ttl, self.max_ttl) {
             (None, _) if self.require_ttl => Err(errors::err(
@@ -65,17 +83,15 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// The relative TTL of a SET's expiry option; `Ok(None)` means no expiry.
-pub(super) fn ttl_of(expiry: Expiry, now_ms: i64) -> Result<Option<Duration>, Reply> {
+/// The TTL of a SET's expiry, relative to `now_ms`; `Ok(None)` means no expiry,
+/// `Some(ZERO)` an absolute time already past.
+pub(super) fn ttl_of(expiry: Expiry, now_ms: i64) -> Option<Duration> {
     let ms = match expiry {
-        Expiry::None => return Ok(None),
-        Expiry::KeepTtl => return Err(errors::lock_key_not_allowed(b"SET ... KEEPTTL")),
-        Expiry::Px(ms) => ms,
-        Expiry::Ex(s) => s.saturating_mul(1000),
-        Expiry::PxAt(at) => at.saturating_sub(now_ms),
-        Expiry::ExAt(at) => at.saturating_mul(1000).saturating_sub(now_ms),
+        Expiry::None | Expiry::KeepTtl => return None,
+        Expiry::In(ms) => ms,
+        Expiry::At(at) => at.saturating_sub(now_ms),
     };
-    Ok(Some(Duration::from_millis(ms.max(0) as u64)))
+    Some(Duration::from_millis(ms.max(0) as u64))
 }
 
 /// A TTL argument of a script (ms, or seconds); empty or non-numeric: none.
@@ -98,18 +114,25 @@ pub(super) fn parse<A: ArgList + ?Sized>(
     let key = |i: usize| Bytes::copy_from_slice(args.arg(i));
     match name {
         b"SET" => {
-            let s = SetArgs::parse(args)?;
+            // Redis's own checks first, with Redis's errors; then the lock's.
+            let now = now_ms();
+            let s = SetArgs::parse(args, now)?;
             if !s.nx || s.xx || s.get || s.expiry == Expiry::KeepTtl {
                 return Err(errors::err(
                     "lock keys accept only lock operations: SET key token NX [PX ms|EX s|PXAT ms|EXAT s] (no XX, GET or KEEPTTL, and NX is required)",
                 ));
             }
-            let ttl = ttl_of(s.expiry, now_ms())?;
+            let ttl = ttl_of(s.expiry, now);
             rules.check_ttl(ttl)?;
+            let at_ms = match s.expiry {
+                Expiry::At(at) => Some(at),
+                _ => None,
+            };
             Ok(LockOp::Acquire {
                 key: key(1),
                 token: key(2),
                 ttl,
+                at_ms,
             })
         }
         b"GET" => {
@@ -135,7 +158,9 @@ pub(super) fn parse<A: ArgList + ?Sized>(
                 keys: copy_range(args, 1, args.len()),
             })
         }
-        b"EVAL" | b"EVAL_RO" | b"EVALSHA" | b"EVALSHA_RO" => parse_script(name, args, scripts),
+        b"EVAL" | b"EVAL_RO" | b"EVALSHA" | b"EVALSHA_RO" => {
+            parse_script(name, args, scripts, rules)
+        }
         b"FCALL" | b"FCALL_RO" => Err(errors::err(
             "functions cannot run on lock keys: redlock-proxy runs only the known lock scripts there",
         )),
@@ -147,6 +172,7 @@ fn parse_script<A: ArgList + ?Sized>(
     name: &[u8],
     args: &A,
     scripts: &ScriptRegistry,
+    rules: &LockRules,
 ) -> Result<LockOp, Reply> {
     check_arity(args, -3)?;
     let numkeys = parse_i64(args.arg(2)).ok_or_else(errors::not_integer)?;
@@ -191,8 +217,15 @@ fn parse_script<A: ArgList + ?Sized>(
         keys: copy_range(args, 3, 3 + numkeys),
         argv: copy_range(args, 3 + numkeys, args.len()),
     };
+    let action = action(&spec, &call.argv);
+    // Every way a TTL is set obeys the same policy.
+    match &action {
+        ScriptAction::Acquire { ttl, .. } => rules.check_ttl(*ttl)?,
+        ScriptAction::Extend { ttl, adds, .. } => rules.check_extension(*ttl, *adds)?,
+        ScriptAction::Release { .. } | ScriptAction::Query => {}
+    }
     Ok(LockOp::Script(ScriptOp {
-        action: action(&spec, &call.argv),
+        action,
         convention: spec.convention,
         call,
     }))
@@ -205,16 +238,28 @@ fn action(spec: &ScriptSpec, argv: &[Bytes]) -> ScriptAction {
         .and_then(|i| argv.get(i.checked_sub(1)?))
         .and_then(|a| ttl_arg(a, spec.ttl_in_seconds));
     let token = argv.first().cloned();
+    let adds = match spec.ttl_mode {
+        TtlMode::Set => false,
+        TtlMode::Add => true,
+        TtlMode::AddUnlessArg(i) => i
+            .checked_sub(1)
+            .and_then(|i| argv.get(i))
+            .is_none_or(|a| &a[..] != b"1"),
+    };
     match spec.kind {
         // redlock-rb: ARGV[3] "no" only extends a lock the caller holds.
         Kind::AcquireOrExtend if argv.get(2).is_some_and(|a| a.eq_ignore_ascii_case(b"no")) => {
-            ScriptAction::Extend { ttl }
+            ScriptAction::Extend {
+                ttl,
+                adds: false,
+                token,
+            }
         }
         Kind::Acquire | Kind::AcquireOrExtend => ScriptAction::Acquire {
             token: token.unwrap_or_default(),
             ttl,
         },
-        Kind::Extend => ScriptAction::Extend { ttl },
+        Kind::Extend => ScriptAction::Extend { ttl, adds, token },
         Kind::Release => ScriptAction::Release { token },
         // Refused by `parse_script` before this is reached; a read is harmless.
         Kind::Query | Kind::Unsupported(_) => ScriptAction::Query,
@@ -239,7 +284,8 @@ mod tests {
             LockOp::Acquire {
                 key: Bytes::from_static(b"lock:a"),
                 token: Bytes::from_static(b"t"),
-                ttl: Some(Duration::from_secs(8))
+                ttl: Some(Duration::from_secs(8)),
+                at_ms: None,
             }
         );
         assert!(matches!(
@@ -259,14 +305,15 @@ mod tests {
     #[test]
     fn absolute_expiry_becomes_relative() {
         assert_eq!(
-            ttl_of(Expiry::PxAt(10_500), 10_000),
-            Ok(Some(Duration::from_millis(500)))
+            ttl_of(Expiry::At(10_500), 10_000),
+            Some(Duration::from_millis(500))
         );
+        assert_eq!(ttl_of(Expiry::At(5), 10_000), Some(Duration::ZERO));
         assert_eq!(
-            ttl_of(Expiry::ExAt(11), 10_000),
-            Ok(Some(Duration::from_millis(1000)))
+            ttl_of(Expiry::In(8000), 10_000),
+            Some(Duration::from_secs(8))
         );
-        assert_eq!(ttl_of(Expiry::PxAt(5), 10_000), Ok(Some(Duration::ZERO)));
+        assert_eq!(ttl_of(Expiry::None, 10_000), None);
     }
 
     #[test]
@@ -315,6 +362,7 @@ mod tests {
             convention: Convention::OkNil,
             ttl_arg: Some(2),
             ttl_in_seconds: false,
+            ttl_mode: TtlMode::Set,
             origin: "test",
         };
         let argv = |third: &str| -> Vec<Bytes> {
@@ -331,7 +379,36 @@ mod tests {
                 ttl
             }
         );
-        assert_eq!(action(&spec, &argv("NO")), ScriptAction::Extend { ttl });
+        assert_eq!(
+            action(&spec, &argv("NO")),
+            ScriptAction::Extend {
+                ttl,
+                adds: false,
+                token: Some(Bytes::from_static(b"tok"))
+            }
+        );
+    }
+
+    #[test]
+    fn script_ttls_obey_the_policy() {
+        let reg = ScriptRegistry::new(&[]);
+        let rules = LockRules {
+            require_ttl: true,
+            max_ttl: Some(Duration::from_secs(60)),
+        };
+        let parse_with = |args: &[&str]| parse(b"EVAL", args, &reg, &rules);
+        let extend = r#"if redis.call("get",KEYS[1]) == ARGV[1] then return redis.call("pexpire",KEYS[1],ARGV[2]) else return 0 end"#;
+        let r = parse_with(&["EVAL", extend, "1", "lock:a", "t", "1000000000"]).unwrap_err();
+        assert!(
+            matches!(r, Reply::Error(ref e) if e.contains("max_ttl")),
+            "{r:?}"
+        );
+        let r = parse_with(&["EVAL", extend, "1", "lock:a", "t", "soon"]).unwrap_err();
+        assert!(
+            matches!(r, Reply::Error(ref e) if e.contains("cannot be checked")),
+            "{r:?}"
+        );
+        assert!(parse_with(&["EVAL", extend, "1", "lock:a", "t", "60000"]).is_ok());
     }
 
     #[test]

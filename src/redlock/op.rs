@@ -17,8 +17,11 @@ pub enum LockOp {
         key: Bytes,
         /// The owner's token.
         token: Bytes,
-        /// The TTL.
+        /// The TTL, from when the request was parsed.
         ttl: Option<Duration>,
+        /// `PXAT`/`EXAT`: the Unix time (ms) the lock expires at, from which a
+        /// later run computes its TTL afresh.
+        at_ms: Option<i64>,
     },
     /// `GET key`.
     Get {
@@ -83,8 +86,13 @@ pub enum ScriptAction {
     },
     /// Compare-and-pexpire; never releases anything when it fails.
     Extend {
-        /// The new TTL, when the call carries one.
+        /// The new TTL when the call sets one; the time added when it `adds`.
         ttl: Option<Duration>,
+        /// The TTL argument is added to the TTL left, which the engine reads
+        /// first (to check `max_ttl`, and validity on the TTL that results).
+        adds: bool,
+        /// The owner's token.
+        token: Option<Bytes>,
     },
     /// Compare-and-delete.
     Release {

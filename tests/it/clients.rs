@@ -73,6 +73,18 @@ async fn python(env: &str, script: &str, extra: &[(&str, &str)]) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_py_extensions_obey_max_ttl_and_are_judged_on_the_ttl_that_results() {
+    let h = Harness::start_with(3, |c| {
+        c.redlock.max_ttl = Duration::from_secs(60);
+    })
+    .await;
+    let py = client_env("py-redis8").join("bin/python");
+    let script = root().join("tests/clients/python/redis_py_ttl_policy.py");
+    let out = run(&h, &py, &[script.to_str().unwrap()], &[]).await;
+    assert!(out.contains("redis-py ttl policy: ok"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_py_8_default_resp3() {
     let out = python("py-redis8", "redis_py_lock.py", &[("PROTOCOL", "default")]).await;
     assert!(out.contains("redis-py 8.1.0-default: ok"), "{out}");

@@ -21,6 +21,7 @@ mod cli;
 mod clients;
 mod command_table;
 mod config;
+mod differential;
 mod faults;
 mod frames;
 mod fuzz_corpus;

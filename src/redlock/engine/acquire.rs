@@ -44,13 +44,27 @@ impl Acquisition {
 }
 
 impl Engine {
-    /// `SET key token NX [PX ttl]`.
+    /// `SET key token NX [PX ttl]`; with `at_ms`, an absolute expiry whose TTL
+    /// counts from now.
     pub(super) async fn acquire_set(
         &self,
         key: Bytes,
         token: Bytes,
         ttl: Option<Duration>,
+        at_ms: Option<i64>,
     ) -> Outcome {
+        let ttl = match at_ms {
+            Some(at) => Some(Duration::from_millis(
+                at.saturating_sub(now_ms()).max(0) as u64
+            )),
+            None => ttl,
+        };
+        if ttl == Some(Duration::ZERO) {
+            // Redis sets the key and it expires at once: OK when nothing held it,
+            // nil when something did. Nothing is taken.
+            count(&self.stats.expired);
+            return self.expired_at_once(key).await;
+        }
         let a = Acquisition {
             cmd: set_nx(&key, &token, ttl),
             script: None,
@@ -59,7 +73,13 @@ impl Engine {
             ttl,
             conv: None,
         };
-        self.acquire(a, LockOp::Acquire { key, token, ttl }).await
+        let again = LockOp::Acquire {
+            key,
+            token,
+            ttl,
+            at_ms,
+        };
+        self.acquire(a, again).await
     }
 
     /// An acquire script.
@@ -152,6 +172,14 @@ impl Engine {
         }
         a.failure(&last, q).into()
     }
+}
+
+/// The current Unix time in milliseconds.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 fn set_nx(key: &[u8], token: &[u8], ttl: Option<Duration>) -> Bytes {

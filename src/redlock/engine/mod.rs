@@ -258,7 +258,12 @@ impl Engine {
     /// Runs one operation to completion.
     pub async fn run(&self, op: LockOp) -> Outcome {
         match op {
-            LockOp::Acquire { key, token, ttl } => self.acquire_set(key, token, ttl).await,
+            LockOp::Acquire {
+                key,
+                token,
+                ttl,
+                at_ms,
+            } => self.acquire_set(key, token, ttl, at_ms).await,
             LockOp::Get { key } => self.get(key).await,
             LockOp::Exists { keys } => self.exists(keys).await,
             LockOp::Ttl { key, millis } => self.ttl(key, millis).await,

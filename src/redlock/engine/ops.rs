@@ -2,6 +2,8 @@
 //! `op_timeout` for answers that decide them, and say so with an error when
 //! the answers do not.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use redis_protocol::resp2::types::BytesFrame;
 use tokio::time::Instant;
@@ -43,56 +45,135 @@ impl Engine {
                     None => self.undecided("release", &round.answers, timeout).into(),
                 }
             }
-            ScriptAction::Extend { ttl } => {
-                let success = |f: &BytesFrame| vote::success(conv, f, nkeys);
-                let round = self
-                    .collect(cmd, Some(preload), timeout, Role::None, |a| {
-                        Votes::count(a, success).decided(q)
-                    })
-                    .await;
-                let votes = Votes::count(&round.answers, success);
-                let failure = || vote::failure_reply(conv, &round.answers, q);
-                if votes.defeated(q) {
-                    count(&self.stats.extend_failed);
-                    return failure().into();
-                }
-                if !votes.carried(q) {
-                    return self.undecided("extension", &round.answers, timeout).into();
-                }
-                let params = &self.cfg.params;
-                let Some(ttl) = ttl else {
-                    count(&self.stats.extended);
-                    return vote::success_reply(conv, &round.answers, nkeys).into();
-                };
-                let n = self.masters.len();
-                match quorum::decide(votes.yes, n, Some(ttl), round.elapsed, params) {
-                    Decision::Granted(_) => {
-                        count(&self.stats.extended);
-                        let lease = Lease {
-                            valid_until: Some(
-                                round.start + ttl.saturating_sub(quorum::drift(ttl, params)),
-                            ),
-                            grant: None,
-                            instead: failure(),
-                            again: None,
-                        };
-                        Outcome {
-                            reply: vote::success_reply(conv, &round.answers, nkeys),
-                            lease: Some(lease),
-                        }
-                    }
-                    // Extended everywhere, but too late to leave validity.
-                    Decision::NoQuorum | Decision::Expired => {
-                        count(&self.stats.extend_failed);
-                        failure().into()
-                    }
-                }
+            ScriptAction::Extend { ttl, adds, token } => {
+                let keys = op.call.keys.clone();
+                self.extend(
+                    cmd,
+                    preload,
+                    conv,
+                    nkeys,
+                    ttl,
+                    adds.then_some((keys, token)),
+                )
+                .await
             }
             ScriptAction::Query => {
                 count(&self.stats.queries);
                 let verdict = |a: &[Answer]| vote::query(conv, a, q);
                 self.read("read", cmd, Some(preload), verdict).await
             }
+        }
+    }
+
+    /// An extension. `adds`: the TTL argument is added to the TTL left (the
+    /// lock's keys and the owner's token): the TTL left is read from a quorum
+    /// first, so `max_ttl` and validity apply to the TTL that results.
+    async fn extend(
+        &self,
+        cmd: Bytes,
+        preload: std::sync::Arc<crate::redlock::master::Preload>,
+        conv: crate::redlock::scripts::Convention,
+        nkeys: usize,
+        ttl: Option<Duration>,
+        adds: Option<(Vec<Bytes>, Option<Bytes>)>,
+    ) -> Outcome {
+        let q = self.quorum();
+        let timeout = self.cfg.op_timeout;
+        let read_at = Instant::now();
+        let ttl = match (adds, ttl) {
+            (Some((keys, token)), Some(added)) => {
+                match self.ttl_left(&keys, token.as_ref()).await {
+                    Ok(Some(left)) => {
+                        let total = left + added;
+                        if let Some(max) = self.cfg.max_ttl {
+                            if total > max {
+                                count(&self.stats.extend_failed);
+                                return crate::errors::err(format_args!(
+                                    "extension to a TTL of {} ms exceeds max_ttl of {} ms",
+                                    total.as_millis(),
+                                    max.as_millis()
+                                ))
+                                .into();
+                            }
+                        }
+                        // What was left has been running down since it was read.
+                        Some(total.saturating_sub(read_at.elapsed()))
+                    }
+                    // Not held by the caller: the script answers that itself.
+                    Ok(None) => Some(added),
+                    Err(undecided) => return undecided.into(),
+                }
+            }
+            (_, ttl) => ttl,
+        };
+        let success = |f: &BytesFrame| vote::success(conv, f, nkeys);
+        let round = self
+            .collect(cmd, Some(preload), timeout, Role::None, |a| {
+                Votes::count(a, success).decided(q)
+            })
+            .await;
+        let votes = Votes::count(&round.answers, success);
+        let failure = || vote::failure_reply(conv, &round.answers, q);
+        if votes.defeated(q) {
+            count(&self.stats.extend_failed);
+            return failure().into();
+        }
+        if !votes.carried(q) {
+            return self.undecided("extension", &round.answers, timeout).into();
+        }
+        let params = &self.cfg.params;
+        let Some(ttl) = ttl else {
+            count(&self.stats.extended);
+            return vote::success_reply(conv, &round.answers, nkeys).into();
+        };
+        let n = self.masters.len();
+        match quorum::decide(votes.yes, n, Some(ttl), round.elapsed, params) {
+            Decision::Granted(_) => {
+                count(&self.stats.extended);
+                let lease = Lease {
+                    valid_until: Some(round.start + ttl.saturating_sub(quorum::drift(ttl, params))),
+                    grant: None,
+                    instead: failure(),
+                    again: None,
+                };
+                Outcome {
+                    reply: vote::success_reply(conv, &round.answers, nkeys),
+                    lease: Some(lease),
+                }
+            }
+            // Extended everywhere, but too late to leave validity.
+            Decision::NoQuorum | Decision::Expired => {
+                count(&self.stats.extend_failed);
+                failure().into()
+            }
+        }
+    }
+
+    /// The TTL a quorum still holds the first of `keys` with `token` for
+    /// (conservatively); `Ok(None)` when no quorum holds it so, or it has no
+    /// expiry; `Err` with the reply when the answers do not decide.
+    async fn ttl_left(
+        &self,
+        keys: &[Bytes],
+        token: Option<&Bytes>,
+    ) -> Result<Option<Duration>, Reply> {
+        let (Some(key), Some(token)) = (keys.first(), token) else {
+            return Ok(None);
+        };
+        let q = self.quorum();
+        let timeout = self.cfg.op_timeout;
+        let cmd = self.query.call(std::slice::from_ref(key), &[]);
+        let script = Some(std::sync::Arc::clone(&self.query.preload));
+        let verdict = |a: &[Answer]| vote::held_with_pttl(a, q);
+        let round = self
+            .collect(cmd, script, timeout, Role::None, |a| verdict(a).is_some())
+            .await;
+        match verdict(&round.answers) {
+            Some(Some((held, pttl))) if held == *token && pttl > 0 => {
+                Ok(Some(Duration::from_millis(pttl as u64)))
+            }
+            Some(_) => Ok(None),
+            None => Err(self.undecided("extension", &round.answers, timeout)),
         }
     }
 
@@ -120,6 +201,19 @@ impl Engine {
         let q = self.quorum();
         self.read("GET", command(&[b"GET", &key]), None, |a| vote::get(a, q))
             .await
+    }
+
+    /// `SET key token NX PXAT <past>`: what Redis answers, OK when no quorum
+    /// holds the key and nil when one does; nothing is taken.
+    pub(super) async fn expired_at_once(&self, key: Bytes) -> Outcome {
+        let q = self.quorum();
+        self.read("acquisition", command(&[b"GET", &key]), None, |a| {
+            vote::get(a, q).map(|r| match r {
+                Reply::Nil => Reply::OK,
+                _ => Reply::Nil,
+            })
+        })
+        .await
     }
 
     /// `EXISTS key...`: keys a quorum holds.

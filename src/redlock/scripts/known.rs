@@ -3,7 +3,7 @@
 //! library's scripts do and how their replies read was taken from the library
 //! sources; the texts themselves are learned from clients at run time.
 
-use super::{Convention, Kind, ScriptSpec, spec};
+use super::{Convention, Kind, ScriptSpec, TtlMode, spec};
 
 use Convention as C;
 use Kind as K;
@@ -78,7 +78,10 @@ pub static KNOWN: &[(&str, ScriptSpec)] = &[
     ),
     (
         "4a484ac024e9b025224cd9f8e1d59dbf3c15d00d",
-        spec(K::Extend, C::OneZero, Some(2), "redis-py extend"),
+        ScriptSpec {
+            ttl_mode: TtlMode::Add,
+            ..spec(K::Extend, C::OneZero, Some(2), "redis-py extend")
+        },
     ),
     (
         "4d7192f70618a620282e427698f9cde890151e58",
@@ -247,7 +250,10 @@ pub static KNOWN: &[(&str, ScriptSpec)] = &[
     ),
     (
         "a4e8783852e6b949f9ef3a97212805108459a890",
-        spec(K::Extend, C::OneZero, Some(2), "redis-py extend"),
+        ScriptSpec {
+            ttl_mode: TtlMode::AddUnlessArg(3),
+            ..spec(K::Extend, C::OneZero, Some(2), "redis-py extend")
+        },
     ),
     (
         "a7aba3bc5d6e99b3003da8b9d80a63b9f4092ecf",

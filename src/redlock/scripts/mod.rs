@@ -82,8 +82,22 @@ pub struct ScriptSpec {
     pub ttl_arg: Option<usize>,
     /// The TTL argument is in seconds (EXPIRE), not milliseconds.
     pub ttl_in_seconds: bool,
+    /// How an extension's TTL argument applies.
+    pub ttl_mode: TtlMode,
     /// Library and purpose, for messages.
     pub origin: &'static str,
+}
+
+/// How an extend script's TTL argument applies to the lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TtlMode {
+    /// It is the new TTL.
+    Set,
+    /// It is added to the TTL left (redis-py's `extend`).
+    Add,
+    /// Added, unless ARGV at this (1-based) index is `"1"`: then it is the new
+    /// TTL (redis-py's `extend(replace_ttl=True)`).
+    AddUnlessArg(usize),
 }
 
 /// A spec with the TTL argument in milliseconds.
@@ -98,6 +112,7 @@ const fn spec(
         convention,
         ttl_arg,
         ttl_in_seconds: false,
+        ttl_mode: TtlMode::Set,
         origin,
     }
 }

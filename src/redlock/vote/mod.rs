@@ -306,6 +306,12 @@ fn held_pttl(answers: &[Answer], q: usize) -> Option<Option<(Bytes, i64)>> {
     })
 }
 
+/// The value a quorum holds and its conservative PTTL, from `[value, pttl]`
+/// answers: `Some(None)` when no quorum can hold one, `None` when undecided.
+pub fn held_with_pttl(answers: &[Answer], q: usize) -> Option<Option<(Bytes, i64)>> {
+    held_pttl(answers, q)
+}
+
 /// `TTL`/`PTTL` of a lock: the conservative PTTL of the value a quorum holds,
 /// -2 when no quorum can hold one.
 pub fn ttl(answers: &[Answer], q: usize, millis: bool) -> Option<Reply> {
