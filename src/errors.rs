@@ -58,6 +58,16 @@ pub(crate) fn mixed_keys(command: &[u8]) -> Reply {
     ))
 }
 
+/// A `SORT` `BY`/`GET` pattern may form lock keys (the shape of Redis
+/// Cluster's error for patterns that may reach other slots).
+pub(crate) fn lock_pattern(option: &[u8], command: &[u8]) -> Reply {
+    err(format_args!(
+        "{} option of {} denied by redlock-proxy: keys formed by the pattern may be lock keys, which live only on the lock masters",
+        String::from_utf8_lossy(option).to_uppercase(),
+        String::from_utf8_lossy(command).to_uppercase(),
+    ))
+}
+
 /// Wrong number of arguments (Redis's text).
 pub(crate) fn wrong_arity(command: &[u8]) -> Reply {
     err(format_args!(

@@ -9,8 +9,10 @@ Usage:
 The table gives every command's arity, the flags the proxy cares about and its
 key specs (Redis 7 "begin_search" / "find_keys"), so the proxy can find the keys
 of any command exactly as Redis does and keep lock keys off the passthrough
-backend. `tests/command_table.rs` checks the table against the redis-server the
-test suite runs.
+backend. A key spec that may miss keys is marked `incomplete`; the proxy finds
+those commands' keys with hand-written parsers (`src/command/getkeys.rs`), as
+Redis does with its getkeys procs. `tests/it/command_table.rs` checks the table
+against the redis-server the test suite runs.
 """
 import json
 import sys
@@ -52,12 +54,21 @@ def find_keys(fk):
     return "FindKeys::Unknown"
 
 
+def incomplete(k):
+    """Whether the spec may miss keys: Redis flags it INCOMPLETE, or cannot
+    locate its keys at all (begin_search or find_keys "unknown")."""
+    flags = [f.lower() for f in k.get("flags", [])]
+    return ("incomplete" in flags or k["begin_search"]["type"] == "unknown"
+            or k["find_keys"]["type"] == "unknown")
+
+
 def spec_expr(c, indent):
     name, arity, flags = c[0], c[1], c[2]
     keyspecs = c[8]
     subs = sorted(c[9], key=lambda s: s[0])
     ks = ", ".join(
-        f"KeySpec {{ begin: {begin_search(k['begin_search'])}, find: {find_keys(k['find_keys'])} }}"
+        f"KeySpec {{ begin: {begin_search(k['begin_search'])}, find: {find_keys(k['find_keys'])}, "
+        f"incomplete: {'true' if incomplete(k) else 'false'} }}"
         for k in keyspecs
     )
     sub = ""

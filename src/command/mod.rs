@@ -5,6 +5,7 @@
 //! This module is pure: it reads the arguments and a little connection state
 //! and decides; the connection carries the decision out.
 
+mod getkeys;
 mod lock;
 mod pattern;
 mod set_args;
@@ -13,9 +14,10 @@ mod table;
 
 use bytes::Bytes;
 
+pub use getkeys::{KeyArg, PARSED as KEYS_PARSED, for_each_key};
 pub use lock::LockRules;
-pub use pattern::{LockPatterns, glob_match};
-pub use spec::{CommandSpec, flags, for_each_key, lookup};
+pub use pattern::LockPatterns;
+pub use spec::{BeginSearch, CommandSpec, FindKeys, KeySpec, flags, lookup};
 
 use crate::errors;
 use crate::protocol::{ArgList, Proto, Reply, parse_i64};
@@ -195,13 +197,27 @@ impl Classifier {
 
         // Lock keys first: whatever the command, a lock key never reaches the backend.
         if let Some(spec) = spec {
-            let (mut lock, mut total) = (0usize, 0usize);
-            for_each_key(spec, args, |i| {
-                total += 1;
-                if self.patterns.is_lock_key(args.arg(i)) {
-                    lock += 1;
+            let (mut lock, mut total, mut pattern) = (0usize, 0usize, None);
+            for_each_key(spec, args, |k| match k {
+                KeyArg::Key(i) => {
+                    total += 1;
+                    if self.patterns.is_lock_key(args.arg(i)) {
+                        lock += 1;
+                    }
+                }
+                KeyArg::Pattern { arg, star, end } => {
+                    let p = args.arg(arg);
+                    if self
+                        .patterns
+                        .may_form_lock_key(&p[..star], &p[star + 1..end])
+                    {
+                        pattern = Some(arg);
+                    }
                 }
             });
+            if let Some(arg) = pattern {
+                return Command::Refuse(errors::lock_pattern(args.arg(arg - 1), args.arg(0)));
+            }
             if lock > 0 {
                 if lock < total {
                     return Command::Refuse(errors::mixed_keys(args.arg(0)));

@@ -1,6 +1,8 @@
 //! Lock-key patterns: Redis glob syntax (`*`, `?`, `[a-z]`, `[^x]`, `\` escapes),
 //! matched the way Redis's `stringmatchlen` matches `KEYS` patterns.
 
+use crate::config::MAX_LOCK_PATTERN_LEN;
+
 /// A compiled set of lock patterns. A key is a lock key when any pattern matches it.
 #[derive(Debug, Clone)]
 pub struct LockPatterns {
@@ -12,11 +14,12 @@ enum Pattern {
     /// `prefix*` with no other special characters: the common case, a prefix test.
     Prefix(Vec<u8>),
     /// Anything else.
-    Glob(Vec<u8>),
+    Glob(Glob),
 }
 
 impl LockPatterns {
-    /// Compiles the patterns.
+    /// Compiles the patterns. Configuration keeps them within
+    /// [`MAX_LOCK_PATTERN_LEN`](crate::config::MAX_LOCK_PATTERN_LEN); a longer one is cut there.
     pub fn new<S: AsRef<str>>(patterns: &[S]) -> Self {
         let patterns = patterns
             .iter()
@@ -26,7 +29,7 @@ impl LockPatterns {
                     Some((b'*', prefix)) if !prefix.iter().any(|c| b"*?[\\".contains(c)) => {
                         Pattern::Prefix(prefix.to_vec())
                     }
-                    _ => Pattern::Glob(p.to_vec()),
+                    _ => Pattern::Glob(Glob::compile(&p[..p.len().min(MAX_LOCK_PATTERN_LEN)])),
                 }
             })
             .collect();
@@ -37,118 +40,364 @@ impl LockPatterns {
     pub fn is_lock_key(&self, key: &[u8]) -> bool {
         self.patterns.iter().any(|p| match p {
             Pattern::Prefix(prefix) => key.starts_with(prefix),
-            Pattern::Glob(glob) => glob_match(glob, key),
+            Pattern::Glob(glob) => glob.matches(key),
+        })
+    }
+
+    /// Whether some key `prefix + X + suffix`, for any byte string `X`, is a
+    /// lock key: the keys a `SORT ... BY/GET prefix*suffix` pattern may form.
+    pub fn may_form_lock_key(&self, prefix: &[u8], suffix: &[u8]) -> bool {
+        self.patterns.iter().any(|p| match p {
+            // X can complete the prefix, or the prefix already has it.
+            Pattern::Prefix(lock) => prefix.starts_with(lock) || lock.starts_with(prefix),
+            Pattern::Glob(glob) => {
+                let states = glob.feed(glob.start(), prefix);
+                glob.accepts(glob.feed(glob.any_string(states), suffix))
+            }
         })
     }
 }
 
-/// Matches `s` against the Redis glob `pattern`.
-pub fn glob_match(pattern: &[u8], s: &[u8]) -> bool {
-    let (mut p, mut i) = (0usize, 0usize);
-    while p < pattern.len() && i < s.len() {
-        match pattern[p] {
-            b'*' => {
-                while p + 1 < pattern.len() && pattern[p + 1] == b'*' {
-                    p += 1;
-                }
-                if p + 1 == pattern.len() {
-                    return true;
-                }
-                return (i..=s.len()).any(|j| glob_match(&pattern[p + 1..], &s[j..]));
-            }
-            b'?' => i += 1,
-            b'[' => {
-                p += 1;
-                let not = pattern.get(p) == Some(&b'^');
-                if not {
-                    p += 1;
-                }
-                let mut matched = false;
-                loop {
-                    match pattern.get(p) {
-                        None => {
-                            // Unterminated class: Redis treats the end as closing it.
-                            p = pattern.len() - 1;
-                            break;
-                        }
-                        Some(b']') => break,
-                        Some(b'\\') if p + 1 < pattern.len() => {
-                            p += 1;
-                            if pattern[p] == s[i] {
-                                matched = true;
-                            }
-                        }
-                        Some(&start)
-                            if pattern.get(p + 1) == Some(&b'-') && p + 2 < pattern.len() =>
-                        {
-                            let end = pattern[p + 2];
-                            let (lo, hi) = if start <= end {
-                                (start, end)
-                            } else {
-                                (end, start)
-                            };
-                            if (lo..=hi).contains(&s[i]) {
-                                matched = true;
-                            }
-                            p += 2;
-                        }
-                        Some(&c) => {
-                            if c == s[i] {
-                                matched = true;
-                            }
-                        }
+/// One element of a glob.
+#[derive(Debug, Clone)]
+enum Token {
+    /// Any run of bytes.
+    Star,
+    /// One byte from the set (`?`, a literal and `[...]` alike).
+    Byte(ByteSet),
+}
+
+/// A set of bytes, as a bitmap.
+#[derive(Debug, Clone, Copy, Default)]
+struct ByteSet([u64; 4]);
+
+impl ByteSet {
+    fn insert_range(&mut self, lo: u8, hi: u8) {
+        for b in lo..=hi {
+            self.0[b as usize / 64] |= 1 << (b % 64);
+        }
+    }
+    fn one(b: u8) -> Self {
+        let mut s = ByteSet::default();
+        s.insert_range(b, b);
+        s
+    }
+    fn contains(&self, b: u8) -> bool {
+        self.0[b as usize / 64] & (1 << (b % 64)) != 0
+    }
+    fn negate(self) -> Self {
+        ByteSet(self.0.map(|w| !w))
+    }
+    fn is_empty(&self) -> bool {
+        self.0 == [0; 4]
+    }
+}
+
+/// A glob compiled to a nondeterministic automaton: state `i` means "the
+/// first `i` tokens matched", so a match is linear in the key's length
+/// whatever the pattern (the textbook backtracking is exponential in stars).
+/// States are bits of a `u128`, hence [`MAX_LOCK_PATTERN_LEN`](crate::config::MAX_LOCK_PATTERN_LEN).
+#[derive(Debug, Clone)]
+struct Glob {
+    tokens: Vec<Token>,
+}
+
+impl Glob {
+    /// Reads the pattern exactly as Redis's `stringmatchlen` does.
+    fn compile(p: &[u8]) -> Self {
+        let mut tokens = Vec::new();
+        let mut i = 0;
+        while i < p.len() {
+            let token = match p[i] {
+                b'*' => Token::Star,
+                b'?' => Token::Byte(ByteSet([u64::MAX; 4])),
+                b'[' => {
+                    i += 1;
+                    let not = p.get(i) == Some(&b'^');
+                    if not {
+                        i += 1;
                     }
-                    p += 1;
+                    let mut set = ByteSet::default();
+                    // An unterminated class ends with the pattern.
+                    while i < p.len() && p[i] != b']' {
+                        if p[i] == b'\\' && i + 1 < p.len() {
+                            i += 1;
+                            set.insert_range(p[i], p[i]);
+                        } else if p.get(i + 1) == Some(&b'-') && i + 2 < p.len() {
+                            let (a, b) = (p[i], p[i + 2]);
+                            set.insert_range(a.min(b), a.max(b));
+                            i += 2;
+                        } else {
+                            set.insert_range(p[i], p[i]);
+                        }
+                        i += 1;
+                    }
+                    Token::Byte(if not { set.negate() } else { set })
                 }
-                if matched == not {
-                    return false;
+                b'\\' if i + 1 < p.len() => {
+                    i += 1;
+                    Token::Byte(ByteSet::one(p[i]))
                 }
-                i += 1;
-            }
-            b'\\' if p + 1 < pattern.len() => {
-                p += 1;
-                if pattern[p] != s[i] {
-                    return false;
-                }
-                i += 1;
-            }
-            c => {
-                if c != s[i] {
-                    return false;
-                }
-                i += 1;
+                c => Token::Byte(ByteSet::one(c)),
+            };
+            tokens.push(token);
+            i += 1;
+        }
+        Glob { tokens }
+    }
+
+    /// Adds the states reachable without input: past any stars.
+    fn close(&self, mut states: u128) -> u128 {
+        for (i, t) in self.tokens.iter().enumerate() {
+            if matches!(t, Token::Star) && states & (1 << i) != 0 {
+                states |= 1 << (i + 1);
             }
         }
-        p += 1;
+        states
     }
-    while p < pattern.len() && pattern[p] == b'*' {
-        p += 1;
+
+    fn start(&self) -> u128 {
+        self.close(1)
     }
-    p == pattern.len() && i == s.len()
+
+    /// The states after reading `input`.
+    fn feed(&self, mut states: u128, input: &[u8]) -> u128 {
+        for &b in input {
+            if states == 0 {
+                break;
+            }
+            let mut next = 0;
+            for (i, t) in self.tokens.iter().enumerate() {
+                if states & (1 << i) == 0 {
+                    continue;
+                }
+                match t {
+                    Token::Star => next |= 1 << i,
+                    Token::Byte(set) if set.contains(b) => next |= 1 << (i + 1),
+                    Token::Byte(_) => {}
+                }
+            }
+            states = self.close(next);
+        }
+        states
+    }
+
+    /// The states after reading some string, any at all (the empty one too).
+    fn any_string(&self, mut states: u128) -> u128 {
+        for (i, t) in self.tokens.iter().enumerate() {
+            let passable = match t {
+                Token::Star => true,
+                Token::Byte(set) => !set.is_empty(),
+            };
+            if passable && states & (1 << i) != 0 {
+                states |= 1 << (i + 1);
+            }
+        }
+        states
+    }
+
+    fn accepts(&self, states: u128) -> bool {
+        states & (1 << self.tokens.len()) != 0
+    }
+
+    fn matches(&self, key: &[u8]) -> bool {
+        self.accepts(self.feed(self.start(), key))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// A direct transcription of Redis's backtracking `stringmatchlen`: the
+    /// reference the automaton is checked against.
+    fn glob_match(pattern: &[u8], s: &[u8]) -> bool {
+        let (mut p, mut i) = (0usize, 0usize);
+        while p < pattern.len() && i < s.len() {
+            match pattern[p] {
+                b'*' => {
+                    while p + 1 < pattern.len() && pattern[p + 1] == b'*' {
+                        p += 1;
+                    }
+                    if p + 1 == pattern.len() {
+                        return true;
+                    }
+                    return (i..=s.len()).any(|j| glob_match(&pattern[p + 1..], &s[j..]));
+                }
+                b'?' => i += 1,
+                b'[' => {
+                    p += 1;
+                    let not = pattern.get(p) == Some(&b'^');
+                    if not {
+                        p += 1;
+                    }
+                    let mut matched = false;
+                    loop {
+                        match pattern.get(p) {
+                            None => {
+                                // Unterminated class: Redis treats the end as closing it.
+                                p = pattern.len() - 1;
+                                break;
+                            }
+                            Some(b']') => break,
+                            Some(b'\\') if p + 1 < pattern.len() => {
+                                p += 1;
+                                if pattern[p] == s[i] {
+                                    matched = true;
+                                }
+                            }
+                            Some(&start)
+                                if pattern.get(p + 1) == Some(&b'-') && p + 2 < pattern.len() =>
+                            {
+                                let end = pattern[p + 2];
+                                let (lo, hi) = if start <= end {
+                                    (start, end)
+                                } else {
+                                    (end, start)
+                                };
+                                if (lo..=hi).contains(&s[i]) {
+                                    matched = true;
+                                }
+                                p += 2;
+                            }
+                            Some(&c) => {
+                                if c == s[i] {
+                                    matched = true;
+                                }
+                            }
+                        }
+                        p += 1;
+                    }
+                    if matched == not {
+                        return false;
+                    }
+                    i += 1;
+                }
+                b'\\' if p + 1 < pattern.len() => {
+                    p += 1;
+                    if pattern[p] != s[i] {
+                        return false;
+                    }
+                    i += 1;
+                }
+                c => {
+                    if c != s[i] {
+                        return false;
+                    }
+                    i += 1;
+                }
+            }
+            p += 1;
+        }
+        while p < pattern.len() && pattern[p] == b'*' {
+            p += 1;
+        }
+        p == pattern.len() && i == s.len()
+    }
+
+    fn matches(pattern: &str, key: &str) -> bool {
+        Glob::compile(pattern.as_bytes()).matches(key.as_bytes())
+    }
 
     #[test]
     fn globs_match_like_redis_keys() {
-        assert!(glob_match(b"lock:*", b"lock:a"));
-        assert!(glob_match(b"lock:*", b"lock:"));
-        assert!(!glob_match(b"lock:*", b"lockx"));
-        assert!(glob_match(b"h?llo", b"hello"));
-        assert!(!glob_match(b"h?llo", b"hllo"));
-        assert!(glob_match(b"h[ae]llo", b"hallo"));
-        assert!(!glob_match(b"h[ae]llo", b"hillo"));
-        assert!(glob_match(b"h[^e]llo", b"hallo"));
-        assert!(!glob_match(b"h[^e]llo", b"hello"));
-        assert!(glob_match(b"h[a-b]llo", b"hbllo"));
-        assert!(glob_match(b"h[b-a]llo", b"hallo"));
-        assert!(glob_match(b"a\\*b", b"a*b"));
-        assert!(!glob_match(b"a\\*b", b"axb"));
-        assert!(glob_match(b"*:lock:*", b"app:lock:1"));
-        assert!(glob_match(b"**", b""));
-        assert!(!glob_match(b"a[", b"ab"));
+        let both = |p: &[u8], k: &[u8]| {
+            let m = Glob::compile(p).matches(k);
+            assert_eq!(m, glob_match(p, k), "{p:?} {k:?}");
+            m
+        };
+        assert!(both(b"lock:*", b"lock:a"));
+        assert!(both(b"lock:*", b"lock:"));
+        assert!(!both(b"lock:*", b"lockx"));
+        assert!(both(b"h?llo", b"hello"));
+        assert!(!both(b"h?llo", b"hllo"));
+        assert!(both(b"h[ae]llo", b"hallo"));
+        assert!(!both(b"h[ae]llo", b"hillo"));
+        assert!(both(b"h[^e]llo", b"hallo"));
+        assert!(!both(b"h[^e]llo", b"hello"));
+        assert!(both(b"h[a-b]llo", b"hbllo"));
+        assert!(both(b"h[b-a]llo", b"hallo"));
+        assert!(both(b"a\\*b", b"a*b"));
+        assert!(!both(b"a\\*b", b"axb"));
+        assert!(both(b"*:lock:*", b"app:lock:1"));
+        assert!(both(b"**", b""));
+        assert!(!both(b"a[", b"ab"));
+    }
+
+    #[test]
+    fn the_automaton_is_linear_where_backtracking_is_not() {
+        let key = "a".repeat(10_000);
+        assert!(!matches("*a*a*a*a*a*a*a*a*b", &key));
+        assert!(matches("*a*a*a*a*a*a*a*a*", &key));
+    }
+
+    proptest! {
+        #[test]
+        fn the_automaton_matches_like_stringmatchlen(
+            pattern in "[ab*?\\[\\]^\\\\-]{0,10}",
+            key in "[ab\\]^\\\\*-]{0,10}",
+        ) {
+            prop_assert_eq!(
+                matches(&pattern, &key),
+                glob_match(pattern.as_bytes(), key.as_bytes())
+            );
+        }
+
+        /// `may_form_lock_key` is exact: yes if and only if some filling
+        /// forms a lock key. A shortest filling has at most one byte per
+        /// pattern token, and each byte can be one of the pattern's own or
+        /// `x` (outside every range the pattern alphabet can write).
+        #[test]
+        fn may_form_is_exact(
+            pattern in "[ab:*?\\[\\]^-]{1,4}",
+            prefix in "[ab:]{0,3}",
+            suffix in "[ab:]{0,3}",
+        ) {
+            let pats = LockPatterns::new(&[pattern.as_str()]);
+            let mut alphabet: Vec<char> = pattern.chars().collect();
+            alphabet.push('x');
+            alphabet.sort();
+            alphabet.dedup();
+            let mut fillings = vec![String::new()];
+            let mut last = fillings.clone();
+            for _ in 0..pattern.len() {
+                last = last
+                    .iter()
+                    .flat_map(|f| alphabet.iter().map(move |c| format!("{f}{c}")))
+                    .collect();
+                fillings.extend(last.iter().cloned());
+            }
+            let some = fillings
+                .iter()
+                .any(|x| pats.is_lock_key(format!("{prefix}{x}{suffix}").as_bytes()));
+            prop_assert_eq!(pats.may_form_lock_key(prefix.as_bytes(), suffix.as_bytes()), some);
+        }
+    }
+
+    #[test]
+    fn keys_a_sort_pattern_may_form() {
+        let pats = LockPatterns::new(&["lock:*", "*:mutex", "job:[0-9]"]);
+        for (prefix, suffix, may) in [
+            ("lock:", "", true),
+            ("lo", "", true),
+            ("", "", true),
+            ("lock:w_", "->f", true),
+            ("weight_", "", true), // "weight_x:mutex"
+            ("weight_", "_x", false),
+            ("job:", "", true),
+            ("job:", "1", true),
+            ("job:", "x", true), // "job:a:mutex"
+            ("job:", "y", false),
+            ("jo", "", true),
+            ("data:", ":mutex2", false),
+        ] {
+            assert_eq!(
+                pats.may_form_lock_key(prefix.as_bytes(), suffix.as_bytes()),
+                may,
+                "{prefix}*{suffix}"
+            );
+        }
     }
 
     #[test]

@@ -80,6 +80,9 @@ pub struct KeySpec {
     pub begin: BeginSearch,
     /// Where the others are.
     pub find: FindKeys,
+    /// The spec may miss keys (Redis's `INCOMPLETE` flag, or an `unknown`
+    /// search): the command's keys are found by [`super::getkeys`] instead.
+    pub incomplete: bool,
 }
 
 /// What the proxy knows about one command.
@@ -101,6 +104,11 @@ impl CommandSpec {
     /// Whether the command has the given flag bit.
     pub fn has(&self, flag: u32) -> bool {
         self.flags & flag != 0
+    }
+
+    /// Whether the key specs find every key (no spec is incomplete).
+    pub fn keys_complete(&self) -> bool {
+        self.key_specs.iter().all(|ks| !ks.incomplete)
     }
 
     /// The subcommand's name, without the `container|` prefix.
@@ -192,10 +200,15 @@ pub fn lookup<A: ArgList + ?Sized>(args: &A) -> Option<&'static CommandSpec> {
 }
 
 /// Calls `f` with the index of every key argument of `args`, found with the
-/// command's key specs the way Redis's `getKeysUsingKeySpecs` does. Indexes out
+/// command's key specs the way Redis's `getKeysUsingKeySpecs` does (for
+/// commands whose specs are incomplete, see [`super::getkeys`]). Indexes out
 /// of range are clamped away rather than reported: the backend will reject such
 /// a command anyway, and the caller only needs the keys that are present.
-pub fn for_each_key<A: ArgList + ?Sized>(spec: &CommandSpec, args: &A, mut f: impl FnMut(usize)) {
+pub(super) fn for_each_spec_key<A: ArgList + ?Sized>(
+    spec: &CommandSpec,
+    args: &A,
+    mut f: impl FnMut(usize),
+) {
     let argc = args.len() as i64;
     for ks in spec.key_specs {
         let first = match ks.begin {
@@ -282,7 +295,7 @@ mod tests {
     fn keys(args: &[&str]) -> Vec<String> {
         let spec = lookup(args).expect("known command");
         let mut out = Vec::new();
-        for_each_key(spec, args, |i| out.push(args[i].to_string()));
+        for_each_spec_key(spec, args, |i| out.push(args[i].to_string()));
         out
     }
 

@@ -23,6 +23,10 @@ pub use crate::auth::{Secret, User};
 use self::sources::{Provenance, Table, merge, unknown_field};
 use crate::protocol::FrameLimits;
 
+/// The longest lock pattern, in bytes (a compiled pattern's automaton states
+/// fit in a `u128`).
+pub const MAX_LOCK_PATTERN_LEN: usize = 127;
+
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -410,6 +414,19 @@ impl Config {
             return Err((
                 "redlock.lock_patterns",
                 "needs at least one non-empty pattern".into(),
+            ));
+        }
+        if let Some(p) = r
+            .lock_patterns
+            .iter()
+            .find(|p| p.len() > MAX_LOCK_PATTERN_LEN)
+        {
+            return Err((
+                "redlock.lock_patterns",
+                format!(
+                    "{} bytes in {p:?}: a pattern has at most {MAX_LOCK_PATTERN_LEN}",
+                    p.len()
+                ),
             ));
         }
         if r.node_timeout.is_zero() {

@@ -26,6 +26,7 @@ mod faults;
 mod frames;
 mod fuzz_corpus;
 mod layers;
+mod lock_keys;
 mod multiplex;
 mod passthrough;
 mod readme;
