@@ -103,3 +103,21 @@ async fn lock_key_commands_answer_as_redis_does() {
     }
     assert!(mismatches.is_empty(), "{mismatches:#?}");
 }
+
+/// An expiry at Redis's very limit is granted as Redis grants it, whatever the
+/// masters' clocks read when it arrives (by then `PX` of the same instant may
+/// overflow on a master).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expiry_at_the_limit_is_granted_like_on_redis() {
+    let h = Harness::start(3).await;
+    let mut c = h.client().await;
+    for i in 0..50 {
+        let key = format!("lock:far{i}");
+        assert_eq!(
+            c.cmd_str(&["SET", &key, "t", "NX", "PXAT", "9223372036854775807"])
+                .await,
+            "+OK\r\n",
+            "{key}"
+        );
+    }
+}

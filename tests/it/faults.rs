@@ -15,7 +15,9 @@ fn holders(masters: &[RedisServer], key: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_master_blackholed_every_acquire_is_granted_in_time() {
-    let s = behind_relays(|_| {}).await;
+    // Votes and decisions may wait PATIENT: an answer within WAIT proves the
+    // silent master was not waited for.
+    let s = behind_relays(patient).await;
     s.relays[0].set(Mode::Blackhole);
     let mut c = s.h.client().await;
     for i in 0..30 {
@@ -23,19 +25,19 @@ async fn one_master_blackholed_every_acquire_is_granted_in_time() {
         // A TTL longer than any wait below: only a release can clear the healed master.
         let start = Instant::now();
         assert_eq!(
-            c.cmd_str(&["SET", &key, "t", "NX", "PX", "60000"]).await,
+            c.cmd_str(&["SET", &key, "t", "NX", "PX", LONG_TTL]).await,
             "+OK\r\n"
         );
         let took = start.elapsed();
-        assert!(took < NODE_TIMEOUT_BOUND, "acquire {i} took {took:?}");
+        assert!(took < WAIT, "acquire {i} took {took:?}");
         assert!(holders(&s.masters[1..], &key) == 2);
-        // Release waits for the silent master up to the node timeout, no longer.
+        // Decided by the two that answer, without the silent one.
         let start = Instant::now();
         assert_eq!(
             c.cmd_str(&["EVAL", RELEASE, "1", &key, "t"]).await,
             ":1\r\n"
         );
-        assert!(start.elapsed() < NODE_TIMEOUT_BOUND);
+        assert!(start.elapsed() < WAIT);
     }
     s.relays[0].set(Mode::Pass);
     // The held-back SETs reach the healed master with their releases right behind.
@@ -44,7 +46,8 @@ async fn one_master_blackholed_every_acquire_is_granted_in_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_masters_blackholed_refusals_are_quick_and_leave_nothing() {
-    let s = behind_relays(|_| {}).await;
+    // The node timeout (50 ms) decides, not the patient op_timeout.
+    let s = behind_relays(|c| c.redlock.op_timeout = PATIENT).await;
     s.relays[0].set(Mode::Blackhole);
     s.relays[1].set(Mode::Blackhole);
     // Ten clients at once: none hangs, all are refused within the bound.
@@ -63,7 +66,7 @@ async fn two_masters_blackholed_refusals_are_quick_and_leave_nothing() {
     for t in tasks {
         let (r, took) = t.await.unwrap();
         assert_eq!(r, "$-1\r\n");
-        assert!(took < NODE_TIMEOUT_BOUND, "refusal took {took:?}");
+        assert!(took < WAIT, "refusal took {took:?}");
     }
     // The third master granted, and was cleaned up.
     poll(|| (0..10).all(|i| s.masters[2].get(&format!("lock:bh2-{i}")).is_none())).await;
@@ -81,42 +84,40 @@ async fn two_masters_blackholed_refusals_are_quick_and_leave_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latency_on_one_link_does_not_slow_acquisitions() {
-    let s = behind_relays(|_| {}).await;
-    s.relays[2].set(Mode::Delay(Duration::from_millis(200)));
+    let s = behind_relays(patient).await;
+    // Slower than the test waits: an acquisition that waited for it would fail.
+    s.relays[2].set(Mode::Delay(PATIENT));
     let mut c = s.h.client().await;
     let start = Instant::now();
     for i in 0..10 {
         assert_eq!(
-            c.cmd_str(&["SET", &format!("lock:slow{i}"), "t", "NX", "PX", "10000"])
+            c.cmd_str(&["SET", &format!("lock:slow{i}"), "t", "NX", "PX", LONG_TTL])
                 .await,
             "+OK\r\n"
         );
     }
-    assert!(
-        start.elapsed() < Duration::from_millis(10 * 100),
-        "{:?}",
-        start.elapsed()
-    );
+    assert!(start.elapsed() < WAIT, "{:?}", start.elapsed());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_master_is_reconnected_without_an_error_storm() {
     logs();
-    let mut h = Harness::start(3).await;
+    let mut h = Harness::start_with(3, patient).await;
     let port = h.masters[0].port;
     h.masters[0].kill();
     let mut c = h.client().await;
-    // Keep working while it is down: each operation costs it nothing.
+    // Keep working while it is down: each operation costs it nothing (it is
+    // not waited for: votes may wait PATIENT).
     let deadline = Instant::now() + Duration::from_millis(1500);
     let mut i = 0;
     while Instant::now() < deadline {
         let start = Instant::now();
         assert_eq!(
-            c.cmd_str(&["SET", &format!("lock:k{i}"), "t", "NX", "PX", "10000"])
+            c.cmd_str(&["SET", &format!("lock:k{i}"), "t", "NX", "PX", LONG_TTL])
                 .await,
             "+OK\r\n"
         );
-        assert!(start.elapsed() < NODE_TIMEOUT_BOUND);
+        assert!(start.elapsed() < WAIT);
         i += 1;
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

@@ -58,7 +58,8 @@ impl Engine {
                 at.saturating_sub(now_ms()).max(0) as u64
             )),
             None => ttl,
-        };
+        }
+        .map(|t| t.min(LONGEST_TTL_SENT));
         if ttl == Some(Duration::ZERO) {
             // Redis sets the key and it expires at once: OK when nothing held it,
             // nil when something did. Nothing is taken.
@@ -181,6 +182,13 @@ fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+/// The longest TTL written to a master, about 73 million years. A TTL near
+/// Redis's limit (`PX` up to `i64::MAX` minus the server's clock) is valid by
+/// the proxy's clock but may overflow by a master's, a millisecond later,
+/// which would turn a grant Redis makes into a refusal. Past this the
+/// difference cannot be observed.
+const LONGEST_TTL_SENT: Duration = Duration::from_millis(i64::MAX as u64 / 4);
 
 fn set_nx(key: &[u8], token: &[u8], ttl: Option<Duration>) -> Bytes {
     match ttl {

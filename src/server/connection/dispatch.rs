@@ -332,6 +332,11 @@ impl State {
     pub(super) async fn abandon(&mut self) {
         self.route.close();
         let engine = &self.shared.engine;
+        // However the connection ended (EOF, reset, eviction, a limit, idle
+        // timeout, shutdown), locks bound to it go with it.
+        for grant in self.bound.drain(..) {
+            engine.release_grant(&grant);
+        }
         for grant in self.output.take_unwritten_grants() {
             engine.release_grant(&grant);
         }

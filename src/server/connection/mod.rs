@@ -192,8 +192,10 @@ pub(crate) async fn serve(client: TcpStream, id: u64, shared: Arc<Shared>) {
     let mut published = 0;
     conn.run(&client, &mut published).await;
     conn.st.shared.registry.adjust(published, 0);
-    conn.st.shared.registry.unregister(id);
+    // Counted until its locks are cleaned up: a test (or an operator) that
+    // sees the client gone sees what it held released or on its way.
     conn.st.abandon().await;
+    conn.st.shared.registry.unregister(id);
 }
 
 /// What happened on the client socket.
