@@ -68,6 +68,13 @@ pub(crate) fn lock_pattern(option: &[u8], command: &[u8]) -> Reply {
     ))
 }
 
+/// A fencing token asked for by someone who does not hold the lock.
+pub(crate) fn not_holder(command: &str) -> Reply {
+    err(format_args!(
+        "{command}: the lock is not held with this token (a fencing token goes only to the current holder)"
+    ))
+}
+
 /// Wrong number of arguments (Redis's text).
 pub(crate) fn wrong_arity(command: &[u8]) -> Reply {
     err(format_args!(

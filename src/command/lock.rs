@@ -104,6 +104,47 @@ fn ttl_arg(a: &[u8], seconds: bool) -> Option<Duration> {
     })
 }
 
+/// The proxy's own lock commands, `LOCK.FENCE key token` and `LOCK.ACQUIRE
+/// key token ttl_ms` (`name` is uppercased); `None` for any other command.
+pub(super) fn parse_own<A: ArgList + ?Sized>(
+    name: &[u8],
+    args: &A,
+    patterns: &super::LockPatterns,
+    rules: &LockRules,
+) -> Option<Result<LockOp, Reply>> {
+    let (arity, command) = match name {
+        b"LOCK.FENCE" => (3, "LOCK.FENCE"),
+        b"LOCK.ACQUIRE" => (4, "LOCK.ACQUIRE"),
+        _ => return None,
+    };
+    Some((|| {
+        check_arity(args, arity)?;
+        if !patterns.is_lock_key(args.arg(1)) {
+            return Err(errors::err(format_args!(
+                "{command}: '{}' is not a lock key (it matches no lock pattern)",
+                String::from_utf8_lossy(args.arg(1))
+            )));
+        }
+        let (key, token) = (
+            Bytes::copy_from_slice(args.arg(1)),
+            Bytes::copy_from_slice(args.arg(2)),
+        );
+        if arity == 3 {
+            return Ok(LockOp::Fence { key, token });
+        }
+        let ttl = match parse_i64(args.arg(3)) {
+            Some(ms) if ms > 0 => Duration::from_millis(ms as u64),
+            _ => {
+                return Err(errors::err(format_args!(
+                    "{command}: ttl_ms must be a positive integer"
+                )));
+            }
+        };
+        rules.check_ttl(Some(ttl))?;
+        Ok(LockOp::AcquireFenced { key, token, ttl })
+    })())
+}
+
 /// Parses a request whose keys are all lock keys (`name` is the uppercased command).
 pub(super) fn parse<A: ArgList + ?Sized>(
     name: &[u8],

@@ -195,6 +195,19 @@ impl Classifier {
         }
         let spec = lookup(args);
 
+        // The proxy's own lock commands (no command table entry).
+        if spec.is_none() {
+            if let Some(op) = lock::parse_own(name, args, &self.patterns, &self.lock_rules) {
+                if ctx.in_multi() {
+                    return Command::Refuse(errors::lock_in_multi(args.arg(0)));
+                }
+                return match op {
+                    Ok(op) => Command::Lock(op),
+                    Err(reply) => Command::Refuse(reply),
+                };
+            }
+        }
+
         // Lock keys first: whatever the command, a lock key never reaches the backend.
         if let Some(spec) = spec {
             let (mut lock, mut total, mut pattern) = (0usize, 0usize, None);

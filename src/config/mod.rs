@@ -209,6 +209,13 @@ pub struct RedlockConfig {
     /// Longest TTL accepted (0: no limit).
     #[serde(with = "duration")]
     pub max_ttl: Duration,
+    /// How often each master's identity (`run_id`) is checked, besides at
+    /// every reconnect (the restart guard).
+    #[serde(with = "duration")]
+    pub health_interval: Duration,
+    /// Quarantine every master at proxy start for `max_ttl`, since a master may
+    /// have restarted just before (needs `max_ttl`).
+    pub quarantine_on_start: bool,
     /// Extra lock scripts, by SHA1.
     pub scripts: Vec<ScriptConfig>,
 }
@@ -227,6 +234,8 @@ impl Default for RedlockConfig {
             retry_delay: Duration::from_millis(200),
             require_ttl: false,
             max_ttl: Duration::ZERO,
+            health_interval: Duration::from_secs(1),
+            quarantine_on_start: false,
             scripts: Vec::new(),
         }
     }
@@ -435,6 +444,15 @@ impl Config {
         if r.op_timeout.is_zero() {
             return Err(("redlock.op_timeout", "must be more than 0".into()));
         }
+        if r.health_interval.is_zero() {
+            return Err(("redlock.health_interval", "must be more than 0".into()));
+        }
+        if r.quarantine_on_start && r.max_ttl.is_zero() {
+            return Err((
+                "redlock.quarantine_on_start",
+                "needs max_ttl: without it no quarantine has an end".into(),
+            ));
+        }
         if !(0.0..0.5).contains(&r.drift_factor) || r.drift_factor.is_nan() {
             return Err((
                 "redlock.drift_factor",
@@ -466,7 +484,7 @@ impl Config {
             "listen={} max_clients={} timeout={:?} tcp_keepalive={:?} shutdown_timeout={:?} threads={} log_format={:?} metrics_listen={:?} \
              max_bulk_len={} max_multibulk_len={} max_inline_len={} max_nesting_depth={} max_query_buffer={} output_high_water={} max_output_buffer={} max_client_memory={} \
              passthrough={} passthrough_connect_timeout={:?} multiplex={} masters=[{}] lock_patterns={:?} node_timeout={:?} op_timeout={:?} drift_factor={} drift_floor={:?} \
-             min_validity={:?} retry_count={} retry_delay={:?} require_ttl={} max_ttl={:?} scripts={} requirepass={} users={:?}",
+             min_validity={:?} retry_count={} retry_delay={:?} require_ttl={} max_ttl={:?} health_interval={:?} quarantine_on_start={} scripts={} requirepass={} users={:?}",
             s.listen,
             s.max_clients,
             s.timeout,
@@ -497,6 +515,8 @@ impl Config {
             r.retry_delay,
             r.require_ttl,
             r.max_ttl,
+            r.health_interval,
+            r.quarantine_on_start,
             r.scripts.len(),
             if s.requirepass.is_empty() {
                 "none"

@@ -104,6 +104,13 @@ const OPTIONS: &[(&str, &str, &str, Kind)] = &[
     ("RETRY_DELAY", "redlock", "retry_delay", Kind::Str),
     ("REQUIRE_TTL", "redlock", "require_ttl", Kind::Bool),
     ("MAX_TTL", "redlock", "max_ttl", Kind::Str),
+    ("HEALTH_INTERVAL", "redlock", "health_interval", Kind::Str),
+    (
+        "QUARANTINE_ON_START",
+        "redlock",
+        "quarantine_on_start",
+        Kind::Bool,
+    ),
 ];
 
 /// The environment variables that set options (without the prefix), in file order.

@@ -47,6 +47,23 @@ pub enum LockOp {
     },
     /// A known lock script, run on every master.
     Script(ScriptOp),
+    /// `LOCK.FENCE key token`: a fencing token for the current grant.
+    Fence {
+        /// The lock key.
+        key: Bytes,
+        /// The holder's token.
+        token: Bytes,
+    },
+    /// `LOCK.ACQUIRE key token ttl_ms`: an acquisition and its fencing token,
+    /// answered `[validity_ms, fence]`.
+    AcquireFenced {
+        /// The lock key.
+        key: Bytes,
+        /// The owner's token.
+        token: Bytes,
+        /// The TTL.
+        ttl: Duration,
+    },
 }
 
 /// A lock script call: the client's own script, what it does, and how its

@@ -159,6 +159,30 @@ pub(crate) fn render(shared: &Shared) -> String {
     }
     let _ = writeln!(
         s,
+        "# HELP redlock_proxy_master_quarantined Whether the master's votes are distrusted since it restarted (the restart guard).\n# TYPE redlock_proxy_master_quarantined gauge"
+    );
+    for m in shared.engine.masters() {
+        let _ = writeln!(
+            s,
+            "redlock_proxy_master_quarantined{{master=\"{}\"}} {}",
+            m.url.addr(),
+            m.quarantined() as u8
+        );
+    }
+    let _ = writeln!(
+        s,
+        "# HELP redlock_proxy_master_restarts_total Restarts seen (a new run_id).\n# TYPE redlock_proxy_master_restarts_total counter"
+    );
+    for m in shared.engine.masters() {
+        let _ = writeln!(
+            s,
+            "redlock_proxy_master_restarts_total{{master=\"{}\"}} {}",
+            m.url.addr(),
+            get(&m.stats.restarts)
+        );
+    }
+    let _ = writeln!(
+        s,
         "# HELP redlock_proxy_master_requests_total Requests written to each master.\n# TYPE redlock_proxy_master_requests_total counter"
     );
     for m in shared.engine.masters() {

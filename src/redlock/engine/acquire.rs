@@ -120,13 +120,16 @@ impl Engine {
                     a.script.clone(),
                     timeout,
                     takes.clone(),
-                    |answers| Votes::count(answers, |f| a.success(f)).decided(q),
+                    |answers| Votes::count_distrusting(answers, |f| a.success(f)).decided(q),
                 )
                 .await;
-            let votes = Votes::count(&round.answers, |f| a.success(f));
+            let votes = Votes::count_distrusting(&round.answers, |f| a.success(f));
             match quorum::decide(votes.yes, n, a.ttl, round.elapsed, params) {
                 Decision::Granted(_) => {
                     count(&self.stats.granted);
+                    if let Some(ttl) = a.ttl {
+                        self.granted_ttl(ttl);
+                    }
                     let reply = match a.conv {
                         Some(c) => vote::success_reply(c, &round.answers, a.keys.len()),
                         None => Reply::OK,

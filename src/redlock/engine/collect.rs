@@ -70,7 +70,12 @@ impl Engine {
             };
             if let Some(slot) = answers.get_mut(i) {
                 if *slot == Err(NoReply::Pending) {
-                    *slot = answer;
+                    let distrusted = self.masters.get(i).is_some_and(|m| m.quarantined());
+                    *slot = if distrusted {
+                        Err(NoReply::Quarantined)
+                    } else {
+                        answer
+                    };
                     waiting -= 1;
                 }
             }
@@ -101,6 +106,10 @@ impl Engine {
                 Err(NoReply::Down) => "down".to_string(),
                 Err(NoReply::Backlog) => "too many requests queued".to_string(),
                 Err(NoReply::Lost) => "connection lost before its answer".to_string(),
+                Err(NoReply::Quarantined) => format!(
+                    "restarted, quarantined for {} s more",
+                    m.quarantine_left().as_secs()
+                ),
             };
             if !out.is_empty() {
                 out.push_str("; ");

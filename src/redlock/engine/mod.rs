@@ -30,6 +30,7 @@
 
 mod acquire;
 mod collect;
+mod fence;
 mod ops;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,6 +42,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::master::identity::{Guard, GuardConfig};
 use super::master::{LockRef, Master, Preload};
 use super::op::{LockOp, ScriptAction};
 use super::quorum::{self, Params};
@@ -76,6 +78,8 @@ pub struct LockStats {
     pub queries: AtomicU64,
     /// Operations whose answers did not decide them (answered `NOQUORUM`).
     pub undecided: AtomicU64,
+    /// Fencing tokens issued.
+    pub fences: AtomicU64,
 }
 
 /// A lock the proxy granted: enough to release it.
@@ -163,6 +167,8 @@ pub struct EngineConfig {
     /// The longest TTL any lock can have: owed releases of unknown TTL are
     /// moot after it.
     pub max_ttl: Option<Duration>,
+    /// The restart guard's settings.
+    pub guard: GuardConfig,
 }
 
 impl From<&RedlockConfig> for EngineConfig {
@@ -178,6 +184,12 @@ impl From<&RedlockConfig> for EngineConfig {
             retry_count: r.retry_count,
             retry_delay: r.retry_delay,
             max_ttl: (!r.max_ttl.is_zero()).then_some(r.max_ttl),
+            guard: GuardConfig {
+                max_ttl: (!r.max_ttl.is_zero()).then_some(r.max_ttl),
+                quarantine_on_start: r.quarantine_on_start,
+                health_interval: r.health_interval,
+                drift_factor: r.drift_factor,
+            },
         }
     }
 }
@@ -215,8 +227,12 @@ pub struct Engine {
     cfg: EngineConfig,
     query: Internal,
     del: Internal,
+    fence_read: Internal,
+    fence_issue: Internal,
     /// Counters.
     pub stats: LockStats,
+    /// The restart guard the masters share.
+    guard: Arc<Guard>,
     /// Rate-limits warnings about acquisitions too few masters could vote on.
     warned: Mutex<collect::WarnLimiter>,
 }
@@ -231,17 +247,24 @@ impl Engine {
         tracker: &TaskTracker,
     ) -> Self {
         let cad = Internal::new(CAD_SCRIPT);
+        let guard = Arc::new(Guard::new(cfg.guard));
         let masters = endpoints
             .into_iter()
             .enumerate()
-            .map(|(i, e)| Master::spawn(i, e, Arc::clone(&cad.preload), shutdown.clone(), tracker))
+            .map(|(i, e)| {
+                let (cad, guard) = (Arc::clone(&cad.preload), Arc::clone(&guard));
+                Master::spawn(i, e, cad, guard, shutdown.clone(), tracker)
+            })
             .collect();
         Engine {
             masters,
             cfg,
             query: Internal::new(QUERY_SCRIPT),
             del: Internal::new(DEL_SCRIPT),
+            fence_read: Internal::new(fence::FENCE_READ_SCRIPT),
+            fence_issue: Internal::new(fence::FENCE_ISSUE_SCRIPT),
             stats: LockStats::default(),
+            guard,
             warned: Mutex::default(),
         }
     }
@@ -272,6 +295,19 @@ impl Engine {
                 ScriptAction::Acquire { .. } => self.acquire_script(op).await,
                 _ => self.script(op).await,
             },
+            LockOp::Fence { key, token } => self.fence_op(key, token).await,
+            LockOp::AcquireFenced { key, token, ttl } => self.acquire_fenced(key, token, ttl).await,
+        }
+    }
+
+    /// A lock now lives `ttl`: the restart guard's quarantines cover it, the
+    /// ones under way included (a master that voted for it may have restarted
+    /// while the vote was being decided).
+    fn granted_ttl(&self, ttl: Duration) {
+        if self.guard.granted(ttl) {
+            for m in &self.masters {
+                m.quarantine_at_least(ttl);
+            }
         }
     }
 

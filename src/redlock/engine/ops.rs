@@ -109,10 +109,10 @@ impl Engine {
         let success = |f: &BytesFrame| vote::success(conv, f, nkeys);
         let round = self
             .collect(cmd, Some(preload), timeout, Role::None, |a| {
-                Votes::count(a, success).decided(q)
+                Votes::count_distrusting(a, success).decided(q)
             })
             .await;
-        let votes = Votes::count(&round.answers, success);
+        let votes = Votes::count_distrusting(&round.answers, success);
         let failure = || vote::failure_reply(conv, &round.answers, q);
         if votes.defeated(q) {
             count(&self.stats.extend_failed);
@@ -130,6 +130,7 @@ impl Engine {
         match quorum::decide(votes.yes, n, Some(ttl), round.elapsed, params) {
             Decision::Granted(_) => {
                 count(&self.stats.extended);
+                self.granted_ttl(ttl);
                 let lease = Lease {
                     valid_until: Some(round.start + ttl.saturating_sub(quorum::drift(ttl, params))),
                     grant: None,

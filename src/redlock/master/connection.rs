@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::owed::Id;
+use super::restart::ProbeNext;
 use super::{Backlog, Master, Message, Preload, ReplySender, Role};
 use crate::backend::{BackendError, Connection, ErrorKind};
 use crate::redlock::vote::NoReply;
@@ -22,6 +23,9 @@ const WRITE_HIGH_WATER: usize = 256 * 1024;
 /// ... and while fewer than this many written ones wait for their reply: a
 /// stalled master's socket buffers could otherwise take a hundred thousand.
 const MAX_PENDING: usize = 10_000;
+
+/// `INFO server`, encoded.
+const PROBE: &[u8] = b"*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n";
 
 /// A written request waiting for its reply.
 #[derive(Debug)]
@@ -37,6 +41,12 @@ enum Awaiting {
     },
     /// A `SCRIPT LOAD` of the connection's own; its reply is dropped.
     Load,
+    /// A command of the restart guard whose reply does not matter.
+    Ignored,
+    /// The probe's `INFO server`.
+    ProbeInfo,
+    /// The probe's `PTTL` of the quarantine marker.
+    ProbeMarker,
     /// An owed release.
     Owed(Id),
 }
@@ -172,6 +182,20 @@ impl MasterConnection {
                         tracing::debug!(master = %self.master.url, error = %e, "SCRIPT LOAD failed on a master");
                     }
                 }
+                Awaiting::Ignored => {}
+                Awaiting::ProbeInfo => match self.master.probed(&frame) {
+                    Some(ProbeNext::WriteMarker(cmds)) => {
+                        self.conn.out().extend_from_slice(&cmds);
+                        self.pending.push_back(Awaiting::Ignored);
+                        self.pending.push_back(Awaiting::Ignored);
+                    }
+                    Some(ProbeNext::ReadMarker(cmd)) => {
+                        self.conn.out().extend_from_slice(&cmd);
+                        self.pending.push_back(Awaiting::ProbeMarker);
+                    }
+                    None => {}
+                },
+                Awaiting::ProbeMarker => self.master.marker_probed(&frame),
                 Awaiting::Owed(id) => match frame {
                     // The count of keys it deleted: 0 or 1, the token is gone either way.
                     BytesFrame::Integer(_) => backlog.owed.confirmed(&id, now),
@@ -198,6 +222,9 @@ impl MasterConnection {
     ) -> Result<(), BackendError> {
         self.fill(backlog);
         self.conn.flush()?;
+        let every = self.master.guard.cfg.health_interval;
+        let mut probe = tokio::time::interval_at(Instant::now() + every, every);
+        probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let retry_at = backlog.owed.next_due();
             tokio::select! {
@@ -222,11 +249,26 @@ impl MasterConnection {
                     self.read_replies(backlog)?;
                 }
                 _ = sleep_until(retry_at) => {}
+                _ = probe.tick() => self.probe(),
                 _ = shutdown.cancelled() => return self.finish(rx, backlog).await,
             }
             self.fill(backlog);
             self.conn.flush()?;
         }
+    }
+
+    /// The periodic identity check: `INFO server`, in the pipeline. Skipped
+    /// while a stalled master has not answered the last one.
+    fn probe(&mut self) {
+        if self
+            .pending
+            .iter()
+            .any(|a| matches!(a, Awaiting::ProbeInfo | Awaiting::ProbeMarker))
+        {
+            return;
+        }
+        self.conn.out().extend_from_slice(PROBE);
+        self.pending.push_back(Awaiting::ProbeInfo);
     }
 
     /// Shutdown: delivers what is queued (owed releases above all), briefly.

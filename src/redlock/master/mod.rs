@@ -24,7 +24,9 @@
 //!   take ten times as many), and owed releases to [`owed::MAX_OWED`].
 
 mod connection;
+pub mod identity;
 pub(crate) mod owed;
+mod restart;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
@@ -37,6 +39,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use self::connection::MasterConnection;
+use self::identity::{Guard, GuardState, Quarantine};
 use self::owed::{Debt, Owed};
 use super::vote::{Answer, NoReply};
 use crate::backend::{Endpoint, Handshake};
@@ -79,6 +82,10 @@ pub struct MasterStats {
     pub owed: AtomicU64,
     /// Owed releases dropped because too many were owed.
     pub owed_shed: AtomicU64,
+    /// Restarts seen (a new `run_id`).
+    pub restarts: AtomicU64,
+    /// Quarantines begun or lengthened.
+    pub quarantines: AtomicU64,
 }
 
 /// Most operation requests waiting to be written to one master; past this,
@@ -231,17 +238,22 @@ pub struct Master {
     tx: mpsc::UnboundedSender<Message>,
     queued: AtomicUsize,
     state: AtomicU8,
+    guard: Arc<Guard>,
+    guard_state: std::sync::Mutex<GuardState>,
+    quarantine: Quarantine,
     /// Counters.
     pub stats: MasterStats,
 }
 
 impl Master {
     /// Creates the master and spawns its connection task on `tracker`. `cad` is
-    /// the compare-and-delete script owed releases run.
+    /// the compare-and-delete script owed releases run; `guard`, the restart
+    /// guard all masters share.
     pub(crate) fn spawn(
         index: usize,
         endpoint: Endpoint,
         cad: Arc<Preload>,
+        guard: Arc<Guard>,
         shutdown: CancellationToken,
         tracker: &tokio_util::task::TaskTracker,
     ) -> Arc<Master> {
@@ -254,6 +266,9 @@ impl Master {
             tx,
             queued: AtomicUsize::new(0),
             state: AtomicU8::new(MasterState::Connecting as u8),
+            guard,
+            guard_state: std::sync::Mutex::default(),
+            quarantine: Quarantine::default(),
             stats: MasterStats::default(),
         });
         tracker.spawn(Arc::clone(&master).run(rx, shutdown));
@@ -394,6 +409,22 @@ impl Master {
                     debug_assert!(stop);
                     return;
                 }
+            };
+            let connected = match connected {
+                Ok(mut conn) => {
+                    let identified =
+                        tokio::time::timeout(CONNECT_TIMEOUT, self.identify(&mut conn));
+                    match identified.await {
+                        Ok(Ok(())) => Ok(conn),
+                        Ok(Err(e)) => Err(e),
+                        Err(_) => Err(crate::backend::BackendError::new(
+                            crate::backend::ErrorKind::Timeout,
+                            self.addr(),
+                            "no answer to INFO within the connect timeout",
+                        )),
+                    }
+                }
+                Err(e) => Err(e),
             };
             let conn = match connected {
                 Ok(conn) => conn,

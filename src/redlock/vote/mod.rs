@@ -31,6 +31,10 @@ pub enum NoReply {
     Backlog,
     /// Sent, but the connection failed before the reply: the outcome is unknown.
     Lost,
+    /// The master restarted recently and may have forgotten locks: whatever it
+    /// answered is not trusted (the restart guard). Unknown for releases and
+    /// reads; "no" for acquisitions and extensions ([`Votes::count_distrusting`]).
+    Quarantined,
 }
 
 /// One master's answer: its reply (an error reply included), or why there is none.
@@ -54,6 +58,11 @@ fn int(f: &BytesFrame) -> Option<i64> {
         BytesFrame::Integer(i) => Some(*i),
         _ => None,
     }
+}
+
+/// Whether a reply is the integer 1.
+pub fn is_one(f: &BytesFrame) -> bool {
+    int(f) == Some(1)
 }
 
 /// Whether a reply is the status `OK`.
@@ -106,6 +115,20 @@ impl Votes {
                 None => v.unknown += 1,
             }
         }
+        v
+    }
+
+    /// As [`count`](Self::count), with quarantined masters counted as "no":
+    /// how acquisitions and extensions count, so a master that may have
+    /// forgotten a lock can never help grant it.
+    pub fn count_distrusting(answers: &[Answer], yes: impl Fn(&BytesFrame) -> bool) -> Votes {
+        let mut v = Votes::count(answers, yes);
+        let distrusted = answers
+            .iter()
+            .filter(|a| **a == Err(NoReply::Quarantined))
+            .count();
+        v.unknown -= distrusted;
+        v.no += distrusted;
         v
     }
 
@@ -380,4 +403,66 @@ pub fn keys_held(
         }
     }
     Some(Reply::Int(held))
+}
+
+/// What the first phase of issuing a fencing token found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FenceRead {
+    /// No quorum holds the lock with the caller's token.
+    NotHeld,
+    /// A quorum holds it with that token.
+    Held {
+        /// The largest counter among the masters that answered (a quorum at least).
+        max: i64,
+        /// The fence a quorum of holders remembers issuing for this token.
+        issued: Option<i64>,
+    },
+}
+
+/// `[held 0|1, counter, fence issued for this token or 0]` from one master.
+fn fence_answer(f: &BytesFrame) -> Option<(bool, i64, i64)> {
+    match f {
+        BytesFrame::Array(a) if a.len() == 3 => Some((int(&a[0])? == 1, int(&a[1])?, int(&a[2])?)),
+        _ => None,
+    }
+}
+
+/// The verdict of the read phase, if decided: held needs a quorum of holders
+/// (whose counters then cover a quorum, as the majority scheme requires), not
+/// held needs that no quorum can hold it. A fence some holders remember is
+/// waited for while the missing answers could make a quorum remember it,
+/// unless `last` (the deadline passed: a new fence is issued instead).
+pub fn fence_read(answers: &[Answer], q: usize, last: bool) -> Option<FenceRead> {
+    let read: Vec<Option<(bool, i64, i64)>> = answers
+        .iter()
+        .map(|a| known(a).and_then(fence_answer))
+        .collect();
+    let unknown = read.iter().filter(|r| r.is_none()).count();
+    let holders: Vec<(i64, i64)> = read
+        .iter()
+        .flatten()
+        .filter(|r| r.0)
+        .map(|r| (r.1, r.2))
+        .collect();
+    if holders.len() >= q {
+        let max = read.iter().flatten().map(|r| r.1).max().unwrap_or(0);
+        let mut issued: Vec<i64> = holders.iter().map(|h| h.1).filter(|&f| f > 0).collect();
+        issued.sort_unstable();
+        let (fence, by) = issued
+            .chunk_by(|a, b| a == b)
+            .map(|same| (same[0], same.len()))
+            .max_by_key(|&(_, n)| n)
+            .unwrap_or((0, 0));
+        if by >= q {
+            return Some(FenceRead::Held {
+                max,
+                issued: Some(fence),
+            });
+        }
+        if by > 0 && by + unknown >= q && !last {
+            return None;
+        }
+        return Some(FenceRead::Held { max, issued: None });
+    }
+    (holders.len() + unknown < q).then_some(FenceRead::NotHeld)
 }

@@ -281,3 +281,86 @@ proptest! {
         }
     }
 }
+
+mod fences {
+    use super::super::*;
+
+    fn read(held: bool, max: i64, mine: i64) -> Answer {
+        Ok(BytesFrame::Array(vec![
+            BytesFrame::Integer(held as i64),
+            BytesFrame::Integer(max),
+            BytesFrame::Integer(mine),
+        ]))
+    }
+
+    #[test]
+    fn the_read_phase_needs_a_quorum_of_holders() {
+        let lost = Err(NoReply::Timeout);
+        assert_eq!(
+            fence_read(
+                &[read(true, 4, 0), read(true, 7, 0), lost.clone()],
+                2,
+                false
+            ),
+            Some(FenceRead::Held {
+                max: 7,
+                issued: None
+            })
+        );
+        // A non-holder's counter counts toward the maximum too.
+        assert_eq!(
+            fence_read(
+                &[read(true, 4, 0), read(true, 5, 0), read(false, 9, 0)],
+                2,
+                false
+            ),
+            Some(FenceRead::Held {
+                max: 9,
+                issued: None
+            })
+        );
+        assert_eq!(
+            fence_read(&[read(true, 4, 0), lost.clone(), lost.clone()], 2, false),
+            None
+        );
+        assert_eq!(
+            fence_read(
+                &[read(false, 4, 0), read(false, 4, 0), lost.clone()],
+                2,
+                false
+            ),
+            Some(FenceRead::NotHeld)
+        );
+        let quarantined = Err(NoReply::Quarantined);
+        assert_eq!(
+            fence_read(&[read(true, 4, 0), quarantined, lost], 2, false),
+            None
+        );
+    }
+
+    #[test]
+    fn a_fence_is_remembered_only_by_a_quorum() {
+        assert_eq!(
+            fence_read(
+                &[read(true, 8, 8), read(true, 8, 8), read(true, 7, 0)],
+                2,
+                false
+            ),
+            Some(FenceRead::Held {
+                max: 8,
+                issued: Some(8)
+            })
+        );
+        assert_eq!(
+            fence_read(
+                &[read(true, 8, 8), read(true, 7, 0), read(true, 7, 0)],
+                2,
+                false
+            ),
+            Some(FenceRead::Held {
+                max: 8,
+                issued: None
+            })
+        );
+    }
+}
