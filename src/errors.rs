@@ -68,10 +68,13 @@ pub(crate) fn lock_pattern(option: &[u8], command: &[u8]) -> Reply {
     ))
 }
 
+/// How [`not_holder`]'s text starts (after `ERR `).
+pub(crate) const NOT_HOLDER: &str = "ERR LOCK.FENCE: the lock is not held";
+
 /// A fencing token asked for by someone who does not hold the lock.
-pub(crate) fn not_holder(command: &str) -> Reply {
-    err(format_args!(
-        "{command}: the lock is not held with this token (a fencing token goes only to the current holder)"
+pub(crate) fn not_holder() -> Reply {
+    Reply::Error(format!(
+        "{NOT_HOLDER} with this token (a fencing token goes only to the current holder)"
     ))
 }
 

@@ -9,6 +9,9 @@ use redlock_proxy::Proxy;
 use redlock_proxy::config::{Config, Flags, LogFormat};
 use redlock_proxy::dev::{DevCluster, find_redis_server};
 use tokio_util::sync::CancellationToken;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Registry, reload};
 
 /// mimalloc: faster small allocations across threads, and freed memory goes back
 /// to the system after a burst (glibc's arenas keep it).
@@ -88,13 +91,18 @@ fn main() -> ExitCode {
         }
         None => None,
     };
-    let config = Config::load(cli.config.as_deref(), std::env::vars(), &flags).and_then(|c| {
-        if dev.is_none() {
-            c.require_masters().map(|_| c)
-        } else {
-            Ok(c)
-        }
-    });
+    let is_dev = dev.is_some();
+    let config_path = cli.config.clone();
+    let load = move || {
+        Config::load(config_path.as_deref(), std::env::vars(), &flags).and_then(|c| {
+            if is_dev {
+                Ok(c)
+            } else {
+                c.require_masters().map(|_| c)
+            }
+        })
+    };
+    let config = load();
     let config = match config {
         Ok(c) => c,
         Err(e) => {
@@ -102,7 +110,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(config.server.log_format);
+    let log = init_logging(config.server.log_format, &config.server.log_level);
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if config.server.threads > 0 {
         rt.worker_threads(config.server.threads);
@@ -117,20 +125,64 @@ fn main() -> ExitCode {
     rt.block_on(async move {
         match dev {
             Some((masters, redis_server)) => run_dev(config, masters, redis_server).await,
-            None => run(config).await,
+            None => run(config, load, log).await,
         }
     })
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+/// Changes what is logged, on a reload (`None` when `RUST_LOG` decides).
+type LogLevel = Option<reload::Handle<EnvFilter, Registry>>;
+
+/// Logs to stderr at `level`, unless `RUST_LOG` is set (it then decides, for good).
+fn init_logging(format: LogFormat, level: &str) -> LogLevel {
+    let (filter, from_env) = match EnvFilter::try_from_default_env() {
+        Ok(f) => (f, true),
+        Err(_) => (EnvFilter::new(level), false),
+    };
+    let (filter, handle) = reload::Layer::new(filter);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(filter);
     match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Json => registry.with(fmt.json()).init(),
+        LogFormat::Text => registry.with(fmt).init(),
+    }
+    (!from_env).then_some(handle)
+}
+
+/// On SIGHUP: reads the configuration again and applies what can change
+/// live; an invalid one is logged and the running one kept.
+async fn reload_on_sighup(
+    shared: std::sync::Arc<redlock_proxy::server::Shared>,
+    load: impl Fn() -> Result<Config, redlock_proxy::config::ConfigError>,
+    log: LogLevel,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot install the SIGHUP handler: no live reload");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let config = match load() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP: the configuration is invalid; keeping the running one");
+                continue;
+            }
+        };
+        let level = config.server.log_level.clone();
+        let report = shared.reload(config);
+        if report.changed.contains(&"log_level") {
+            match &log {
+                Some(handle) => {
+                    let _ = handle.reload(EnvFilter::new(&level));
+                }
+                None => tracing::warn!("SIGHUP: log_level ignored: RUST_LOG is set"),
+            }
+        }
+        if !report.needs_restart.is_empty() {
+            tracing::warn!(options = ?report.needs_restart, "SIGHUP: these options change only with a restart; their running values stay");
+        }
+        tracing::info!(changed = ?report.changed, config = %shared.config().summary(), "configuration reloaded");
     }
 }
 
@@ -177,12 +229,17 @@ async fn start(config: Config, who: &str) -> Result<(Proxy, String), ExitCode> {
     Ok((proxy, addr))
 }
 
-async fn run(config: Config) -> ExitCode {
+async fn run(
+    config: Config,
+    load: impl Fn() -> Result<Config, redlock_proxy::config::ConfigError> + Send + 'static,
+    log: LogLevel,
+) -> ExitCode {
     let shutdown = shutdown_on_signals();
     let (proxy, _) = match start(config, "redlock-proxy").await {
         Ok(p) => p,
         Err(code) => return code,
     };
+    tokio::spawn(reload_on_sighup(proxy.shared(), load, log));
     proxy.run(shutdown).await;
     ExitCode::SUCCESS
 }

@@ -1,8 +1,10 @@
-//! Counters, kept where the work happens. This module imports nothing from the
-//! rest of the proxy, so every layer can count; `server::metrics_endpoint`
-//! renders them for Prometheus.
+//! Counters and histograms, kept where the work happens. This module imports
+//! nothing from the rest of the proxy, so every layer can count;
+//! `server::prometheus` renders them (with the gauges read at scrape time).
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
 /// Connection and command counters.
 #[derive(Debug, Default)]
@@ -32,4 +34,109 @@ pub struct Metrics {
     /// Grant or extension replies not delivered because their validity ran out
     /// first (or a lock without expiry whose client had closed its connection).
     pub leases_revoked: AtomicU64,
+}
+
+/// A latency histogram in seconds, from 100 µs to about 3 s (doubling).
+pub fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_1, 2.0, 16))
+}
+
+/// What a lock operation did, for `redlock_proxy_lock_operations_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockKind {
+    /// An acquisition (`SET NX`, an acquire script, `LOCK.ACQUIRE`).
+    Acquire,
+    /// A release script.
+    Release,
+    /// An extend script.
+    Extend,
+    /// A read (`GET`, `EXISTS`, `PTTL`, `TTL`, a read script).
+    Query,
+    /// `DEL` / `UNLINK` of lock keys.
+    Delete,
+    /// `LOCK.FENCE`.
+    Fence,
+}
+
+impl LockKind {
+    /// Every kind, in label order.
+    pub const ALL: [LockKind; 6] = [
+        LockKind::Acquire,
+        LockKind::Release,
+        LockKind::Extend,
+        LockKind::Query,
+        LockKind::Delete,
+        LockKind::Fence,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            LockKind::Acquire => "acquire",
+            LockKind::Release => "release",
+            LockKind::Extend => "extend",
+            LockKind::Query => "query",
+            LockKind::Delete => "delete",
+            LockKind::Fence => "fence",
+        }
+    }
+}
+
+/// How a lock operation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockOutcome {
+    /// Granted, released, extended, answered, fenced.
+    Ok,
+    /// Refused: held by someone else, not the caller's, nothing to delete.
+    Refused,
+    /// An error reply (the masters' answers did not decide it, or it was invalid).
+    Error,
+}
+
+impl LockOutcome {
+    /// Every outcome, in label order.
+    pub const ALL: [LockOutcome; 3] = [LockOutcome::Ok, LockOutcome::Refused, LockOutcome::Error];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            LockOutcome::Ok => "ok",
+            LockOutcome::Refused => "refused",
+            LockOutcome::Error => "error",
+        }
+    }
+}
+
+/// Lock operations by kind and outcome, and their latency by kind.
+#[derive(Debug)]
+pub struct LockMetrics {
+    counts: [[AtomicU64; 3]; 6],
+    latency: [Histogram; 6],
+}
+
+impl Default for LockMetrics {
+    fn default() -> Self {
+        LockMetrics {
+            counts: Default::default(),
+            latency: std::array::from_fn(|_| latency_histogram()),
+        }
+    }
+}
+
+impl LockMetrics {
+    /// Counts one operation and its duration.
+    pub fn record(&self, kind: LockKind, outcome: LockOutcome, took: std::time::Duration) {
+        self.counts[kind as usize][outcome as usize].fetch_add(1, Ordering::Relaxed);
+        self.latency[kind as usize].observe(took.as_secs_f64());
+    }
+
+    /// Operations of `kind` that ended with `outcome`.
+    pub fn count(&self, kind: LockKind, outcome: LockOutcome) -> u64 {
+        self.counts[kind as usize][outcome as usize].load(Ordering::Relaxed)
+    }
+
+    /// The latency histogram of `kind`.
+    pub fn latency(&self, kind: LockKind) -> &Histogram {
+        &self.latency[kind as usize]
+    }
 }

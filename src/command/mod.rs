@@ -85,6 +85,9 @@ pub enum Effect {
     ScriptExists(Vec<(usize, bool)>),
     /// `EVALSHA` of a lock script on data keys: make sure the backend has it.
     EnsureScript(Bytes),
+    /// `INFO` with the default sections (or `all`, `everything`, `proxy`
+    /// among others): the proxy's own section is added to the backend's.
+    InfoWithProxy,
 }
 
 /// Commands the proxy answers itself.
@@ -130,6 +133,14 @@ pub enum Local {
     ExecLost,
     /// `DISCARD` of a transaction the backend no longer has.
     DiscardLost,
+    /// `INFO proxy`: the proxy's own section only.
+    InfoProxy,
+    /// `PROXY MASTERS`: each master's state.
+    ProxyMasters,
+    /// `PROXY CONFIG`: the effective configuration, passwords redacted.
+    ProxyConfig,
+    /// `PROXY HELP`.
+    ProxyHelp,
 }
 
 /// Where a client's MULTI stands, as classification needs to know it.
@@ -313,6 +324,12 @@ impl Classifier {
                 }
             }
             b"SCRIPT" if n >= 2 => return self.classify_script(args, ctx),
+            b"INFO" if answer_locally => {
+                if let Some(cmd) = classify_info(args) {
+                    return cmd;
+                }
+            }
+            b"PROXY" => return classify_proxy(args),
             b"EVALSHA" | b"EVALSHA_RO" if n >= 2 => {
                 let sha = args.arg(1).to_ascii_lowercase();
                 if self.scripts.text(&sha).is_some() {
@@ -415,6 +432,42 @@ impl Classifier {
             b"FLUSH" => Command::Forward(Effect::ScriptFlush),
             _ => Command::Forward(Effect::None),
         }
+    }
+}
+
+/// `INFO [section ...]`: the proxy's section alone, with the backend's, or
+/// not at all (`None`: forward as is).
+fn classify_info<A: ArgList + ?Sized>(args: &A) -> Option<Command> {
+    let sections = (1..args.len()).map(|i| args.arg(i));
+    let mut proxy = false;
+    let mut others = false;
+    let mut everything = args.len() == 1;
+    for s in sections {
+        if s.eq_ignore_ascii_case(b"proxy") {
+            proxy = true;
+        } else {
+            others = true;
+            everything |= [&b"default"[..], b"all", b"everything"]
+                .iter()
+                .any(|w| s.eq_ignore_ascii_case(w));
+        }
+    }
+    match (proxy, others) {
+        (true, false) => Some(Command::Local(Local::InfoProxy)),
+        _ if proxy || everything => Some(Command::Forward(Effect::InfoWithProxy)),
+        _ => None,
+    }
+}
+
+/// `PROXY MASTERS | CONFIG | HELP`.
+fn classify_proxy<A: ArgList + ?Sized>(args: &A) -> Command {
+    let mut buf = [0u8; 24];
+    match (args.len(), upper(args.get(1).unwrap_or(b""), &mut buf)) {
+        (2, b"MASTERS") => Command::Local(Local::ProxyMasters),
+        (2, b"CONFIG") => Command::Local(Local::ProxyConfig),
+        (2, b"HELP") => Command::Local(Local::ProxyHelp),
+        (1, _) => Command::Refuse(errors::wrong_arity(args.arg(0))),
+        _ => Command::Refuse(errors::unknown_subcommand(args.arg(1), "PROXY")),
     }
 }
 

@@ -64,6 +64,9 @@ pub struct ServerConfig {
     pub threads: usize,
     /// `text` or `json`.
     pub log_format: LogFormat,
+    /// What to log: a level (`info`, `debug`...) or `RUST_LOG`-style directives.
+    /// `RUST_LOG`, when set, takes precedence. Reloadable.
+    pub log_level: String,
     /// Address of the Prometheus `/metrics` endpoint (empty: off).
     pub metrics_listen: String,
     /// Password of the default user; clients must AUTH when set (empty: none).
@@ -80,6 +83,7 @@ impl Default for ServerConfig {
             shutdown_timeout: Duration::from_secs(5),
             threads: 0,
             log_format: LogFormat::Text,
+            log_level: "info".into(),
             metrics_listen: String::new(),
             requirepass: Secret::default(),
         }
@@ -444,6 +448,12 @@ impl Config {
         if r.op_timeout.is_zero() {
             return Err(("redlock.op_timeout", "must be more than 0".into()));
         }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.server.log_level) {
+            return Err((
+                "server.log_level",
+                format!("{:?}: {e}", self.server.log_level),
+            ));
+        }
         if r.health_interval.is_zero() {
             return Err(("redlock.health_interval", "must be more than 0".into()));
         }
@@ -474,60 +484,78 @@ impl Config {
         Ok(())
     }
 
-    /// The effective configuration in one line, passwords redacted.
-    pub fn summary(&self) -> String {
+    /// The effective configuration as (option, value) pairs, passwords
+    /// redacted: for the start line and `PROXY CONFIG`.
+    pub fn pairs(&self) -> Vec<(&'static str, String)> {
         let s = &self.server;
         let l = &self.limits;
+        let p = &self.passthrough;
         let r = &self.redlock;
+        let d = |d: Duration| format!("{d:?}");
         let masters: Vec<String> = r.masters.iter().map(|m| m.to_string()).collect();
-        format!(
-            "listen={} max_clients={} timeout={:?} tcp_keepalive={:?} shutdown_timeout={:?} threads={} log_format={:?} metrics_listen={:?} \
-             max_bulk_len={} max_multibulk_len={} max_inline_len={} max_nesting_depth={} max_query_buffer={} output_high_water={} max_output_buffer={} max_client_memory={} \
-             passthrough={} passthrough_connect_timeout={:?} multiplex={} masters=[{}] lock_patterns={:?} node_timeout={:?} op_timeout={:?} drift_factor={} drift_floor={:?} \
-             min_validity={:?} retry_count={} retry_delay={:?} require_ttl={} max_ttl={:?} health_interval={:?} quarantine_on_start={} scripts={} requirepass={} users={:?}",
-            s.listen,
-            s.max_clients,
-            s.timeout,
-            s.tcp_keepalive,
-            s.shutdown_timeout,
-            s.threads,
-            s.log_format,
-            s.metrics_listen,
-            l.max_bulk_len,
-            l.max_multibulk_len,
-            l.max_inline_len,
-            l.max_nesting_depth,
-            l.max_query_buffer,
-            l.output_high_water,
-            l.max_output_buffer,
-            l.max_client_memory,
-            self.passthrough.url,
-            self.passthrough.connect_timeout,
-            self.passthrough.multiplex,
-            masters.join(","),
-            r.lock_patterns,
-            r.node_timeout,
-            r.op_timeout,
-            r.drift_factor,
-            r.drift_floor,
-            r.min_validity,
-            r.retry_count,
-            r.retry_delay,
-            r.require_ttl,
-            r.max_ttl,
-            r.health_interval,
-            r.quarantine_on_start,
-            r.scripts.len(),
-            if s.requirepass.is_empty() {
-                "none"
-            } else {
-                "***"
-            },
-            self.users
-                .iter()
-                .map(|u| u.name.as_str())
-                .collect::<Vec<_>>(),
-        )
+        let users: Vec<&str> = self.users.iter().map(|u| u.name.as_str()).collect();
+        vec![
+            ("listen", s.listen.clone()),
+            ("max_clients", s.max_clients.to_string()),
+            ("timeout", d(s.timeout)),
+            ("tcp_keepalive", d(s.tcp_keepalive)),
+            ("shutdown_timeout", d(s.shutdown_timeout)),
+            ("threads", s.threads.to_string()),
+            ("log_format", format!("{:?}", s.log_format)),
+            ("log_level", s.log_level.clone()),
+            ("metrics_listen", s.metrics_listen.clone()),
+            ("max_bulk_len", l.max_bulk_len.to_string()),
+            ("max_multibulk_len", l.max_multibulk_len.to_string()),
+            ("max_inline_len", l.max_inline_len.to_string()),
+            ("max_nesting_depth", l.max_nesting_depth.to_string()),
+            ("max_query_buffer", l.max_query_buffer.to_string()),
+            ("output_high_water", l.output_high_water.to_string()),
+            ("max_output_buffer", l.max_output_buffer.to_string()),
+            ("max_client_memory", l.max_client_memory.to_string()),
+            ("passthrough", p.url.to_string()),
+            ("passthrough_connect_timeout", d(p.connect_timeout)),
+            ("multiplex", p.multiplex.to_string()),
+            ("masters", masters.join(",")),
+            ("lock_patterns", r.lock_patterns.join(",")),
+            ("node_timeout", d(r.node_timeout)),
+            ("op_timeout", d(r.op_timeout)),
+            ("drift_factor", r.drift_factor.to_string()),
+            ("drift_floor", d(r.drift_floor)),
+            ("min_validity", d(r.min_validity)),
+            ("retry_count", r.retry_count.to_string()),
+            ("retry_delay", d(r.retry_delay)),
+            ("require_ttl", r.require_ttl.to_string()),
+            ("max_ttl", d(r.max_ttl)),
+            ("health_interval", d(r.health_interval)),
+            ("quarantine_on_start", r.quarantine_on_start.to_string()),
+            ("scripts", r.scripts.len().to_string()),
+            (
+                "requirepass",
+                if s.requirepass.is_empty() {
+                    "none"
+                } else {
+                    "***"
+                }
+                .to_string(),
+            ),
+            ("users", users.join(",")),
+        ]
+    }
+
+    /// The effective configuration in one line, passwords redacted.
+    pub fn summary(&self) -> String {
+        let pairs: Vec<String> = self
+            .pairs()
+            .into_iter()
+            .map(|(k, v)| {
+                if v.contains(' ') || v.is_empty() {
+                    format!("{k}={v:?}")
+                } else {
+                    format!("{k}={v}")
+                }
+            })
+            .collect();
+        pairs.join(" ")
     }
 }
 

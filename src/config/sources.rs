@@ -45,6 +45,7 @@ const OPTIONS: &[(&str, &str, &str, Kind)] = &[
     ("SHUTDOWN_TIMEOUT", "server", "shutdown_timeout", Kind::Str),
     ("THREADS", "server", "threads", Kind::Int),
     ("LOG_FORMAT", "server", "log_format", Kind::Str),
+    ("LOG_LEVEL", "server", "log_level", Kind::Str),
     ("METRICS_LISTEN", "server", "metrics_listen", Kind::Str),
     ("REQUIREPASS", "server", "requirepass", Kind::Str),
     ("MAX_BULK_LEN", "limits", "max_bulk_len", Kind::Int),

@@ -6,6 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::scripts::Convention;
+use crate::metrics::LockKind;
 
 /// A lock operation, with the data it needs copied out of the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,4 +119,22 @@ pub enum ScriptAction {
     },
     /// Reads the lock; answered from a quorum.
     Query,
+}
+
+impl LockOp {
+    /// What kind of operation this is, for metrics.
+    pub fn kind(&self) -> LockKind {
+        match self {
+            LockOp::Acquire { .. } | LockOp::AcquireFenced { .. } => LockKind::Acquire,
+            LockOp::Get { .. } | LockOp::Exists { .. } | LockOp::Ttl { .. } => LockKind::Query,
+            LockOp::Delete { .. } => LockKind::Delete,
+            LockOp::Fence { .. } => LockKind::Fence,
+            LockOp::Script(s) => match s.action {
+                ScriptAction::Acquire { .. } => LockKind::Acquire,
+                ScriptAction::Extend { .. } => LockKind::Extend,
+                ScriptAction::Release { .. } => LockKind::Release,
+                ScriptAction::Query => LockKind::Query,
+            },
+        }
+    }
 }

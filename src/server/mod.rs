@@ -7,8 +7,12 @@
 
 mod clients;
 mod connection;
-mod metrics_endpoint;
+mod health;
+mod http;
+mod info;
+mod live;
 mod multiplex;
+mod prometheus;
 mod session;
 mod shutdown;
 
@@ -22,33 +26,29 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use arc_swap::ArcSwap;
+
 use self::shutdown::ShutdownFlags;
 use crate::backend::Endpoint;
-use crate::command::{Classifier, LockPatterns, LockRules};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::protocol::FrameLimits;
 use crate::redlock::master;
 use crate::redlock::scripts::ScriptRegistry;
 use crate::redlock::{Engine, EngineConfig};
 
+pub use live::{Live, Reload};
+
 /// What every connection shares.
 #[derive(Debug)]
 pub struct Shared {
-    /// The configuration.
-    pub(crate) config: Config,
-    /// Request classification.
-    pub(crate) classifier: Classifier,
-    /// The lock engine.
-    pub(crate) engine: Engine,
+    /// What a reload replaces: configuration, classification, engine, limits.
+    pub(crate) live: ArcSwap<Live>,
+    /// Bumped at each reload, so connections know to take the new [`Live`].
+    pub(crate) generation: AtomicU64,
     /// Counters.
     pub(crate) metrics: Metrics,
-    /// Framing limits.
-    pub(crate) limits: FrameLimits,
     /// Client authentication.
     pub(crate) auth: crate::auth::Authenticator,
-    /// What each connection takes from the configuration.
-    pub(crate) settings: connection::Settings,
     /// The passthrough backend.
     pub(crate) backend: Endpoint,
     /// The shared backend connections, when multiplexing.
@@ -61,6 +61,14 @@ pub struct Shared {
     pub(crate) shutdown: ShutdownFlags,
     /// The connected clients and their buffers.
     pub(crate) registry: Arc<clients::Clients>,
+    /// What the health probes found.
+    pub(crate) health: health::Health,
+    /// When the proxy started (for `INFO`).
+    pub(crate) started: Instant,
+    /// Stops the masters' connection tasks (after the clients, at shutdown).
+    masters_shutdown: CancellationToken,
+    /// The masters' connection tasks (a reload may add some).
+    masters_tracker: TaskTracker,
     clients: AtomicUsize,
     next_id: AtomicU64,
 }
@@ -68,15 +76,19 @@ pub struct Shared {
 /// A bound proxy, ready to run.
 pub struct Proxy {
     listener: TcpListener,
+    /// The operations endpoint (`/metrics`, `/healthz`, `/readyz`), when configured.
+    ops: Option<TcpListener>,
     shared: Arc<Shared>,
-    masters_shutdown: CancellationToken,
-    masters_tracker: TaskTracker,
 }
 
 impl Proxy {
     /// Binds the listener and starts the master connections (needs a Tokio runtime).
     pub async fn bind(config: Config) -> std::io::Result<Proxy> {
         let listener = TcpListener::bind(&config.server.listen).await?;
+        let ops = match config.server.metrics_listen.as_str() {
+            "" => None,
+            addr => Some(http::bind(addr).await?),
+        };
         let r = &config.redlock;
         let masters_shutdown = CancellationToken::new();
         let masters_tracker = TaskTracker::new();
@@ -92,18 +104,27 @@ impl Proxy {
             &masters_shutdown,
             &masters_tracker,
         );
-        let shared = Arc::new(Shared::new(config, engine));
-        Ok(Proxy {
-            listener,
-            shared,
+        let shared = Arc::new(Shared::new(
+            config,
+            engine,
             masters_shutdown,
             masters_tracker,
+        ));
+        Ok(Proxy {
+            listener,
+            ops,
+            shared,
         })
     }
 
     /// The address the proxy listens on.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The address of the operations endpoint, when there is one.
+    pub fn ops_addr(&self) -> Option<SocketAddr> {
+        self.ops.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// What the connections share (for tests and the metrics endpoint).
@@ -115,13 +136,12 @@ impl Proxy {
     pub async fn run(self, shutdown: CancellationToken) {
         let Proxy {
             listener,
+            ops,
             shared,
-            masters_shutdown,
-            masters_tracker,
         } = self;
         let tracker = TaskTracker::new();
         tokio::spawn(learn_backend_version(Arc::clone(&shared), shutdown.clone()));
-        let cap = shared.config.limits.max_client_memory;
+        let cap = shared.config().limits.max_client_memory;
         if cap > 0 {
             let s = Arc::clone(&shared);
             tokio::spawn(clients::guard_memory(
@@ -141,13 +161,9 @@ impl Proxy {
                 shutdown.clone(),
             ));
         }
-        if !shared.config.server.metrics_listen.is_empty() {
-            let addr = shared.config.server.metrics_listen.clone();
-            tracker.spawn(metrics_endpoint::serve(
-                addr,
-                Arc::clone(&shared),
-                shutdown.clone(),
-            ));
+        tokio::spawn(health::probe_backend(Arc::clone(&shared), shutdown.clone()));
+        if let Some(ops) = ops {
+            tracker.spawn(http::serve(ops, Arc::clone(&shared), shutdown.clone()));
         }
         loop {
             let accepted = tokio::select! {
@@ -164,7 +180,7 @@ impl Proxy {
             }
         }
         drop(listener);
-        let timeout = shared.config.server.shutdown_timeout;
+        let timeout = shared.config().server.shutdown_timeout;
         let started = Instant::now();
         // Most of the budget for clients, the rest for the masters' queues.
         let client_deadline = started + timeout.mul_f64(0.8);
@@ -189,19 +205,20 @@ impl Proxy {
                 .set(&shared.shutdown.forced, &shared.registry);
             tracker.wait().await;
         }
-        masters_shutdown.cancel();
-        for m in shared.engine.masters() {
+        shared.masters_shutdown.cancel();
+        for m in shared.engine().masters() {
             m.stop();
         }
-        masters_tracker.close();
-        let _ = tokio::time::timeout_at(started + timeout, masters_tracker.wait()).await;
+        shared.masters_tracker.close();
+        let _ = tokio::time::timeout_at(started + timeout, shared.masters_tracker.wait()).await;
         tracing::info!("shutdown complete");
     }
 }
 
 fn accept(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>, tracker: &TaskTracker) {
     let m = &shared.metrics;
-    let max = shared.config.server.max_clients;
+    let live = shared.live.load();
+    let max = live.config.server.max_clients;
     if shared.clients.fetch_add(1, Ordering::AcqRel) >= max {
         shared.clients.fetch_sub(1, Ordering::AcqRel);
         m.rejected.fetch_add(1, Ordering::Relaxed);
@@ -213,7 +230,7 @@ fn accept(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>, tracker: &T
     }
     m.accepted.fetch_add(1, Ordering::Relaxed);
     let _ = stream.set_nodelay(true);
-    let keepalive = shared.config.server.tcp_keepalive;
+    let keepalive = live.config.server.tcp_keepalive;
     if !keepalive.is_zero() {
         let ka = socket2::TcpKeepalive::new()
             .with_time(keepalive)
@@ -232,49 +249,38 @@ fn accept(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>, tracker: &T
 
 impl Shared {
     /// The proxy-wide state for `config`, over masters already started.
-    fn new(config: Config, engine: Engine) -> Shared {
-        let r = &config.redlock;
-        let depth = config.limits.max_nesting_depth;
-        let classifier = Classifier {
-            patterns: LockPatterns::new(&r.lock_patterns),
-            scripts: Arc::new(ScriptRegistry::new(&r.scripts)),
-            lock_rules: LockRules {
-                require_ttl: r.require_ttl,
-                max_ttl: (!r.max_ttl.is_zero()).then_some(r.max_ttl),
-            },
-        };
+    fn new(
+        config: Config,
+        engine: Engine,
+        masters_shutdown: CancellationToken,
+        masters_tracker: TaskTracker,
+    ) -> Shared {
         let backend = Endpoint::new(
             config.passthrough.url.clone(),
             config.passthrough.connect_timeout,
-            depth,
+            config.limits.max_nesting_depth,
         );
         let multiplex = config
             .passthrough
             .multiplex
             .then(|| multiplex::MultiplexPool::new(backend.clone()));
-        let settings = connection::Settings {
-            default_db: config.passthrough.url.db,
-            idle_timeout: config.server.timeout,
-            max_output_buffer: config.limits.max_output_buffer,
-            output_high_water: config.limits.output_high_water,
-            max_query_buffer: config.limits.max_query_buffer,
-            auth_required: !config.server.requirepass.is_empty() || !config.users.is_empty(),
-            multiplex: config.passthrough.multiplex,
-        };
+        let auth = crate::auth::Authenticator::new(&config.server.requirepass, &config.users);
+        let scripts = Arc::new(ScriptRegistry::new(&config.redlock.scripts));
         Shared {
-            settings,
             backend,
             multiplex,
-            auth: crate::auth::Authenticator::new(&config.server.requirepass, &config.users),
-            limits: config.limits.frame_limits(),
-            config,
-            classifier,
-            engine,
+            auth,
+            live: ArcSwap::from_pointee(Live::new(config, Arc::new(engine), scripts)),
+            generation: AtomicU64::new(0),
             metrics: Metrics::default(),
             backend_version: RwLock::new("7.0.0".into()),
             nonce: fastrand::u64(..),
             shutdown: ShutdownFlags::default(),
             registry: Arc::default(),
+            health: health::Health::default(),
+            started: Instant::now(),
+            masters_shutdown,
+            masters_tracker,
             clients: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
         }
@@ -285,9 +291,9 @@ impl Shared {
         self.clients.load(Ordering::Relaxed)
     }
 
-    /// The configuration the proxy runs with.
-    pub fn config(&self) -> &Config {
-        &self.config
+    /// The configuration the proxy runs with (the live one: a reload replaces it).
+    pub fn config(&self) -> LiveConfig {
+        LiveConfig(self.live.load_full())
     }
 
     /// The proxy's counters.
@@ -295,15 +301,15 @@ impl Shared {
         &self.metrics
     }
 
-    /// The lock engine and its masters.
-    pub fn engine(&self) -> &Engine {
-        &self.engine
+    /// The lock engine and its masters (the live one).
+    pub fn engine(&self) -> Arc<Engine> {
+        Arc::clone(&self.live.load().engine)
     }
 }
 
 /// Reads the backend's version once it answers, for HELLO replies.
 async fn learn_backend_version(shared: Arc<Shared>, shutdown: CancellationToken) {
-    let url = shared.config.passthrough.url.to_url_string();
+    let url = shared.config().passthrough.url.to_url_string();
     loop {
         let attempt = async {
             let client = redis::Client::open(url.as_str()).ok()?;
@@ -327,5 +333,16 @@ async fn learn_backend_version(shared: Arc<Shared>, shutdown: CancellationToken)
             _ = tokio::time::sleep(Duration::from_secs(5)) => {}
             _ = shutdown.cancelled() => return,
         }
+    }
+}
+
+/// The configuration in effect, held for as long as the caller needs it.
+#[derive(Debug)]
+pub struct LiveConfig(Arc<Live>);
+
+impl std::ops::Deref for LiveConfig {
+    type Target = Config;
+    fn deref(&self) -> &Config {
+        &self.0.config
     }
 }

@@ -356,7 +356,8 @@ async fn a_release_lost_with_its_connection_is_sent_again() {
 async fn a_master_that_closes_the_connection_is_back_at_once() {
     let h = Harness::start(3).await;
     let mut c = h.client().await;
-    let masters = h.shared.engine().masters();
+    let engine = h.shared.engine();
+    let masters = engine.masters();
     for m in &h.masters[..2] {
         m.query(&["CLIENT", "KILL", "TYPE", "normal"]);
     }

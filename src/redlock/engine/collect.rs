@@ -64,8 +64,10 @@ impl Engine {
         }
         let mut answers: Vec<Answer> = vec![Err(NoReply::Pending); n];
         let mut waiting = n;
+        let mut timed_out = false;
         while waiting > 0 && !decided(&answers) {
             let Ok((i, answer)) = tokio::time::timeout_at(deadline, inbox.pop()).await else {
+                timed_out = true;
                 break;
             };
             if let Some(slot) = answers.get_mut(i) {
@@ -81,7 +83,15 @@ impl Engine {
             }
         }
         let elapsed = start.elapsed();
-        for a in &mut answers {
+        for (m, a) in self.masters.iter().zip(answers.iter_mut()) {
+            let counter = match a {
+                Err(NoReply::Pending) if timed_out => Some(&m.stats.timeouts),
+                Err(NoReply::Lost) | Ok(BytesFrame::Error(_)) => Some(&m.stats.errors),
+                _ => None,
+            };
+            if let Some(c) = counter {
+                c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             if *a == Err(NoReply::Pending) {
                 *a = Err(NoReply::Timeout);
             }
@@ -90,6 +100,23 @@ impl Engine {
             answers,
             start,
             elapsed,
+        }
+    }
+
+    /// Counts each master's vote on an acquisition or extension.
+    pub(super) fn count_votes(&self, answers: &[Answer], yes: impl Fn(&BytesFrame) -> bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        for (m, a) in self.masters.iter().zip(answers) {
+            let counter = match a {
+                Ok(BytesFrame::Error(_)) | Err(NoReply::Pending | NoReply::Timeout) => {
+                    &m.stats.votes_unknown
+                }
+                Err(NoReply::Down | NoReply::Backlog | NoReply::Lost) => &m.stats.votes_unknown,
+                Err(NoReply::Quarantined) => &m.stats.votes_no,
+                Ok(f) if yes(f) => &m.stats.votes_yes,
+                Ok(_) => &m.stats.votes_no,
+            };
+            counter.fetch_add(1, Relaxed);
         }
     }
 

@@ -79,7 +79,7 @@ impl Engine {
                 .await;
             let max = match vote::fence_read(&round.answers, q, true) {
                 None => return Err(self.undecided("fence", &round.answers, timeout)),
-                Some(FenceRead::NotHeld) => return Err(errors::not_holder("LOCK.FENCE")),
+                Some(FenceRead::NotHeld) => return Err(errors::not_holder()),
                 Some(FenceRead::Held {
                     issued: Some(n), ..
                 }) => return Ok(n),

@@ -47,8 +47,11 @@ use super::master::{LockRef, Master, Preload};
 use super::op::{LockOp, ScriptAction};
 use super::quorum::{self, Params};
 use super::scripts::sha1_hex;
+use super::vote;
 use crate::backend::Endpoint;
 use crate::config::RedlockConfig;
+use crate::errors;
+use crate::metrics::{LockKind, LockMetrics, LockOutcome};
 use crate::protocol::{Reply, encode_command};
 
 /// Compare-and-delete over every key (owed releases).
@@ -80,6 +83,8 @@ pub struct LockStats {
     pub undecided: AtomicU64,
     /// Fencing tokens issued.
     pub fences: AtomicU64,
+    /// Operations by kind and outcome, and their latency.
+    pub ops: LockMetrics,
 }
 
 /// A lock the proxy granted: enough to release it.
@@ -221,6 +226,11 @@ impl Internal {
 }
 
 /// Runs lock operations on the masters.
+///
+/// A configuration reload makes a new engine ([`Engine::reconfigured`]) that
+/// keeps the masters still configured (their connections, owed releases and
+/// quarantines), the counters and the restart guard; operations under way
+/// finish on the engine they started on.
 #[derive(Debug)]
 pub struct Engine {
     masters: Vec<Arc<Master>>,
@@ -229,12 +239,13 @@ pub struct Engine {
     del: Internal,
     fence_read: Internal,
     fence_issue: Internal,
+    cad: Internal,
     /// Counters.
-    pub stats: LockStats,
+    pub stats: Arc<LockStats>,
     /// The restart guard the masters share.
     guard: Arc<Guard>,
     /// Rate-limits warnings about acquisitions too few masters could vote on.
-    warned: Mutex<collect::WarnLimiter>,
+    warned: Arc<Mutex<collect::WarnLimiter>>,
 }
 
 impl Engine {
@@ -263,10 +274,66 @@ impl Engine {
             del: Internal::new(DEL_SCRIPT),
             fence_read: Internal::new(fence::FENCE_READ_SCRIPT),
             fence_issue: Internal::new(fence::FENCE_ISSUE_SCRIPT),
-            stats: LockStats::default(),
+            cad,
+            stats: Arc::default(),
             guard,
-            warned: Mutex::default(),
+            warned: Arc::default(),
         }
+    }
+
+    /// The engine for a new configuration: masters at the same URL are kept
+    /// (connection, owed releases, quarantine), others are started; returns it
+    /// with the masters no longer configured, for the caller to stop once the
+    /// new engine is in place.
+    pub(crate) fn reconfigured(
+        &self,
+        cfg: EngineConfig,
+        endpoints: Vec<Endpoint>,
+        shutdown: &CancellationToken,
+        tracker: &TaskTracker,
+    ) -> (Engine, Vec<Arc<Master>>) {
+        self.guard.set_max_ttl(cfg.guard.max_ttl);
+        let mut kept = vec![false; self.masters.len()];
+        let masters = endpoints
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let old = self
+                    .masters
+                    .iter()
+                    .position(|m| m.url == *e.url() && m.index == i);
+                match old {
+                    Some(j) => {
+                        kept[j] = true;
+                        Arc::clone(&self.masters[j])
+                    }
+                    None => {
+                        let (cad, guard) = (Arc::clone(&self.cad.preload), Arc::clone(&self.guard));
+                        Master::spawn(i, e, cad, guard, shutdown.clone(), tracker)
+                    }
+                }
+            })
+            .collect();
+        let removed = self
+            .masters
+            .iter()
+            .zip(kept)
+            .filter(|(_, k)| !k)
+            .map(|(m, _)| Arc::clone(m))
+            .collect();
+        let engine = Engine {
+            masters,
+            cfg,
+            query: Internal::new(QUERY_SCRIPT),
+            del: Internal::new(DEL_SCRIPT),
+            fence_read: Internal::new(fence::FENCE_READ_SCRIPT),
+            fence_issue: Internal::new(fence::FENCE_ISSUE_SCRIPT),
+            cad: Internal::new(CAD_SCRIPT),
+            stats: Arc::clone(&self.stats),
+            guard: Arc::clone(&self.guard),
+            warned: Arc::clone(&self.warned),
+        };
+        (engine, removed)
     }
 
     /// The masters.
@@ -278,8 +345,56 @@ impl Engine {
         quorum::quorum(self.masters.len())
     }
 
-    /// Runs one operation to completion.
+    /// How many masters make a quorum.
+    pub fn quorum_size(&self) -> usize {
+        self.quorum()
+    }
+
+    /// Masters whose connection is up.
+    pub fn masters_up(&self) -> usize {
+        self.masters
+            .iter()
+            .filter(|m| m.state() == super::master::MasterState::Up)
+            .count()
+    }
+
+    /// Whether a quorum of masters is up and trusted: acquisitions can be granted.
+    pub fn quorum_available(&self) -> bool {
+        let trusted = self
+            .masters
+            .iter()
+            .filter(|m| m.state() == super::master::MasterState::Up && !m.quarantined())
+            .count();
+        trusted >= self.quorum()
+    }
+
+    /// Runs one operation to completion, and counts how it ended.
     pub async fn run(&self, op: LockOp) -> Outcome {
+        let kind = op.kind();
+        // The reply a failure gives, for the scripts whose failure is a value.
+        let failure = match &op {
+            LockOp::Script(s) => Some(vote::failure_reply(s.convention, &[], self.quorum())),
+            _ => None,
+        };
+        let start = Instant::now();
+        let outcome = self.dispatch(op).await;
+        let result = match (&outcome.reply, kind) {
+            (Reply::Error(e), LockKind::Fence) if e.starts_with(errors::NOT_HOLDER) => {
+                LockOutcome::Refused
+            }
+            (Reply::Error(_), _) => LockOutcome::Error,
+            (_, LockKind::Acquire) if outcome.lease.is_none() => LockOutcome::Refused,
+            (Reply::Int(0), LockKind::Delete) => LockOutcome::Refused,
+            (r, LockKind::Release | LockKind::Extend) if Some(r) == failure.as_ref() => {
+                LockOutcome::Refused
+            }
+            _ => LockOutcome::Ok,
+        };
+        self.stats.ops.record(kind, result, start.elapsed());
+        outcome
+    }
+
+    async fn dispatch(&self, op: LockOp) -> Outcome {
         match op {
             LockOp::Acquire {
                 key,

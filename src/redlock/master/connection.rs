@@ -33,6 +33,8 @@ enum Awaiting {
     /// An operation's request.
     Op {
         reply_to: ReplySender,
+        /// When it was written (for the latency histogram).
+        sent: Instant,
         /// For an EVALSHA: the command and its script, to send again after a
         /// `NOSCRIPT` (once).
         resend: Option<(Bytes, Arc<Preload>)>,
@@ -119,6 +121,7 @@ impl MasterConnection {
             let resend = req.script.map(|s| (req.cmd, s));
             self.pending.push_back(Awaiting::Op {
                 reply_to: req.reply_to,
+                sent: now,
                 resend,
                 lock: req.lock,
             });
@@ -155,6 +158,7 @@ impl MasterConnection {
             match awaiting {
                 Awaiting::Op {
                     reply_to,
+                    sent,
                     resend: Some((cmd, script)),
                     lock,
                 } if is_noscript(&frame) => {
@@ -163,11 +167,19 @@ impl MasterConnection {
                     self.write(&cmd, Some(&script));
                     self.pending.push_back(Awaiting::Op {
                         reply_to,
+                        sent,
                         resend: None,
                         lock,
                     });
                 }
-                Awaiting::Op { reply_to, lock, .. } => {
+                Awaiting::Op {
+                    reply_to,
+                    sent,
+                    lock,
+                    ..
+                } => {
+                    let took = now.saturating_duration_since(sent);
+                    self.master.stats.observe_latency(took);
                     if let BytesFrame::Error(e) = &frame {
                         if is_noscript(&frame) {
                             self.loaded.clear();

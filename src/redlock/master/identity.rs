@@ -45,8 +45,10 @@ pub struct GuardConfig {
 /// What the masters' guards share: the settings and the longest TTL granted.
 #[derive(Debug)]
 pub struct Guard {
-    /// Settings.
+    /// Settings (`max_ttl` is kept apart: a reload may change it).
     pub cfg: GuardConfig,
+    /// `max_ttl` in ms; 0: not set.
+    max_ttl_ms: AtomicU64,
     longest_ttl_ms: AtomicU64,
     epoch: Instant,
 }
@@ -54,10 +56,27 @@ pub struct Guard {
 impl Guard {
     /// A guard with these settings.
     pub fn new(cfg: GuardConfig) -> Self {
-        Guard {
+        let guard = Guard {
             cfg,
+            max_ttl_ms: AtomicU64::new(0),
             longest_ttl_ms: AtomicU64::new(0),
             epoch: Instant::now(),
+        };
+        guard.set_max_ttl(cfg.max_ttl);
+        guard
+    }
+
+    /// `max_ttl` changed (a reload).
+    pub fn set_max_ttl(&self, max: Option<Duration>) {
+        let ms = max.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self.max_ttl_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// `max_ttl`, when set.
+    pub fn max_ttl(&self) -> Option<Duration> {
+        match self.max_ttl_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(Duration::from_millis(ms)),
         }
     }
 
@@ -70,7 +89,7 @@ impl Guard {
 
     /// How long a restarted master stays quarantined, if anything bounds it.
     pub fn quarantine(&self) -> Option<Duration> {
-        let bound = match self.cfg.max_ttl {
+        let bound = match self.max_ttl() {
             Some(max) => max,
             None => Duration::from_millis(self.longest_ttl_ms.load(Ordering::Relaxed)),
         };
@@ -104,6 +123,8 @@ pub enum Durability {
 pub struct Identity {
     /// `run_id` from `INFO server`; `None` when `INFO` is not allowed.
     pub run_id: Option<String>,
+    /// `redis_version` from `INFO server`.
+    pub version: Option<String>,
     /// Its persistence.
     pub durability: Durability,
 }
@@ -139,6 +160,7 @@ pub(crate) fn identity(
     fsync: &BytesFrame,
 ) -> Identity {
     let run_id = info_field(server, "run_id").map(str::to_string);
+    let version = info_field(server, "redis_version").map(str::to_string);
     let fsync = match fsync {
         BytesFrame::Array(kv) if kv.len() == 2 => match &kv[1] {
             BytesFrame::BulkString(v) => Some(String::from_utf8_lossy(v).into_owned()),
@@ -152,7 +174,11 @@ pub(crate) fn identity(
         (Some("1"), Some(_)) => Durability::Lossy,
         _ => Durability::Unknown,
     };
-    Identity { run_id, durability }
+    Identity {
+        run_id,
+        version,
+        durability,
+    }
 }
 
 /// What a newly seen `run_id` means.
@@ -182,6 +208,8 @@ pub(crate) struct GuardState {
     pub(crate) run_id: Option<String>,
     /// Persistence, as last seen.
     pub(crate) durability: Option<Durability>,
+    /// `redis_version`, as last seen.
+    pub(crate) version: Option<String>,
 }
 
 /// One master's quarantine, readable without a lock on the answer path.
@@ -280,6 +308,7 @@ mod tests {
         let denied = BytesFrame::Error("NOPERM".into());
         let id = identity(&server, &aof_on, &fsync("always"));
         assert_eq!(id.run_id.as_deref(), Some("abc123"));
+        assert_eq!(id.version.as_deref(), Some("7.0.15"));
         assert_eq!(id.durability, Durability::Always);
         assert_eq!(
             identity(&server, &aof_on, &fsync("everysec")).durability,

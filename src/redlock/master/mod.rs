@@ -65,8 +65,8 @@ pub enum MasterState {
     Down = 2,
 }
 
-/// Counters kept by the master's task.
-#[derive(Debug, Default)]
+/// Counters kept by the master's task and by the engine.
+#[derive(Debug)]
 pub struct MasterStats {
     /// Requests written.
     pub sent: AtomicU64,
@@ -86,6 +86,55 @@ pub struct MasterStats {
     pub restarts: AtomicU64,
     /// Quarantines begun or lengthened.
     pub quarantines: AtomicU64,
+    /// From writing a request to reading its reply, in seconds.
+    pub latency: prometheus_client::metrics::histogram::Histogram,
+    /// Votes on acquisitions and extensions: granted by this master.
+    pub votes_yes: AtomicU64,
+    /// ... refused by it (or distrusted: quarantined).
+    pub votes_no: AtomicU64,
+    /// ... with no answer that counts (timeout, error, down, lost).
+    pub votes_unknown: AtomicU64,
+    /// Requests of operations that stopped waiting before it answered.
+    pub timeouts: AtomicU64,
+    /// Error replies, and requests lost with their connection.
+    pub errors: AtomicU64,
+    /// Request latency, an exponentially weighted moving average, in µs.
+    pub latency_avg_us: AtomicU64,
+}
+
+impl Default for MasterStats {
+    fn default() -> Self {
+        MasterStats {
+            sent: AtomicU64::default(),
+            refused: AtomicU64::default(),
+            expired: AtomicU64::default(),
+            connects: AtomicU64::default(),
+            failures: AtomicU64::default(),
+            owed: AtomicU64::default(),
+            owed_shed: AtomicU64::default(),
+            restarts: AtomicU64::default(),
+            quarantines: AtomicU64::default(),
+            latency: crate::metrics::latency_histogram(),
+            votes_yes: AtomicU64::default(),
+            votes_no: AtomicU64::default(),
+            votes_unknown: AtomicU64::default(),
+            timeouts: AtomicU64::default(),
+            errors: AtomicU64::default(),
+            latency_avg_us: AtomicU64::default(),
+        }
+    }
+}
+
+impl MasterStats {
+    /// One request's latency, for the histogram and the moving average (kept
+    /// by the master's task alone, so a load and a store suffice).
+    pub(crate) fn observe_latency(&self, took: Duration) {
+        self.latency.observe(took.as_secs_f64());
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let avg = self.latency_avg_us.load(Ordering::Relaxed);
+        let next = if avg == 0 { us } else { (avg * 7 + us) / 8 };
+        self.latency_avg_us.store(next.max(1), Ordering::Relaxed);
+    }
 }
 
 /// Most operation requests waiting to be written to one master; past this,

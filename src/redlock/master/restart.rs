@@ -72,6 +72,11 @@ impl Master {
         self.guard_state.lock().ok()?.run_id.clone()
     }
 
+    /// Its `redis_version`, once known.
+    pub fn version(&self) -> Option<String> {
+        self.guard_state.lock().ok()?.version.clone()
+    }
+
     /// How well it keeps locks across a crash, once known.
     pub fn durability(&self) -> Option<Durability> {
         self.guard_state.lock().ok()?.durability
@@ -90,7 +95,7 @@ impl Master {
         let marker = query(conn, &marker_pttl_command(&run_id), 1).await?;
         let change = self.remember(&id, Some(&run_id));
         if change == Change::FirstSeen {
-            self.report_durability(id.durability);
+            self.report_durability(id.durability, id.version.as_deref().unwrap_or("unknown"));
         }
         let written = self.identified(change, &run_id, marker_left(&marker[0]));
         if let Some(cmds) = written {
@@ -114,6 +119,7 @@ impl Master {
             st.run_id = Some(r.to_string());
         }
         st.durability = Some(id.durability);
+        st.version.clone_from(&id.version);
         change
     }
 
@@ -123,7 +129,7 @@ impl Master {
         match change {
             Change::Restarted => return self.restarted(run_id, marker),
             Change::FirstSeen if marker.is_none() && cfg.quarantine_on_start => {
-                if let Some(d) = cfg.max_ttl {
+                if let Some(d) = self.guard.max_ttl() {
                     self.quarantine_for(
                         d,
                         run_id,
@@ -184,21 +190,25 @@ impl Master {
         }
     }
 
-    fn report_durability(&self, d: Durability) {
+    /// The start line of each master: its version and whether it keeps locks.
+    fn report_durability(&self, d: Durability, version: &str) {
         match d {
             Durability::Always => {
-                tracing::info!(master = %self.url, "master keeps locks across a crash (appendonly yes, appendfsync always)");
+                tracing::info!(master = %self.url, version, "master keeps locks across a crash (appendonly yes, appendfsync always)");
             }
             Durability::Lossy => tracing::warn!(
                 master = %self.url,
+                version,
                 "master fsyncs its AOF only every second: a crash can lose the last locks and fencing counters (appendfsync always keeps them)"
             ),
             Durability::None => tracing::warn!(
                 master = %self.url,
+                version,
                 "master does not persist locks (appendonly no): a restart forgets its locks and fencing counters; the restart guard quarantines it after a restart, and fencing tokens need appendonly yes"
             ),
             Durability::Unknown => tracing::info!(
                 master = %self.url,
+                version,
                 "master persistence unknown (CONFIG GET appendfsync is not allowed)"
             ),
         }

@@ -36,7 +36,7 @@ impl State {
     /// Handles one request (`raw`: its bytes as received; `inline`: an inline
     /// command, re-encoded as RESP before forwarding).
     pub(super) fn handle(&mut self, args: Args<'_>, raw: &[u8], inline: bool) -> Flow {
-        let cmd = self.shared.classifier.classify(&args, self.context());
+        let cmd = self.live.classifier.classify(&args, self.context());
         if self.counting.must_resync() && self.needs_slot(&cmd) {
             if !self.backend.attached() {
                 // The subscriptions died with the connection: counting again.
@@ -131,9 +131,10 @@ impl State {
         let s = &self.session;
         let command_ok = match effect {
             Effect::Plain { shareable } => *shareable,
-            Effect::None | Effect::EnsureScript(_) | Effect::ScriptFlush => {
-                crate::command::shareable(args)
-            }
+            Effect::None
+            | Effect::EnsureScript(_)
+            | Effect::ScriptFlush
+            | Effect::InfoWithProxy => crate::command::shareable(args),
             _ => false,
         };
         command_ok
@@ -148,7 +149,7 @@ impl State {
         let Some(pool) = &self.shared.multiplex else {
             return;
         };
-        let scripts = &self.shared.classifier.scripts;
+        let scripts = &self.live.classifier.scripts;
         if let Effect::ScriptFlush = effect {
             scripts.flush();
         }
@@ -157,6 +158,10 @@ impl State {
             _ => None,
         };
         let seq = (!self.session.take_silent()).then(|| self.queue.push(Slot::Pending));
+        if let (Effect::InfoWithProxy, Some(seq)) = (effect, seq) {
+            let section = crate::server::info::proxy_section(&self.shared);
+            self.info_sections.push((seq, bytes::Bytes::from(section)));
+        }
         let Some(mailbox) = self.route.sent(self.session.proto) else {
             return;
         };
@@ -185,6 +190,14 @@ impl State {
         while let Some((seq, reply)) = next {
             // No sequence number: the client silenced this reply.
             if let Some(seq) = seq {
+                let reply = match self.info_sections.iter().position(|(s, _)| *s == seq) {
+                    Some(i) => {
+                        let (_, section) = self.info_sections.swap_remove(i);
+                        let section = std::str::from_utf8(&section).unwrap_or_default();
+                        crate::server::info::append_section(&reply, section).unwrap_or(reply)
+                    }
+                    None => reply,
+                };
                 self.queue.complete(seq, reply, None);
             }
             self.wake |= self.route.received();
@@ -230,10 +243,14 @@ impl State {
             }
             Effect::Reset if counted => hook = Hook::Reset,
             Effect::Reset => s.resets_pending += 1,
-            Effect::ScriptFlush => self.shared.classifier.scripts.flush(),
+            Effect::ScriptFlush => self.live.classifier.scripts.flush(),
             Effect::ScriptExists(patch) => hook = Hook::ScriptExists(patch),
+            Effect::InfoWithProxy => {
+                let section = crate::server::info::proxy_section(&self.shared);
+                hook = Hook::AppendInfo(bytes::Bytes::from(section));
+            }
             Effect::EnsureScript(sha) => {
-                if let Some(text) = self.shared.classifier.scripts.text(&sha) {
+                if let Some(text) = self.live.classifier.scripts.text(&sha) {
                     self.attach();
                     if self.backend.needs_script(&sha)
                         && self.send_internal(&[b"SCRIPT", b"LOAD", &text])
@@ -267,9 +284,9 @@ impl State {
 
     /// Runs a lock operation whose reply goes to slot `seq` (none: silenced).
     pub(super) fn run_lock(&mut self, op: LockOp, seq: Option<u64>, proto: Proto) {
-        let shared = Arc::clone(&self.shared);
+        let engine = Arc::clone(&self.live.engine);
         self.ops.push(Box::pin(async move {
-            let outcome = shared.engine.run(op).await;
+            let outcome = engine.run(op).await;
             (seq, proto, outcome)
         }));
     }
@@ -331,7 +348,7 @@ impl State {
     /// never heard of (its reply was not written), once their operations finish.
     pub(super) async fn abandon(&mut self) {
         self.route.close();
-        let engine = &self.shared.engine;
+        let engine = Arc::clone(&self.live.engine);
         // However the connection ended (EOF, reset, eviction, a limit, idle
         // timeout, shutdown), locks bound to it go with it.
         for grant in self.bound.drain(..) {

@@ -2,6 +2,7 @@
 //! routed to their slots as they come off the connection, and a failed backend
 //! turns every slot still waiting for it into an error.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use tokio::time::Instant;
@@ -81,7 +82,7 @@ impl State {
             .metrics
             .leases_revoked
             .fetch_add(1, Ordering::Relaxed);
-        let engine = &self.shared.engine;
+        let engine = Arc::clone(&self.live.engine);
         if let Some(grant) = &lease.grant {
             engine.release_grant(grant);
         }
@@ -106,7 +107,7 @@ impl State {
             .leases_revoked
             .fetch_add(revoked.count as u64, Ordering::Relaxed);
         for grant in &revoked.grants {
-            self.shared.engine.release_grant(grant);
+            self.live.engine.release_grant(grant);
         }
     }
 

@@ -11,6 +11,7 @@ use super::queue::{Hook, Slot};
 use crate::command::{Local, ReplyMode};
 use crate::errors;
 use crate::protocol::{Proto, Reply, encode_command};
+use crate::server::info;
 
 impl State {
     /// Answers a command the proxy handles itself.
@@ -23,7 +24,7 @@ impl State {
                 self.finish();
                 // The client leaves: its locks without expiry go with it.
                 for grant in std::mem::take(&mut self.bound) {
-                    self.shared.engine.release_grant(&grant);
+                    self.live.engine.release_grant(&grant);
                 }
             }
             Local::Hello {
@@ -87,6 +88,10 @@ impl State {
                 self.session.transaction.end();
                 self.reply(Reply::OK);
             }
+            Local::InfoProxy => self.reply(info::info_proxy(&self.shared)),
+            Local::ProxyMasters => self.reply(info::masters(&self.shared)),
+            Local::ProxyConfig => self.reply(info::config(&self.shared)),
+            Local::ProxyHelp => self.reply(info::help()),
         }
     }
 

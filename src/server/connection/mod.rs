@@ -62,9 +62,9 @@ use self::queue::ReplyQueue;
 use self::replies::Output;
 use self::resync::Counting;
 use self::route::Route;
-use super::Shared;
 use super::clients::{Client, GRANULE};
 use super::session::Session;
+use super::{Live, Shared};
 use crate::errors;
 use crate::protocol::{ArgList, Proto, RequestParser};
 use crate::redlock::{Grant, Outcome};
@@ -138,6 +138,10 @@ enum Flow {
 /// be handled with `&mut State`.
 struct State {
     shared: Arc<Shared>,
+    /// The configuration, classifier and engine in effect (a reload replaces them).
+    live: Arc<Live>,
+    /// The reload generation `live` belongs to.
+    generation: u64,
     settings: Settings,
     session: Session,
     queue: ReplyQueue,
@@ -152,6 +156,9 @@ struct State {
     /// released when the client's input closes, since it could never release
     /// them after that.
     bound: Vec<Grant>,
+    /// `INFO` replies awaited from a shared connection, by sequence number,
+    /// with the proxy section to append to each.
+    info_sections: Vec<(u64, bytes::Bytes)>,
     /// Requests waiting in the read buffer may go on (a resynchronisation
     /// finished, or a barrier was lifted).
     wake: bool,
@@ -166,12 +173,14 @@ struct Conn {
 
 /// Serves one client until it leaves, the proxy shuts down, or a limit is hit.
 pub(crate) async fn serve(client: TcpStream, id: u64, shared: Arc<Shared>) {
-    let settings = shared.settings;
+    let generation = shared.generation.load(Ordering::Acquire);
+    let live = shared.live.load_full();
+    let settings = live.settings;
     let mut conn = Conn {
         client: Stream::from(client),
         // Buffers grow with use: an idle client costs little.
         inbuf: BytesMut::new(),
-        parser: RequestParser::new(shared.limits),
+        parser: RequestParser::new(live.limits),
         st: State {
             session: Session::new(id, settings.default_db, !settings.auth_required),
             queue: ReplyQueue::default(),
@@ -183,8 +192,11 @@ pub(crate) async fn serve(client: TcpStream, id: u64, shared: Arc<Shared>) {
             input: Input::Open,
             close: Close::No,
             bound: Vec::new(),
+            info_sections: Vec::new(),
             wake: false,
             settings,
+            live,
+            generation,
             shared,
         },
     };
@@ -261,6 +273,7 @@ impl Conn {
                 }
                 self.inbuf.clear();
             }
+            self.st.refresh_live();
             self.process_input();
             self.st.advance();
             if std::mem::take(&mut self.st.wake) {
@@ -448,6 +461,16 @@ impl State {
         }
     }
 
+    /// Takes the configuration of a reload, if there was one since.
+    fn refresh_live(&mut self) {
+        let generation = self.shared.generation.load(Ordering::Acquire);
+        if generation != self.generation {
+            self.generation = generation;
+            self.live = self.shared.live.load_full();
+            self.settings = self.live.settings;
+        }
+    }
+
     /// The client closed its side: no more requests, and replies granting
     /// locks it could never release are revoked.
     fn client_closed(&mut self) {
@@ -459,7 +482,7 @@ impl State {
         }
         self.revoke_stale_output();
         for grant in self.bound.drain(..) {
-            self.shared.engine.release_grant(&grant);
+            self.live.engine.release_grant(&grant);
         }
     }
 

@@ -87,6 +87,8 @@ pub(super) enum Hook {
     Reset,
     /// `SCRIPT EXISTS`: overwrite the answers at these positions with these values.
     ScriptExists(Vec<(usize, bool)>),
+    /// `INFO`: append the proxy's section (rendered when the command was sent).
+    AppendInfo(Bytes),
 }
 
 /// One pending reply.

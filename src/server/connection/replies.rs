@@ -208,6 +208,13 @@ pub(super) fn apply_hook(
             Some(b) => write(&b),
             None => write(frame),
         },
+        Hook::AppendInfo(section) => {
+            let section = std::str::from_utf8(&section).unwrap_or_default();
+            match crate::server::info::append_section(frame, section) {
+                Some(b) => write(&b),
+                None => write(frame),
+            }
+        }
     }
 }
 

@@ -38,9 +38,15 @@ fn fixture() -> Fixture {
         &Default::default(),
         &Default::default(),
     );
-    let shared = Arc::new(Shared::new(config, engine));
+    let shared = Arc::new(Shared::new(
+        config,
+        engine,
+        Default::default(),
+        Default::default(),
+    ));
     let (ours, theirs) = tokio::io::duplex(1 << 20);
-    let settings = shared.settings;
+    let live = shared.live.load_full();
+    let settings = live.settings;
     Fixture {
         st: State {
             session: Session::new(1, 0, true),
@@ -53,8 +59,11 @@ fn fixture() -> Fixture {
             input: Input::Open,
             close: Close::No,
             bound: Vec::new(),
+            info_sections: Vec::new(),
             wake: false,
             settings,
+            live,
+            generation: 0,
             shared,
         },
         parser: RequestParser::new(Default::default()),

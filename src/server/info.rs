@@ -1,0 +1,206 @@
+//! What the proxy says about itself: the `# Proxy` section of `INFO`, and the
+//! replies of `PROXY MASTERS`, `PROXY CONFIG` and `PROXY HELP`.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+
+use super::Shared;
+use crate::metrics::{LockKind, LockOutcome};
+use crate::protocol::Reply;
+use crate::redlock::master::{Master, MasterState, identity::Durability};
+
+fn state(m: &Master) -> &'static str {
+    match m.state() {
+        MasterState::Up => "up",
+        MasterState::Connecting => "connecting",
+        MasterState::Down => "down",
+    }
+}
+
+fn durability(m: &Master) -> &'static str {
+    match m.durability() {
+        Some(Durability::Always) => "aof-always",
+        Some(Durability::Lossy) => "aof-everysec",
+        Some(Durability::None) => "none",
+        Some(Durability::Unknown) | None => "unknown",
+    }
+}
+
+/// The `# Proxy` section of `INFO`, in `INFO`'s own `field:value` lines.
+pub(crate) fn proxy_section(shared: &Shared) -> String {
+    let engine = shared.engine();
+    let masters = engine.masters();
+    let ops = &engine.stats.ops;
+    let mut s = String::from("# Proxy\r\n");
+    let mut line = |k: &str, v: &dyn std::fmt::Display| {
+        let _ = write!(s, "{k}:{v}\r\n");
+    };
+    line("proxy_version", &env!("CARGO_PKG_VERSION"));
+    line(
+        "proxy_uptime_in_seconds",
+        &shared.started.elapsed().as_secs(),
+    );
+    line("proxy_clients", &shared.clients());
+    line(
+        "lock_patterns",
+        &shared.config().redlock.lock_patterns.join(","),
+    );
+    line("masters", &masters.len());
+    line("masters_up", &engine.masters_up());
+    line("quorum", &engine.quorum_size());
+    line("quorum_available", &(engine.quorum_available() as u8));
+    line("backend_up", &(shared.health.backend_up() as u8));
+    for (i, m) in masters.iter().enumerate() {
+        line(
+            &format!("master{i}"),
+            &format_args!(
+                "addr={},state={},quarantined={},latency_us={},version={},persistence={},owed_releases={}",
+                m.addr(),
+                state(m),
+                m.quarantined() as u8,
+                m.stats.latency_avg_us.load(Ordering::Relaxed),
+                m.version().unwrap_or_else(|| "unknown".into()),
+                durability(m),
+                m.stats.owed.load(Ordering::Relaxed),
+            ),
+        );
+    }
+    for kind in LockKind::ALL {
+        for outcome in LockOutcome::ALL {
+            let k = format!("locks_{}_{}", kind.label(), outcome.label());
+            line(&k, &ops.count(kind, outcome));
+        }
+    }
+    line(
+        "fences_issued",
+        &engine.stats.fences.load(Ordering::Relaxed),
+    );
+    line(
+        "leases_revoked",
+        &shared.metrics.leases_revoked.load(Ordering::Relaxed),
+    );
+    s
+}
+
+/// `INFO proxy`.
+pub(crate) fn info_proxy(shared: &Shared) -> Reply {
+    Reply::Bulk(Bytes::from(proxy_section(shared)))
+}
+
+/// `PROXY MASTERS`: one map per master.
+pub(crate) fn masters(shared: &Shared) -> Reply {
+    let field = |k: &'static str, v: Reply| (Reply::Simple(k), v);
+    let text = |v: String| Reply::Bulk(Bytes::from(v));
+    Reply::Array(
+        shared
+            .engine()
+            .masters()
+            .iter()
+            .map(|m| {
+                Reply::Map(vec![
+                    field("addr", text(m.addr().to_string())),
+                    field("state", Reply::Simple(state(m))),
+                    field("quarantined", Reply::Int(m.quarantined() as i64)),
+                    field(
+                        "quarantine_left_ms",
+                        Reply::Int(m.quarantine_left().as_millis() as i64),
+                    ),
+                    field("run_id", text(m.run_id().unwrap_or_default())),
+                    field("version", text(m.version().unwrap_or_default())),
+                    field("persistence", Reply::Simple(durability(m))),
+                    field(
+                        "latency_us",
+                        Reply::Int(m.stats.latency_avg_us.load(Ordering::Relaxed) as i64),
+                    ),
+                    field(
+                        "owed_releases",
+                        Reply::Int(m.stats.owed.load(Ordering::Relaxed) as i64),
+                    ),
+                    field(
+                        "requests",
+                        Reply::Int(m.stats.sent.load(Ordering::Relaxed) as i64),
+                    ),
+                ])
+            })
+            .collect(),
+    )
+}
+
+/// `PROXY CONFIG`: the effective configuration, option by option, passwords
+/// redacted.
+pub(crate) fn config(shared: &Shared) -> Reply {
+    Reply::Map(
+        shared
+            .config()
+            .pairs()
+            .into_iter()
+            .map(|(k, v)| (Reply::Simple(k), Reply::Bulk(Bytes::from(v))))
+            .collect(),
+    )
+}
+
+/// `PROXY HELP`.
+pub(crate) fn help() -> Reply {
+    Reply::Array(
+        [
+            "PROXY <subcommand> [<arg> ...]. Subcommands are:",
+            "MASTERS",
+            "    Each lock master: address, state, quarantine, run_id, version, persistence, latency, owed releases.",
+            "CONFIG",
+            "    The effective configuration, option by option (passwords redacted).",
+            "HELP",
+            "    Print this help.",
+        ]
+        .into_iter()
+        .map(Reply::Simple)
+        .collect(),
+    )
+}
+
+/// Appends the proxy's section to the backend's `INFO` reply (a bulk string,
+/// or RESP3's verbatim string); `None` if the reply is something else.
+pub(crate) fn append_section(frame: &[u8], section: &str) -> Option<Bytes> {
+    let (kind, rest) = frame.split_first()?;
+    if !matches!(kind, b'$' | b'=') {
+        return None;
+    }
+    let header_end = memchr::memmem::find(rest, b"\r\n")?;
+    let len: usize = std::str::from_utf8(&rest[..header_end])
+        .ok()?
+        .parse()
+        .ok()?;
+    let body = rest.get(header_end + 2..header_end + 2 + len)?;
+    let mut text = body.to_vec();
+    if !text.ends_with(b"\r\n") && !text.is_empty() {
+        text.extend_from_slice(b"\r\n");
+    }
+    text.extend_from_slice(b"\r\n");
+    text.extend_from_slice(section.as_bytes());
+    let mut out = Vec::with_capacity(text.len() + 16);
+    out.push(*kind);
+    out.extend_from_slice(text.len().to_string().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&text);
+    out.extend_from_slice(b"\r\n");
+    Some(Bytes::from(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_section_follows_the_backends() {
+        let out = append_section(b"$15\r\n# Server\r\nx:1\r\n\r\n", "# Proxy\r\ny:2\r\n").unwrap();
+        assert_eq!(
+            &out[..],
+            b"$31\r\n# Server\r\nx:1\r\n\r\n# Proxy\r\ny:2\r\n\r\n"
+        );
+        // RESP3 verbatim: the "txt:" prefix stays in front.
+        let out = append_section(b"=12\r\ntxt:# Server\r\n", "# Proxy\r\n").unwrap();
+        assert_eq!(&out[..], b"=25\r\ntxt:# Server\r\n\r\n# Proxy\r\n\r\n");
+        assert_eq!(append_section(b"-ERR no\r\n", "# Proxy\r\n"), None);
+    }
+}
