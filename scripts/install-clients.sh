@@ -12,6 +12,7 @@ python_envs=(
     "py-redis8|redis==8.1.0 redlock==1.2.0 pottery==3.0.1"
     "py-redis5|redis==5.3.1"
     "py-redlockpy|redlock-py==1.0.8 redis==5.3.1"
+    "py-ops|redis==8.1.0 prometheus-client==0.26.0 pyyaml==6.0.3"
 )
 # name | npm packages
 node_envs=(

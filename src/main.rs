@@ -65,10 +65,27 @@ enum Sub {
         #[arg(long, value_name = "PATH", env = "REDIS_SERVER")]
         redis_server: Option<PathBuf>,
     },
+    /// Exit 0 if a running proxy's health endpoint answers 200 (for container
+    /// health checks: the image needs no HTTP client).
+    Healthcheck {
+        /// The endpoint to ask.
+        #[arg(
+            long,
+            value_name = "URL",
+            default_value = "http://127.0.0.1:9121/healthz"
+        )]
+        url: String,
+    },
+    /// Check the configuration (file, environment, flags), print it and exit:
+    /// 0 when valid, 2 with the usual one-line error when not.
+    CheckConfig,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Sub::Healthcheck { url }) = &cli.command {
+        return healthcheck(url);
+    }
     let mut flags = Flags {
         listen: cli.listen.clone(),
         passthrough: cli.passthrough.clone(),
@@ -89,7 +106,7 @@ fn main() -> ExitCode {
             }
             Some((*masters as usize, redis_server.clone()))
         }
-        None => None,
+        Some(Sub::Healthcheck { .. } | Sub::CheckConfig) | None => None,
     };
     let is_dev = dev.is_some();
     let config_path = cli.config.clone();
@@ -110,6 +127,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(Sub::CheckConfig) = cli.command {
+        println!("{}", config.summary());
+        return ExitCode::SUCCESS;
+    }
     let log = init_logging(config.server.log_format, &config.server.log_level);
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if config.server.threads > 0 {
@@ -128,6 +149,55 @@ fn main() -> ExitCode {
             None => run(config, load, log).await,
         }
     })
+}
+
+/// `redlock-proxy healthcheck`: one GET, within 2 s.
+fn healthcheck(url: &str) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(_) => return ExitCode::FAILURE,
+    };
+    let status = rt.block_on(async {
+        let uri: hyper::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
+        let host = uri.host().ok_or("no host")?.to_string();
+        let port = uri.port_u16().unwrap_or(80);
+        let get = async {
+            let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+            let io = hyper_util::rt::TokioIo::new(tcp);
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+                .await
+                .map_err(std::io::Error::other)?;
+            tokio::spawn(conn);
+            let req = hyper::Request::get(uri.path())
+                .header(hyper::header::HOST, host.as_str())
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .map_err(std::io::Error::other)?;
+            let resp = sender
+                .send_request(req)
+                .await
+                .map_err(std::io::Error::other)?;
+            Ok::<_, std::io::Error>(resp.status())
+        };
+        match tokio::time::timeout(std::time::Duration::from_secs(2), get).await {
+            Ok(Ok(s)) => Ok(s),
+            Ok(Err(e)) => Err(format!("{url}: {e}")),
+            Err(_) => Err(format!("{url}: no answer within 2 s")),
+        }
+    });
+    match status {
+        Ok(s) if s.is_success() => ExitCode::SUCCESS,
+        Ok(s) => {
+            eprintln!("redlock-proxy healthcheck: {url}: {s}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("redlock-proxy healthcheck: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Changes what is logged, on a reload (`None` when `RUST_LOG` decides).

@@ -298,3 +298,245 @@ fn dev_mode_explains_how_to_install_redis_server() {
     assert_eq!(code, 1);
     assert!(stderr.contains("/nonexistent/redis-server"), "{stderr}");
 }
+
+/// The binary's stderr, collected line by line as it runs.
+fn collect_stderr(child: &mut Child) -> std::sync::Arc<std::sync::Mutex<String>> {
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let stderr = child.stderr.take().unwrap();
+    let sink = std::sync::Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let mut l = sink.lock().unwrap();
+            l.push_str(&line);
+            l.push('\n');
+        }
+    });
+    log
+}
+
+fn config_file(
+    listen: &str,
+    masters: &[RedisServer],
+    backend: &RedisServer,
+    patterns: &[&str],
+) -> String {
+    let masters: Vec<String> = masters.iter().map(|m| format!("{:?}", m.url())).collect();
+    let patterns: Vec<String> = patterns.iter().map(|p| format!("{p:?}")).collect();
+    format!(
+        "[server]\nlisten = {listen:?}\n[passthrough]\nurl = {:?}\n[redlock]\nmasters = [{}]\nlock_patterns = [{}]\n",
+        backend.url(),
+        masters.join(", "),
+        patterns.join(", ")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_changes_the_lock_patterns_while_clients_stay_connected() {
+    let masters: Vec<RedisServer> = (0..3).map(|_| RedisServer::start()).collect();
+    let backend = RedisServer::start();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("proxy.toml");
+    std::fs::write(&file, config_file(&addr, &masters, &backend, &["lock:*"])).unwrap();
+    let mut child = proxy_cmd()
+        .arg("--config")
+        .arg(&file)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = collect_stderr(&mut child);
+    wait_for_port(&addr, &mut child);
+    let mut c = RawClient::connect(addr.parse().unwrap()).await;
+    // Not a lock key yet: it goes to the backend.
+    assert_eq!(
+        c.cmd_str(&["SET", "mutex:a", "t", "NX", "PX", "10000"])
+            .await,
+        "+OK\r\n"
+    );
+    assert_eq!(backend.get("mutex:a").as_deref(), Some("t"));
+
+    let reloaded = config_file(&addr, &masters, &backend, &["lock:*", "mutex:*"]);
+    std::fs::write(&file, reloaded).unwrap();
+    signal(child.id(), libc::SIGHUP);
+    poll(|| log.lock().unwrap().contains("configuration reloaded")).await;
+    // The same connection: now a lock key, run on the masters.
+    assert_eq!(
+        c.cmd_str(&["SET", "mutex:b", "t", "NX", "PX", "10000"])
+            .await,
+        "+OK\r\n"
+    );
+    poll(|| {
+        masters
+            .iter()
+            .all(|m| m.get("mutex:b").as_deref() == Some("t"))
+    })
+    .await;
+    assert_eq!(backend.get("mutex:b"), None);
+
+    // A broken file keeps the running configuration.
+    std::fs::write(&file, "[redlock]\nnode_timeout = \"soon\"\n").unwrap();
+    signal(child.id(), libc::SIGHUP);
+    poll(|| log.lock().unwrap().contains("keeping the running one")).await;
+    assert!(log.lock().unwrap().contains("redlock.node_timeout"));
+    assert_eq!(
+        c.cmd_str(&["SET", "mutex:c", "t", "NX", "PX", "10000"])
+            .await,
+        "+OK\r\n"
+    );
+    poll(|| {
+        masters
+            .iter()
+            .all(|m| m.get("mutex:c").as_deref() == Some("t"))
+    })
+    .await;
+    assert_eq!(c.cmd_str(&["PING"]).await, "+PONG\r\n");
+    signal(child.id(), libc::SIGTERM);
+    assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
+}
+
+/// `ENV`, `COPY`, `EXPOSE`, `USER`, `HEALTHCHECK` and `ENTRYPOINT` of the
+/// Dockerfile, as (instruction, rest) with continuation lines joined.
+fn dockerfile() -> Vec<(String, String)> {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Dockerfile")).unwrap();
+    let joined = text.replace("\\\n", " ");
+    joined
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| l.split_once(' '))
+        .map(|(i, rest)| (i.to_string(), rest.trim().to_string()))
+        .collect()
+}
+
+/// What a container engine would run, checked without one: the paths exist in
+/// the image, the environment names are the binary's, the health check works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_container_files_match_the_binary() {
+    let lines = dockerfile();
+    let get = |i: &str| -> Vec<String> {
+        lines
+            .iter()
+            .filter(|(k, _)| k == i)
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    let copies = get("COPY");
+    let entry = get("ENTRYPOINT");
+    assert_eq!(entry, [r#"["/usr/local/bin/redlock-proxy"]"#]);
+    assert!(
+        copies
+            .iter()
+            .any(|c| c.ends_with("/redlock-proxy /usr/local/bin/redlock-proxy"))
+    );
+    let user = get("USER");
+    assert!(user.len() == 1 && user[0] != "root" && user[0] != "0");
+    // Every ENV is an option the binary reads; the config file is in the image.
+    let env: Vec<(String, String)> = get("ENV")
+        .join(" ")
+        .split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let known: Vec<&str> = redlock_proxy::config::env_names().collect();
+    for (k, v) in &env {
+        let name = k.strip_prefix("REDLOCK_PROXY_").unwrap();
+        assert!(
+            name == "CONFIG" || known.contains(&name),
+            "{k} is not an option"
+        );
+        if name == "CONFIG" {
+            assert!(
+                copies.iter().any(|c| c.ends_with(&format!(" {v}"))),
+                "{v} not copied"
+            );
+        }
+    }
+    let port_of = |name: &str| {
+        env.iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.rsplit_once(':'))
+            .map(|(_, p)| p.to_string())
+            .unwrap()
+    };
+    let expose = get("EXPOSE").join(" ");
+    for name in ["REDLOCK_PROXY_LISTEN", "REDLOCK_PROXY_METRICS_LISTEN"] {
+        assert!(
+            expose.split_whitespace().any(|p| p == port_of(name)),
+            "{name} not exposed"
+        );
+    }
+    // The image's environment, with the repository's config file, is valid.
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/redlock-proxy.toml");
+    let mut check = proxy_cmd();
+    for (k, v) in &env {
+        check.env(k, v);
+    }
+    check
+        .env("REDLOCK_PROXY_CONFIG", &config)
+        .env(
+            "REDLOCK_PROXY_MASTERS",
+            "redis://a:1,redis://b:1,redis://c:1",
+        )
+        .arg("check-config");
+    let out = check.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("metrics_listen=0.0.0.0:9121"));
+
+    // The health check command, against a running proxy's endpoint.
+    let health = get("HEALTHCHECK").join(" ");
+    let cmd = health.split_once("CMD").unwrap().1.trim();
+    let args: Vec<String> = cmd
+        .trim_matches(|c| c == '[' || c == ']')
+        .split(',')
+        .map(|a| a.trim().trim_matches('"').to_string())
+        .collect();
+    assert_eq!(args[0], "/usr/local/bin/redlock-proxy");
+    let ops = free_port();
+    let h = Harness::start_with(3, |c| c.server.metrics_listen = format!("127.0.0.1:{ops}")).await;
+    let url = args[3].replace("127.0.0.1:9121", &format!("127.0.0.1:{ops}"));
+    let status = proxy_cmd().args(&args[1..3]).arg(&url).status().unwrap();
+    assert!(status.success());
+    let nothing = format!("http://127.0.0.1:{}/healthz", free_port());
+    let status = proxy_cmd()
+        .args(&args[1..3])
+        .arg(&nothing)
+        .status()
+        .unwrap();
+    assert!(!status.success());
+    drop(h);
+
+    // The compose file, parsed by a YAML library, passes known options only.
+    let py = crate::clients::client_env("py-ops").join("bin/python");
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/python/compose_check.py");
+    let compose = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/compose.yaml");
+    let out = std::process::Command::new(py)
+        .arg(script)
+        .arg(&compose)
+        .env("ENV_NAMES", known.join(","))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // ... and what it passes is a valid configuration.
+    let mut check = proxy_cmd();
+    for kv in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+        let (k, v) = kv.split_once('=').unwrap();
+        check.env(k, v);
+    }
+    let out = check.arg("check-config").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use crate::common::*;
 
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// An installed client environment (`target/clients/<name>`).
-fn client_env(name: &str) -> PathBuf {
+pub(crate) fn client_env(name: &str) -> PathBuf {
     let dir = root().join("target/clients").join(name);
     assert!(
         dir.join(".installed").exists(),
@@ -38,7 +38,12 @@ fn ports(h: &Harness) -> String {
 }
 
 /// Runs a test program against the harness; fails the test with its output if it fails.
-async fn run(h: &Harness, program: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
+pub(crate) async fn run(
+    h: &Harness,
+    program: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> String {
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
         .env("PROXY_PORT", h.addr.port().to_string())

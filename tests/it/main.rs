@@ -29,6 +29,7 @@ mod fuzz_corpus;
 mod layers;
 mod lock_keys;
 mod multiplex;
+mod operations;
 mod passthrough;
 mod readme;
 mod redis_cli;

@@ -124,7 +124,7 @@ impl Engine {
                 )
                 .await;
             let votes = Votes::count_distrusting(&round.answers, |f| a.success(f));
-            self.count_votes(&round.answers, |f| a.success(f));
+            self.count_votes(&round, |f| a.success(f));
             match quorum::decide(votes.yes, n, a.ttl, round.elapsed, params) {
                 Decision::Granted(_) => {
                     count(&self.stats.granted);

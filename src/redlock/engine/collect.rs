@@ -23,6 +23,9 @@ pub(super) struct Round {
     pub(super) start: Instant,
     /// From the start to the decision (or the deadline).
     pub(super) elapsed: Duration,
+    /// The deadline passed before the answers decided: masters that had not
+    /// answered timed out (otherwise they were simply not waited for).
+    pub(super) timed_out: bool,
 }
 
 /// Logs a warning at most every [`WARN_EVERY`], counting the ones it holds back.
@@ -100,14 +103,17 @@ impl Engine {
             answers,
             start,
             elapsed,
+            timed_out,
         }
     }
 
-    /// Counts each master's vote on an acquisition or extension.
-    pub(super) fn count_votes(&self, answers: &[Answer], yes: impl Fn(&BytesFrame) -> bool) {
+    /// Counts each master's vote on an acquisition or extension (a master
+    /// that was not waited for, the answers having decided, casts none).
+    pub(super) fn count_votes(&self, round: &Round, yes: impl Fn(&BytesFrame) -> bool) {
         use std::sync::atomic::Ordering::Relaxed;
-        for (m, a) in self.masters.iter().zip(answers) {
+        for (m, a) in self.masters.iter().zip(&round.answers) {
             let counter = match a {
+                Err(NoReply::Pending | NoReply::Timeout) if !round.timed_out => continue,
                 Ok(BytesFrame::Error(_)) | Err(NoReply::Pending | NoReply::Timeout) => {
                     &m.stats.votes_unknown
                 }

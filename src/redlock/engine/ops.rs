@@ -113,7 +113,7 @@ impl Engine {
             })
             .await;
         let votes = Votes::count_distrusting(&round.answers, success);
-        self.count_votes(&round.answers, success);
+        self.count_votes(&round, success);
         let failure = || vote::failure_reply(conv, &round.answers, q);
         if votes.defeated(q) {
             count(&self.stats.extend_failed);
