@@ -43,6 +43,7 @@ pub mod protocol;
 pub mod redlock;
 pub mod server;
 mod stream;
+pub mod tls;
 
 pub use config::Config;
 pub use server::Proxy;

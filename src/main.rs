@@ -47,6 +47,27 @@ struct Cli {
     /// Password clients must AUTH with (better set in the file or REDLOCK_PROXY_REQUIREPASS).
     #[arg(long, value_name = "PASSWORD", global = true)]
     requirepass: Option<String>,
+    /// Address of the TLS listener.
+    #[arg(long, value_name = "ADDR", global = true)]
+    tls_listen: Option<String>,
+    /// The TLS listener's certificate (PEM).
+    #[arg(long, value_name = "FILE", global = true)]
+    tls_cert_file: Option<String>,
+    /// The TLS listener's private key (PEM: PKCS#8, RSA or EC).
+    #[arg(long, value_name = "FILE", global = true)]
+    tls_key_file: Option<String>,
+    /// CA that verifies client certificates and rediss:// servers (default for servers: system roots).
+    #[arg(long, value_name = "FILE", global = true)]
+    tls_ca_cert_file: Option<String>,
+    /// Whether TLS clients must present a certificate signed by the CA.
+    #[arg(long, value_name = "no|optional|yes", global = true)]
+    tls_auth_clients: Option<String>,
+    /// Certificate presented to rediss:// servers that require one (PEM).
+    #[arg(long, value_name = "FILE", global = true)]
+    tls_client_cert_file: Option<String>,
+    /// Its private key (PEM).
+    #[arg(long, value_name = "FILE", global = true)]
+    tls_client_key_file: Option<String>,
     #[command(subcommand)]
     command: Option<Sub>,
 }
@@ -94,6 +115,13 @@ fn main() -> ExitCode {
         metrics_listen: cli.metrics_listen.clone(),
         log_format: cli.log_format.clone(),
         requirepass: cli.requirepass.clone(),
+        tls_listen: cli.tls_listen.clone(),
+        tls_cert_file: cli.tls_cert_file.clone(),
+        tls_key_file: cli.tls_key_file.clone(),
+        tls_ca_cert_file: cli.tls_ca_cert_file.clone(),
+        tls_auth_clients: cli.tls_auth_clients.clone(),
+        tls_client_cert_file: cli.tls_client_cert_file.clone(),
+        tls_client_key_file: cli.tls_client_key_file.clone(),
     };
     let dev = match &cli.command {
         Some(Sub::Dev {

@@ -31,6 +31,8 @@ pub struct Metrics {
     pub client_memory_evictions: AtomicU64,
     /// Failed AUTH / HELLO AUTH attempts.
     pub auth_failures: AtomicU64,
+    /// TLS handshakes with clients that failed or timed out.
+    pub tls_handshake_failures: AtomicU64,
     /// Grant or extension replies not delivered because their validity ran out
     /// first (or a lock without expiry whose client had closed its connection).
     pub leases_revoked: AtomicU64,

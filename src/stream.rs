@@ -1,9 +1,11 @@
-//! A connected byte stream, client or server side: plain TCP today, TLS later,
-//! behind one type so the connection code above it does not care which.
+//! A connected byte stream, client or server side: plain TCP or TLS, behind
+//! one type so the connection code above it does not care which.
 //!
 //! Writes are non-blocking and partial ("write what the socket takes"); reads go
 //! into a growing buffer. Both are poll functions, so a connection loop can wait
-//! for either without a task per direction.
+//! for either without a task per direction. TLS keeps encrypted bytes of its
+//! own: a caller's output is written once it is empty *and*
+//! [`wants_write`](Stream::wants_write) is false.
 
 use std::io;
 use std::pin::Pin;
@@ -25,6 +27,8 @@ pub(crate) const READ_CHUNK: usize = 64 * 1024;
 pub(crate) enum Stream {
     /// Plain TCP.
     Plain(TcpStream),
+    /// TLS over TCP, either side.
+    Tls(Box<tokio_rustls::TlsStream<TcpStream>>),
     /// An in-memory pipe, for unit tests of the code above sockets.
     #[cfg(test)]
     Memory(tokio::io::DuplexStream),
@@ -36,10 +40,28 @@ impl From<TcpStream> for Stream {
     }
 }
 
+impl From<tokio_rustls::TlsStream<TcpStream>> for Stream {
+    fn from(s: tokio_rustls::TlsStream<TcpStream>) -> Self {
+        Stream::Tls(Box::new(s))
+    }
+}
+
 impl Stream {
+    /// TLS records are waiting to be written to the socket (the caller's
+    /// output may be empty while they are).
+    pub(crate) fn wants_write(&self) -> bool {
+        match self {
+            Stream::Tls(t) => match &**t {
+                tokio_rustls::TlsStream::Client(c) => c.get_ref().1.wants_write(),
+                tokio_rustls::TlsStream::Server(s) => s.get_ref().1.wants_write(),
+            },
+            _ => false,
+        }
+    }
+
     /// Writes from the front of `out` what the socket takes now, and removes it.
-    /// `Ready(Ok(()))`: `out` is empty. `Pending`: the socket is full (the task
-    /// is woken when it drains).
+    /// `Ready(Ok(()))`: `out` is empty (and, with TLS, so are its records).
+    /// `Pending`: the socket is full (the task is woken when it drains).
     pub(crate) fn poll_write_out(
         &mut self,
         cx: &mut Context<'_>,
@@ -52,6 +74,9 @@ impl Stream {
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return Poll::Pending,
             }
+        }
+        if self.wants_write() {
+            return Pin::new(&mut *self).poll_flush(cx);
         }
         Poll::Ready(Ok(()))
     }
@@ -72,8 +97,9 @@ impl Stream {
                     }
                 }
             }
-            #[cfg(test)]
-            Stream::Memory(_) => {
+            _ => {
+                // What the socket does not take now stays in `out` or in the
+                // TLS records; the caller polls for writability afterwards.
                 let waker = futures_util::task::noop_waker();
                 let mut cx = Context::from_waker(&waker);
                 if let Poll::Ready(Err(e)) = self.poll_write_out(&mut cx, out) {
@@ -112,17 +138,6 @@ impl Stream {
         let mut limited = bytes::BufMut::limit(&mut *buf, max);
         tokio_util::io::poll_read_buf(Pin::new(self), cx, &mut limited)
     }
-
-    /// Disables Nagle's algorithm: requests and replies are small and latency-bound.
-    pub(crate) fn set_nodelay(&self) {
-        match self {
-            Stream::Plain(s) => {
-                let _ = s.set_nodelay(true);
-            }
-            #[cfg(test)]
-            Stream::Memory(_) => {}
-        }
-    }
 }
 
 /// Grows a read buffer before a read: small at first (an idle connection costs
@@ -146,6 +161,7 @@ impl AsyncRead for Stream {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(t) => Pin::new(&mut **t).poll_read(cx, buf),
             #[cfg(test)]
             Stream::Memory(s) => Pin::new(s).poll_read(cx, buf),
         }
@@ -160,6 +176,7 @@ impl AsyncWrite for Stream {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(t) => Pin::new(&mut **t).poll_write(cx, buf),
             #[cfg(test)]
             Stream::Memory(s) => Pin::new(s).poll_write(cx, buf),
         }
@@ -168,6 +185,7 @@ impl AsyncWrite for Stream {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(t) => Pin::new(&mut **t).poll_flush(cx),
             #[cfg(test)]
             Stream::Memory(s) => Pin::new(s).poll_flush(cx),
         }
@@ -176,6 +194,7 @@ impl AsyncWrite for Stream {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(t) => Pin::new(&mut **t).poll_shutdown(cx),
             #[cfg(test)]
             Stream::Memory(s) => Pin::new(s).poll_shutdown(cx),
         }

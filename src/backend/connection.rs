@@ -54,7 +54,7 @@ impl Connection {
 
     /// Whether requests are waiting to be written.
     pub(crate) fn has_output(&self) -> bool {
-        !self.out.is_empty()
+        !self.out.is_empty() || self.stream.wants_write()
     }
 
     /// Writes what the socket takes now, without waiting.
@@ -74,11 +74,12 @@ impl Connection {
         read: usize,
     ) -> Poll<Result<(), BackendError>> {
         let mut progress = false;
-        if !self.out.is_empty() {
-            let before = self.out.len();
+        if self.has_output() {
+            let (before, records) = (self.out.len(), self.stream.wants_write());
             match self.stream.poll_write_out(cx, &mut self.out) {
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(self.io_error(e))),
-                Poll::Ready(Ok(())) | Poll::Pending => progress |= self.out.len() < before,
+                Poll::Ready(Ok(())) => progress |= self.out.len() < before || records,
+                Poll::Pending => progress |= self.out.len() < before,
             }
         }
         if read > 0 {

@@ -9,6 +9,7 @@ use super::error::{BackendError, ErrorKind};
 use super::handshake::Handshake;
 use crate::config::RedisUrl;
 use crate::stream::Stream;
+use crate::tls::TlsClient;
 
 /// A Redis server the proxy connects to, with what every connection to it needs.
 #[derive(Debug, Clone)]
@@ -17,6 +18,8 @@ pub(crate) struct Endpoint {
     addr: String,
     connect_timeout: Duration,
     max_depth: usize,
+    /// For `rediss://`: the TLS client configuration.
+    tls: Option<TlsClient>,
 }
 
 impl Endpoint {
@@ -28,7 +31,38 @@ impl Endpoint {
             url,
             connect_timeout,
             max_depth,
+            tls: None,
         }
+    }
+
+    /// The TLS client configuration `rediss://` connections use.
+    pub(crate) fn with_tls(mut self, tls: Option<TlsClient>) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// Opens the socket: TCP, then TLS for `rediss://`.
+    async fn open(&self) -> Result<Stream, BackendError> {
+        let tcp = TcpStream::connect(&self.addr)
+            .await
+            .map_err(|e| BackendError::new(ErrorKind::Connect, &self.addr, e))?;
+        let _ = tcp.set_nodelay(true);
+        if !self.url.tls {
+            return Ok(Stream::from(tcp));
+        }
+        let tls_error =
+            |e: &dyn std::fmt::Display| BackendError::new(ErrorKind::Tls, &self.addr, e);
+        let Some(tls) = &self.tls else {
+            return Err(tls_error(&"no TLS client configuration"));
+        };
+        let name = rustls_pki_types::ServerName::try_from(self.url.host.clone())
+            .map_err(|e| tls_error(&e))?;
+        let connector = tokio_rustls::TlsConnector::from(tls.config());
+        let stream = connector
+            .connect(name, tcp)
+            .await
+            .map_err(|e| tls_error(&e))?;
+        Ok(Stream::from(tokio_rustls::TlsStream::Client(stream)))
     }
 
     /// The URL (its `Display` redacts the password).
@@ -45,11 +79,7 @@ impl Endpoint {
     /// replies to fatal handshake steps (AUTH, HELLO, SELECT) fail the connection.
     pub(crate) async fn connect(&self, handshake: &Handshake) -> Result<Connection, BackendError> {
         let attempt = async {
-            let tcp = TcpStream::connect(&self.addr)
-                .await
-                .map_err(|e| BackendError::new(ErrorKind::Connect, &self.addr, e))?;
-            let stream = Stream::from(tcp);
-            stream.set_nodelay();
+            let stream = self.open().await?;
             let mut conn = Connection::new(stream, self.addr.clone(), self.max_depth);
             let (bytes, steps) = handshake.encode(&self.url);
             if steps.is_empty() {

@@ -18,6 +18,8 @@ pub(crate) enum ErrorKind {
     Io,
     /// The server sent bytes that are not RESP.
     Protocol,
+    /// The TLS handshake failed (certificate, CA, client certificate...).
+    Tls,
 }
 
 /// An outbound connection failed. `Display` is one line, fit for a client's
@@ -55,6 +57,7 @@ impl fmt::Display for BackendError {
             ErrorKind::Closed => write!(f, "{peer} closed the connection{detail}"),
             ErrorKind::Io => write!(f, "{peer}: {detail}"),
             ErrorKind::Protocol => write!(f, "invalid reply from {peer}: {detail}"),
+            ErrorKind::Tls => write!(f, "TLS with {peer} failed: {detail}"),
         }
     }
 }

@@ -1,5 +1,5 @@
-//! `redis://[user:password@]host:port[/db]` URLs for the passthrough backend and
-//! the lock masters.
+//! `redis://[user:password@]host:port[/db]` URLs (and `rediss://` for TLS) for
+//! the passthrough backend and the lock masters.
 
 use std::fmt;
 
@@ -16,6 +16,8 @@ pub struct RedisUrl {
     pub password: Option<String>,
     /// Database number (default 0).
     pub db: u32,
+    /// `rediss://`: the connection uses TLS.
+    pub tls: bool,
 }
 
 impl RedisUrl {
@@ -24,19 +26,15 @@ impl RedisUrl {
         let url = url::Url::parse(s).map_err(|e| {
             format!("not a URL ({e}): expected redis://[user:password@]host:port[/db]")
         })?;
-        match url.scheme() {
-            "redis" => {}
-            "rediss" => {
-                return Err(
-                    "rediss:// (TLS) is not supported yet: see the README's limitations".into(),
-                );
-            }
+        let tls = match url.scheme() {
+            "redis" => false,
+            "rediss" => true,
             other => {
                 return Err(format!(
-                    "unsupported scheme {other:?}: expected redis://[user:password@]host:port[/db]"
+                    "unsupported scheme {other:?}: expected redis:// or rediss://[user:password@]host:port[/db]"
                 ));
             }
-        }
+        };
         let host = match url.host() {
             Some(url::Host::Ipv6(a)) => a.to_string(),
             Some(h) => h.to_string(),
@@ -78,6 +76,7 @@ impl RedisUrl {
             username,
             password,
             db,
+            tls,
         })
     }
 
@@ -90,11 +89,16 @@ impl RedisUrl {
         }
     }
 
+    fn scheme(&self) -> &'static str {
+        if self.tls { "rediss" } else { "redis" }
+    }
+
     /// The URL with its password, for client libraries.
     pub fn to_url_string(&self) -> String {
-        let mut u = match url::Url::parse(&format!("redis://{}/{}", self.addr(), self.db)) {
+        let base = format!("{}://{}/{}", self.scheme(), self.addr(), self.db);
+        let mut u = match url::Url::parse(&base) {
             Ok(u) => u,
-            Err(_) => return format!("redis://{}/{}", self.addr(), self.db),
+            Err(_) => return base,
         };
         if let Some(user) = &self.username {
             let _ = u.set_username(user);
@@ -136,7 +140,7 @@ fn percent_decode(s: &str) -> Option<String> {
 
 impl fmt::Display for RedisUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "redis://")?;
+        write!(f, "{}://", self.scheme())?;
         match (&self.username, &self.password) {
             (Some(u), Some(_)) => write!(f, "{u}:***@")?,
             (None, Some(_)) => write!(f, ":***@")?,
@@ -178,6 +182,10 @@ mod tests {
         assert_eq!(u.auth_args().unwrap(), vec![&b"AUTH"[..], b"secret"]);
         let u = RedisUrl::parse("redis://[::1]:7000").unwrap();
         assert_eq!(u.addr(), "[::1]:7000");
+        let u = RedisUrl::parse("rediss://cache.example:6380").unwrap();
+        assert!(u.tls);
+        assert_eq!(u.to_string(), "rediss://cache.example:6380");
+        assert!(!RedisUrl::parse("redis://h:1").unwrap().tls);
     }
 
     #[test]
@@ -185,7 +193,6 @@ mod tests {
         for bad in [
             "localhost:6379",
             "http://x:1",
-            "rediss://x:1",
             "redis://x:1/abc",
             "redis://x:1/?timeout=3",
             "redis://:0",

@@ -24,6 +24,20 @@ pub struct Flags {
     pub log_format: Option<String>,
     /// `--requirepass`.
     pub requirepass: Option<String>,
+    /// `--tls-listen`.
+    pub tls_listen: Option<String>,
+    /// `--tls-cert-file`.
+    pub tls_cert_file: Option<String>,
+    /// `--tls-key-file`.
+    pub tls_key_file: Option<String>,
+    /// `--tls-ca-cert-file`.
+    pub tls_ca_cert_file: Option<String>,
+    /// `--tls-auth-clients`.
+    pub tls_auth_clients: Option<String>,
+    /// `--tls-client-cert-file`.
+    pub tls_client_cert_file: Option<String>,
+    /// `--tls-client-key-file`.
+    pub tls_client_key_file: Option<String>,
 }
 
 /// What kind of value an option takes, for reading it from an environment variable.
@@ -106,6 +120,20 @@ const OPTIONS: &[(&str, &str, &str, Kind)] = &[
     ("REQUIRE_TTL", "redlock", "require_ttl", Kind::Bool),
     ("MAX_TTL", "redlock", "max_ttl", Kind::Str),
     ("HEALTH_INTERVAL", "redlock", "health_interval", Kind::Str),
+    ("TLS_LISTEN", "tls", "listen", Kind::Str),
+    ("TLS_CERT_FILE", "tls", "cert_file", Kind::Str),
+    ("TLS_KEY_FILE", "tls", "key_file", Kind::Str),
+    ("TLS_CA_CERT_FILE", "tls", "ca_cert_file", Kind::Str),
+    ("TLS_AUTH_CLIENTS", "tls", "auth_clients", Kind::Str),
+    ("TLS_CLIENT_CERT_FILE", "tls", "client_cert_file", Kind::Str),
+    ("TLS_CLIENT_KEY_FILE", "tls", "client_key_file", Kind::Str),
+    ("TLS_VERIFY_HOSTNAME", "tls", "verify_hostname", Kind::Bool),
+    (
+        "TLS_HANDSHAKE_TIMEOUT",
+        "tls",
+        "handshake_timeout",
+        Kind::Str,
+    ),
     (
         "QUARANTINE_ON_START",
         "redlock",
@@ -308,6 +336,35 @@ pub(super) fn flag_table(flags: &Flags, prov: &mut Provenance) -> Table {
             s(v),
             "--log-format",
         );
+    }
+    for (value, key, flag) in [
+        (&flags.tls_listen, "listen", "--tls-listen"),
+        (&flags.tls_cert_file, "cert_file", "--tls-cert-file"),
+        (&flags.tls_key_file, "key_file", "--tls-key-file"),
+        (
+            &flags.tls_ca_cert_file,
+            "ca_cert_file",
+            "--tls-ca-cert-file",
+        ),
+        (
+            &flags.tls_auth_clients,
+            "auth_clients",
+            "--tls-auth-clients",
+        ),
+        (
+            &flags.tls_client_cert_file,
+            "client_cert_file",
+            "--tls-client-cert-file",
+        ),
+        (
+            &flags.tls_client_key_file,
+            "client_key_file",
+            "--tls-client-key-file",
+        ),
+    ] {
+        if let Some(v) = value {
+            set(&mut flag_table, prov, "tls", key, s(v), flag);
+        }
     }
     flag_table
 }

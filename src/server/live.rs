@@ -19,7 +19,6 @@ use crate::redlock::scripts::ScriptRegistry;
 use crate::redlock::{Engine, EngineConfig};
 
 /// The parts of the proxy a reload replaces.
-#[derive(Debug)]
 pub struct Live {
     /// The configuration in effect.
     pub(crate) config: Config,
@@ -31,11 +30,43 @@ pub struct Live {
     pub(crate) settings: connection::Settings,
     /// Framing limits of new connections.
     pub(crate) limits: FrameLimits,
+    /// The TLS listener's handshake configuration (its files re-read at a reload).
+    pub(crate) tls_acceptor: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live")
+            .field("config", &self.config)
+            .field("engine", &self.engine)
+            .field("tls", &self.tls_acceptor.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The TLS listener's configuration from `config`'s files; on failure (a
+/// reload whose files broke) the running one, `old`, stays.
+pub(crate) fn acceptor(
+    config: &Config,
+    old: Option<&tokio_rustls::TlsAcceptor>,
+) -> Option<tokio_rustls::TlsAcceptor> {
+    match config.tls.server() {
+        Ok(server) => server.map(|s| tokio_rustls::TlsAcceptor::from(Arc::new(s))),
+        Err((option, e)) => {
+            tracing::error!(option, error = %e, "TLS: keeping the running certificate");
+            old.cloned()
+        }
+    }
 }
 
 impl Live {
     /// The live parts for `config`, over `engine` and the learned `scripts`.
-    pub(crate) fn new(config: Config, engine: Arc<Engine>, scripts: Arc<ScriptRegistry>) -> Live {
+    pub(crate) fn new(
+        config: Config,
+        engine: Arc<Engine>,
+        scripts: Arc<ScriptRegistry>,
+        tls_acceptor: Option<tokio_rustls::TlsAcceptor>,
+    ) -> Live {
         let r = &config.redlock;
         let classifier = Classifier {
             patterns: LockPatterns::new(&r.lock_patterns),
@@ -55,6 +86,7 @@ impl Live {
             multiplex: config.passthrough.multiplex,
         };
         Live {
+            tls_acceptor,
             limits: config.limits.frame_limits(),
             config,
             classifier,
@@ -79,6 +111,7 @@ const NEEDS_RESTART: &[&str] = &[
     "scripts",
     "requirepass",
     "users",
+    "tls_listen",
 ];
 
 /// What a reload did.
@@ -105,6 +138,7 @@ fn effective(old: &Config, mut new: Config) -> Config {
     new.redlock.quarantine_on_start = old.redlock.quarantine_on_start;
     new.redlock.scripts = old.redlock.scripts.clone();
     new.users = old.users.clone();
+    new.tls.listen.clone_from(&old.tls.listen);
     new
 }
 
@@ -131,7 +165,10 @@ impl Shared {
             .redlock
             .masters
             .iter()
-            .map(|url| Endpoint::new(url.clone(), master::CONNECT_TIMEOUT, depth))
+            .map(|url| {
+                Endpoint::new(url.clone(), master::CONNECT_TIMEOUT, depth)
+                    .with_tls(self.tls_client.clone())
+            })
             .collect();
         let (engine, removed) = old.engine.reconfigured(
             EngineConfig::from(&config.redlock),
@@ -140,8 +177,21 @@ impl Shared {
             &self.masters_tracker,
         );
         let scripts = Arc::clone(&old.classifier.scripts);
-        self.live
-            .store(Arc::new(Live::new(config, Arc::new(engine), scripts)));
+        let tls_acceptor = acceptor(&config, old.tls_acceptor.as_ref());
+        if let Some(client) = &self.tls_client {
+            match config.tls.client() {
+                Ok(c) => client.replace(c),
+                Err((option, e)) => {
+                    tracing::error!(option, error = %e, "TLS: keeping the running client configuration");
+                }
+            }
+        }
+        self.live.store(Arc::new(Live::new(
+            config,
+            Arc::new(engine),
+            scripts,
+            tls_acceptor,
+        )));
         self.generation.fetch_add(1, Ordering::Release);
         // Queued requests are delivered before they stop: operations under
         // way on the old engine still get their answers.

@@ -35,6 +35,8 @@ use crate::metrics::Metrics;
 use crate::redlock::master;
 use crate::redlock::scripts::ScriptRegistry;
 use crate::redlock::{Engine, EngineConfig};
+use crate::stream::Stream;
+use crate::tls::TlsClient;
 
 pub use live::{Live, Reload};
 
@@ -65,6 +67,8 @@ pub struct Shared {
     pub(crate) health: health::Health,
     /// When the proxy started (for `INFO`).
     pub(crate) started: Instant,
+    /// The TLS client configuration of `rediss://` connections (a reload re-reads its files).
+    pub(crate) tls_client: Option<TlsClient>,
     /// Stops the masters' connection tasks (after the clients, at shutdown).
     masters_shutdown: CancellationToken,
     /// The masters' connection tasks (a reload may add some).
@@ -75,7 +79,10 @@ pub struct Shared {
 
 /// A bound proxy, ready to run.
 pub struct Proxy {
-    listener: TcpListener,
+    /// The plain listener (none with `listen = ""`).
+    listener: Option<TcpListener>,
+    /// The TLS listener, when configured.
+    tls_listener: Option<TcpListener>,
     /// The operations endpoint (`/metrics`, `/healthz`, `/readyz`), when configured.
     ops: Option<TcpListener>,
     shared: Arc<Shared>,
@@ -84,7 +91,20 @@ pub struct Proxy {
 impl Proxy {
     /// Binds the listener and starts the master connections (needs a Tokio runtime).
     pub async fn bind(config: Config) -> std::io::Result<Proxy> {
-        let listener = TcpListener::bind(&config.server.listen).await?;
+        let bind = |addr: &str| {
+            let addr = addr.to_string();
+            async move {
+                match addr.as_str() {
+                    "" => Ok(None),
+                    a => TcpListener::bind(a).await.map(Some),
+                }
+            }
+        };
+        let listener = bind(&config.server.listen).await?;
+        let tls_listener = bind(&config.tls.listen).await?;
+        // Every rediss:// connection uses it; built even when none is
+        // configured yet, since a reload may add one.
+        let tls_client = config.tls.client().ok().map(TlsClient::new);
         let ops = match config.server.metrics_listen.as_str() {
             "" => None,
             addr => Some(http::bind(addr).await?),
@@ -96,7 +116,10 @@ impl Proxy {
         let endpoints = r
             .masters
             .iter()
-            .map(|url| Endpoint::new(url.clone(), master::CONNECT_TIMEOUT, depth))
+            .map(|url| {
+                Endpoint::new(url.clone(), master::CONNECT_TIMEOUT, depth)
+                    .with_tls(tls_client.clone())
+            })
             .collect();
         let engine = Engine::start(
             EngineConfig::from(r),
@@ -107,11 +130,13 @@ impl Proxy {
         let shared = Arc::new(Shared::new(
             config,
             engine,
+            tls_client,
             masters_shutdown,
             masters_tracker,
         ));
         Ok(Proxy {
             listener,
+            tls_listener,
             ops,
             shared,
         })
@@ -119,7 +144,15 @@ impl Proxy {
 
     /// The address the proxy listens on.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        match &self.listener {
+            Some(l) => l.local_addr(),
+            None => Err(std::io::Error::other("the plain listener is off")),
+        }
+    }
+
+    /// The address of the TLS listener, when there is one.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The address of the operations endpoint, when there is one.
@@ -136,6 +169,7 @@ impl Proxy {
     pub async fn run(self, shutdown: CancellationToken) {
         let Proxy {
             listener,
+            tls_listener,
             ops,
             shared,
         } = self;
@@ -166,12 +200,13 @@ impl Proxy {
             tracker.spawn(http::serve(ops, Arc::clone(&shared), shutdown.clone()));
         }
         loop {
-            let accepted = tokio::select! {
-                r = listener.accept() => r,
+            let (accepted, tls) = tokio::select! {
+                r = accept_on(&listener) => (r, false),
+                r = accept_on(&tls_listener) => (r, true),
                 _ = shutdown.cancelled() => break,
             };
             match accepted {
-                Ok((stream, peer)) => accept(stream, peer, &shared, &tracker),
+                Ok((stream, peer)) => accept(stream, peer, tls, &shared, &tracker),
                 Err(e) => {
                     // Out of file descriptors and the like: wait a little, keep serving.
                     tracing::warn!(error = %e, "accept failed");
@@ -180,6 +215,7 @@ impl Proxy {
             }
         }
         drop(listener);
+        drop(tls_listener);
         let timeout = shared.config().server.shutdown_timeout;
         let started = Instant::now();
         // Most of the budget for clients, the rest for the masters' queues.
@@ -215,17 +251,33 @@ impl Proxy {
     }
 }
 
-fn accept(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>, tracker: &TaskTracker) {
+async fn accept_on(l: &Option<TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match l {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn accept(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: bool,
+    shared: &Arc<Shared>,
+    tracker: &TaskTracker,
+) {
     let m = &shared.metrics;
     let live = shared.live.load();
     let max = live.config.server.max_clients;
     if shared.clients.fetch_add(1, Ordering::AcqRel) >= max {
         shared.clients.fetch_sub(1, Ordering::AcqRel);
         m.rejected.fetch_add(1, Ordering::Relaxed);
-        // Like Redis: one error line, then close, without waiting for the client.
-        let mut buf = bytes::BytesMut::new();
-        crate::errors::max_clients().encode(crate::protocol::Proto::Resp2, &mut buf);
-        let _ = stream.try_write(&buf);
+        // Like Redis: one error line, then close, without waiting for the
+        // client (a TLS client just sees the connection close).
+        if !tls {
+            let mut buf = bytes::BytesMut::new();
+            crate::errors::max_clients().encode(crate::protocol::Proto::Resp2, &mut buf);
+            let _ = stream.try_write(&buf);
+        }
         return;
     }
     m.accepted.fetch_add(1, Ordering::Relaxed);
@@ -238,12 +290,41 @@ fn accept(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>, tracker: &T
         let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&ka);
     }
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let acceptor = tls.then(|| live.tls_acceptor.clone()).flatten();
+    let timeout = live.config.tls.handshake_timeout;
     let shared = Arc::clone(shared);
     tracker.spawn(async move {
-        tracing::debug!(id, %peer, "client connected");
-        connection::serve(stream, id, Arc::clone(&shared)).await;
+        // The handshake runs in the client's own task, with a deadline: one
+        // that stalls delays nobody else.
+        let stream = match acceptor {
+            None if tls => None,
+            None => Some(Stream::from(stream)),
+            Some(acceptor) => match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                Ok(Ok(s)) => Some(Stream::from(tokio_rustls::TlsStream::Server(s))),
+                Ok(Err(e)) => {
+                    shared
+                        .metrics
+                        .tls_handshake_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(id, %peer, error = %e, "TLS handshake failed");
+                    None
+                }
+                Err(_) => {
+                    shared
+                        .metrics
+                        .tls_handshake_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(id, %peer, "TLS handshake timed out");
+                    None
+                }
+            },
+        };
+        if let Some(stream) = stream {
+            tracing::debug!(id, %peer, tls, "client connected");
+            connection::serve(stream, id, Arc::clone(&shared)).await;
+            tracing::debug!(id, %peer, "client closed");
+        }
         shared.clients.fetch_sub(1, Ordering::AcqRel);
-        tracing::debug!(id, %peer, "client closed");
     });
 }
 
@@ -252,6 +333,7 @@ impl Shared {
     fn new(
         config: Config,
         engine: Engine,
+        tls_client: Option<TlsClient>,
         masters_shutdown: CancellationToken,
         masters_tracker: TaskTracker,
     ) -> Shared {
@@ -259,7 +341,9 @@ impl Shared {
             config.passthrough.url.clone(),
             config.passthrough.connect_timeout,
             config.limits.max_nesting_depth,
-        );
+        )
+        .with_tls(tls_client.clone());
+        let acceptor = live::acceptor(&config, None);
         let multiplex = config
             .passthrough
             .multiplex
@@ -270,7 +354,8 @@ impl Shared {
             backend,
             multiplex,
             auth,
-            live: ArcSwap::from_pointee(Live::new(config, Arc::new(engine), scripts)),
+            live: ArcSwap::from_pointee(Live::new(config, Arc::new(engine), scripts, acceptor)),
+            tls_client,
             generation: AtomicU64::new(0),
             metrics: Metrics::default(),
             backend_version: RwLock::new("7.0.0".into()),

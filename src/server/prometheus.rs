@@ -174,6 +174,11 @@ impl Collector for ProxyCollector {
             s.health.backend_up() as i64,
         )?;
         out.counter(
+            "redlock_proxy_tls_handshake_failures",
+            "TLS handshakes with clients that failed or timed out.",
+            get(&m.tls_handshake_failures),
+        )?;
+        out.counter(
             "redlock_proxy_auth_failures",
             "Failed authentication attempts.",
             get(&m.auth_failures),

@@ -53,7 +53,7 @@ fn configuration_errors_name_the_option_and_exit_2() {
         "redlock.masters",
     );
     assert_config_error(
-        proxy_cmd().args(["--master", "rediss://h:1"]),
+        proxy_cmd().args(["--master", "http://h:1"]),
         "redlock.masters",
     );
     assert_config_error(&mut proxy_cmd(), "redlock.masters");

@@ -13,6 +13,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("auth", 1),
     ("metrics", 1),
     ("stream", 1),
+    ("tls", 1),
     // Client-visible error texts, and the configuration.
     ("errors", 2),
     ("config", 2),

@@ -73,7 +73,9 @@ async fn a_restarted_majority_is_quarantined_for_the_longest_ttl() {
         waited >= Duration::from_secs(20),
         "granted after {waited:?}"
     );
-    assert_eq!(quarantined(&h.shared), [false, false, false]);
+    // A grant needs a quorum: the other restarted master, seen a moment
+    // later, may still have a moment of quarantine left.
+    poll(|| quarantined(&h.shared) == [false, false, false]).await;
     let port = h.masters[0].port;
     assert_eq!(log_lines("master quarantined", port).len(), 1);
 }

@@ -54,7 +54,6 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use self::backend::BackendLink;
@@ -172,12 +171,12 @@ struct Conn {
 }
 
 /// Serves one client until it leaves, the proxy shuts down, or a limit is hit.
-pub(crate) async fn serve(client: TcpStream, id: u64, shared: Arc<Shared>) {
+pub(crate) async fn serve(client: Stream, id: u64, shared: Arc<Shared>) {
     let generation = shared.generation.load(Ordering::Acquire);
     let live = shared.live.load_full();
     let settings = live.settings;
     let mut conn = Conn {
-        client: Stream::from(client),
+        client,
         // Buffers grow with use: an idle client costs little.
         inbuf: BytesMut::new(),
         parser: RequestParser::new(live.limits),
@@ -227,7 +226,7 @@ fn poll_client(
     out: &mut BytesMut,
     read: bool,
 ) -> Poll<ClientEvent> {
-    if !out.is_empty() {
+    if !out.is_empty() || client.wants_write() {
         let before = out.len();
         match client.poll_write_out(cx, out) {
             Poll::Ready(Err(e)) => return Poll::Ready(ClientEvent::Wrote(Err(e))),
@@ -311,7 +310,7 @@ impl Conn {
             let want_read = self.st.input == Input::Open
                 && self.st.close == Close::No
                 && self.st.ready_for_requests();
-            let want_write = !self.st.output.is_empty();
+            let want_write = !self.st.output.is_empty() || self.client.wants_write();
             let backend_read = self.st.backend_read();
             let idle_at = (!idle.is_zero()).then(|| last_activity + idle);
             let revoke_at = self.st.output.next_deadline();
@@ -404,7 +403,7 @@ impl Conn {
 
     /// Writes as much output as the socket takes without waiting.
     fn flush_client(&mut self) -> std::io::Result<()> {
-        if !self.st.output.is_empty() {
+        if !self.st.output.is_empty() || self.client.wants_write() {
             let n = self.client.write_now(self.st.output.buf())?;
             self.st.output.written(n);
         }

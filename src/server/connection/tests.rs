@@ -41,6 +41,7 @@ fn fixture() -> Fixture {
     let shared = Arc::new(Shared::new(
         config,
         engine,
+        None,
         Default::default(),
         Default::default(),
     ));
