@@ -28,10 +28,14 @@ apt_install() {
     }
 }
 
-# redis-server and redis-cli, from Debian's packages.
+# redis-server and redis-cli, from Debian's packages; openssl, for the TLS
+# tests' RSA and EC keys in their traditional formats.
 ensure_redis() {
     if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
         apt_install redis-server redis-tools
+    fi
+    if ! command -v openssl >/dev/null 2>&1; then
+        apt_install openssl
     fi
 }
 

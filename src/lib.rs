@@ -10,8 +10,9 @@
 //! 1. The wire and small self-contained pieces: [`protocol`] (request framing
 //!    with Redis's limits, reply scanning without decoding, encoding the proxy's
 //!    own replies, integers as Redis parses them); `stream` (a socket, plain or
-//!    TLS); `inbox` (the small queue that gathers replies for one task); `auth`
-//!    (`requirepass` and `[[users]]`); [`metrics`] (counters).
+//!    TLS); [`tls`] (certificates and keys into rustls configurations); `inbox`
+//!    (the small queue that gathers replies for one task); `auth`
+//!    (`requirepass` and `[[users]]`); [`metrics`] (counters and histograms).
 //! 2. `errors` (every error text a client can get from the proxy itself) and
 //!    [`config`] (defaults < file < environment < flags, parsed into typed
 //!    values once).
@@ -22,7 +23,8 @@
 //! 5. [`command`]: classification — each request becomes a typed
 //!    [`command::Command`] once (forwarded, answered locally, a lock operation,
 //!    or refused); lock requests are parsed into `LockOp`s here.
-//! 6. [`server`]: the listener, shutdown, the metrics endpoint, multiplexed
+//! 6. [`server`]: the listeners (plain and TLS), shutdown, live reload, the
+//!    operations endpoint (metrics, health), `INFO`/`PROXY`, multiplexed
 //!    backend connections, and the per-connection state machine that keeps every
 //!    reply in request order (its invariant is written in
 //!    `server/connection/mod.rs`).

@@ -165,7 +165,13 @@ impl Connection {
     }
 
     fn io_error(&self, e: std::io::Error) -> BackendError {
-        BackendError::new(ErrorKind::Io, &self.peer, e)
+        // With TLS 1.3 a server that refuses the proxy's certificate says so
+        // after the handshake, on the first read: still a TLS failure.
+        let tls = e
+            .get_ref()
+            .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some());
+        let kind = if tls { ErrorKind::Tls } else { ErrorKind::Io };
+        BackendError::new(kind, &self.peer, e)
     }
 
     fn closed(&self) -> BackendError {

@@ -540,3 +540,177 @@ async fn the_container_files_match_the_binary() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// TLS files are read and checked at start: each problem stops the proxy with
+/// exit code 2 and one line naming the option.
+#[test]
+fn tls_configuration_errors_name_the_option() {
+    let pki = crate::common::pki::Pki::new();
+    let garbage = pki.file(
+        "garbage.pem",
+        "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n",
+    );
+    let text = pki.file("text.pem", "hello\n");
+    let p = |p: &Path| p.to_str().unwrap().to_string();
+    let base = || {
+        let mut c = proxy_cmd();
+        c.args([
+            "--master",
+            "redis://127.0.0.1:6379",
+            "--tls-listen",
+            "127.0.0.1:0",
+        ]);
+        c
+    };
+    let with = |args: &[String]| {
+        let mut c = base();
+        c.args(args);
+        c
+    };
+    let (cert, key, ca) = (p(&pki.server_cert), p(&pki.server_key), p(&pki.ca));
+    let s = |v: &str| v.to_string();
+    // --tls-listen without a certificate and key.
+    assert_config_error(&mut base(), "tls.cert_file");
+    assert_config_error(
+        &mut with(&[s("--tls-cert-file"), cert.clone()]),
+        "tls.key_file",
+    );
+    // A missing file, a garbage certificate, a file without a key.
+    assert_config_error(
+        &mut with(&[
+            s("--tls-cert-file"),
+            s("/nonexistent.pem"),
+            s("--tls-key-file"),
+            key.clone(),
+        ]),
+        "tls.cert_file",
+    );
+    assert_config_error(
+        &mut with(&[
+            s("--tls-cert-file"),
+            p(&garbage),
+            s("--tls-key-file"),
+            key.clone(),
+        ]),
+        "tls.cert_file",
+    );
+    assert_config_error(
+        &mut with(&[
+            s("--tls-cert-file"),
+            cert.clone(),
+            s("--tls-key-file"),
+            p(&text),
+        ]),
+        "tls.key_file",
+    );
+    // A key that is not the certificate's.
+    assert_config_error(
+        &mut with(&[
+            s("--tls-cert-file"),
+            cert.clone(),
+            s("--tls-key-file"),
+            p(&pki.client_key),
+        ]),
+        "tls.key_file",
+    );
+    // Client authentication without a CA; a client certificate without its key.
+    let ok = [
+        s("--tls-cert-file"),
+        cert.clone(),
+        s("--tls-key-file"),
+        key.clone(),
+    ];
+    let mut args = ok.to_vec();
+    args.extend([s("--tls-auth-clients"), s("yes")]);
+    assert_config_error(&mut with(&args), "tls.auth_clients");
+    let mut args = ok.to_vec();
+    args.extend([s("--tls-client-cert-file"), p(&pki.client_cert)]);
+    assert_config_error(&mut with(&args), "tls.client_key_file");
+    let mut args = ok.to_vec();
+    args.extend([s("--tls-ca-cert-file"), p(&text)]);
+    assert_config_error(&mut with(&args), "tls.ca_cert_file");
+    // From the environment, the error says where the value came from.
+    let (code, stderr) = run(base()
+        .env("REDLOCK_PROXY_TLS_CERT_FILE", "/nonexistent.pem")
+        .env("REDLOCK_PROXY_TLS_KEY_FILE", &key));
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("tls.cert_file (from REDLOCK_PROXY_TLS_CERT_FILE)"),
+        "{stderr}"
+    );
+    // The plain listener off needs the TLS one.
+    assert_config_error(
+        proxy_cmd().args(["--master", "redis://127.0.0.1:6379", "--listen", ""]),
+        "server.listen",
+    );
+
+    // Good files pass; so do RSA (PKCS#1) and EC (SEC1) keys made by openssl.
+    let mut args = ok.to_vec();
+    args.extend([
+        s("--tls-ca-cert-file"),
+        ca,
+        s("--tls-auth-clients"),
+        s("optional"),
+        s("check-config"),
+    ]);
+    let (code, stderr) = run(&mut with(&args));
+    assert_eq!(code, 0, "{stderr}");
+    for (name, genkey) in [
+        ("rsa", vec!["genrsa", "-traditional", "-out", "KEY", "2048"]),
+        (
+            "ec",
+            vec![
+                "ecparam",
+                "-name",
+                "prime256v1",
+                "-genkey",
+                "-noout",
+                "-out",
+                "KEY",
+            ],
+        ),
+    ] {
+        let key = pki.dir.path().join(format!("{name}.key"));
+        let cert = pki.dir.path().join(format!("{name}.pem"));
+        let args: Vec<String> = genkey.iter().map(|a| a.replace("KEY", &p(&key))).collect();
+        assert!(
+            Command::new("openssl")
+                .args(&args)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let first = std::fs::read_to_string(&key).unwrap();
+        let header = if name == "rsa" {
+            "BEGIN RSA PRIVATE KEY"
+        } else {
+            "BEGIN EC PRIVATE KEY"
+        };
+        assert!(first.contains(header), "{first}");
+        let status = Command::new("openssl")
+            .args([
+                "req",
+                "-new",
+                "-x509",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=localhost",
+                "-key",
+            ])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let (code, stderr) = run(&mut with(&[
+            s("--tls-cert-file"),
+            p(&cert),
+            s("--tls-key-file"),
+            p(&key),
+            s("check-config"),
+        ]));
+        assert_eq!(code, 0, "{name}: {stderr}");
+    }
+}

@@ -35,5 +35,6 @@ mod readme;
 mod redis_cli;
 mod redlock;
 mod restart_guard;
+mod tls;
 mod truthful;
 mod wire_forms;

@@ -2,6 +2,7 @@
 //! in-process on port 0, and a raw RESP client. Everything is torn down on drop,
 //! so a failing test leaves no process behind.
 
+pub mod pki;
 pub mod relay;
 
 use std::net::SocketAddr;
@@ -68,6 +69,9 @@ pub struct RedisServer {
     child: Option<Child>,
     dir: tempfile::TempDir,
     extra: Vec<String>,
+    /// TLS only (`--port 0 --tls-port`): the CA, and the client certificate
+    /// the test presents.
+    tls: Option<(PathBuf, PathBuf, PathBuf)>,
 }
 
 impl RedisServer {
@@ -84,6 +88,7 @@ impl RedisServer {
                 child: None,
                 dir: tempfile::tempdir().unwrap(),
                 extra: extra.iter().map(|s| s.to_string()).collect(),
+                tls: None,
             };
             if s.spawn() {
                 return s;
@@ -92,12 +97,73 @@ impl RedisServer {
         panic!("redis-server did not start");
     }
 
+    /// A TLS-only redis-server with the test PKI's server certificate;
+    /// `auth_clients`: it requires client certificates signed by the CA.
+    pub fn start_tls(pki: &pki::Pki, auth_clients: bool) -> RedisServer {
+        let files = |p: &std::path::Path| p.to_str().unwrap().to_string();
+        let extra = [
+            "--tls-cert-file".to_string(),
+            files(&pki.server_cert),
+            "--tls-key-file".into(),
+            files(&pki.server_key),
+            "--tls-ca-cert-file".into(),
+            files(&pki.ca),
+            "--tls-auth-clients".into(),
+            if auth_clients { "yes" } else { "no" }.into(),
+        ];
+        for _ in 0..5 {
+            let mut s = RedisServer {
+                port: free_port(),
+                child: None,
+                dir: tempfile::tempdir().unwrap(),
+                extra: extra.to_vec(),
+                tls: Some((
+                    pki.ca.clone(),
+                    pki.client_cert.clone(),
+                    pki.client_key.clone(),
+                )),
+            };
+            if s.spawn() {
+                return s;
+            }
+        }
+        panic!("redis-server (TLS) did not start");
+    }
+
+    /// `redis-cli` over TLS to this server (a TLS-only one), its output.
+    pub fn tls_cli(&self, args: &[&str]) -> String {
+        let (ca, cert, key) = self.tls.as_ref().expect("a TLS server");
+        let out = Command::new("redis-cli")
+            .args(["--tls", "--cacert"])
+            .arg(ca)
+            .arg("--cert")
+            .arg(cert)
+            .arg("--key")
+            .arg(key)
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+    }
+
     fn spawn(&mut self) -> bool {
+        let mut ports = vec![];
+        if self.tls.is_some() {
+            // TLS only: the plain port closed, the TLS one where it would be.
+            ports = vec![
+                "--port".to_string(),
+                "0".into(),
+                "--tls-port".into(),
+                self.port.to_string(),
+            ];
+        }
         let child = Command::new(redis_server_bin())
             .args(redlock_proxy::dev::redis_server_args(
                 self.port,
                 self.dir.path(),
             ))
+            .args(&ports)
             // DEBUG SLEEP stalls a master in the tests; Redis 7 refuses DEBUG by default.
             .args(["--enable-debug-command", "local"])
             .args(&self.extra)
@@ -121,9 +187,13 @@ impl RedisServer {
         false
     }
 
-    /// Whether something answers PING on the port (an auth error counts).
+    /// Whether something answers PING on the port (an auth error counts; a
+    /// TLS port only needs to accept).
     fn answers(&self) -> bool {
         use std::io::{Read, Write};
+        if self.tls.is_some() {
+            return std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok();
+        }
         let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
             return false;
         };
@@ -139,9 +209,18 @@ impl RedisServer {
             .iter()
             .position(|a| a == "--requirepass")
             .and_then(|i| self.extra.get(i + 1));
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
         match pass {
-            Some(p) => format!("redis://:{}@127.0.0.1:{}", p.replace('@', "%40"), self.port),
-            None => format!("redis://127.0.0.1:{}", self.port),
+            Some(p) => format!(
+                "{scheme}://:{}@127.0.0.1:{}",
+                p.replace('@', "%40"),
+                self.port
+            ),
+            None => format!("{scheme}://127.0.0.1:{}", self.port),
         }
     }
 
@@ -250,6 +329,8 @@ pub struct Harness {
     pub masters: Vec<RedisServer>,
     pub backend: RedisServer,
     pub addr: SocketAddr,
+    /// The TLS listener, when configured.
+    pub tls_addr: Option<SocketAddr>,
     pub shared: std::sync::Arc<redlock_proxy::server::Shared>,
     shutdown: CancellationToken,
 }
@@ -272,17 +353,28 @@ impl Harness {
         tweak: impl FnOnce(&mut Config),
     ) -> Harness {
         let backend = RedisServer::start();
+        let h = Self::around(masters, backend, tweak).await;
+        h.wait_masters_up().await;
+        h
+    }
+
+    /// The proxy in front of `masters` and `backend` (both started by the
+    /// test), without waiting for the masters' connections.
+    pub async fn around(
+        masters: Vec<RedisServer>,
+        backend: RedisServer,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Harness {
         let shutdown = CancellationToken::new();
-        let (addr, shared, _task) = spawn_proxy(&masters, &backend, &shutdown, tweak).await;
-        let h = Harness {
+        let (addr, tls_addr, shared) = spawn_proxy_tls(&masters, &backend, &shutdown, tweak).await;
+        Harness {
             masters,
             backend,
             addr,
+            tls_addr,
             shared,
             shutdown,
-        };
-        h.wait_masters_up().await;
-        h
+        }
     }
 
     /// Waits until the proxy's connection to every running master is up.
@@ -352,6 +444,33 @@ pub async fn spawn_proxy(
     let shared = proxy.shared();
     let task = tokio::spawn(proxy.run(shutdown.clone()));
     (addr, shared, task)
+}
+
+/// [`spawn_proxy`], also returning the TLS listener's address.
+pub async fn spawn_proxy_tls(
+    masters: &[RedisServer],
+    backend: &RedisServer,
+    shutdown: &CancellationToken,
+    tweak: impl FnOnce(&mut Config),
+) -> (
+    SocketAddr,
+    Option<SocketAddr>,
+    std::sync::Arc<redlock_proxy::server::Shared>,
+) {
+    let mut config = Config::default();
+    config.server.listen = "127.0.0.1:0".into();
+    config.passthrough.url = RedisUrl::parse(&backend.url()).unwrap();
+    config.redlock.masters = masters
+        .iter()
+        .map(|m| RedisUrl::parse(&m.url()).unwrap())
+        .collect();
+    tweak(&mut config);
+    let proxy = Proxy::bind(config).await.expect("bind proxy");
+    let addr = proxy.local_addr().unwrap();
+    let tls = proxy.tls_addr();
+    let shared = proxy.shared();
+    tokio::spawn(proxy.run(shutdown.clone()));
+    (addr, tls, shared)
 }
 
 impl Drop for Harness {
