@@ -29,3 +29,22 @@ fn the_benchmark_suite_runs() {
     }
     assert!(out.path().join("latest.md").exists());
 }
+
+#[test]
+fn the_tls_benchmark_runs() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new("python3")
+        .arg(root.join("bench/tls.py"))
+        .arg("--quick")
+        .output()
+        .expect("python3");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "bench/tls.py --quick failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for row in ["| proxy TLS |", "| rediss:// masters |"] {
+        assert!(text.contains(row), "{row} missing from:\n{text}");
+    }
+}
