@@ -180,9 +180,7 @@ fn main() -> ExitCode {
     }
     let log = init_logging(config.server.log_format, &config.server.log_level);
     let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if config.server.threads > 0 {
-        rt.worker_threads(config.server.threads);
-    }
+    rt.worker_threads(config.server.worker_threads());
     let rt = match rt.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

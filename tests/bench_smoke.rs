@@ -48,3 +48,22 @@ fn the_tls_benchmark_runs() {
         assert!(text.contains(row), "{row} missing from:\n{text}");
     }
 }
+
+#[test]
+fn the_thread_count_benchmark_runs() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new("python3")
+        .arg(root.join("bench/threads.py"))
+        .args(["--quick", "--threads", "1,2"])
+        .output()
+        .expect("python3");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "bench/threads.py --quick failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for row in ["| proxy, 1 thread |", "| proxy, 2 threads |"] {
+        assert!(text.contains(row), "{row} missing from:\n{text}");
+    }
+}

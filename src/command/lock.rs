@@ -239,7 +239,7 @@ fn parse_script<A: ArgList + ?Sized>(
     let Some(spec) = scripts.spec(&sha) else {
         let sha = String::from_utf8_lossy(&sha).into_owned();
         return Err(errors::err(format_args!(
-            "unknown script {sha} on a lock key: redlock-proxy runs only known lock scripts on lock keys; if it is a lock script, declare it in the configuration: [[redlock.scripts]] sha1 = \"{sha}\" kind = \"release\" (or acquire, extend, query)"
+            "unknown script {sha} on a lock key: redlock-proxy runs only known lock scripts on lock keys; if it is a lock script, declare it in the configuration: [[redlock.scripts]] sha1 = \"{sha}\" kind = \"acquire\" (or release, extend, query), and as the library needs: token_arg (ARGV index of the token, default 1), ttl_arg (of the TTL in ms, default 2), success (ok_or_positive, ok, one, positive, any: the replies that mean success), failure (error, nil, zero: what the library reads as failure)"
         )));
     };
     if let Kind::Unsupported(why) = spec.kind {
@@ -278,7 +278,11 @@ fn action(spec: &ScriptSpec, argv: &[Bytes]) -> ScriptAction {
         .ttl_arg
         .and_then(|i| argv.get(i.checked_sub(1)?))
         .and_then(|a| ttl_arg(a, spec.ttl_in_seconds));
-    let token = argv.first().cloned();
+    let token = spec
+        .token_arg
+        .checked_sub(1)
+        .and_then(|i| argv.get(i))
+        .cloned();
     let adds = match spec.ttl_mode {
         TtlMode::Set => false,
         TtlMode::Add => true,
@@ -402,6 +406,7 @@ mod tests {
             kind: Kind::AcquireOrExtend,
             convention: Convention::OkNil,
             ttl_arg: Some(2),
+            token_arg: 1,
             ttl_in_seconds: false,
             ttl_mode: TtlMode::Set,
             origin: "test",

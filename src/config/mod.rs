@@ -169,7 +169,7 @@ pub struct ServerConfig {
     /// How long SIGTERM/SIGINT waits for in-flight commands before exiting.
     #[serde(with = "duration")]
     pub shutdown_timeout: Duration,
-    /// Tokio worker threads (0: one per CPU core).
+    /// Tokio worker threads (0: [`ServerConfig::worker_threads`] picks).
     pub threads: usize,
     /// `text` or `json`.
     pub log_format: LogFormat,
@@ -180,6 +180,23 @@ pub struct ServerConfig {
     pub metrics_listen: String,
     /// Password of the default user; clients must AUTH when set (empty: none).
     pub requirepass: Secret,
+}
+
+impl ServerConfig {
+    /// The worker threads to run: `threads`, or with 0 half the CPU cores (at
+    /// least one). Measured on 2 cores shared with Redis and the clients, one
+    /// thread passed 1.11× direct Redis's requests at one request per round
+    /// trip where two passed 0.73×: every thread beyond what the proxy's share
+    /// of the machine keeps busy adds wakeups across threads (a futex and a
+    /// context switch each) instead of capacity. A proxy usually shares its
+    /// host with a Redis or its clients; one with the cores to itself does
+    /// best with `threads` set to their number (BENCHMARKS.md).
+    pub fn worker_threads(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
+            n => n,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -283,7 +300,7 @@ impl Default for PassthroughConfig {
             #[allow(clippy::expect_used, reason = "a constant URL that parses")]
             url: RedisUrl::parse("redis://127.0.0.1:6379").expect("static URL"),
             connect_timeout: Duration::from_secs(1),
-            multiplex: false,
+            multiplex: true,
         }
     }
 }
@@ -363,9 +380,55 @@ pub struct ScriptConfig {
     pub sha1: ScriptSha,
     /// What the script does.
     pub kind: ScriptKind,
-    /// For `acquire` and `extend`: which ARGV (1-based) holds the TTL in ms.
+    /// For `acquire` and `extend`: which ARGV (1-based) holds the TTL in ms
+    /// (default 2).
     #[serde(default)]
     pub ttl_arg: Option<std::num::NonZeroUsize>,
+    /// Which ARGV (1-based) holds the owner's token (default 1): the proxy
+    /// releases with it what an acquisition did not get a quorum for.
+    #[serde(default)]
+    pub token_arg: Option<std::num::NonZeroUsize>,
+    /// Which of a master's replies mean the script succeeded there (default
+    /// `ok_or_positive`).
+    #[serde(default)]
+    pub success: Option<ScriptSuccess>,
+    /// What the client gets when a quorum did not succeed: the value the
+    /// library reads as failure. Default: an error for acquisitions and
+    /// extensions (every library reads it as failure), the count of keys a
+    /// quorum released (0) for releases.
+    #[serde(default)]
+    pub failure: Option<ScriptFailure>,
+}
+
+/// Which replies of a declared script mean success on a master.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScriptSuccess {
+    /// The status `OK`, or an integer of 1 or more.
+    #[default]
+    OkOrPositive,
+    /// The status `OK`.
+    Ok,
+    /// The integer 1.
+    One,
+    /// An integer of 1 or more.
+    Positive,
+    /// Any reply but an error (libraries whose scripts fail with an error
+    /// reply, such as `redis.error_reply('ERROR')`).
+    Any,
+}
+
+/// What a declared script answers when a quorum did not succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScriptFailure {
+    /// An error reply: every library reads it as failure.
+    #[default]
+    Error,
+    /// Nil.
+    Nil,
+    /// The integer 0.
+    Zero,
 }
 
 /// What a declared script does.

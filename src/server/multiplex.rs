@@ -21,6 +21,9 @@ use crate::backend::{BackendError, Connection, Endpoint, ErrorKind, Handshake};
 use crate::errors;
 use crate::protocol::{Proto, encode_command};
 
+/// Replies larger than this are copied out of the read buffer (see `deliver`).
+const OWN_ALLOCATION_OVER: usize = 64 * 1024;
+
 /// Where one client's replies from a shared connection arrive: the sequence
 /// number of the reply's slot (none when the client silenced it with `CLIENT
 /// REPLY`: the reply still counts, so a move to an own connection waits for
@@ -190,7 +193,17 @@ impl SharedConnection {
     fn deliver(&self, conn: &mut Connection, frames: &mut Vec<Bytes>) -> Result<(), BackendError> {
         frames.clear();
         while let Some(info) = conn.next_reply()? {
-            let frame = conn.take(info.len).freeze();
+            // A large reply gets an allocation of its own: taken as a slice, it
+            // would keep the read buffer it arrived in (up to twice its size,
+            // which grew while it came in) alive for as long as a client that
+            // does not read holds it.
+            let frame = if info.len > OWN_ALLOCATION_OVER {
+                let own = Bytes::copy_from_slice(conn.frame(info.len));
+                conn.consume(info.len);
+                own
+            } else {
+                conn.take(info.len).freeze()
+            };
             // Nobody subscribes on a shared connection: a push is no reply.
             if !info.is_push() {
                 frames.push(frame);

@@ -21,6 +21,7 @@ mod cli;
 mod clients;
 mod command_table;
 mod config;
+mod declared;
 mod differential;
 mod faults;
 mod fencing;

@@ -1,11 +1,17 @@
-//! `passthrough.multiplex = true`: stateless commands of all clients share backend
-//! connections; a client moves to its own connection at its first stateful
-//! command, after its shared replies, so order and semantics hold.
+//! `passthrough.multiplex = true` (the default): stateless commands of all
+//! clients share backend connections; a client moves to its own connection at
+//! its first stateful command, or after a large reply, after its shared
+//! replies, so order and semantics hold.
 
 use crate::common::*;
 
 async fn multiplexed() -> Harness {
-    Harness::start_with(3, |c| c.passthrough.multiplex = true).await
+    let h = Harness::start(3).await;
+    assert!(
+        h.shared.config().passthrough.multiplex,
+        "multiplexing is the default"
+    );
+    h
 }
 
 fn backend_clients(h: &Harness) -> usize {
@@ -190,4 +196,26 @@ async fn client_reply_and_scripts_on_shared_connections() {
         c.cmd_str(&["EVALSHA", RELEASE_SHA, "1", "d", "t"]).await,
         ":1\r\n"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_reads_a_large_value_stops_sharing() {
+    let h = multiplexed().await;
+    // 4 MiB: past the 1 MiB output_high_water.
+    let big = "v".repeat(4 << 20);
+    assert_eq!(h.backend.query_str(&["SET", "big", &big]), "ok");
+    let mut small = h.client().await;
+    assert_eq!(small.cmd_str(&["SET", "small", "1"]).await, "+OK\r\n");
+    let shared = backend_clients(&h);
+    let mut reader = h.client().await;
+    let reply = reader.cmd(&["GET", "big"]).await;
+    assert_eq!(reply.len(), big.len() + "$4194304\r\n\r\n".len());
+    // Its next command takes a connection of its own...
+    assert_eq!(reader.cmd_str(&["GET", "small"]).await, "$1\r\n1\r\n");
+    assert_eq!(backend_clients(&h), shared + 1);
+    // ...and the others keep sharing.
+    let mut other = h.client().await;
+    assert_eq!(other.cmd_str(&["INCR", "small"]).await, ":2\r\n");
+    assert_eq!(small.cmd_str(&["INCR", "small"]).await, ":3\r\n");
+    assert_eq!(backend_clients(&h), shared + 1);
 }

@@ -316,7 +316,8 @@ async fn inline_commands() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_only_locks_opens_no_backend_connection() {
-    let h = Harness::start(3).await;
+    // One connection per client, where the backend sees each client's name.
+    let h = Harness::start_with(3, |c| c.passthrough.multiplex = false).await;
     let mut c = h.client().await;
     assert_eq!(
         c.cmd_str(&["CLIENT", "SETNAME", "lockonly"]).await,

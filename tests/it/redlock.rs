@@ -4,13 +4,6 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 
-fn holders(h: &Harness, key: &str, token: &str) -> usize {
-    h.masters
-        .iter()
-        .filter(|m| m.is_running() && m.get(key).as_deref() == Some(token))
-        .count()
-}
-
 async fn lifecycle(n: usize) {
     let h = Harness::start(n).await;
     let mut c = h.client().await;
@@ -408,7 +401,11 @@ async fn scripts_learned_by_eval_and_script_load() {
         .cmd_str(&["EVAL", "return redis.call('del', KEYS[1])", "1", "lock:s"])
         .await;
     assert!(
-        r.starts_with("-ERR unknown script ") && r.contains("[[redlock.scripts]]"),
+        r.starts_with("-ERR unknown script ")
+            && r.contains("[[redlock.scripts]]")
+            && ["token_arg", "ttl_arg", "success", "failure"]
+                .iter()
+                .all(|a| r.contains(a)),
         "{r}"
     );
     // Scripts on data keys are untouched.
@@ -443,6 +440,10 @@ async fn configured_multi_key_acquire_script_votes_and_cleans_up() {
             sha1: sha2.try_into().unwrap(),
             kind: redlock_proxy::config::ScriptKind::Acquire,
             ttl_arg: std::num::NonZeroUsize::new(2),
+            token_arg: None,
+            success: Some(redlock_proxy::config::ScriptSuccess::Positive),
+            // node-redlock's shape answers 0 when a key is taken.
+            failure: Some(redlock_proxy::config::ScriptFailure::Zero),
         })
     })
     .await;

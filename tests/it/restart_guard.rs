@@ -8,13 +8,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::common::*;
 
-fn holders(masters: &[RedisServer], key: &str, token: &str) -> usize {
-    masters
-        .iter()
-        .filter(|m| m.is_running() && m.get(key).as_deref() == Some(token))
-        .count()
-}
-
 fn quarantined(shared: &redlock_proxy::server::Shared) -> Vec<bool> {
     shared
         .engine()
@@ -55,11 +48,11 @@ async fn a_restarted_majority_is_quarantined_for_the_longest_ttl() {
             .await,
         "+OK\r\n"
     );
-    poll(|| holders(&h.masters, "lock:q", "a") == 3).await;
+    poll(|| holders_on(&h.masters, "lock:q", "a") == 3).await;
     h.masters[0].restart();
     h.masters[1].restart();
     let restarted = Instant::now();
-    assert_eq!(holders(&h.masters, "lock:q", "a"), 1, "they forgot it");
+    assert_eq!(holders_on(&h.masters, "lock:q", "a"), 1, "they forgot it");
     poll(|| quarantined(&h.shared) == [true, true, false]).await;
     // Two masters would say OK; their votes do not count.
     assert_eq!(
@@ -152,7 +145,7 @@ async fn releases_and_reads_are_decided_without_a_quarantined_master() {
             .await,
         "+OK\r\n"
     );
-    poll(|| holders(&h.masters, "lock:r", "t") == 3).await;
+    poll(|| holders_on(&h.masters, "lock:r", "t") == 3).await;
     h.masters[2].restart();
     poll(|| quarantined(&h.shared) == [false, false, true]).await;
     assert_eq!(c.cmd_str(&["GET", "lock:r"]).await, "$1\r\nt\r\n");

@@ -9,13 +9,6 @@ use tokio::io::AsyncWriteExt;
 use crate::common::relay::Mode;
 use crate::common::*;
 
-fn holders(masters: &[RedisServer], key: &str, token: &str) -> usize {
-    masters
-        .iter()
-        .filter(|m| m.is_running() && m.get(key).as_deref() == Some(token))
-        .count()
-}
-
 /// Sends `args` until the reply is `want`, or fails after [`WAIT`].
 async fn until_reply(c: &mut RawClient, args: &[&str], want: &str) {
     let deadline = Instant::now() + WAIT;
@@ -70,7 +63,7 @@ async fn an_ok_held_behind_a_blocking_reply_past_its_validity_becomes_what_redis
     a.send(&pipeline).await;
     // The proxy acquires for A at once; its OK waits behind the BLPOP. After the
     // TTL, B takes the lock.
-    poll(|| holders(&h.masters, "lock:p", "X") >= 2).await;
+    poll(|| holders_on(&h.masters, "lock:p", "X") >= 2).await;
     let mut b = h.client().await;
     until_reply(
         &mut b,
@@ -81,7 +74,7 @@ async fn an_ok_held_behind_a_blocking_reply_past_its_validity_becomes_what_redis
     assert_eq!(text(&a.read().await), "*-1\r\n");
     // Redis, running the pipeline in order, would have answered nil at 1.2 s.
     assert_eq!(text(&a.read().await), "$-1\r\n");
-    assert!(holders(&h.masters, "lock:p", "Y") >= 2, "B holds it");
+    assert!(holders_on(&h.masters, "lock:p", "Y") >= 2, "B holds it");
     assert!(h.shared.metrics().leases_revoked.load(Ordering::Relaxed) >= 1);
 }
 
@@ -116,7 +109,7 @@ async fn an_ok_a_client_does_not_read_within_its_validity_is_not_delivered() {
     slow.send(&pipeline).await;
     // 24 MiB of replies sit in front of the OK, and the client reads nothing
     // until its grant has expired and another client holds the lock.
-    poll(|| holders(&h.masters, "lock:slow", "X") >= 2).await;
+    poll(|| holders_on(&h.masters, "lock:slow", "X") >= 2).await;
     let mut other = h.client().await;
     until_reply(
         &mut other,
@@ -128,7 +121,7 @@ async fn an_ok_a_client_does_not_read_within_its_validity_is_not_delivered() {
         assert_eq!(slow.read().await.len(), value.len() + 12);
     }
     assert_eq!(text(&slow.read().await), "$-1\r\n");
-    assert!(holders(&h.masters, "lock:slow", "Y") >= 2);
+    assert!(holders_on(&h.masters, "lock:slow", "Y") >= 2);
     assert!(h.shared.metrics().leases_revoked.load(Ordering::Relaxed) >= 1);
 }
 
@@ -194,7 +187,7 @@ async fn held_by_two(h: &Harness, key: &str) {
         c.cmd_str(&["SET", key, "t", "NX", "PX", "60000"]).await,
         "+OK\r\n"
     );
-    assert_eq!(holders(&h.masters, key, "t"), 2);
+    assert_eq!(holders_on(&h.masters, key, "t"), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -240,7 +233,7 @@ async fn reads_and_releases_the_masters_do_not_decide_are_errors() {
     }
     h.masters[0].resume();
     // The release was sent, and runs once the master answers again.
-    poll(|| holders(&h.masters, "lock:und", "t") == 0).await;
+    poll(|| holders_on(&h.masters, "lock:und", "t") == 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -270,7 +263,7 @@ async fn masters_that_answer_every_command_with_an_error_are_named() {
         m.query(&["REPLICAOF", "NO", "ONE"]);
     }
     // The release that failed is owed to those masters, and now goes through.
-    poll(|| holders(&h.masters, "lock:ro", "t") == 0).await;
+    poll(|| holders_on(&h.masters, "lock:ro", "t") == 0).await;
 }
 
 // 4. No stale tokens, ever.
@@ -289,13 +282,13 @@ async fn a_late_master_that_lost_its_scripts_still_releases() {
         c.cmd_str(&["EVAL", RELEASE, "1", "lock:warm", "t"]).await,
         ":1\r\n"
     );
-    poll(|| holders(&h.masters, "lock:warm", "t") == 0).await;
+    poll(|| holders_on(&h.masters, "lock:warm", "t") == 0).await;
     assert_eq!(
         c.cmd_str(&["SET", "lock:ns", "t", "NX", "PX", "60000"])
             .await,
         "+OK\r\n"
     );
-    poll(|| holders(&h.masters, "lock:ns", "t") == 3).await;
+    poll(|| holders_on(&h.masters, "lock:ns", "t") == 3).await;
     for m in &h.masters {
         m.query(&["SCRIPT", "FLUSH"]);
     }
@@ -306,7 +299,7 @@ async fn a_late_master_that_lost_its_scripts_still_releases() {
         ":1\r\n"
     );
     h.masters[2].resume();
-    poll(|| holders(&h.masters, "lock:ns", "t") == 0).await;
+    poll(|| holders_on(&h.masters, "lock:ns", "t") == 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -338,7 +331,7 @@ async fn a_release_lost_with_its_connection_is_sent_again() {
             .await,
         "+OK\r\n"
     );
-    poll(|| holders(&s.masters, "lock:cut", "t") == 3).await;
+    poll(|| holders_on(&s.masters, "lock:cut", "t") == 3).await;
     s.relays[2].set(Mode::Blackhole);
     assert_eq!(
         c.cmd_str(&["EVAL", RELEASE, "1", "lock:cut", "t"]).await,
@@ -347,7 +340,7 @@ async fn a_release_lost_with_its_connection_is_sent_again() {
     // The release never reaches the third master: the link drops with it.
     s.relays[2].sever();
     s.relays[2].set(Mode::Pass);
-    poll(|| holders(&s.masters, "lock:cut", "t") == 0).await;
+    poll(|| holders_on(&s.masters, "lock:cut", "t") == 0).await;
 }
 
 // 5. Reconnect at once.
@@ -385,10 +378,10 @@ async fn a_lock_without_expiry_is_released_when_the_proxy_closes_its_client() {
     let h = Harness::start_with(3, |c| c.server.timeout = Duration::from_millis(300)).await;
     let mut c = h.client().await;
     assert_eq!(c.cmd_str(&["SET", "lock:idle", "t", "NX"]).await, "+OK\r\n");
-    poll(|| holders(&h.masters, "lock:idle", "t") == 3).await;
+    poll(|| holders_on(&h.masters, "lock:idle", "t") == 3).await;
     // Closed for its idle timeout: the lock goes with the connection.
     assert!(c.closed().await);
-    poll(|| holders(&h.masters, "lock:idle", "t") == 0).await;
+    poll(|| holders_on(&h.masters, "lock:idle", "t") == 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -403,18 +396,18 @@ async fn a_lock_without_expiry_is_released_when_its_client_goes() {
     gone.shutdown().await.unwrap();
     drop(gone);
     poll(|| h.shared.engine().stats.granted.load(Ordering::Relaxed) > granted).await;
-    poll(|| holders(&h.masters, "lock:orphan", "t") == 0).await;
+    poll(|| holders_on(&h.masters, "lock:orphan", "t") == 0).await;
     // Nor can one that read its OK and then closed, or quit.
     for (key, leave) in [("lock:closed", "close"), ("lock:quit", "quit")] {
         let mut c = h.client().await;
         assert_eq!(c.cmd_str(&["SET", key, "t", "NX"]).await, "+OK\r\n");
         // Granted at a quorum: the last master may take a moment.
-        poll(|| holders(&h.masters, key, "t") == 3).await;
+        poll(|| holders_on(&h.masters, key, "t") == 3).await;
         if leave == "quit" {
             assert_eq!(c.cmd_str(&["QUIT"]).await, "+OK\r\n");
         }
         drop(c);
-        poll(|| holders(&h.masters, key, "t") == 0).await;
+        poll(|| holders_on(&h.masters, key, "t") == 0).await;
     }
     // A client still connected keeps its lock, and one it released on its
     // connection is not released again when it leaves.
@@ -438,8 +431,8 @@ async fn a_lock_without_expiry_is_released_when_its_client_goes() {
         keeper.cmd_str(&["SET", "lock:again", "o", "NX"]).await,
         "+OK\r\n"
     );
-    poll(|| holders(&h.masters, "lock:again", "o") == 3).await;
-    poll(|| holders(&h.masters, "lock:kept", "k") == 3).await;
+    poll(|| holders_on(&h.masters, "lock:again", "o") == 3).await;
+    poll(|| holders_on(&h.masters, "lock:kept", "k") == 3).await;
     let connected = h.shared.clients();
     drop(other);
     poll(|| h.shared.clients() < connected).await;
@@ -451,9 +444,9 @@ async fn a_lock_without_expiry_is_released_when_its_client_goes() {
         keeper.cmd_str(&["SET", "lock:barrier", "b", "NX"]).await,
         "+OK\r\n"
     );
-    poll(|| holders(&h.masters, "lock:barrier", "b") == 3).await;
-    assert_eq!(holders(&h.masters, "lock:again", "o"), 3);
-    assert_eq!(holders(&h.masters, "lock:kept", "k"), 3);
+    poll(|| holders_on(&h.masters, "lock:barrier", "b") == 3).await;
+    assert_eq!(holders_on(&h.masters, "lock:again", "o"), 3);
+    assert_eq!(holders_on(&h.masters, "lock:kept", "k"), 3);
     drop(keeper);
-    poll(|| holders(&h.masters, "lock:kept", "k") == 0).await;
+    poll(|| holders_on(&h.masters, "lock:kept", "k") == 0).await;
 }

@@ -17,7 +17,7 @@ use std::sync::RwLock;
 
 use bytes::Bytes;
 
-use crate::config::{ScriptConfig, ScriptKind};
+use crate::config::{ScriptConfig, ScriptFailure, ScriptKind, ScriptSuccess};
 
 mod known;
 
@@ -65,10 +65,11 @@ pub enum Convention {
     PttlOrNil,
     /// `[value or nil, pttl]` (redlock-rb).
     ValuePttl,
-    /// Scripts declared in the configuration: success is `OK` or a positive
-    /// integer, and the reply is the one the masters gave (a successful one when
-    /// a quorum succeeded).
-    Generic,
+    /// Scripts declared in the configuration: success as declared, and the
+    /// reply a successful master gave when a quorum succeeded; otherwise the
+    /// declared failure value, never a master's reply (a library that reads
+    /// anything but an error as success must never see a refusal as nil).
+    Declared(ScriptSuccess, ScriptFailure),
 }
 
 /// What the proxy knows about one lock script.
@@ -80,6 +81,8 @@ pub struct ScriptSpec {
     pub convention: Convention,
     /// 1-based ARGV index of the TTL, for validity checks.
     pub ttl_arg: Option<usize>,
+    /// 1-based ARGV index of the owner's token.
+    pub token_arg: usize,
     /// The TTL argument is in seconds (EXPIRE), not milliseconds.
     pub ttl_in_seconds: bool,
     /// How an extension's TTL argument applies.
@@ -111,6 +114,7 @@ const fn spec(
         kind,
         convention,
         ttl_arg,
+        token_arg: 1,
         ttl_in_seconds: false,
         ttl_mode: TtlMode::Set,
         origin,
@@ -202,27 +206,28 @@ pub fn recognise_shape(text: &[u8]) -> Option<ScriptSpec> {
 /// What the proxy knows of a script declared in `[[redlock.scripts]]`.
 fn declared(c: &ScriptConfig) -> ScriptSpec {
     let ttl_arg = Some(c.ttl_arg.map_or(2, |n| n.get()));
-    match c.kind {
-        ScriptKind::Acquire => spec(
-            Kind::Acquire,
-            Convention::Generic,
-            ttl_arg,
-            "configured acquire",
-        ),
-        ScriptKind::Extend => spec(
-            Kind::Extend,
-            Convention::Generic,
-            ttl_arg,
-            "configured extend",
-        ),
+    let conv = Convention::Declared(c.success.unwrap_or_default(), c.failure.unwrap_or_default());
+    let mut s = match c.kind {
+        ScriptKind::Acquire => spec(Kind::Acquire, conv, ttl_arg, "a declared acquire script"),
+        ScriptKind::Extend => spec(Kind::Extend, conv, ttl_arg, "a declared extend script"),
         ScriptKind::Query => spec(
             Kind::Query,
             Convention::PttlOrZero,
             None,
-            "configured query",
+            "a declared query script",
         ),
-        ScriptKind::Release => spec(Kind::Release, Convention::Count, None, "configured release"),
-    }
+        // A release declared with neither convention replies as DEL does: the
+        // count of keys a quorum released.
+        ScriptKind::Release if c.success.is_none() && c.failure.is_none() => spec(
+            Kind::Release,
+            Convention::Count,
+            None,
+            "a declared release script",
+        ),
+        ScriptKind::Release => spec(Kind::Release, conv, None, "a declared release script"),
+    };
+    s.token_arg = c.token_arg.map_or(1, |n| n.get());
+    s
 }
 
 /// Most scripts recognised by shape the proxy remembers (each distinct spacing of
@@ -375,9 +380,16 @@ mod tests {
             sha1: sha.to_uppercase().try_into().unwrap(),
             kind: ScriptKind::Extend,
             ttl_arg: std::num::NonZeroUsize::new(3),
+            token_arg: std::num::NonZeroUsize::new(2),
+            success: None,
+            failure: None,
         }]);
         let s = reg.spec(sha.as_bytes()).unwrap();
-        assert_eq!((s.kind, s.ttl_arg), (Kind::Extend, Some(3)));
+        assert_eq!((s.kind, s.ttl_arg, s.token_arg), (Kind::Extend, Some(3), 2));
+        assert_eq!(
+            s.convention,
+            Convention::Declared(ScriptSuccess::OkOrPositive, ScriptFailure::Error)
+        );
         assert!(!reg.learn("ffffffffffffffffffffffffffffffffffffffff", b"return 1"));
     }
 }

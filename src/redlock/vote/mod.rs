@@ -13,7 +13,13 @@ use redis_protocol::resp2::types::BytesFrame;
 
 use super::quorum::quorum_value;
 use super::scripts::Convention;
+use crate::config::{ScriptFailure, ScriptSuccess};
 use crate::protocol::Reply;
+
+/// What a declared script whose failure is an error answers when a quorum did
+/// not succeed (`failure = "error"`, the default for acquisitions and extensions).
+pub const DECLARED_FAILED: &str =
+    "LOCKFAILED the lock masters did not agree to this script (a quorum did not succeed)";
 
 #[cfg(test)]
 mod tests;
@@ -84,7 +90,13 @@ pub fn success(conv: Convention, f: &BytesFrame, nkeys: usize) -> bool {
         Convention::Count | Convention::KeysZero => int(f) == Some(nkeys as i64),
         Convention::OneZero | Convention::OneNil | Convention::RedsyncRelease => int(f) == Some(1),
         Convention::OkNil | Convention::OkErr => is_ok(f),
-        Convention::Generic => is_ok(f) || int(f).is_some_and(|i| i >= 1),
+        Convention::Declared(s, _) => match s {
+            ScriptSuccess::OkOrPositive => is_ok(f) || int(f).is_some_and(|i| i >= 1),
+            ScriptSuccess::Ok => is_ok(f),
+            ScriptSuccess::One => int(f) == Some(1),
+            ScriptSuccess::Positive => int(f).is_some_and(|i| i >= 1),
+            ScriptSuccess::Any => !matches!(f, BytesFrame::Error(_)),
+        },
         Convention::PttlOrZero
         | Convention::PttlOrMinus3
         | Convention::PttlOrNil
@@ -166,7 +178,7 @@ pub fn to_reply(f: &BytesFrame) -> Reply {
 /// The reply for a granted acquisition or a successful extension.
 pub fn success_reply(conv: Convention, answers: &[Answer], nkeys: usize) -> Reply {
     match conv {
-        Convention::Generic => answers
+        Convention::Declared(..) => answers
             .iter()
             .filter_map(known)
             .find(|f| success(conv, f, nkeys))
@@ -181,12 +193,11 @@ pub fn success_reply(conv: Convention, answers: &[Answer], nkeys: usize) -> Repl
 /// The reply for a refused acquisition, failed extension or failed release.
 pub fn failure_reply(conv: Convention, answers: &[Answer], q: usize) -> Reply {
     match conv {
-        Convention::Generic => answers
-            .iter()
-            .filter_map(known)
-            .find(|f| !success(conv, f, 0))
-            .map(to_reply)
-            .unwrap_or(Reply::Nil),
+        // Never a master's own reply: a library that reads anything but an
+        // error as success would take a refusal for a grant.
+        Convention::Declared(_, ScriptFailure::Error) => Reply::Error(DECLARED_FAILED.into()),
+        Convention::Declared(_, ScriptFailure::Nil) => Reply::Nil,
+        Convention::Declared(_, ScriptFailure::Zero) => Reply::Int(0),
         Convention::OkNil | Convention::OneNil | Convention::PttlOrNil => Reply::Nil,
         Convention::OkErr => Reply::bulk_static("ERR"),
         Convention::RedsyncRelease => {

@@ -364,3 +364,40 @@ mod fences {
         );
     }
 }
+
+#[test]
+fn a_declared_script_refusal_is_the_declared_failure_never_a_master_reply() {
+    use crate::config::{ScriptFailure as F, ScriptSuccess as S};
+    // Masters refused with nil and with an error: a library reading anything
+    // but an error as success must not get the nil.
+    let answers: Vec<Answer> = vec![
+        Ok(BytesFrame::Null),
+        Ok(BytesFrame::Error("ERROR".into())),
+        Ok(BytesFrame::Null),
+    ];
+    let failure = |f| failure_reply(Convention::Declared(S::Any, f), &answers, 2);
+    assert!(matches!(failure(F::Error), Reply::Error(e) if e.starts_with("LOCKFAILED ")));
+    assert_eq!(failure(F::Nil), Reply::Nil);
+    assert_eq!(failure(F::Zero), Reply::Int(0));
+    // `any`: nil is a success, an error never is.
+    assert!(success(
+        Convention::Declared(S::Any, F::Error),
+        &BytesFrame::Null,
+        1
+    ));
+    assert!(!success(
+        Convention::Declared(S::Any, F::Error),
+        &BytesFrame::Error("ERROR".into()),
+        1
+    ));
+    assert!(!success(
+        Convention::Declared(S::One, F::Zero),
+        &BytesFrame::Integer(2),
+        1
+    ));
+    assert!(success(
+        Convention::Declared(S::Positive, F::Zero),
+        &BytesFrame::Integer(2),
+        1
+    ));
+}

@@ -188,6 +188,12 @@ impl State {
     pub(super) fn shared_replies(&mut self, seq: Option<u64>, reply: bytes::Bytes) {
         let mut next = Some((seq, reply));
         while let Some((seq, reply)) = next {
+            // A client that reads large values would hold everyone's small
+            // replies behind each of them on the shared connection: its next
+            // commands take a connection of its own.
+            if reply.len() >= self.settings.output_high_water {
+                self.route.too_heavy();
+            }
             // No sequence number: the client silenced this reply.
             if let Some(seq) = seq {
                 let reply = match self.info_sections.iter().position(|(s, _)| *s == seq) {

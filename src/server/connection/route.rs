@@ -14,6 +14,11 @@ use bytes::Bytes;
 use super::super::multiplex::Mailbox;
 use crate::protocol::Proto;
 
+/// Requests one client may have waiting for replies on a shared connection
+/// (deep enough for redis-benchmark's `-P 16`; a reply of `output_high_water`
+/// or more moves the client to a connection of its own).
+pub(super) const MAX_SHARED_IN_FLIGHT: usize = 32;
+
 /// Where this client's forwarded commands go.
 #[derive(Debug)]
 pub(super) enum Route {
@@ -76,8 +81,12 @@ impl Route {
         else {
             return Decision::Dedicated;
         };
+        // Past the window the request waits for the replies in flight: a
+        // shared connection cannot hold back for one client, so this is what
+        // bounds the replies a client that never reads can pile up through it.
+        let full = *outstanding >= MAX_SHARED_IN_FLIGHT;
         let shareable = shareable && !*heavy;
-        if *outstanding > 0 && (!shareable || *sent_in != proto) {
+        if *outstanding > 0 && (!shareable || *sent_in != proto || full) {
             *barrier = true;
             return Decision::Wait;
         }
@@ -142,9 +151,10 @@ impl Route {
         matches!(self, Route::Shared { barrier: true, .. })
     }
 
-    /// The client's replies piled up past the high watermark: a shared
-    /// connection cannot hold back for one client, so its next commands go to
-    /// a connection of its own (once what it sent on the shared one is answered).
+    /// The client's replies piled up past the high watermark, or one reply
+    /// was that large: a shared connection cannot hold back for one client, so
+    /// its next commands go to a connection of its own (once what it sent on
+    /// the shared one is answered).
     pub(super) fn too_heavy(&mut self) {
         if let Route::Shared { heavy, .. } = self {
             *heavy = true;
@@ -170,6 +180,22 @@ impl Route {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_client_has_at_most_a_window_of_shared_requests_in_flight() {
+        let mut r = Route::new(true);
+        for _ in 0..MAX_SHARED_IN_FLIGHT {
+            assert_eq!(r.decide(true, Proto::Resp2), Decision::Shared);
+            assert!(r.sent(Proto::Resp2).is_some());
+        }
+        assert_eq!(r.decide(true, Proto::Resp2), Decision::Wait);
+        // Until every reply is in: then sharing goes on.
+        for i in 0..MAX_SHARED_IN_FLIGHT {
+            let lifted = r.received();
+            assert_eq!(lifted, i + 1 == MAX_SHARED_IN_FLIGHT);
+        }
+        assert_eq!(r.decide(true, Proto::Resp2), Decision::Shared);
+    }
 
     #[test]
     fn the_move_to_an_own_connection_waits_for_shared_replies() {

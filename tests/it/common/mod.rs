@@ -622,3 +622,16 @@ pub fn log_lines(needle: &str, port: u16) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// How many running masters hold `key` with the value `token`.
+pub fn holders_on(masters: &[RedisServer], key: &str, token: &str) -> usize {
+    masters
+        .iter()
+        .filter(|m| m.is_running() && m.get(key).as_deref() == Some(token))
+        .count()
+}
+
+/// How many of the harness's running masters hold `key` with the value `token`.
+pub fn holders(h: &Harness, key: &str, token: &str) -> usize {
+    holders_on(&h.masters, key, token)
+}
