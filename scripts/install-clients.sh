@@ -13,11 +13,14 @@ python_envs=(
     "py-redis5|redis==5.3.1"
     "py-redlockpy|redlock-py==1.0.8 redis==5.3.1"
     "py-ops|redis==8.1.0 prometheus-client==0.26.0 pyyaml==6.0.3"
+    "py-aioredlock|aioredlock==0.7.3 aioredis==1.3.1 redis==8.1.0"
 )
 # name | npm packages
 node_envs=(
     "node-redlock4|redlock@4.2.0 ioredis@4.31.0"
     "node-redlock5|redlock@5.0.0-beta.2 ioredis@6.0.0"
+    "node-sesame|@sesamecare-oss/redlock@1.4.0 ioredis@5.9.3"
+    "node-semaphore|redis-semaphore@5.8.0 ioredis@5.9.3"
 )
 
 python=${PYTHON:-python3}

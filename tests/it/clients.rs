@@ -24,7 +24,8 @@ pub(crate) fn client_env(name: &str) -> PathBuf {
 
 async fn harness() -> Harness {
     Harness::start_with(3, |c| {
-        c.redlock.lock_patterns = vec!["lock:*".into(), "redlock:*".into()];
+        // pottery's keys are redlock:NAME, redis-semaphore's mutex:NAME.
+        c.redlock.lock_patterns = vec!["lock:*".into(), "redlock:*".into(), "mutex:*".into()];
     })
     .await
 }
@@ -157,6 +158,30 @@ async fn node_redlock_5_with_ioredis_6() {
         out.contains("node-redlock 5.0.0-beta.2 + ioredis 6: ok"),
         "{out}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sesamecare_redlock_with_ioredis_5() {
+    let out = node("node-sesame", "sesame.js").await;
+    assert!(
+        out.contains("@sesamecare-oss/redlock 1.4.0 + ioredis 5: ok"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_semaphore_mutex_with_ioredis_5() {
+    let out = node("node-semaphore", "semaphore.js").await;
+    assert!(
+        out.contains("redis-semaphore 5.8.0 Mutex + ioredis 5: ok"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aioredlock_with_the_proxy_as_its_one_instance() {
+    let out = python("py-aioredlock", "aioredlock_check.py", &[]).await;
+    assert!(out.contains("aioredlock 0.7.3: ok"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,12 +4,28 @@
 //! sources; the texts themselves are learned from clients at run time.
 
 use super::{Convention, Kind, ScriptSpec, TtlMode, spec};
+use crate::config::{ScriptFailure as Failure, ScriptSuccess as Success};
 
 use Convention as C;
 use Kind as K;
 
 const REDISSON: &str = "Redisson RLock keeps reentrancy counters in a hash, wakes waiters with PUBLISH from inside its scripts and renews many locks in one script: none of this can be voted on across independent masters";
 const PUBSUB_LOCK: &str = "Spring Integration's PUB_SUB_LOCK publishes the unlock notification from the script, which every master would repeat; use the SPIN_LOCK type";
+
+const PYTHON_REDIS_LOCK_SIGNAL: &str = "python-redis-lock's release and reset delete the lock and push to a lock-signal:NAME list in one script, to wake BLPOP waiters: the list is data, which lives on the passthrough backend, not on the lock masters; running that part there after the masters' vote is not implemented yet";
+const PYTHON_REDIS_LOCK_RESET_ALL: &str = "python-redis-lock's reset_all deletes every key matching lock:* with KEYS on one server: across independent masters it would be a forced release of every lock";
+
+/// A spec whose token is ARGV[`token_arg`] (not the first argument).
+const fn with_token(mut s: ScriptSpec, token_arg: usize) -> ScriptSpec {
+    s.token_arg = token_arg;
+    s
+}
+
+/// A spec whose TTL argument is in seconds (`EXPIRE`).
+const fn in_seconds(mut s: ScriptSpec) -> ScriptSpec {
+    s.ttl_in_seconds = true;
+    s
+}
 
 /// Lock scripts of known client libraries, by SHA1.
 pub static KNOWN: &[(&str, ScriptSpec)] = &[
@@ -52,6 +68,18 @@ pub static KNOWN: &[(&str, ScriptSpec)] = &[
         spec(K::Release, C::Count, None, "ShedLock / redis.io release"),
     ),
     (
+        "1b77b94aa78451d55dfa97e18819bfbfc596cb5b",
+        with_token(
+            spec(
+                K::Acquire,
+                C::KeysZero,
+                Some(3),
+                "@sesamecare-oss/redlock 1.x acquire",
+            ),
+            2,
+        ),
+    ),
+    (
         "1cac51482acf5858da00f6d685d68f886cd6b6b2",
         spec(K::Extend, C::OneZero, Some(2), "redis-py reacquire"),
     ),
@@ -66,6 +94,15 @@ pub static KNOWN: &[(&str, ScriptSpec)] = &[
             C::OneNil,
             None,
             "Spring PUB_SUB_LOCK release fallback",
+        ),
+    ),
+    (
+        "241e4ca540a1cc4ec1f32d9eb9f879e607d7e6e5",
+        spec(
+            K::Release,
+            C::Declared(Success::OkOrPositive, Failure::Error),
+            None,
+            "aioredlock unset_lock",
         ),
     ),
     (
@@ -115,6 +152,15 @@ pub static KNOWN: &[(&str, ScriptSpec)] = &[
             C::OneZero,
             Some(2),
             "redis-py 2.10 LuaLock acquire",
+        ),
+    ),
+    (
+        "594683e49a64ebaf975caf5f8079a1d097c438f1",
+        spec(
+            K::Extend,
+            C::OneZero,
+            Some(2),
+            "redis-semaphore Mutex refresh",
         ),
     ),
     (
@@ -183,6 +229,10 @@ pub static KNOWN: &[(&str, ScriptSpec)] = &[
         ),
     ),
     (
+        "7157921a7cc7cfba979acf6d63f073151df17d12",
+        spec(K::Release, C::Count, None, "redis-semaphore Mutex release"),
+    ),
+    (
         "78d2ca48a6dc9ef6892059792a3a0c5237733d64",
         spec(K::Query, C::ValuePttl, None, "redlock-rb TTL"),
     ),
@@ -198,6 +248,18 @@ pub static KNOWN: &[(&str, ScriptSpec)] = &[
     (
         "80a1b5f2cfccec3b7119ba7721d2127682b691a7",
         spec(K::Acquire, C::OkNil, Some(3), "bsm/redislock obtain"),
+    ),
+    (
+        "820e9778d2b6733e9ed771e4be90ae73a95a6f3b",
+        with_token(
+            spec(
+                K::Extend,
+                C::KeysZero,
+                Some(3),
+                "@sesamecare-oss/redlock 1.x extend",
+            ),
+            2,
+        ),
     ),
     (
         "8426c8df41c64d8177dce3ecbbe9146ef3759cd2",
@@ -224,6 +286,15 @@ pub static KNOWN: &[(&str, ScriptSpec)] = &[
     (
         "8e4905cee18e7c3188d10f2b8b170e403baed34f",
         spec(K::Release, C::Count, None, "redlock-rb unlock"),
+    ),
+    (
+        "90da91872223f85eb1376a17e3c4df21ace8c54b",
+        spec(
+            K::Unsupported(PYTHON_REDIS_LOCK_SIGNAL),
+            C::ZeroOne,
+            None,
+            "python-redis-lock release",
+        ),
     ),
     (
         "9470c810040e272ee6c579d8d4331aaf6332a7b1",
@@ -277,6 +348,24 @@ pub static KNOWN: &[(&str, ScriptSpec)] = &[
         spec(K::Extend, C::KeysZero, Some(2), "node-redlock 5 extend"),
     ),
     (
+        "afbc8014508f92e446b56567e8ba600e811c1bd5",
+        spec(
+            K::Unsupported(PYTHON_REDIS_LOCK_SIGNAL),
+            C::Count,
+            None,
+            "python-redis-lock reset",
+        ),
+    ),
+    (
+        "b121d3548d693116c3851b63befe947e49f28c7c",
+        spec(
+            K::Unsupported(PYTHON_REDIS_LOCK_RESET_ALL),
+            C::Count,
+            None,
+            "python-redis-lock reset_all",
+        ),
+    ),
+    (
         "b2dedc0ab01c17f9f20e3e6ddb62dcb6afbed0bd",
         spec(
             K::Unsupported(PUBSUB_LOCK),
@@ -320,6 +409,15 @@ pub static KNOWN: &[(&str, ScriptSpec)] = &[
         spec(K::Release, C::Count, None, "redis-py release"),
     ),
     (
+        "c75a9bf1538efcdb1f383acc3e273c5089d57e58",
+        spec(
+            K::Acquire,
+            C::Declared(Success::Ok, Failure::Error),
+            Some(2),
+            "aioredlock set_lock",
+        ),
+    ),
+    (
         "cd1ae9bb543136ebc0a80a277cd59a7cec83b296",
         spec(K::Query, C::ValuePttl, None, "redlock-rb TTL"),
     ),
@@ -357,6 +455,18 @@ pub static KNOWN: &[(&str, ScriptSpec)] = &[
         spec(K::Release, C::Count, None, "rslock unlock"),
     ),
     (
+        "df51f6837dcfe303d334e6abea9aeae192bab216",
+        with_token(
+            spec(
+                K::Release,
+                C::Count,
+                None,
+                "@sesamecare-oss/redlock 1.x release",
+            ),
+            2,
+        ),
+    ),
+    (
         "e4612211c9f8f51c257e26e056b0a654b3187242",
         spec(K::Release, C::Count, None, "node-redlock 5 release"),
     ),
@@ -391,5 +501,14 @@ pub static KNOWN: &[(&str, ScriptSpec)] = &[
     (
         "fc03c85cef965af38f17fef05d68cc66c7d85c96",
         spec(K::Release, C::Count, None, "PyPI redlock release"),
+    ),
+    (
+        "fed16109024d968d9496e4140fe1355bac05ebff",
+        in_seconds(spec(
+            K::Extend,
+            C::ZeroOne,
+            Some(2),
+            "python-redis-lock extend",
+        )),
     ),
 ];

@@ -65,6 +65,9 @@ pub enum Convention {
     PttlOrNil,
     /// `[value or nil, pttl]` (redlock-rb).
     ValuePttl,
+    /// Integer 0 on success; 1 when not owned, 2 when it has no expiry
+    /// (python-redis-lock's extend).
+    ZeroOne,
     /// Scripts declared in the configuration: success as declared, and the
     /// reply a successful master gave when a quorum succeeded; otherwise the
     /// declared failure value, never a master's reply (a library that reads

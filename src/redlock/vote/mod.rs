@@ -90,6 +90,7 @@ pub fn success(conv: Convention, f: &BytesFrame, nkeys: usize) -> bool {
         Convention::Count | Convention::KeysZero => int(f) == Some(nkeys as i64),
         Convention::OneZero | Convention::OneNil | Convention::RedsyncRelease => int(f) == Some(1),
         Convention::OkNil | Convention::OkErr => is_ok(f),
+        Convention::ZeroOne => int(f) == Some(0),
         Convention::Declared(s, _) => match s {
             ScriptSuccess::OkOrPositive => is_ok(f) || int(f).is_some_and(|i| i >= 1),
             ScriptSuccess::Ok => is_ok(f),
@@ -186,6 +187,7 @@ pub fn success_reply(conv: Convention, answers: &[Answer], nkeys: usize) -> Repl
             .unwrap_or(Reply::OK),
         Convention::Count | Convention::KeysZero => Reply::Int(nkeys as i64),
         Convention::OkNil | Convention::OkErr => Reply::OK,
+        Convention::ZeroOne => Reply::Int(0),
         _ => Reply::Int(1),
     }
 }
@@ -200,6 +202,15 @@ pub fn failure_reply(conv: Convention, answers: &[Answer], q: usize) -> Reply {
         Convention::Declared(_, ScriptFailure::Zero) => Reply::Int(0),
         Convention::OkNil | Convention::OneNil | Convention::PttlOrNil => Reply::Nil,
         Convention::OkErr => Reply::bulk_static("ERR"),
+        Convention::ZeroOne => {
+            // 2 (no expiry) only when a quorum said so; otherwise not owned.
+            let no_expiry = answers
+                .iter()
+                .filter_map(known)
+                .filter(|f| int(f) == Some(2))
+                .count();
+            Reply::Int(if no_expiry >= q { 2 } else { 1 })
+        }
         Convention::RedsyncRelease => {
             let missing = answers
                 .iter()

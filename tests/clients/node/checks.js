@@ -7,7 +7,11 @@ const path = require("path");
 function load(envDir) {
   const req = (name) => require(path.join(envDir, "node_modules", name));
   const Redis = req("ioredis");
-  const Redlock = req("redlock");
+  // Environments of other lock libraries have no npm `redlock`.
+  let Redlock = null;
+  try {
+    Redlock = req("redlock");
+  } catch (e) {}
   const proxyPort = Number(process.env.PROXY_PORT);
   const masters = process.env.MASTER_PORTS.split(",").map(
     (p) => new Redis({ port: Number(p), host: "127.0.0.1", lazyConnect: false })
@@ -62,7 +66,7 @@ function load(envDir) {
     if (!cond) throw new Error(msg);
   }
 
-  return { Redis, Redlock, proxyPort, masters, holders, assertHeld, assertFree, pttls, waitPttls, close, check };
+  return { Redis, Redlock, req, proxyPort, masters, holders, assertHeld, assertFree, pttls, waitPttls, waitUntil, close, check };
 }
 
 module.exports = { load };
