@@ -14,6 +14,7 @@ python_envs=(
     "py-redlockpy|redlock-py==1.0.8 redis==5.3.1"
     "py-ops|redis==8.1.0 prometheus-client==0.26.0 pyyaml==6.0.3"
     "py-aioredlock|aioredlock==0.7.3 aioredis==1.3.1 redis==8.1.0"
+    "py-redis-lock|python-redis-lock==4.0.1 redis==8.1.0"
 )
 # name | npm packages
 node_envs=(

@@ -9,8 +9,8 @@ use bytes::Bytes;
 use super::set_args::{Expiry, SetArgs};
 use crate::errors;
 use crate::protocol::{ArgList, Reply, parse_i64};
-use crate::redlock::op::{LockOp, ScriptAction, ScriptCall, ScriptOp};
-use crate::redlock::scripts::{Kind, ScriptRegistry, ScriptSpec, TtlMode, sha1_hex};
+use crate::redlock::op::{DataPart, LockOp, ScriptAction, ScriptCall, ScriptOp};
+use crate::redlock::scripts::{Kind, ScriptRegistry, ScriptSpec, Split, TtlMode, sha1_hex};
 
 /// Limits on lock operations from the configuration.
 #[derive(Debug, Clone, Copy, Default)]
@@ -145,12 +145,29 @@ pub(super) fn parse_own<A: ArgList + ?Sized>(
     })())
 }
 
-/// Parses a request whose keys are all lock keys (`name` is the uppercased command).
+/// Whether a request that mixes lock and data keys is a call of a known split
+/// script (which `parse` splits; anything else mixing them is refused).
+pub(super) fn is_split_call<A: ArgList + ?Sized>(
+    name: &[u8],
+    args: &A,
+    scripts: &ScriptRegistry,
+) -> bool {
+    let sha = match name {
+        b"EVALSHA" | b"EVALSHA_RO" => args.arg(1).to_ascii_lowercase(),
+        b"EVAL" | b"EVAL_RO" => sha1_hex(args.arg(1)).into_bytes(),
+        _ => return false,
+    };
+    scripts.spec(&sha).is_some_and(|s| s.split.is_some())
+}
+
+/// Parses a request whose keys are all lock keys, or a call of a split script
+/// (`name` is the uppercased command).
 pub(super) fn parse<A: ArgList + ?Sized>(
     name: &[u8],
     args: &A,
     scripts: &ScriptRegistry,
     rules: &LockRules,
+    patterns: &super::LockPatterns,
 ) -> Result<LockOp, Reply> {
     let key = |i: usize| Bytes::copy_from_slice(args.arg(i));
     match name {
@@ -200,7 +217,7 @@ pub(super) fn parse<A: ArgList + ?Sized>(
             })
         }
         b"EVAL" | b"EVAL_RO" | b"EVALSHA" | b"EVALSHA_RO" => {
-            parse_script(name, args, scripts, rules)
+            parse_script(name, args, scripts, rules, patterns)
         }
         b"FCALL" | b"FCALL_RO" => Err(errors::err(
             "functions cannot run on lock keys: redlock-proxy runs only the known lock scripts there",
@@ -214,6 +231,7 @@ fn parse_script<A: ArgList + ?Sized>(
     args: &A,
     scripts: &ScriptRegistry,
     rules: &LockRules,
+    patterns: &super::LockPatterns,
 ) -> Result<LockOp, Reply> {
     check_arity(args, -3)?;
     let numkeys = parse_i64(args.arg(2)).ok_or_else(errors::not_integer)?;
@@ -252,11 +270,15 @@ fn parse_script<A: ArgList + ?Sized>(
     let Some(text) = text else {
         return Err(errors::noscript());
     };
-    let call = ScriptCall {
+    let mut call = ScriptCall {
         sha: Bytes::from(sha),
         text,
         keys: copy_range(args, 3, 3 + numkeys),
         argv: copy_range(args, 3 + numkeys, args.len()),
+    };
+    let data_part = match spec.split {
+        None => None,
+        Some(split) => split_call(&mut call, split, &spec, patterns)?,
     };
     let action = action(&spec, &call.argv);
     // Every way a TTL is set obeys the same policy.
@@ -269,6 +291,55 @@ fn parse_script<A: ArgList + ?Sized>(
         action,
         convention: spec.convention,
         call,
+        data_part,
+    }))
+}
+
+/// Splits a call of a script that touches a lock key and data keys: `call`
+/// becomes the lock part (the lock key alone), and the data part is returned
+/// as a request for the backend.
+fn split_call(
+    call: &mut ScriptCall,
+    split: Split,
+    spec: &ScriptSpec,
+    patterns: &super::LockPatterns,
+) -> Result<Option<DataPart>, Reply> {
+    let i = split.lock_key - 1;
+    let lock_key = call.keys.get(i).cloned();
+    let data_keys: Vec<Bytes> = (call.keys.iter().enumerate())
+        .filter(|(j, _)| *j != i)
+        .map(|(_, k)| k.clone())
+        .collect();
+    let Some(lock_key) = lock_key.filter(|k| patterns.is_lock_key(k)) else {
+        return Err(errors::err(format_args!(
+            "{} script: KEYS[{}] must be a lock key",
+            spec.origin, split.lock_key
+        )));
+    };
+    if data_keys.iter().any(|k| patterns.is_lock_key(k)) {
+        return Err(errors::err(format_args!(
+            "{} script: only KEYS[{}] may be a lock key (the others are data, kept on the passthrough backend)",
+            spec.origin, split.lock_key
+        )));
+    }
+    if let Some(text) = split.lock_part {
+        call.sha = Bytes::from(sha1_hex(text.as_bytes()));
+        call.text = Bytes::from_static(text.as_bytes());
+    }
+    call.keys = vec![lock_key];
+    Ok(split.data_part.map(|(text, when)| {
+        let numkeys = data_keys.len().to_string();
+        let mut request = bytes::BytesMut::new();
+        let parts = [b"EVAL".as_slice(), text.as_bytes(), numkeys.as_bytes()]
+            .into_iter()
+            .chain(data_keys.iter().map(|k| &k[..]))
+            .chain(call.argv.iter().map(|a| &a[..]));
+        let parts: Vec<&[u8]> = parts.collect();
+        crate::protocol::encode_command(&mut request, parts.into_iter());
+        DataPart {
+            request: request.freeze(),
+            when,
+        }
     }))
 }
 
@@ -318,7 +389,54 @@ mod tests {
     fn parse_strs(args: &[&str]) -> Result<LockOp, Reply> {
         let reg = ScriptRegistry::new(&[]);
         let name = args[0].to_ascii_uppercase();
-        parse(name.as_bytes(), args, &reg, &LockRules::default())
+        let patterns = crate::command::LockPatterns::new(&["lock:*"]);
+        parse(
+            name.as_bytes(),
+            args,
+            &reg,
+            &LockRules::default(),
+            &patterns,
+        )
+    }
+
+    /// python-redis-lock's release: the lock part (compare-and-delete on the
+    /// lock key alone) for the masters, the signal for the backend.
+    #[test]
+    fn a_split_script_becomes_its_lock_part_and_a_data_part() {
+        const UNLOCK: &str = "\n    if redis.call(\"get\", KEYS[1]) ~= ARGV[1] then\n        return 1\n    else\n        redis.call(\"del\", KEYS[2])\n        redis.call(\"lpush\", KEYS[2], 1)\n        redis.call(\"pexpire\", KEYS[2], ARGV[2])\n        redis.call(\"del\", KEYS[1])\n        return 0\n    end\n";
+        assert_eq!(
+            sha1_hex(UNLOCK.as_bytes()),
+            "90da91872223f85eb1376a17e3c4df21ace8c54b"
+        );
+        let op = parse_strs(&["EVAL", UNLOCK, "2", "lock:p", "lock-signal:p", "id", "1000"]);
+        let Ok(LockOp::Script(op)) = op else {
+            panic!("{op:?}")
+        };
+        assert_eq!(op.call.keys, [Bytes::from_static(b"lock:p")]);
+        assert_ne!(
+            &op.call.sha[..],
+            b"90da91872223f85eb1376a17e3c4df21ace8c54b"
+        );
+        assert!(
+            matches!(op.action, ScriptAction::Release { token: Some(ref t) } if &t[..] == b"id")
+        );
+        let data = op.data_part.expect("a data part");
+        let text = String::from_utf8_lossy(&data.request);
+        assert!(
+            text.contains("lock-signal:p") && text.contains("lpush") && !text.contains("lock:p\r")
+        );
+        assert!(data.runs_after(&Reply::Int(0)) && !data.runs_after(&Reply::Int(1)));
+        // The lock key must be where the script says, and the other key data.
+        let r = parse_strs(&["EVAL", UNLOCK, "2", "lock:p", "lock:q", "id", "1000"]);
+        assert!(
+            matches!(r, Err(Reply::Error(ref e)) if e.contains("only KEYS[1]")),
+            "{r:?}"
+        );
+        let r = parse_strs(&["EVAL", UNLOCK, "2", "data", "lock:p", "id", "1000"]);
+        assert!(
+            matches!(r, Err(Reply::Error(ref e)) if e.contains("must be a lock key")),
+            "{r:?}"
+        );
     }
 
     #[test]
@@ -407,6 +525,7 @@ mod tests {
             convention: Convention::OkNil,
             ttl_arg: Some(2),
             token_arg: 1,
+            split: None,
             ttl_in_seconds: false,
             ttl_mode: TtlMode::Set,
             origin: "test",
@@ -442,7 +561,8 @@ mod tests {
             require_ttl: true,
             max_ttl: Some(Duration::from_secs(60)),
         };
-        let parse_with = |args: &[&str]| parse(b"EVAL", args, &reg, &rules);
+        let patterns = crate::command::LockPatterns::new(&["lock:*"]);
+        let parse_with = |args: &[&str]| parse(b"EVAL", args, &reg, &rules, &patterns);
         let extend = r#"if redis.call("get",KEYS[1]) == ARGV[1] then return redis.call("pexpire",KEYS[1],ARGV[2]) else return 0 end"#;
         let r = parse_with(&["EVAL", extend, "1", "lock:a", "t", "1000000000"]).unwrap_err();
         assert!(

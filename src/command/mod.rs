@@ -243,13 +243,19 @@ impl Classifier {
                 return Command::Refuse(errors::lock_pattern(args.arg(arg - 1), args.arg(0)));
             }
             if lock > 0 {
-                if lock < total {
+                if lock < total && !lock::is_split_call(name, args, &self.scripts) {
                     return Command::Refuse(errors::mixed_keys(args.arg(0)));
                 }
                 if ctx.in_multi() {
                     return Command::Refuse(errors::lock_in_multi(args.arg(0)));
                 }
-                return match lock::parse(name, args, &self.scripts, &self.lock_rules) {
+                return match lock::parse(
+                    name,
+                    args,
+                    &self.scripts,
+                    &self.lock_rules,
+                    &self.patterns,
+                ) {
                     Ok(op) => Command::Lock(op),
                     Err(reply) => Command::Refuse(reply),
                 };

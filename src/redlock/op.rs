@@ -77,6 +77,30 @@ pub struct ScriptOp {
     pub convention: Convention,
     /// What this call does, resolved from the script's kind and arguments.
     pub action: ScriptAction,
+    /// For a split script: its data part, which the caller runs on the
+    /// passthrough backend after the vote (the engine never sees data keys).
+    pub data_part: Option<DataPart>,
+}
+
+/// The data part of a split script (`scripts::Split`): a request for the
+/// passthrough backend, and when to send it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataPart {
+    /// `EVAL <data part> <data keys> <argv>`, encoded.
+    pub request: Bytes,
+    /// When, given the lock part's reply.
+    pub when: crate::redlock::scripts::DataWhen,
+}
+
+impl DataPart {
+    /// Whether the data part runs after the lock part answered `reply`.
+    pub fn runs_after(&self, reply: &crate::protocol::Reply) -> bool {
+        use crate::redlock::scripts::DataWhen;
+        match self.when {
+            DataWhen::Always => true,
+            DataWhen::OnInt(n) => *reply == crate::protocol::Reply::Int(n),
+        }
+    }
 }
 
 /// `EVALSHA sha numkeys keys... argv...`, with the text for masters that lack it.

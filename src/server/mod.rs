@@ -55,6 +55,9 @@ pub struct Shared {
     pub(crate) backend: Endpoint,
     /// The shared backend connections, when multiplexing.
     pub(crate) multiplex: Option<multiplex::MultiplexPool>,
+    /// A backend connection for the proxy's own requests (the data parts of
+    /// split lock scripts), opened at first use.
+    pub(crate) side: multiplex::MultiplexPool,
     /// The passthrough backend's version, once known (reported by HELLO).
     pub(crate) backend_version: RwLock<String>,
     /// A random value that makes resynchronisation markers unguessable.
@@ -351,6 +354,7 @@ impl Shared {
         let auth = crate::auth::Authenticator::new(&config.server.requirepass, &config.users);
         let scripts = Arc::new(ScriptRegistry::new(&config.redlock.scripts));
         Shared {
+            side: multiplex::MultiplexPool::new(backend.clone()),
             backend,
             multiplex,
             auth,

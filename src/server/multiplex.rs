@@ -121,6 +121,29 @@ impl MultiplexPool {
     }
 }
 
+impl MultiplexPool {
+    /// Queues a request of the proxy's own, whose reply nobody reads.
+    pub(crate) fn send_unanswered(&self, proto: Proto, request: &[u8]) {
+        let conn = &self.conns[(proto == Proto::Resp3) as usize];
+        if !conn.started.swap(true, Ordering::AcqRel) {
+            let c = Arc::clone(conn);
+            tokio::spawn(c.run(self.backend.clone()));
+        }
+        let was_empty;
+        {
+            let Ok(mut inner) = conn.inner.lock() else {
+                return;
+            };
+            was_empty = inner.wbuf.is_empty();
+            inner.wbuf.extend_from_slice(request);
+            inner.waiters.push_back(Waiter::Swallow);
+        }
+        if was_empty {
+            conn.notify.notify_one();
+        }
+    }
+}
+
 impl SharedConnection {
     async fn run(self: Arc<Self>, backend: Endpoint) {
         let handshake = Handshake::new().proto(self.proto);

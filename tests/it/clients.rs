@@ -185,6 +185,12 @@ async fn aioredlock_with_the_proxy_as_its_one_instance() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_redis_lock_waiters_wake_at_release() {
+    let out = python("py-redis-lock", "python_redis_lock_check.py", &[]).await;
+    assert!(out.contains("python-redis-lock 4.0.1: ok"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rslock_with_the_proxy_as_its_single_node() {
     let h = harness().await;
     let rl = rslock::LockManager::new(vec![format!("redis://{}", h.addr)]);

@@ -3,7 +3,7 @@
 //! library's scripts do and how their replies read was taken from the library
 //! sources; the texts themselves are learned from clients at run time.
 
-use super::{Convention, Kind, ScriptSpec, TtlMode, spec};
+use super::{Convention, DataWhen, Kind, ScriptSpec, Split, TtlMode, spec};
 use crate::config::{ScriptFailure as Failure, ScriptSuccess as Success};
 
 use Convention as C;
@@ -12,7 +12,27 @@ use Kind as K;
 const REDISSON: &str = "Redisson RLock keeps reentrancy counters in a hash, wakes waiters with PUBLISH from inside its scripts and renews many locks in one script: none of this can be voted on across independent masters";
 const PUBSUB_LOCK: &str = "Spring Integration's PUB_SUB_LOCK publishes the unlock notification from the script, which every master would repeat; use the SPIN_LOCK type";
 
-const PYTHON_REDIS_LOCK_SIGNAL: &str = "python-redis-lock's release and reset delete the lock and push to a lock-signal:NAME list in one script, to wake BLPOP waiters: the list is data, which lives on the passthrough backend, not on the lock masters; running that part there after the masters' vote is not implemented yet";
+/// python-redis-lock's release, lock part: compare-and-delete, 0 when released.
+const PRL_UNLOCK_LOCK_PART: &str = "if redis.call('get', KEYS[1]) ~= ARGV[1] then return 1 else redis.call('del', KEYS[1]) return 0 end";
+/// python-redis-lock's reset, lock part: a forced release.
+const PRL_RESET_LOCK_PART: &str = "return redis.call('del', KEYS[1])";
+/// python-redis-lock's signal, the data part of its release and reset: wakes
+/// `BLPOP lock-signal:NAME` waiters on the backend.
+const PRL_SIGNAL: &str = "redis.call('del', KEYS[1]) redis.call('lpush', KEYS[1], 1) redis.call('pexpire', KEYS[1], ARGV[2]) return 0";
+
+/// A split spec: the lock key first, then the lock part and the data part.
+const fn split(
+    mut s: ScriptSpec,
+    lock_part: Option<&'static str>,
+    data_part: Option<(&'static str, DataWhen)>,
+) -> ScriptSpec {
+    s.split = Some(Split {
+        lock_key: 1,
+        lock_part,
+        data_part,
+    });
+    s
+}
 const PYTHON_REDIS_LOCK_RESET_ALL: &str = "python-redis-lock's reset_all deletes every key matching lock:* with KEYS on one server: across independent masters it would be a forced release of every lock";
 
 /// A spec whose token is ARGV[`token_arg`] (not the first argument).
@@ -289,11 +309,10 @@ pub static KNOWN: &[(&str, ScriptSpec)] = &[
     ),
     (
         "90da91872223f85eb1376a17e3c4df21ace8c54b",
-        spec(
-            K::Unsupported(PYTHON_REDIS_LOCK_SIGNAL),
-            C::ZeroOne,
-            None,
-            "python-redis-lock release",
+        split(
+            spec(K::Release, C::ZeroOne, None, "python-redis-lock release"),
+            Some(PRL_UNLOCK_LOCK_PART),
+            Some((PRL_SIGNAL, DataWhen::OnInt(0))),
         ),
     ),
     (
@@ -349,11 +368,13 @@ pub static KNOWN: &[(&str, ScriptSpec)] = &[
     ),
     (
         "afbc8014508f92e446b56567e8ba600e811c1bd5",
-        spec(
-            K::Unsupported(PYTHON_REDIS_LOCK_SIGNAL),
-            C::Count,
-            None,
-            "python-redis-lock reset",
+        split(
+            with_token(
+                spec(K::Release, C::Count, None, "python-redis-lock reset"),
+                0,
+            ),
+            Some(PRL_RESET_LOCK_PART),
+            Some((PRL_SIGNAL, DataWhen::Always)),
         ),
     ),
     (
@@ -504,11 +525,15 @@ pub static KNOWN: &[(&str, ScriptSpec)] = &[
     ),
     (
         "fed16109024d968d9496e4140fe1355bac05ebff",
-        in_seconds(spec(
-            K::Extend,
-            C::ZeroOne,
-            Some(2),
-            "python-redis-lock extend",
-        )),
+        split(
+            in_seconds(spec(
+                K::Extend,
+                C::ZeroOne,
+                Some(2),
+                "python-redis-lock extend",
+            )),
+            None,
+            None,
+        ),
     ),
 ];

@@ -92,6 +92,31 @@ pub struct ScriptSpec {
     pub ttl_mode: TtlMode,
     /// Library and purpose, for messages.
     pub origin: &'static str,
+    /// For a script that also touches data keys: how it is split.
+    pub split: Option<Split>,
+}
+
+/// A known script that touches a lock key and data keys (python-redis-lock's
+/// signal list): its lock part runs as a quorum operation on the masters, its
+/// data part on the passthrough backend after the vote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Split {
+    /// The KEYS index (1-based) of the lock key; every other key is a data key.
+    pub lock_key: usize,
+    /// The lock part, run with the lock key and all of ARGV (`None`: the
+    /// script itself, which uses no other key).
+    pub lock_part: Option<&'static str>,
+    /// The data part, run with the data keys and all of ARGV, and when.
+    pub data_part: Option<(&'static str, DataWhen)>,
+}
+
+/// When a split script's data part runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataWhen {
+    /// After the vote, whatever it decided (a forced release).
+    Always,
+    /// When the lock part's reply is this integer (success).
+    OnInt(i64),
 }
 
 /// How an extend script's TTL argument applies to the lock.
@@ -121,6 +146,7 @@ const fn spec(
         ttl_in_seconds: false,
         ttl_mode: TtlMode::Set,
         origin,
+        split: None,
     }
 }
 

@@ -289,10 +289,21 @@ impl State {
     }
 
     /// Runs a lock operation whose reply goes to slot `seq` (none: silenced).
-    pub(super) fn run_lock(&mut self, op: LockOp, seq: Option<u64>, proto: Proto) {
+    pub(super) fn run_lock(&mut self, mut op: LockOp, seq: Option<u64>, proto: Proto) {
         let engine = Arc::clone(&self.live.engine);
+        // A split script's data part goes to the backend after the vote.
+        let data_part = match &mut op {
+            LockOp::Script(s) => s.data_part.take(),
+            _ => None,
+        };
+        let shared = data_part.as_ref().map(|_| Arc::clone(&self.shared));
         self.ops.push(Box::pin(async move {
             let outcome = engine.run(op).await;
+            if let (Some(d), Some(shared)) = (data_part, shared) {
+                if d.runs_after(&outcome.reply) {
+                    shared.side.send_unanswered(Proto::Resp2, &d.request);
+                }
+            }
             (seq, proto, outcome)
         }));
     }

@@ -1,0 +1,59 @@
+"""PyPI `python-redis-lock` 4.0.1, the proxy as its server. Its release and
+reset scripts delete the lock and push to a `lock-signal:NAME` list that wakes
+`BLPOP` waiters: the proxy runs the lock part on the masters and the list part
+on the backend after the vote."""
+
+import threading
+
+import redis
+import redis_lock
+
+from checks import BACKEND, MASTERS, PROXY_HOST, PROXY_PORT, assert_free, assert_held, check, done, wait_pttls, wait_until
+
+
+def client():
+    return redis.Redis(host=PROXY_HOST, port=PROXY_PORT, protocol=2)
+
+
+holder = redis_lock.Lock(client(), "prl", expire=None)
+check(holder.acquire(blocking=False), "acquired")
+assert_held("lock:prl", holder.id)
+
+# A waiter with no expiry and no timeout blocks in BLPOP lock-signal:prl on the
+# backend until it is signalled: it finishes only if the release wakes it.
+waiter = redis_lock.Lock(client(), "prl", expire=None)
+result = {}
+thread = threading.Thread(target=lambda: result.setdefault("ok", waiter.acquire(blocking=True)))
+thread.start()
+wait_until(
+    lambda: any(c.get("cmd") == "blpop" for c in BACKEND.client_list()),
+    "the waiter blocked on the backend",
+)
+
+# Not the owner: NotAcquired, and the lock stays.
+try:
+    redis_lock.Lock(client(), "prl", id="someone-else").release()
+    raise AssertionError("released someone else's lock")
+except redis_lock.NotAcquired:
+    pass
+assert_held("lock:prl", holder.id)
+
+holder.release()
+thread.join(30)
+check(not thread.is_alive() and result.get("ok"), "the waiter woke at the release and acquired")
+assert_held("lock:prl", waiter.id)
+check(all(m.get("lock-signal:prl") is None for m in MASTERS), "signal list on a master")
+waiter.release()
+assert_free("lock:prl")
+
+# Extend: the lock key only (the signal key it passes is left alone).
+timed = redis_lock.Lock(client(), "prl2", expire=10)
+check(timed.acquire(blocking=False), "acquired with expiry")
+timed.extend(expire=60)
+wait_pttls("lock:prl2", lambda p: p > 50_000, "extended pttl")
+
+# Reset: a forced release, which signals too.
+timed.reset()
+assert_free("lock:prl2")
+check(BACKEND.exists("lock-signal:prl2") == 1, "reset signalled on the backend")
+done("python-redis-lock 4.0.1")
