@@ -255,6 +255,9 @@ fn parse_script<A: ArgList + ?Sized>(
         (sha.into_bytes(), Some(Bytes::copy_from_slice(text)))
     };
     let Some(spec) = scripts.spec(&sha) else {
+        if let Some(why) = text.as_deref().and_then(unsupported_by_text) {
+            return Err(errors::err(why));
+        }
         let sha = String::from_utf8_lossy(&sha).into_owned();
         return Err(errors::err(format_args!(
             "unknown script {sha} on a lock key: redlock-proxy runs only known lock scripts on lock keys; if it is a lock script, declare it in the configuration: [[redlock.scripts]] sha1 = \"{sha}\" kind = \"acquire\" (or release, extend, query), and as the library needs: token_arg (ARGV index of the token, default 1), ttl_arg (of the TTL in ms, default 2), success (ok_or_positive, ok, one, positive, any: the replies that mean success), failure (error, nil, zero: what the library reads as failure)"
@@ -293,6 +296,15 @@ fn parse_script<A: ArgList + ?Sized>(
         call,
         data_part,
     }))
+}
+
+/// Lock scripts recognised by their text that cannot run across independent
+/// masters (their SHA1 varies with the library's version and settings).
+fn unsupported_by_text(text: &[u8]) -> Option<&'static str> {
+    let has = |s: &str| memchr::memmem::find(text, s.as_bytes()).is_some();
+    (has("__write__") && has("ZADD")).then_some(
+        "Symfony Lock's RedisStore script cannot run through redlock-proxy: it keeps read and write locks as a sorted set of holders per key (shared locks, promotion), which the proxy cannot vote on as one token per key; use Symfony's CombinedStore with ConsensusStrategy over the masters directly, or a lock library the proxy knows",
+    )
 }
 
 /// Splits a call of a script that touches a lock key and data keys: `call`
@@ -397,6 +409,16 @@ mod tests {
             &LockRules::default(),
             &patterns,
         )
+    }
+
+    #[test]
+    fn symfony_lock_scripts_are_refused_by_name() {
+        let save = "local key = KEYS[1] redis.call(\"ZADD\", key, now + ttl, uniqueToken) redis.call(\"ZADD\", key, now + ttl, \"__write__\") return true";
+        let r = parse_strs(&["EVAL", save, "1", "lock:s", "0", "tok", "1000"]);
+        assert!(
+            matches!(r, Err(Reply::Error(ref e)) if e.starts_with("ERR Symfony Lock")),
+            "{r:?}"
+        );
     }
 
     /// python-redis-lock's release: the lock part (compare-and-delete on the
