@@ -7,7 +7,9 @@
 
 mod duration;
 mod redis_url;
+mod scripts;
 mod sources;
+mod tls;
 
 use std::fmt;
 use std::path::Path;
@@ -16,7 +18,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use redis_url::RedisUrl;
+pub use scripts::{ScriptConfig, ScriptFailure, ScriptKind, ScriptSha, ScriptSuccess};
 pub use sources::{ENV_PREFIX, Flags, env_names};
+pub use tls::TlsConfig;
 
 pub use crate::auth::{Secret, User};
 pub use crate::tls::ClientAuth;
@@ -46,109 +50,10 @@ pub struct Config {
     pub tls: TlsConfig,
 }
 
-/// `[tls]`, with Redis's own option names.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TlsConfig {
-    /// Address of the TLS listener ("" for none).
-    pub listen: String,
-    /// The listener's certificate chain (PEM).
-    pub cert_file: String,
-    /// The listener's private key (PEM: PKCS#8, RSA or EC).
-    pub key_file: String,
-    /// The CA that verifies client certificates and the certificates of
-    /// `rediss://` masters and backend (without it: the system's roots).
-    pub ca_cert_file: String,
-    /// Whether TLS clients must present a certificate signed by the CA.
-    pub auth_clients: ClientAuth,
-    /// The certificate the proxy presents to `rediss://` servers that require one.
-    pub client_cert_file: String,
-    /// Its private key.
-    pub client_key_file: String,
-    /// Check that a `rediss://` server's certificate names the URL's host.
-    pub verify_hostname: bool,
-    /// How long a client's TLS handshake may take.
-    #[serde(with = "duration")]
-    pub handshake_timeout: Duration,
-}
-
-impl Default for TlsConfig {
-    fn default() -> Self {
-        TlsConfig {
-            listen: String::new(),
-            cert_file: String::new(),
-            key_file: String::new(),
-            ca_cert_file: String::new(),
-            auth_clients: ClientAuth::No,
-            client_cert_file: String::new(),
-            client_key_file: String::new(),
-            verify_hostname: true,
-            handshake_timeout: Duration::from_secs(5),
-        }
-    }
-}
-
-fn path(s: &str) -> Option<&Path> {
-    (!s.is_empty()).then(|| Path::new(s))
-}
-
 impl Config {
     /// Whether any master or the backend is a `rediss://` URL.
     pub fn upstream_tls(&self) -> bool {
         self.passthrough.url.tls || self.redlock.masters.iter().any(|m| m.tls)
-    }
-}
-
-impl TlsConfig {
-    /// The listener's rustls configuration, when there is a TLS listener.
-    pub fn server(&self) -> Result<Option<rustls::ServerConfig>, (&'static str, String)> {
-        if self.listen.is_empty() {
-            return Ok(None);
-        }
-        let (Some(cert), Some(key)) = (path(&self.cert_file), path(&self.key_file)) else {
-            let missing = if self.cert_file.is_empty() {
-                "tls.cert_file"
-            } else {
-                "tls.key_file"
-            };
-            return Err((missing, "tls.listen needs a certificate and its key".into()));
-        };
-        crate::tls::server_config(cert, key, path(&self.ca_cert_file), self.auth_clients)
-            .map(Some)
-            .map_err(|(part, e)| (self.option(part), e))
-    }
-
-    /// The rustls configuration of `rediss://` connections.
-    pub fn client(&self) -> Result<rustls::ClientConfig, (&'static str, String)> {
-        let identity = match (path(&self.client_cert_file), path(&self.client_key_file)) {
-            (Some(c), Some(k)) => Some((c, k)),
-            (None, None) => None,
-            (Some(_), None) => {
-                return Err((
-                    "tls.client_key_file",
-                    "tls.client_cert_file needs its key".into(),
-                ));
-            }
-            (None, Some(_)) => {
-                return Err((
-                    "tls.client_cert_file",
-                    "tls.client_key_file needs its certificate".into(),
-                ));
-            }
-        };
-        crate::tls::client_config(path(&self.ca_cert_file), identity, self.verify_hostname)
-            .map_err(|(part, e)| (self.option(part), e))
-    }
-
-    fn option(&self, part: crate::tls::Part) -> &'static str {
-        use crate::tls::Part;
-        match part {
-            Part::Cert => "tls.cert_file",
-            Part::Key => "tls.key_file",
-            Part::Ca => "tls.ca_cert_file",
-            Part::ClientCert => "tls.client_cert_file",
-            Part::ClientKey => "tls.client_key_file",
-        }
     }
 }
 
@@ -368,104 +273,6 @@ impl Default for RedlockConfig {
             quarantine_on_start: false,
             scripts: Vec::new(),
         }
-    }
-}
-
-/// A `[[redlock.scripts]]` entry: declares what a script the proxy does not
-/// know does, so it can run it on the masters.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ScriptConfig {
-    /// SHA1 of the script text.
-    pub sha1: ScriptSha,
-    /// What the script does.
-    pub kind: ScriptKind,
-    /// For `acquire` and `extend`: which ARGV (1-based) holds the TTL in ms
-    /// (default 2).
-    #[serde(default)]
-    pub ttl_arg: Option<std::num::NonZeroUsize>,
-    /// Which ARGV (1-based) holds the owner's token (default 1): the proxy
-    /// releases with it what an acquisition did not get a quorum for.
-    #[serde(default)]
-    pub token_arg: Option<std::num::NonZeroUsize>,
-    /// Which of a master's replies mean the script succeeded there (default
-    /// `ok_or_positive`).
-    #[serde(default)]
-    pub success: Option<ScriptSuccess>,
-    /// What the client gets when a quorum did not succeed: the value the
-    /// library reads as failure. Default: an error for acquisitions and
-    /// extensions (every library reads it as failure), the count of keys a
-    /// quorum released (0) for releases.
-    #[serde(default)]
-    pub failure: Option<ScriptFailure>,
-}
-
-/// Which replies of a declared script mean success on a master.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ScriptSuccess {
-    /// The status `OK`, or an integer of 1 or more.
-    #[default]
-    OkOrPositive,
-    /// The status `OK`.
-    Ok,
-    /// The integer 1.
-    One,
-    /// An integer of 1 or more.
-    Positive,
-    /// Any reply but an error (libraries whose scripts fail with an error
-    /// reply, such as `redis.error_reply('ERROR')`).
-    Any,
-}
-
-/// What a declared script answers when a quorum did not succeed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ScriptFailure {
-    /// An error reply: every library reads it as failure.
-    #[default]
-    Error,
-    /// Nil.
-    Nil,
-    /// The integer 0.
-    Zero,
-}
-
-/// What a declared script does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ScriptKind {
-    /// Takes the lock.
-    Acquire,
-    /// Compare-and-delete.
-    Release,
-    /// Compare-and-pexpire.
-    Extend,
-    /// Reads the lock.
-    Query,
-}
-
-/// A script's SHA1: 40 hex digits, kept lowercase (the form `EVALSHA` ids take
-/// once the proxy has normalised them).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
-#[serde(try_from = "String")]
-pub struct ScriptSha(String);
-
-impl ScriptSha {
-    /// The SHA1 as 40 lowercase hex digits.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for ScriptSha {
-    type Error = String;
-
-    fn try_from(s: String) -> Result<Self, String> {
-        if s.len() != 40 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(format!("sha1 {s:?} is not 40 hex digits"));
-        }
-        Ok(ScriptSha(s.to_ascii_lowercase()))
     }
 }
 

@@ -92,17 +92,7 @@ impl MultiplexPool {
         reply_to: (Arc<Mailbox>, Option<u64>),
         preload: Option<(&Bytes, &Bytes)>,
     ) {
-        let conn = &self.conns[(proto == Proto::Resp3) as usize];
-        if !conn.started.swap(true, Ordering::AcqRel) {
-            let c = Arc::clone(conn);
-            tokio::spawn(c.run(self.backend.clone()));
-        }
-        let was_empty;
-        {
-            let Ok(mut inner) = conn.inner.lock() else {
-                return;
-            };
-            was_empty = inner.wbuf.is_empty();
+        self.enqueue(proto, |inner| {
             if let Some((sha, text)) = preload {
                 if !inner.loaded.contains(sha) {
                     encode_command(&mut inner.wbuf, [&b"SCRIPT"[..], b"LOAD", text].into_iter());
@@ -114,16 +104,20 @@ impl MultiplexPool {
             inner
                 .waiters
                 .push_back(Waiter::Reply(reply_to.0, reply_to.1));
-        }
-        if was_empty {
-            conn.notify.notify_one();
-        }
+        });
     }
-}
 
-impl MultiplexPool {
     /// Queues a request of the proxy's own, whose reply nobody reads.
     pub(crate) fn send_unanswered(&self, proto: Proto, request: &[u8]) {
+        self.enqueue(proto, |inner| {
+            inner.wbuf.extend_from_slice(request);
+            inner.waiters.push_back(Waiter::Swallow);
+        });
+    }
+
+    /// Adds to the connection of protocol `proto` under its lock (starting its
+    /// task at first use), and wakes the task when it had nothing to write.
+    fn enqueue(&self, proto: Proto, add: impl FnOnce(&mut Inner)) {
         let conn = &self.conns[(proto == Proto::Resp3) as usize];
         if !conn.started.swap(true, Ordering::AcqRel) {
             let c = Arc::clone(conn);
@@ -135,8 +129,7 @@ impl MultiplexPool {
                 return;
             };
             was_empty = inner.wbuf.is_empty();
-            inner.wbuf.extend_from_slice(request);
-            inner.waiters.push_back(Waiter::Swallow);
+            add(&mut inner);
         }
         if was_empty {
             conn.notify.notify_one();
