@@ -107,11 +107,14 @@ impl MultiplexPool {
         });
     }
 
-    /// Queues a request of the proxy's own, whose reply nobody reads.
-    pub(crate) fn send_unanswered(&self, proto: Proto, request: &[u8]) {
+    /// Queues `n` requests of the proxy's own, encoded back to back in
+    /// `requests`, whose replies nobody reads (together: nothing comes between).
+    pub(crate) fn send_unanswered(&self, proto: Proto, requests: &[u8], n: usize) {
         self.enqueue(proto, |inner| {
-            inner.wbuf.extend_from_slice(request);
-            inner.waiters.push_back(Waiter::Swallow);
+            inner.wbuf.extend_from_slice(requests);
+            inner
+                .waiters
+                .extend(std::iter::repeat_with(|| Waiter::Swallow).take(n));
         });
     }
 

@@ -21,7 +21,8 @@
 //! - **Bounded.** The task always drains its channel; operations waiting to be
 //!   written are limited to [`MAX_QUEUED`] (past it they fail at once), written
 //!   ones waiting for a reply to 10,000 (a stalled master's socket buffers could
-//!   take ten times as many), and owed releases to [`owed::MAX_OWED`].
+//!   take ten times as many), and owed releases to [`owed::MAX_OWED`] — those
+//!   owed and, as many again, those on their way to the task.
 
 mod connection;
 pub mod identity;
@@ -286,6 +287,12 @@ pub struct Master {
     cad: Arc<Preload>,
     tx: mpsc::UnboundedSender<Message>,
     queued: AtomicUsize,
+    /// Owed releases sent to the task and not yet taken in: bounded like the
+    /// owed set itself, so clients that make debts faster than the task takes
+    /// them in cannot grow the channel without end.
+    owing: AtomicUsize,
+    /// Debts shed because that many were already on their way.
+    owing_shed: AtomicU64,
     state: AtomicU8,
     guard: Arc<Guard>,
     guard_state: std::sync::Mutex<GuardState>,
@@ -314,6 +321,8 @@ impl Master {
             cad,
             tx,
             queued: AtomicUsize::new(0),
+            owing: AtomicUsize::new(0),
+            owing_shed: AtomicU64::new(0),
             state: AtomicU8::new(MasterState::Connecting as u8),
             guard,
             guard_state: std::sync::Mutex::default(),
@@ -378,7 +387,14 @@ impl Master {
     /// Owes the release of `lock` to this master: sent after everything already
     /// queued, and retried until confirmed or moot.
     pub(crate) fn owe(&self, lock: Arc<LockRef>) {
-        let _ = self.tx.send(Message::Owe(lock));
+        if self.owing.fetch_add(1, Ordering::Relaxed) >= owed::MAX_OWED {
+            self.owing.fetch_sub(1, Ordering::Relaxed);
+            self.owing_shed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if self.tx.send(Message::Owe(lock)).is_err() {
+            self.owing.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     /// Owes a release from within the task (a release that failed or was never
@@ -410,6 +426,7 @@ impl Master {
                 backlog.ops.push_back((backlog.received, req));
             }
             Message::Owe(lock) => {
+                self.owing.fetch_sub(1, Ordering::Relaxed);
                 let now = Instant::now();
                 for d in lock.debts(&self.cad.sha) {
                     backlog.owed.owe(d, backlog.received, now);
@@ -565,9 +582,10 @@ impl Master {
         self.stats
             .owed
             .store(backlog.owed.len() as u64, Ordering::Relaxed);
+        let early = self.owing_shed.load(Ordering::Relaxed);
         self.stats
             .owed_shed
-            .store(backlog.owed.shed(), Ordering::Relaxed);
+            .store(backlog.owed.shed() + early, Ordering::Relaxed);
     }
 }
 

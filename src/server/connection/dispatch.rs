@@ -297,11 +297,13 @@ impl State {
             _ => None,
         };
         let shared = data_part.as_ref().map(|_| Arc::clone(&self.shared));
+        // In the client's database (the proxy's own connection is in the default one).
+        let (db, default_db) = (self.session.db, self.settings.default_db);
         self.ops.push(Box::pin(async move {
             let outcome = engine.run(op).await;
             if let (Some(d), Some(shared)) = (data_part, shared) {
                 if d.runs_after(&outcome.reply) {
-                    shared.side.send_unanswered(Proto::Resp2, &d.request);
+                    send_data_part(&shared, &d.request, db, default_db);
                 }
             }
             (seq, proto, outcome)
@@ -383,4 +385,20 @@ impl State {
             }
         }
     }
+}
+
+/// Sends a split script's data part on the proxy's own backend connection, in
+/// database `db` (switching there and back around it when it is not the
+/// connection's `default_db`).
+fn send_data_part(shared: &crate::server::Shared, request: &[u8], db: u32, default_db: u32) {
+    if db == default_db {
+        shared.side.send_unanswered(Proto::Resp2, request, 1);
+        return;
+    }
+    let mut all = BytesMut::with_capacity(request.len() + 64);
+    let (to, back) = (db.to_string(), default_db.to_string());
+    encode_command(&mut all, [&b"SELECT"[..], to.as_bytes()].into_iter());
+    all.extend_from_slice(request);
+    encode_command(&mut all, [&b"SELECT"[..], back.as_bytes()].into_iter());
+    shared.side.send_unanswered(Proto::Resp2, &all, 3);
 }

@@ -11,8 +11,31 @@ import redis_lock
 from checks import BACKEND, MASTERS, PROXY_HOST, PROXY_PORT, assert_free, assert_held, check, done, wait_pttls, wait_until
 
 
-def client():
-    return redis.Redis(host=PROXY_HOST, port=PROXY_PORT, protocol=2)
+def client(db=0):
+    return redis.Redis(host=PROXY_HOST, port=PROXY_PORT, protocol=2, db=db)
+
+
+def released_wakes_a_waiter(name, db):
+    """A waiter with no expiry and no timeout blocks in BLPOP lock-signal:NAME
+    on the backend until it is signalled: it finishes only if the release
+    wakes it (in the clients' database)."""
+    holder = redis_lock.Lock(client(db), name, expire=None)
+    check(holder.acquire(blocking=False), "acquired")
+    assert_held(f"lock:{name}", holder.id)
+    waiter = redis_lock.Lock(client(db), name, expire=None)
+    result = {}
+    thread = threading.Thread(target=lambda: result.setdefault("ok", waiter.acquire(blocking=True)), daemon=True)
+    thread.start()
+    wait_until(
+        lambda: any(c.get("cmd") == "blpop" and c.get("db") == str(db) for c in BACKEND.client_list()),
+        "the waiter blocked on the backend",
+    )
+    holder.release()
+    thread.join(30)
+    check(not thread.is_alive() and result.get("ok"), f"the waiter in db {db} woke at the release")
+    assert_held(f"lock:{name}", waiter.id)
+    waiter.release()
+    assert_free(f"lock:{name}")
 
 
 holder = redis_lock.Lock(client(), "prl", expire=None)
@@ -23,7 +46,7 @@ assert_held("lock:prl", holder.id)
 # backend until it is signalled: it finishes only if the release wakes it.
 waiter = redis_lock.Lock(client(), "prl", expire=None)
 result = {}
-thread = threading.Thread(target=lambda: result.setdefault("ok", waiter.acquire(blocking=True)))
+thread = threading.Thread(target=lambda: result.setdefault("ok", waiter.acquire(blocking=True)), daemon=True)
 thread.start()
 wait_until(
     lambda: any(c.get("cmd") == "blpop" for c in BACKEND.client_list()),
@@ -45,6 +68,9 @@ assert_held("lock:prl", waiter.id)
 check(all(m.get("lock-signal:prl") is None for m in MASTERS), "signal list on a master")
 waiter.release()
 assert_free("lock:prl")
+
+# The same for clients in another database: the signal goes to theirs.
+released_wakes_a_waiter("prl-db2", 2)
 
 # Extend: the lock key only (the signal key it passes is left alone).
 timed = redis_lock.Lock(client(), "prl2", expire=10)
