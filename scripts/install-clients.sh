@@ -22,6 +22,7 @@ node_envs=(
     "node-redlock5|redlock@5.0.0-beta.2 ioredis@6.0.0"
     "node-sesame|@sesamecare-oss/redlock@1.4.0 ioredis@5.9.3"
     "node-semaphore|redis-semaphore@5.8.0 ioredis@5.9.3"
+    "node-universal|redlock-universal@0.8.5 ioredis@5.9.3"
 )
 
 python=${PYTHON:-python3}

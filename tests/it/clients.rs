@@ -179,6 +179,15 @@ async fn redis_semaphore_mutex_with_ioredis_5() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redlock_universal_simple_lock_with_ioredis_5() {
+    let out = node("node-universal", "universal.js").await;
+    assert!(
+        out.contains("redlock-universal 0.8.5 + ioredis 5: ok"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aioredlock_with_the_proxy_as_its_one_instance() {
     let out = python("py-aioredlock", "aioredlock_check.py", &[]).await;
     assert!(out.contains("aioredlock 0.7.3: ok"), "{out}");
