@@ -367,12 +367,7 @@ async fn sighup_changes_the_lock_patterns_while_clients_stay_connected() {
             .await,
         "+OK\r\n"
     );
-    poll(|| {
-        masters
-            .iter()
-            .all(|m| m.get("mutex:b").as_deref() == Some("t"))
-    })
-    .await;
+    poll(|| holders_on(&masters, "mutex:b", "t") == masters.len()).await;
     assert_eq!(backend.get("mutex:b"), None);
 
     // A broken file keeps the running configuration.
@@ -385,12 +380,7 @@ async fn sighup_changes_the_lock_patterns_while_clients_stay_connected() {
             .await,
         "+OK\r\n"
     );
-    poll(|| {
-        masters
-            .iter()
-            .all(|m| m.get("mutex:c").as_deref() == Some("t"))
-    })
-    .await;
+    poll(|| holders_on(&masters, "mutex:c", "t") == masters.len()).await;
     assert_eq!(c.cmd_str(&["PING"]).await, "+PONG\r\n");
     signal(child.id(), libc::SIGTERM);
     assert!(wait_exit(&mut child, Duration::from_secs(10)).success());

@@ -431,6 +431,17 @@ pub async fn spawn_proxy(
     std::sync::Arc<redlock_proxy::server::Shared>,
     tokio::task::JoinHandle<()>,
 ) {
+    let mut config = test_config(masters, backend);
+    tweak(&mut config);
+    let proxy = Proxy::bind(config).await.expect("bind proxy");
+    let addr = proxy.local_addr().unwrap();
+    let shared = proxy.shared();
+    let task = tokio::spawn(proxy.run(shutdown.clone()));
+    (addr, shared, task)
+}
+
+/// A configuration on a free port with these masters and this backend.
+fn test_config(masters: &[RedisServer], backend: &RedisServer) -> Config {
     let mut config = Config::default();
     config.server.listen = "127.0.0.1:0".into();
     config.passthrough.url = RedisUrl::parse(&backend.url()).unwrap();
@@ -438,12 +449,7 @@ pub async fn spawn_proxy(
         .iter()
         .map(|m| RedisUrl::parse(&m.url()).unwrap())
         .collect();
-    tweak(&mut config);
-    let proxy = Proxy::bind(config).await.expect("bind proxy");
-    let addr = proxy.local_addr().unwrap();
-    let shared = proxy.shared();
-    let task = tokio::spawn(proxy.run(shutdown.clone()));
-    (addr, shared, task)
+    config
 }
 
 /// [`spawn_proxy`], also returning the TLS listener's address.
@@ -457,13 +463,7 @@ pub async fn spawn_proxy_tls(
     Option<SocketAddr>,
     std::sync::Arc<redlock_proxy::server::Shared>,
 ) {
-    let mut config = Config::default();
-    config.server.listen = "127.0.0.1:0".into();
-    config.passthrough.url = RedisUrl::parse(&backend.url()).unwrap();
-    config.redlock.masters = masters
-        .iter()
-        .map(|m| RedisUrl::parse(&m.url()).unwrap())
-        .collect();
+    let mut config = test_config(masters, backend);
     tweak(&mut config);
     let proxy = Proxy::bind(config).await.expect("bind proxy");
     let addr = proxy.local_addr().unwrap();
