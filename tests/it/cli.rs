@@ -565,44 +565,20 @@ fn tls_configuration_errors_name_the_option() {
         &mut with(&[s("--tls-cert-file"), cert.clone()]),
         "tls.key_file",
     );
-    // A missing file, a garbage certificate, a file without a key.
-    assert_config_error(
-        &mut with(&[
-            s("--tls-cert-file"),
-            s("/nonexistent.pem"),
-            s("--tls-key-file"),
-            key.clone(),
-        ]),
-        "tls.cert_file",
-    );
-    assert_config_error(
-        &mut with(&[
-            s("--tls-cert-file"),
-            p(&garbage),
-            s("--tls-key-file"),
-            key.clone(),
-        ]),
-        "tls.cert_file",
-    );
-    assert_config_error(
-        &mut with(&[
-            s("--tls-cert-file"),
-            cert.clone(),
-            s("--tls-key-file"),
-            p(&text),
-        ]),
-        "tls.key_file",
-    );
-    // A key that is not the certificate's.
-    assert_config_error(
-        &mut with(&[
-            s("--tls-cert-file"),
-            cert.clone(),
-            s("--tls-key-file"),
-            p(&pki.client_key),
-        ]),
-        "tls.key_file",
-    );
+    // A missing file, a garbage certificate, a file without a key, a key that
+    // is not the certificate's: (certificate, key, the option at fault).
+    let bad_pairs = [
+        (s("/nonexistent.pem"), key.clone(), "tls.cert_file"),
+        (p(&garbage), key.clone(), "tls.cert_file"),
+        (cert.clone(), p(&text), "tls.key_file"),
+        (cert.clone(), p(&pki.client_key), "tls.key_file"),
+    ];
+    for (c, k, option) in bad_pairs {
+        assert_config_error(
+            &mut with(&[s("--tls-cert-file"), c, s("--tls-key-file"), k]),
+            option,
+        );
+    }
     // Client authentication without a CA; a client certificate without its key.
     let ok = [
         s("--tls-cert-file"),

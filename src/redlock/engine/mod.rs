@@ -267,6 +267,18 @@ impl Engine {
                 Master::spawn(i, e, cad, guard, shutdown.clone(), tracker)
             })
             .collect();
+        Engine::assemble(masters, cfg, Arc::default(), guard, Arc::default())
+    }
+
+    /// An engine over running masters, with the state engines share across a
+    /// reload (counters, the restart guard, the warning limiter).
+    fn assemble(
+        masters: Vec<Arc<Master>>,
+        cfg: EngineConfig,
+        stats: Arc<LockStats>,
+        guard: Arc<Guard>,
+        warned: Arc<Mutex<collect::WarnLimiter>>,
+    ) -> Engine {
         Engine {
             masters,
             cfg,
@@ -274,10 +286,10 @@ impl Engine {
             del: Internal::new(DEL_SCRIPT),
             fence_read: Internal::new(fence::FENCE_READ_SCRIPT),
             fence_issue: Internal::new(fence::FENCE_ISSUE_SCRIPT),
-            cad,
-            stats: Arc::default(),
+            cad: Internal::new(CAD_SCRIPT),
+            stats,
             guard,
-            warned: Arc::default(),
+            warned,
         }
     }
 
@@ -321,18 +333,13 @@ impl Engine {
             .filter(|(_, k)| !k)
             .map(|(m, _)| Arc::clone(m))
             .collect();
-        let engine = Engine {
+        let engine = Engine::assemble(
             masters,
             cfg,
-            query: Internal::new(QUERY_SCRIPT),
-            del: Internal::new(DEL_SCRIPT),
-            fence_read: Internal::new(fence::FENCE_READ_SCRIPT),
-            fence_issue: Internal::new(fence::FENCE_ISSUE_SCRIPT),
-            cad: Internal::new(CAD_SCRIPT),
-            stats: Arc::clone(&self.stats),
-            guard: Arc::clone(&self.guard),
-            warned: Arc::clone(&self.warned),
-        };
+            Arc::clone(&self.stats),
+            Arc::clone(&self.guard),
+            Arc::clone(&self.warned),
+        );
         (engine, removed)
     }
 
