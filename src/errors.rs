@@ -208,6 +208,46 @@ fn lossy_lower(b: &[u8]) -> String {
     lossy(b).to_ascii_lowercase()
 }
 
+/// Redis Cluster's own: a command's keys hash to different slots.
+pub(crate) fn crossslot() -> Reply {
+    with_code("CROSSSLOT", "Keys in request don't hash to the same slot")
+}
+
+/// Redis Cluster's own: no master serves the slot (`cluster-require-full-coverage no`).
+pub(crate) fn slot_not_served() -> Reply {
+    with_code("CLUSTERDOWN", "Hash slot not served")
+}
+
+/// Redis Cluster's own answer to `SELECT n` with n other than 0.
+pub(crate) fn select_in_cluster() -> Reply {
+    err("SELECT is not allowed in cluster mode")
+}
+
+/// A command that concerns one backend connection, or administers the cluster:
+/// with a cluster backend there is no one connection it could mean.
+pub(crate) fn not_through_cluster(command: &[u8]) -> Reply {
+    err(format_args!(
+        "'{}' is not supported through a cluster backend: it concerns one connection or administers the cluster (send it to a node directly)",
+        lossy_lower(command)
+    ))
+}
+
+/// The cluster's topology is not known yet (no node answered).
+pub(crate) fn topology_unknown(seed: impl Display) -> Reply {
+    with_code(
+        "CLUSTERDOWN",
+        format_args!("the proxy has not learned the cluster's topology yet (seed {seed})"),
+    )
+}
+
+/// A request bounced between nodes more than the proxy follows.
+pub(crate) fn too_many_redirections(last: impl Display) -> Reply {
+    with_code(
+        "TRYAGAIN",
+        format_args!("too many cluster redirections, last {last}"),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

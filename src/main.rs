@@ -50,6 +50,9 @@ struct Cli {
     /// Passthrough backend: redis://[user:password@]host:port[/db].
     #[arg(long, value_name = "URL")]
     passthrough: Option<String>,
+    /// The passthrough URL is a seed node of a Redis Cluster.
+    #[arg(long)]
+    passthrough_cluster: bool,
     /// A lock master (repeat for each): redis://[user:password@]host:port[/db].
     #[arg(long = "master", value_name = "URL")]
     masters: Vec<String>,
@@ -129,6 +132,7 @@ fn main() -> ExitCode {
     let mut flags = Flags {
         listen: cli.listen.clone(),
         passthrough: cli.passthrough.clone(),
+        passthrough_cluster: cli.passthrough_cluster,
         masters: cli.masters.clone(),
         lock_patterns: cli.lock_patterns.clone(),
         metrics_listen: cli.metrics_listen.clone(),

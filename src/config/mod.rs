@@ -197,6 +197,9 @@ pub struct PassthroughConfig {
     /// Pipeline stateless commands of all clients over shared connections; a
     /// client gets its own connection at its first stateful command.
     pub multiplex: bool,
+    /// The URL is a seed node of a Redis Cluster: commands are routed by hash
+    /// slot to the master that serves it.
+    pub cluster: bool,
 }
 
 impl Default for PassthroughConfig {
@@ -206,6 +209,7 @@ impl Default for PassthroughConfig {
             url: RedisUrl::parse("redis://127.0.0.1:6379").expect("static URL"),
             connect_timeout: Duration::from_secs(1),
             multiplex: true,
+            cluster: false,
         }
     }
 }
@@ -419,6 +423,12 @@ impl Config {
         if self.passthrough.connect_timeout.is_zero() {
             return Err(("passthrough.connect_timeout", "must be more than 0".into()));
         }
+        if self.passthrough.cluster && self.passthrough.url.db != 0 {
+            return Err((
+                "passthrough.url",
+                "a cluster has database 0 only: drop the /db from the URL".into(),
+            ));
+        }
         let r = &self.redlock;
         if r.masters.len() > 64 {
             return Err((
@@ -524,6 +534,7 @@ impl Config {
             ("passthrough", p.url.to_string()),
             ("passthrough_connect_timeout", d(p.connect_timeout)),
             ("multiplex", p.multiplex.to_string()),
+            ("passthrough_cluster", p.cluster.to_string()),
             ("masters", masters.join(",")),
             ("lock_patterns", r.lock_patterns.join(",")),
             ("node_timeout", d(r.node_timeout)),

@@ -14,6 +14,8 @@ pub struct Flags {
     pub listen: Option<String>,
     /// `--passthrough`.
     pub passthrough: Option<String>,
+    /// `--passthrough-cluster`.
+    pub passthrough_cluster: bool,
     /// `--master`, repeated.
     pub masters: Vec<String>,
     /// `--lock-pattern`, repeated.
@@ -108,6 +110,7 @@ const OPTIONS: &[(&str, &str, &str, Kind)] = &[
         "multiplex",
         Kind::Bool,
     ),
+    ("PASSTHROUGH_CLUSTER", "passthrough", "cluster", Kind::Bool),
     ("MASTERS", "redlock", "masters", Kind::List),
     ("LOCK_PATTERNS", "redlock", "lock_patterns", Kind::List),
     ("NODE_TIMEOUT", "redlock", "node_timeout", Kind::Str),
@@ -285,6 +288,11 @@ pub(super) fn flag_table(flags: &Flags, prov: &mut Provenance) -> Table {
             s(v),
             "--passthrough",
         );
+    }
+    if flags.passthrough_cluster {
+        let v = toml::Value::Boolean(true);
+        let flag = "--passthrough-cluster";
+        set(&mut flag_table, prov, "passthrough", "cluster", v, flag);
     }
     if !flags.masters.is_empty() {
         set(

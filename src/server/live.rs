@@ -84,6 +84,7 @@ impl Live {
             max_query_buffer: config.limits.max_query_buffer,
             auth_required: !config.server.requirepass.is_empty() || !config.users.is_empty(),
             multiplex: config.passthrough.multiplex,
+            cluster: config.passthrough.cluster,
         };
         Live {
             tls_acceptor,
@@ -105,6 +106,7 @@ const NEEDS_RESTART: &[&str] = &[
     "passthrough",
     "passthrough_connect_timeout",
     "multiplex",
+    "passthrough_cluster",
     "max_client_memory",
     "health_interval",
     "quarantine_on_start",

@@ -6,6 +6,7 @@
 //! returns.
 
 mod clients;
+mod cluster;
 mod connection;
 mod health;
 mod http;
@@ -58,6 +59,8 @@ pub struct Shared {
     /// A backend connection for the proxy's own requests (the data parts of
     /// split lock scripts), opened at first use.
     pub(crate) side: multiplex::MultiplexPool,
+    /// The cluster router, when the backend is a Redis Cluster.
+    pub(crate) cluster: Option<Arc<cluster::Cluster>>,
     /// The passthrough backend's version, once known (reported by HELLO).
     pub(crate) backend_version: RwLock<String>,
     /// A random value that makes resynchronisation markers unguessable.
@@ -199,6 +202,9 @@ impl Proxy {
             ));
         }
         tokio::spawn(health::probe_backend(Arc::clone(&shared), shutdown.clone()));
+        if let Some(cluster) = &shared.cluster {
+            tokio::spawn(Arc::clone(cluster).maintain(shutdown.clone()));
+        }
         if let Some(ops) = ops {
             tracker.spawn(http::serve(ops, Arc::clone(&shared), shutdown.clone()));
         }
@@ -353,8 +359,17 @@ impl Shared {
             .then(|| multiplex::MultiplexPool::new(backend.clone()));
         let auth = crate::auth::Authenticator::new(&config.server.requirepass, &config.users);
         let scripts = Arc::new(ScriptRegistry::new(&config.redlock.scripts));
+        let cluster = config.passthrough.cluster.then(|| {
+            cluster::Cluster::new(
+                config.passthrough.url.clone(),
+                config.passthrough.connect_timeout,
+                config.limits.max_nesting_depth,
+                tls_client.clone(),
+            )
+        });
         Shared {
             side: multiplex::MultiplexPool::new(backend.clone()),
+            cluster,
             backend,
             multiplex,
             auth,

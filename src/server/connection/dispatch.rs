@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 use super::queue::{Hook, Revocable, Slot};
 use super::resync::Counting;
@@ -16,6 +16,7 @@ use crate::errors;
 use crate::protocol::{ArgList, Args, Proto, ProtocolError, Reply, encode_command};
 use crate::redlock::Outcome;
 use crate::redlock::op::LockOp;
+use crate::server::multiplex::ReplyTo;
 
 impl State {
     /// The connection state classification depends on.
@@ -50,6 +51,9 @@ impl State {
         match cmd {
             Command::Forward(effect) => {
                 m.forwarded.fetch_add(1, Ordering::Relaxed);
+                if self.shared.cluster.is_some() {
+                    return self.forward_cluster(args, raw, inline, effect);
+                }
                 let shareable =
                     !matches!(self.route, Route::Dedicated) && self.shareable(&args, &effect);
                 match self.route.decide(shareable, self.session.proto) {
@@ -149,6 +153,24 @@ impl State {
         let Some(pool) = &self.shared.multiplex else {
             return;
         };
+        let conn = std::sync::Arc::clone(pool.conn(self.session.proto));
+        let Some((to, preload)) = self.shared_slot(effect) else {
+            return;
+        };
+        let preload = preload.as_ref().map(|(sha, t)| (sha, t));
+        with_request(&args, raw, inline, |request| {
+            conn.send(request, to, preload)
+        });
+        self.counting.forwarded();
+    }
+
+    /// The bookkeeping of a request sent over a shared connection (or a
+    /// cluster's): its slot in the reply queue, where its reply goes, and the
+    /// script it needs loaded first (SHA1, text).
+    pub(super) fn shared_slot(
+        &mut self,
+        effect: &Effect,
+    ) -> Option<(ReplyTo, Option<(Bytes, Bytes)>)> {
         let scripts = &self.live.classifier.scripts;
         if let Effect::ScriptFlush = effect {
             scripts.flush();
@@ -160,27 +182,10 @@ impl State {
         let seq = (!self.session.take_silent()).then(|| self.queue.push(Slot::Pending));
         if let (Effect::InfoWithProxy, Some(seq)) = (effect, seq) {
             let section = crate::server::info::proxy_section(&self.shared);
-            self.info_sections.push((seq, bytes::Bytes::from(section)));
+            self.info_sections.push((seq, Bytes::from(section)));
         }
-        let Some(mailbox) = self.route.sent(self.session.proto) else {
-            return;
-        };
-        let encoded;
-        let request = if inline {
-            let mut b = BytesMut::new();
-            encode_command(&mut b, args.iter());
-            encoded = b;
-            &encoded[..]
-        } else {
-            raw
-        };
-        pool.send(
-            self.session.proto,
-            request,
-            (mailbox, seq),
-            preload.as_ref().map(|(sha, t)| (sha, t)),
-        );
-        self.counting.forwarded();
+        let mailbox = self.route.sent(self.session.proto)?;
+        Some((ReplyTo::Client(mailbox, seq), preload))
     }
 
     /// Replies from a shared connection: this one, and any others already in
@@ -387,12 +392,36 @@ impl State {
     }
 }
 
+/// Calls `f` with the request's bytes: as received, or re-encoded as RESP for
+/// an inline command.
+pub(super) fn with_request<R>(
+    args: &Args<'_>,
+    raw: &[u8],
+    inline: bool,
+    f: impl FnOnce(&[u8]) -> R,
+) -> R {
+    if inline {
+        let mut b = BytesMut::new();
+        encode_command(&mut b, args.iter());
+        f(&b)
+    } else {
+        f(raw)
+    }
+}
+
 /// Sends a split script's data part on the proxy's own backend connection, in
 /// database `db` (switching there and back around it when it is not the
 /// connection's `default_db`).
 fn send_data_part(shared: &crate::server::Shared, request: &[u8], db: u32, default_db: u32) {
+    if let Some(cluster) = &shared.cluster {
+        // Database 0 only; the master of the data keys' slot.
+        if let Some(slot) = super::cluster::request_slot(request) {
+            cluster.send_unanswered(slot, request, 1);
+        }
+        return;
+    }
     if db == default_db {
-        shared.side.send_unanswered(Proto::Resp2, request, 1);
+        shared.side.conn(Proto::Resp2).send_unanswered(request, 1);
         return;
     }
     let mut all = BytesMut::with_capacity(request.len() + 64);
@@ -400,5 +429,5 @@ fn send_data_part(shared: &crate::server::Shared, request: &[u8], db: u32, defau
     encode_command(&mut all, [&b"SELECT"[..], to.as_bytes()].into_iter());
     all.extend_from_slice(request);
     encode_command(&mut all, [&b"SELECT"[..], back.as_bytes()].into_iter());
-    shared.side.send_unanswered(Proto::Resp2, &all, 3);
+    shared.side.conn(Proto::Resp2).send_unanswered(&all, 3);
 }

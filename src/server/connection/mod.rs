@@ -34,6 +34,7 @@
 //! - `resync.rs`: counting replies again after pub/sub.
 
 mod backend;
+mod cluster;
 mod dispatch;
 mod flow;
 mod local;
@@ -95,6 +96,8 @@ pub(crate) struct Settings {
     pub(crate) auth_required: bool,
     /// Stateless commands share backend connections.
     pub(crate) multiplex: bool,
+    /// The backend is a Redis Cluster.
+    pub(crate) cluster: bool,
 }
 
 type OpFuture = Pin<Box<dyn Future<Output = (Option<u64>, Proto, Outcome)> + Send>>;
@@ -187,7 +190,7 @@ pub(crate) async fn serve(client: Stream, id: u64, shared: Arc<Shared>) {
             ops: FuturesUnordered::new(),
             backend: BackendLink::new(),
             counting: Counting::Counted,
-            route: Route::new(settings.multiplex),
+            route: Route::new(settings.multiplex, settings.cluster),
             input: Input::Open,
             close: Close::No,
             bound: Vec::new(),

@@ -35,6 +35,10 @@ pub(super) enum Route {
         /// Its replies piled up past the high watermark: its next commands
         /// take a connection of its own, where the proxy can hold it back.
         heavy: bool,
+        /// A heavy client may move to a connection of its own (not with a
+        /// cluster backend, which has no one connection for all its keys: the
+        /// window of requests in flight is its bound).
+        movable: bool,
     },
     /// A connection of its own, for good.
     Dedicated,
@@ -52,15 +56,17 @@ pub(super) enum Decision {
 }
 
 impl Route {
-    /// The route of a new client: shared when multiplexing is on.
-    pub(super) fn new(multiplex: bool) -> Self {
-        if multiplex {
+    /// The route of a new client: shared when multiplexing is on, and always
+    /// with a cluster backend.
+    pub(super) fn new(multiplex: bool, cluster: bool) -> Self {
+        if multiplex || cluster {
             Route::Shared {
                 mailbox: None,
                 outstanding: 0,
                 proto: Proto::Resp2,
                 barrier: false,
                 heavy: false,
+                movable: !cluster,
             }
         } else {
             Route::Dedicated
@@ -156,8 +162,8 @@ impl Route {
     /// its next commands go to a connection of its own (once what it sent on
     /// the shared one is answered).
     pub(super) fn too_heavy(&mut self) {
-        if let Route::Shared { heavy, .. } = self {
-            *heavy = true;
+        if let Route::Shared { heavy, movable, .. } = self {
+            *heavy = *movable;
         }
     }
 
@@ -183,7 +189,7 @@ mod tests {
 
     #[test]
     fn a_client_has_at_most_a_window_of_shared_requests_in_flight() {
-        let mut r = Route::new(true);
+        let mut r = Route::new(true, false);
         for _ in 0..MAX_SHARED_IN_FLIGHT {
             assert_eq!(r.decide(true, Proto::Resp2), Decision::Shared);
             assert!(r.sent(Proto::Resp2).is_some());
@@ -199,7 +205,7 @@ mod tests {
 
     #[test]
     fn the_move_to_an_own_connection_waits_for_shared_replies() {
-        let mut r = Route::new(true);
+        let mut r = Route::new(true, false);
         assert_eq!(r.decide(true, Proto::Resp2), Decision::Shared);
         assert!(r.sent(Proto::Resp2).is_some());
         assert_eq!(r.decide(false, Proto::Resp2), Decision::Wait);
@@ -216,7 +222,7 @@ mod tests {
 
     #[test]
     fn a_client_whose_replies_pile_up_moves_to_its_own_connection() {
-        let mut r = Route::new(true);
+        let mut r = Route::new(true, false);
         r.sent(Proto::Resp2);
         r.too_heavy();
         assert_eq!(r.decide(true, Proto::Resp2), Decision::Wait);
@@ -226,11 +232,11 @@ mod tests {
 
     #[test]
     fn a_protocol_switch_waits_too() {
-        let mut r = Route::new(true);
+        let mut r = Route::new(true, false);
         r.sent(Proto::Resp2);
         assert_eq!(r.decide(true, Proto::Resp3), Decision::Wait);
         r.received();
         assert_eq!(r.decide(true, Proto::Resp3), Decision::Shared);
-        assert!(Route::new(false).awaiting().is_none());
+        assert!(Route::new(false, false).awaiting().is_none());
     }
 }

@@ -56,7 +56,7 @@ fn fixture() -> Fixture {
             ops: Default::default(),
             backend: BackendLink::open(Connection::in_memory(ours)),
             counting: Counting::Counted,
-            route: Route::new(false),
+            route: Route::new(false, false),
             input: Input::Open,
             close: Close::No,
             bound: Vec::new(),

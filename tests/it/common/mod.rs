@@ -2,6 +2,7 @@
 //! in-process on port 0, and a raw RESP client. Everything is torn down on drop,
 //! so a failing test leaves no process behind.
 
+pub mod cluster;
 pub mod pki;
 pub mod relay;
 
@@ -483,6 +484,18 @@ impl Drop for Harness {
 pub async fn poll(mut cond: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not reached within {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// [`poll`] for a condition that must be awaited.
+pub async fn poll_async<F: std::future::Future<Output = bool>>(mut cond: impl FnMut() -> F) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !cond().await {
         assert!(
             tokio::time::Instant::now() < deadline,
             "condition not reached within {WAIT:?}"

@@ -1,0 +1,400 @@
+//! A Redis Cluster as the passthrough backend (`passthrough.cluster = true`).
+//!
+//! The proxy learns which master serves each hash slot (`CLUSTER SHARDS`, or
+//! `CLUSTER SLOTS` on servers without it) from the seed node and then from
+//! any known master, keeps one shared connection per master and protocol, and
+//! sends each request to the master of its keys' slot. Clients see one
+//! ordinary Redis: redirections are followed here (`MOVED` updates the slot
+//! map at once and asks for a refresh, `ASK` is sent on with `ASKING`,
+//! `TRYAGAIN` is retried after a pause), multi-key commands across slots are
+//! split and merged (`gather.rs`), and keyless commands follow a table
+//! (`plan.rs`).
+//!
+//! - `slot.rs`: CRC16 and hash tags. `topology.rs`: parsing the slot map.
+//! - `redirect.rs`: reading `MOVED`/`ASK`/`TRYAGAIN`.
+//! - `plan.rs`: where a command goes. `gather.rs`: merging split replies.
+//! - `mod.rs`: the router, its nodes and the refresh task.
+
+mod gather;
+mod plan;
+mod redirect;
+mod slot;
+mod topology;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+pub(crate) use self::gather::{Gather, Merge, split_cursor};
+pub(crate) use self::plan::{Plan, plan};
+pub(crate) use self::redirect::Redirect;
+use self::topology::{NodeAddr, Topology};
+use super::multiplex::{Redirects, ReplyTo, Routed, SharedConnection};
+use crate::backend::{Endpoint, Handshake};
+use crate::config::RedisUrl;
+use crate::errors;
+use crate::protocol::{Proto, Value, decode, encode_command};
+use crate::tls::TlsClient;
+
+/// Redirections one request follows before the client gets an error.
+const MAX_HOPS: u8 = 16;
+/// The topology is read again this often, besides after redirections and
+/// failed connections.
+const REFRESH_EVERY: Duration = Duration::from_secs(10);
+/// At most one refresh this often (a burst of redirections asks for many).
+const REFRESH_AT_MOST_EVERY: Duration = Duration::from_millis(100);
+
+/// One master: its shared connections (one per protocol).
+#[derive(Debug)]
+pub(crate) struct Node {
+    addr: NodeAddr,
+    conns: [Arc<SharedConnection>; 2],
+}
+
+impl Node {
+    /// The shared connection of protocol `proto`.
+    fn conn(&self, proto: Proto) -> &Arc<SharedConnection> {
+        &self.conns[(proto == Proto::Resp3) as usize]
+    }
+
+    fn retire(&self) {
+        self.conns.iter().for_each(|c| c.retire());
+    }
+}
+
+/// What routing reads on every request: the slot map and its masters' nodes.
+#[derive(Debug, Default)]
+struct Routing {
+    topology: Option<Topology>,
+    /// `topology.masters`' nodes, in the same order.
+    masters: Vec<Arc<Node>>,
+}
+
+/// The cluster router: the slot map and a connection per master.
+#[derive(Debug)]
+pub(crate) struct Cluster {
+    seed: RedisUrl,
+    connect_timeout: Duration,
+    max_depth: usize,
+    tls: Option<TlsClient>,
+    routing: ArcSwap<Routing>,
+    /// Every node with connections (masters, and nodes an `ASK` named);
+    /// also the writers' lock for `routing`.
+    nodes: Mutex<HashMap<NodeAddr, Arc<Node>>>,
+    refresh: Notify,
+    me: Weak<Cluster>,
+}
+
+impl Cluster {
+    /// A router for the cluster `seed` belongs to; the topology is learned by
+    /// [`maintain`](Self::maintain).
+    pub(crate) fn new(
+        seed: RedisUrl,
+        connect_timeout: Duration,
+        max_depth: usize,
+        tls: Option<TlsClient>,
+    ) -> Arc<Cluster> {
+        Arc::new_cyclic(|me| Cluster {
+            seed,
+            connect_timeout,
+            max_depth,
+            tls,
+            routing: ArcSwap::default(),
+            nodes: Mutex::new(HashMap::new()),
+            refresh: Notify::new(),
+            me: me.clone(),
+        })
+    }
+
+    fn endpoint(&self, addr: &NodeAddr) -> Endpoint {
+        let mut url = self.seed.clone();
+        url.host.clone_from(&addr.host);
+        url.port = addr.port;
+        Endpoint::new(url, self.connect_timeout, self.max_depth).with_tls(self.tls.clone())
+    }
+
+    /// The node at `addr`, with its connections (made at first use).
+    fn node(&self, addr: &NodeAddr) -> Arc<Node> {
+        let Ok(mut nodes) = self.nodes.lock() else {
+            return self.make_node(addr);
+        };
+        Arc::clone(
+            nodes
+                .entry(addr.clone())
+                .or_insert_with(|| self.make_node(addr)),
+        )
+    }
+
+    fn make_node(&self, addr: &NodeAddr) -> Arc<Node> {
+        let endpoint = self.endpoint(addr);
+        let redirects: Weak<dyn Redirects> = self.me.clone();
+        let conn = |proto| SharedConnection::new(proto, endpoint.clone(), Some(redirects.clone()));
+        Arc::new(Node {
+            addr: addr.clone(),
+            conns: [conn(Proto::Resp2), conn(Proto::Resp3)],
+        })
+    }
+
+    /// How many masters serve slots now.
+    pub(crate) fn masters(&self) -> usize {
+        self.routing.load().masters.len()
+    }
+
+    /// The master serving `slot`, or the error a client gets instead.
+    fn master_of(&self, slot: u16) -> Result<Arc<Node>, crate::protocol::Reply> {
+        let routing = self.routing.load();
+        let Some(topology) = &routing.topology else {
+            self.refresh.notify_one();
+            return Err(errors::topology_unknown(&self.seed));
+        };
+        let i = topology
+            .owner
+            .get(usize::from(slot))
+            .copied()
+            .unwrap_or(topology::UNOWNED);
+        routing.masters.get(usize::from(i)).cloned().ok_or_else(|| {
+            // A master failed: a replica may be taking over. Look again soon.
+            self.refresh.notify_one();
+            errors::slot_not_served()
+        })
+    }
+
+    /// Master `i` (in the topology's order), or the error a client gets.
+    fn master(&self, i: usize) -> Result<Arc<Node>, crate::protocol::Reply> {
+        let routing = self.routing.load();
+        if routing.topology.is_none() {
+            return Err(errors::topology_unknown(&self.seed));
+        }
+        routing
+            .masters
+            .get(i)
+            .cloned()
+            .ok_or_else(errors::slot_not_served)
+    }
+
+    /// Sends `request` to the master of `slot`, following redirections; its
+    /// reply goes to `to`.
+    pub(crate) fn send_slot(
+        &self,
+        proto: Proto,
+        slot: u16,
+        request: &[u8],
+        to: ReplyTo,
+        preload: Option<(&Bytes, &Bytes)>,
+    ) {
+        let routed = Box::new(Routed {
+            request: Bytes::copy_from_slice(request),
+            to,
+            slot: Some(slot),
+            hops: 0,
+            preload: preload.map(|(s, t)| (s.clone(), t.clone())),
+        });
+        self.resend(routed, proto);
+    }
+
+    /// Sends `request` to master `i` (keyless commands); its reply goes to `to`.
+    pub(crate) fn send_master(
+        &self,
+        proto: Proto,
+        i: usize,
+        request: &[u8],
+        to: ReplyTo,
+        preload: Option<(&Bytes, &Bytes)>,
+    ) {
+        match self.master(i) {
+            Ok(node) => node.conn(proto).send(request, to, preload),
+            Err(e) => to.deliver(e.to_bytes(proto)),
+        }
+    }
+
+    /// Sends requests of the proxy's own to the master of `slot`; nobody reads
+    /// their replies.
+    pub(crate) fn send_unanswered(&self, slot: u16, requests: &[u8], n: usize) {
+        if let Ok(node) = self.master_of(slot) {
+            node.conn(Proto::Resp2).send_unanswered(requests, n);
+        }
+    }
+
+    /// Sends a routed request to its slot's master as the map says now.
+    fn resend(&self, routed: Box<Routed>, proto: Proto) {
+        let node = match routed.slot.map(|s| self.master_of(s)) {
+            Some(Ok(node)) => node,
+            Some(Err(e)) => return routed.to.deliver(e.to_bytes(proto)),
+            None => return routed.to.deliver(errors::slot_not_served().to_bytes(proto)),
+        };
+        node.conn(proto).send_routed(routed, false);
+    }
+
+    /// A `MOVED` said `slot` lives at `addr`: the map says so from now on.
+    fn learn(&self, slot: u16, addr: &NodeAddr) {
+        let Ok(mut nodes) = self.nodes.lock() else {
+            return;
+        };
+        let routing = self.routing.load();
+        let Some(topology) = &routing.topology else {
+            return;
+        };
+        if topology.master_of(slot) == Some(addr) {
+            return;
+        }
+        let mut topology = topology.clone();
+        let mut masters = routing.masters.clone();
+        let i = match topology.masters.iter().position(|m| m == addr) {
+            Some(i) => i,
+            None => {
+                let node = Arc::clone(
+                    nodes
+                        .entry(addr.clone())
+                        .or_insert_with(|| self.make_node(addr)),
+                );
+                topology.masters.push(addr.clone());
+                masters.push(node);
+                topology.masters.len() - 1
+            }
+        };
+        if let (Some(o), Ok(i)) = (topology.owner.get_mut(usize::from(slot)), u16::try_from(i)) {
+            *o = i;
+        }
+        self.routing.store(Arc::new(Routing {
+            topology: Some(topology),
+            masters,
+        }));
+    }
+
+    /// Installs a topology read from a node; nodes no longer masters retire.
+    fn install(&self, topology: Topology) {
+        let Ok(mut nodes) = self.nodes.lock() else {
+            return;
+        };
+        let masters: Vec<Arc<Node>> = topology
+            .masters
+            .iter()
+            .map(|a| Arc::clone(nodes.entry(a.clone()).or_insert_with(|| self.make_node(a))))
+            .collect();
+        nodes.retain(|addr, node| {
+            let keep = topology.masters.contains(addr);
+            if !keep {
+                node.retire();
+            }
+            keep
+        });
+        let unowned = topology.unowned();
+        if unowned > 0 {
+            tracing::warn!(
+                unowned,
+                "cluster: some hash slots have no master serving them"
+            );
+        }
+        self.routing.store(Arc::new(Routing {
+            topology: Some(topology),
+            masters,
+        }));
+    }
+
+    /// Learns the topology, then keeps it current: every [`REFRESH_EVERY`],
+    /// and soon after a redirection or a failed connection, until `shutdown`.
+    pub(crate) async fn maintain(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut known = false;
+        loop {
+            match self.read_topology().await {
+                Some(t) => {
+                    if !known {
+                        tracing::info!(masters = t.masters.len(), "cluster topology learned");
+                    }
+                    known = true;
+                    self.install(t);
+                }
+                None => tracing::warn!(seed = %self.seed, "cluster: no node gave the topology"),
+            }
+            let wait = if known {
+                REFRESH_EVERY
+            } else {
+                Duration::from_millis(500)
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.refresh.notified() => {}
+                _ = shutdown.cancelled() => return,
+            }
+            tokio::time::sleep(REFRESH_AT_MOST_EVERY).await;
+        }
+    }
+
+    /// Asks the known masters, then the seed, for the topology.
+    async fn read_topology(&self) -> Option<Topology> {
+        let mut candidates: Vec<NodeAddr> = self
+            .routing
+            .load()
+            .masters
+            .iter()
+            .map(|n| n.addr.clone())
+            .collect();
+        let seed = NodeAddr {
+            host: self.seed.host.clone(),
+            port: self.seed.port,
+        };
+        if !candidates.contains(&seed) {
+            candidates.push(seed);
+        }
+        for addr in candidates {
+            let ask = self.ask_topology(&addr);
+            if let Ok(Some(t)) = tokio::time::timeout(self.connect_timeout * 2, ask).await {
+                return Some(t);
+            }
+        }
+        None
+    }
+
+    async fn ask_topology(&self, addr: &NodeAddr) -> Option<Topology> {
+        let mut conn = self.endpoint(addr).connect(&Handshake::new()).await.ok()?;
+        encode_command(conn.out(), [&b"CLUSTER"[..], b"SHARDS"].into_iter());
+        let reply = conn.read_reply().await.ok()?;
+        let (value, _) = decode(&reply)?;
+        if let Value::Error(_) = value {
+            // Before Redis 7.
+            encode_command(conn.out(), [&b"CLUSTER"[..], b"SLOTS"].into_iter());
+            let reply = conn.read_reply().await.ok()?;
+            return Topology::from_slots(&decode(&reply)?.0, addr);
+        }
+        Topology::from_shards(&value, addr, self.seed.tls)
+    }
+}
+
+impl Redirects for Cluster {
+    fn redirect(&self, redirect: Redirect, mut routed: Box<Routed>, proto: Proto) {
+        routed.hops += 1;
+        if routed.hops > MAX_HOPS {
+            let e = errors::too_many_redirections(&redirect);
+            return routed.to.deliver(e.to_bytes(proto));
+        }
+        match redirect {
+            Redirect::Moved(slot, addr) => {
+                self.learn(slot, &addr);
+                self.refresh.notify_one();
+                self.node(&addr).conn(proto).send_routed(routed, false);
+            }
+            Redirect::Ask(_, addr) => self.node(&addr).conn(proto).send_routed(routed, true),
+            Redirect::TryAgain => {
+                // The keys are split by a migration in progress: a moment later
+                // they are on one side.
+                let me = self.me.clone();
+                let pause = Duration::from_millis(5 * u64::from(routed.hops));
+                tokio::spawn(async move {
+                    tokio::time::sleep(pause).await;
+                    if let Some(cluster) = me.upgrade() {
+                        cluster.resend(routed, proto);
+                    }
+                });
+            }
+        }
+    }
+
+    fn failed(&self) {
+        self.refresh.notify_one();
+    }
+}

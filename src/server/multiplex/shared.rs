@@ -1,0 +1,344 @@
+//! One shared backend connection and its task: requests of many clients
+//! written in batches, each reply handed to whoever waits for it, in order.
+//!
+//! Used for the single backend (one per protocol) and for each node of a
+//! cluster backend, where requests are *routed*: each keeps its bytes, so a
+//! `MOVED`, `ASK` or `TRYAGAIN` reply is handed back to the router (the
+//! [`Redirects`]) to send again elsewhere instead of reaching the client.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::Notify;
+
+use super::Mailbox;
+use crate::backend::{BackendError, Connection, Endpoint, ErrorKind, Handshake};
+use crate::errors;
+use crate::protocol::{Proto, encode_command};
+use crate::server::cluster::{Gather, Redirect};
+
+/// Replies larger than this are copied out of the read buffer (see `deliver`).
+const OWN_ALLOCATION_OVER: usize = 64 * 1024;
+
+/// Where a reply goes.
+#[derive(Debug, Clone)]
+pub(crate) enum ReplyTo {
+    /// A client's mailbox, tagged with the slot's sequence number (none when
+    /// the client silenced it with `CLIENT REPLY`).
+    Client(Arc<Mailbox>, Option<u64>),
+    /// Part `usize` of a command split across cluster nodes.
+    Part(Arc<Gather>, usize),
+}
+
+impl ReplyTo {
+    /// Hands over the reply.
+    pub(crate) fn deliver(self, frame: Bytes) {
+        match self {
+            ReplyTo::Client(m, seq) => m.push((seq, frame)),
+            ReplyTo::Part(g, i) => g.part(i, frame),
+        }
+    }
+}
+
+/// A request sent by a cluster router, kept until its reply came, to follow
+/// the cluster's redirections.
+#[derive(Debug)]
+pub(crate) struct Routed {
+    /// The request, encoded.
+    pub(crate) request: Bytes,
+    /// Who gets the reply.
+    pub(crate) to: ReplyTo,
+    /// Its hash slot (none: sent to a chosen node, not routed by key).
+    pub(crate) slot: Option<u16>,
+    /// Redirections followed so far.
+    pub(crate) hops: u8,
+    /// A script (SHA1, text) the request needs loaded on the node first.
+    pub(crate) preload: Option<(Bytes, Bytes)>,
+}
+
+/// Who follows a routed request's redirection.
+pub(crate) trait Redirects: Send + Sync + std::fmt::Debug {
+    /// The node answered `redirect` to `routed`, sent in `proto`.
+    fn redirect(&self, redirect: Redirect, routed: Box<Routed>, proto: Proto);
+    /// The connection to the node failed: the topology may have changed.
+    fn failed(&self);
+}
+
+/// Who gets a reply.
+#[derive(Debug)]
+enum Waiter {
+    /// A client's, or a part's.
+    Reply(ReplyTo),
+    /// A cluster router's request.
+    Routed(Box<Routed>),
+    /// Dropped: the proxy sent the command itself.
+    Swallow,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// Requests not yet written.
+    wbuf: BytesMut,
+    /// One per request written or to be written, in order.
+    waiters: VecDeque<Waiter>,
+    /// Scripts loaded on the current connection.
+    loaded: HashSet<Bytes>,
+}
+
+/// One shared connection (and its task, started at first use).
+#[derive(Debug)]
+pub(crate) struct SharedConnection {
+    proto: Proto,
+    backend: Endpoint,
+    inner: Mutex<Inner>,
+    notify: Notify,
+    started: AtomicBool,
+    /// No longer in the topology: the task ends once nothing waits.
+    retired: AtomicBool,
+    redirects: Option<Weak<dyn Redirects>>,
+}
+
+impl SharedConnection {
+    /// A connection to `backend` in protocol `proto`; routed requests'
+    /// redirections go to `redirects`.
+    pub(crate) fn new(
+        proto: Proto,
+        backend: Endpoint,
+        redirects: Option<Weak<dyn Redirects>>,
+    ) -> Arc<Self> {
+        Arc::new(SharedConnection {
+            proto,
+            backend,
+            inner: Mutex::new(Inner::default()),
+            notify: Notify::new(),
+            started: AtomicBool::new(false),
+            retired: AtomicBool::new(false),
+            redirects,
+        })
+    }
+
+    /// Queues a request whose reply goes to `to`; `preload` is a script (SHA1,
+    /// text) the request needs loaded first.
+    pub(crate) fn send(
+        self: &Arc<Self>,
+        request: &[u8],
+        to: ReplyTo,
+        preload: Option<(&Bytes, &Bytes)>,
+    ) {
+        self.enqueue(|inner| {
+            inner.preload(preload);
+            inner.wbuf.extend_from_slice(request);
+            inner.waiters.push_back(Waiter::Reply(to));
+        });
+    }
+
+    /// Queues a routed request (after `ASKING` when `asking`).
+    pub(crate) fn send_routed(self: &Arc<Self>, routed: Box<Routed>, asking: bool) {
+        self.enqueue(|inner| {
+            let preload = routed.preload.as_ref().map(|(s, t)| (s, t));
+            inner.preload(preload);
+            if asking {
+                encode_command(&mut inner.wbuf, [&b"ASKING"[..]].into_iter());
+                inner.waiters.push_back(Waiter::Swallow);
+            }
+            inner.wbuf.extend_from_slice(&routed.request);
+            inner.waiters.push_back(Waiter::Routed(routed));
+        });
+    }
+
+    /// Queues `n` requests of the proxy's own, encoded back to back in
+    /// `requests`, whose replies nobody reads (together: nothing comes between).
+    pub(crate) fn send_unanswered(self: &Arc<Self>, requests: &[u8], n: usize) {
+        self.enqueue(|inner| {
+            inner.wbuf.extend_from_slice(requests);
+            inner
+                .waiters
+                .extend(std::iter::repeat_with(|| Waiter::Swallow).take(n));
+        });
+    }
+
+    /// The node left the topology: the task ends once nothing waits.
+    pub(crate) fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+        self.notify.notify_one();
+    }
+
+    /// Adds under the lock (starting the task at first use), and wakes the
+    /// task when it had nothing to write.
+    fn enqueue(self: &Arc<Self>, add: impl FnOnce(&mut Inner)) {
+        self.start();
+        let was_empty;
+        {
+            let Ok(mut inner) = self.inner.lock() else {
+                return;
+            };
+            was_empty = inner.wbuf.is_empty();
+            add(&mut inner);
+        }
+        if was_empty {
+            self.notify.notify_one();
+        }
+    }
+
+    /// Starts the connection's task if it is not running.
+    fn start(self: &Arc<Self>) {
+        if !self.started.swap(true, Ordering::AcqRel) {
+            tokio::spawn(Arc::clone(self).run());
+        }
+    }
+
+    async fn run(self: Arc<Self>) {
+        let handshake = Handshake::new().proto(self.proto);
+        loop {
+            // Wait for something to send before (re)connecting.
+            while self.idle() {
+                if self.retired.load(Ordering::Acquire) {
+                    return;
+                }
+                self.notify.notified().await;
+            }
+            let result = match self.backend.connect(&handshake).await {
+                Ok(conn) => self.serve(conn).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "shared backend connection failed");
+                self.fail_all(&e);
+                // Do not spin on a backend that refuses connections.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+
+    fn idle(&self) -> bool {
+        self.inner
+            .lock()
+            .map(|i| i.waiters.is_empty())
+            .unwrap_or(true)
+    }
+
+    /// Every waiting request gets the error; the connection's state is gone.
+    fn fail_all(&self, reason: &BackendError) {
+        let err = errors::backend_unavailable(reason).to_bytes(self.proto);
+        let waiters = match self.inner.lock() {
+            Ok(mut inner) => {
+                inner.wbuf.clear();
+                inner.loaded.clear();
+                std::mem::take(&mut inner.waiters)
+            }
+            Err(_) => return,
+        };
+        if let Some(r) = self.redirects.as_ref().and_then(Weak::upgrade) {
+            r.failed();
+        }
+        for w in waiters {
+            match w {
+                Waiter::Reply(to) => to.deliver(err.clone()),
+                Waiter::Routed(r) => r.to.deliver(err.clone()),
+                Waiter::Swallow => {}
+            }
+        }
+    }
+
+    async fn serve(&self, mut conn: Connection) -> Result<(), BackendError> {
+        let mut frames = Vec::new();
+        loop {
+            // Let ready clients queue their requests first: one write for them all.
+            tokio::task::yield_now().await;
+            // Take what clients queued, and write what the socket takes.
+            if let Ok(mut inner) = self.inner.lock() {
+                if !inner.wbuf.is_empty() {
+                    let taken = inner.wbuf.split();
+                    conn.out().extend_from_slice(&taken);
+                }
+            }
+            conn.flush()?;
+            if self.retired.load(Ordering::Acquire) && self.idle() && !conn.has_output() {
+                return Ok(());
+            }
+            tokio::select! {
+                biased;
+                r = conn.io(true) => {
+                    r?;
+                    self.deliver(&mut conn, &mut frames)?;
+                }
+                _ = self.notify.notified() => {}
+            }
+        }
+    }
+
+    /// Hands every complete reply to its waiter, in order.
+    fn deliver(&self, conn: &mut Connection, frames: &mut Vec<Bytes>) -> Result<(), BackendError> {
+        frames.clear();
+        while let Some(info) = conn.next_reply()? {
+            // A large reply gets an allocation of its own: taken as a slice, it
+            // would keep the read buffer it arrived in (up to twice its size,
+            // which grew while it came in) alive for as long as a client that
+            // does not read holds it.
+            let frame = if info.len > OWN_ALLOCATION_OVER {
+                let own = Bytes::copy_from_slice(conn.frame(info.len));
+                conn.consume(info.len);
+                own
+            } else {
+                conn.take(info.len).freeze()
+            };
+            // Nobody subscribes on a shared connection: a push is no reply.
+            if !info.is_push() {
+                frames.push(frame);
+            }
+        }
+        if frames.is_empty() {
+            return Ok(());
+        }
+        // One lock for the whole read.
+        let waiters: Vec<Waiter> = {
+            let Ok(mut inner) = self.inner.lock() else {
+                return Err(BackendError::new(
+                    ErrorKind::Io,
+                    conn.peer(),
+                    "poisoned lock",
+                ));
+            };
+            if inner.waiters.len() < frames.len() {
+                let what = "a reply nobody asked for";
+                return Err(BackendError::new(ErrorKind::Protocol, conn.peer(), what));
+            }
+            inner.waiters.drain(..frames.len()).collect()
+        };
+        for (w, frame) in waiters.into_iter().zip(frames.drain(..)) {
+            match w {
+                Waiter::Reply(to) => to.deliver(frame),
+                Waiter::Routed(routed) => self.routed_reply(routed, frame),
+                Waiter::Swallow => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// A routed request's reply: a redirection goes back to the router.
+    fn routed_reply(&self, routed: Box<Routed>, frame: Bytes) {
+        if let Some(redirect) = Redirect::parse(&frame) {
+            if let Some(r) = self.redirects.as_ref().and_then(Weak::upgrade) {
+                r.redirect(redirect, routed, self.proto);
+                return;
+            }
+        }
+        routed.to.deliver(frame);
+    }
+}
+
+impl Inner {
+    /// Loads `preload` (SHA1, text) first unless this connection has it.
+    fn preload(&mut self, preload: Option<(&Bytes, &Bytes)>) {
+        if let Some((sha, text)) = preload {
+            if !self.loaded.contains(sha) {
+                encode_command(&mut self.wbuf, [&b"SCRIPT"[..], b"LOAD", text].into_iter());
+                self.waiters.push_back(Waiter::Swallow);
+                self.loaded.insert(sha.clone());
+            }
+        }
+    }
+}

@@ -1,0 +1,380 @@
+//! A Redis Cluster as the passthrough backend: commands routed by slot (checked
+//! on the nodes), multi-key commands split and merged, keyless commands by
+//! the table, redirections followed through resharding, and a dead or failed
+//! over master.
+
+use std::collections::HashSet;
+
+use crate::common::cluster::RedisCluster;
+use crate::common::{Harness, RawClient, RedisServer, holders, text};
+use redlock_proxy::config::RedisUrl;
+
+/// The proxy with the cluster as its backend (3 lock masters beside it; its
+/// plain backend must see nothing).
+async fn proxy_for(cluster: &RedisCluster, multiplex: bool) -> Harness {
+    let masters: Vec<RedisServer> = (0..3).map(|_| RedisServer::start()).collect();
+    let seed = cluster.seed();
+    let h = Harness::with_masters(masters, move |c| {
+        c.passthrough.url = RedisUrl::parse(&seed).unwrap();
+        c.passthrough.cluster = true;
+        c.passthrough.multiplex = multiplex;
+    })
+    .await;
+    // The topology is learned in the background: wait for a routed reply.
+    let addr = h.addr;
+    crate::common::poll_async(|| async move {
+        let mut c = RawClient::connect(addr).await;
+        c.cmd(&["GET", "probe"]).await == b"$-1\r\n"
+    })
+    .await;
+    h
+}
+
+fn keys(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("key:{i}")).collect()
+}
+
+#[tokio::test]
+async fn commands_go_to_the_master_of_their_keys_slot() {
+    let cluster = RedisCluster::start(3, 0);
+    let h = proxy_for(&cluster, true).await;
+    let mut c = h.client().await;
+    for k in keys(60) {
+        assert_eq!(c.cmd(&["SET", &k, &format!("v-{k}")]).await, b"+OK\r\n");
+    }
+    let mut served = HashSet::new();
+    for k in keys(60) {
+        let owner = cluster.owner(&k);
+        assert_eq!(owner.get(&k), Some(format!("v-{k}")), "{k} on its master");
+        served.insert(owner.port);
+        let want = format!("${}\r\nv-{k}\r\n", k.len() + 2);
+        assert_eq!(text(&c.cmd(&["GET", &k]).await), want);
+    }
+    assert_eq!(served.len(), 3, "the keys spread over every master");
+    // Lock keys go to the lock masters, never to the cluster.
+    assert_eq!(
+        c.cmd(&["SET", "lock:c", "tok", "NX", "PX", "30000"]).await,
+        b"+OK\r\n"
+    );
+    assert_eq!(holders(&h, "lock:c", "tok"), 3);
+    assert_eq!(cluster.owner("lock:c").get("lock:c"), None);
+    assert_eq!(
+        h.backend.query(&["DBSIZE"]),
+        redis::Value::Int(0),
+        "the plain backend is unused"
+    );
+}
+
+#[tokio::test]
+async fn multi_key_commands_are_split_per_slot_and_merged_in_order() {
+    let cluster = RedisCluster::start(3, 0);
+    let h = proxy_for(&cluster, true).await;
+    let mut c = h.client().await;
+    let ks = keys(20);
+    let mut mset = vec!["MSET".to_string()];
+    for k in &ks {
+        mset.push(k.clone());
+        mset.push(format!("v-{k}"));
+    }
+    let mset: Vec<&str> = mset.iter().map(String::as_str).collect();
+    assert_eq!(c.cmd(&mset).await, b"+OK\r\n");
+    for k in &ks {
+        assert_eq!(cluster.owner(k).get(k), Some(format!("v-{k}")));
+    }
+    // MGET: every value in its place, a missing key's nil in its place.
+    let mut mget = vec!["MGET", "nope"];
+    mget.extend(ks.iter().map(String::as_str));
+    let mut want = b"*21\r\n$-1\r\n".to_vec();
+    for k in &ks {
+        let v = format!("v-{k}");
+        want.extend(format!("${}\r\n{v}\r\n", v.len()).as_bytes());
+    }
+    assert_eq!(text(&c.cmd(&mget).await), text(&want));
+    // Counts add up across slots, duplicates counted as Redis counts them.
+    assert_eq!(
+        c.cmd(&["EXISTS", "key:1", "key:2", "key:1", "nope"]).await,
+        b":3\r\n"
+    );
+    assert_eq!(c.cmd(&["TOUCH", "key:3", "key:4", "nope"]).await, b":2\r\n");
+    assert_eq!(c.cmd(&["DEL", "key:1", "key:2", "nope"]).await, b":2\r\n");
+    assert_eq!(
+        c.cmd(&["UNLINK", "key:3", "key:4", "key:5"]).await,
+        b":3\r\n"
+    );
+    assert_eq!(cluster.owner("key:5").get("key:5"), None);
+    // Other multi-key commands across slots get Redis Cluster's own error.
+    let crossslot = b"-CROSSSLOT Keys in request don't hash to the same slot\r\n";
+    assert_eq!(
+        c.cmd(&["MSETNX", "key:6", "a", "key:7", "b"]).await,
+        crossslot
+    );
+    assert_eq!(c.cmd(&["SUNIONSTORE", "key:6", "key:7"]).await, crossslot);
+    // ... and work within one slot (hash tags).
+    assert_eq!(
+        c.cmd(&["MSETNX", "{t}a", "1", "{t}b", "2"]).await,
+        b":1\r\n"
+    );
+    assert_eq!(c.cmd(&["RENAME", "{t}a", "{t}c"]).await, b"+OK\r\n");
+    assert_eq!(cluster.owner("{t}c").get("{t}c"), Some("1".into()));
+}
+
+#[tokio::test]
+async fn keyless_commands_follow_the_table() {
+    let cluster = RedisCluster::start(3, 0);
+    let h = proxy_for(&cluster, true).await;
+    let mut c = h.client().await;
+    for k in keys(50) {
+        c.cmd(&["SET", &k, "v"]).await;
+    }
+    assert_eq!(c.cmd(&["DBSIZE"]).await, b":50\r\n");
+    let all = c.cmd(&["KEYS", "key:*"]).await;
+    assert!(all.starts_with(b"*50\r\n"), "{}", text(&all));
+    // SCAN walks every master: every key once, then cursor 0.
+    let mut seen = HashSet::new();
+    let mut cursor = "0".to_string();
+    let mut rounds = 0;
+    loop {
+        let reply = c.cmd(&["SCAN", &cursor, "COUNT", "7"]).await;
+        let (next, found) = parse_scan(&reply);
+        for k in found {
+            seen.insert(k);
+        }
+        cursor = next;
+        rounds += 1;
+        if cursor == "0" {
+            break;
+        }
+        assert!(rounds < 1000, "SCAN never ends");
+    }
+    assert_eq!(seen.len(), 50);
+    assert!(c.cmd(&["RANDOMKEY"]).await.starts_with(b"$"));
+    assert_eq!(c.cmd(&["SELECT", "0"]).await, b"+OK\r\n");
+    assert_eq!(
+        c.cmd(&["SELECT", "1"]).await,
+        b"-ERR SELECT is not allowed in cluster mode\r\n"
+    );
+    assert!(
+        text(&c.cmd(&["WAIT", "1", "0"]).await)
+            .starts_with("-ERR 'wait' is not supported through a cluster backend")
+    );
+    let info = text(&c.cmd(&["INFO"]).await);
+    assert!(
+        info.contains("cluster_enabled:1") && info.contains("# Proxy"),
+        "{info}"
+    );
+    // A script loaded through the proxy runs on whichever master a key needs.
+    let sha = text(
+        &c.cmd(&["SCRIPT", "LOAD", "return redis.call('GET', KEYS[1])"])
+            .await,
+    );
+    let sha = sha.lines().nth(1).unwrap().to_string();
+    for k in ["key:1", "key:2", "key:3"] {
+        assert_eq!(c.cmd(&["EVALSHA", &sha, "1", k]).await, b"$1\r\nv\r\n");
+    }
+    assert_eq!(c.cmd(&["FLUSHALL"]).await, b"+OK\r\n");
+    for m in cluster.masters() {
+        assert_eq!(m.query(&["DBSIZE"]), redis::Value::Int(0));
+    }
+    assert_eq!(c.cmd(&["DBSIZE"]).await, b":0\r\n");
+}
+
+/// `SCAN`'s reply: the cursor and the keys.
+fn parse_scan(reply: &[u8]) -> (String, Vec<String>) {
+    let (v, _) = redlock_proxy::protocol::decode(reply).expect("a SCAN reply");
+    let items = v.array().expect("an array").to_vec();
+    let cursor = String::from_utf8(items[0].text().unwrap().to_vec()).unwrap();
+    let keys = items[1]
+        .array()
+        .unwrap()
+        .iter()
+        .map(|k| String::from_utf8(k.text().unwrap().to_vec()).unwrap())
+        .collect();
+    (cursor, keys)
+}
+
+/// Runs `redis-cli --cluster reshard`, moving `slots` slots from `from` to `to`.
+fn reshard(cluster: &RedisCluster, from: &RedisServer, to: &RedisServer, slots: usize) {
+    let out = std::process::Command::new("redis-cli")
+        .args([
+            "--cluster",
+            "reshard",
+            &format!("127.0.0.1:{}", cluster.nodes[0].port),
+        ])
+        .args(["--cluster-from", &RedisCluster::id(from)])
+        .args(["--cluster-to", &RedisCluster::id(to)])
+        .args(["--cluster-slots", &slots.to_string()])
+        // Keys move a few at a time: clients meet ASK while a slot migrates.
+        .args(["--cluster-pipeline", "2", "--cluster-yes"])
+        .output()
+        .expect("run redis-cli --cluster reshard");
+    assert!(
+        out.status.success(),
+        "reshard: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resharding_under_load_is_invisible_to_clients() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let cluster = RedisCluster::start(3, 0);
+    let h = proxy_for(&cluster, true).await;
+    let (from, to) = (&cluster.masters()[0].port, &cluster.masters()[1].port);
+    let from = cluster.nodes.iter().find(|n| n.port == *from).unwrap();
+    let to = cluster.nodes.iter().find(|n| n.port == *to).unwrap();
+    let before: Vec<String> = (0..8)
+        .flat_map(|c| (0..60).map(move |j| format!("r:{c}:{j}")))
+        .filter(|k| cluster.owner(k).port == from.port)
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let ops = Arc::new(AtomicUsize::new(0));
+    let mut clients = Vec::new();
+    for c in 0..8 {
+        let (stop, ops, addr) = (Arc::clone(&stop), Arc::clone(&ops), h.addr);
+        clients.push(tokio::spawn(async move {
+            let mut cl = RawClient::connect(addr).await;
+            let mut last = vec![None::<u64>; 60];
+            let mut n = 0u64;
+            let mut problems = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                for (j, last) in last.iter_mut().enumerate() {
+                    let key = format!("r:{c}:{j}");
+                    if let Some(v) = last {
+                        let got = cl.cmd(&["GET", &key]).await;
+                        let want = format!("${}\r\n{v}\r\n", v.to_string().len());
+                        if got != want.as_bytes() {
+                            problems.push(format!("GET {key}: {} want {v}", text(&got)));
+                        }
+                    }
+                    n += 1;
+                    let got = cl.cmd(&["SET", &key, &n.to_string()]).await;
+                    if got != b"+OK\r\n" {
+                        problems.push(format!("SET {key}: {}", text(&got)));
+                    }
+                    *last = Some(n);
+                    ops.fetch_add(2, Ordering::Relaxed);
+                }
+            }
+            problems
+        }));
+    }
+    // Some load before the move starts.
+    crate::common::poll(|| ops.load(Ordering::Relaxed) > 2000).await;
+    let at_start = ops.load(Ordering::Relaxed);
+    tokio::task::block_in_place(|| reshard(&cluster, from, to, 2000));
+    let during = ops.load(Ordering::Relaxed) - at_start;
+    stop.store(true, Ordering::Relaxed);
+    let mut problems = Vec::new();
+    for c in clients {
+        problems.extend(c.await.unwrap());
+    }
+    assert!(
+        problems.is_empty(),
+        "{} client-visible problems: {:?}",
+        problems.len(),
+        &problems[..problems.len().min(10)]
+    );
+    assert!(during > 0, "clients ran during the resharding");
+    let moved = before
+        .iter()
+        .filter(|k| cluster.owner(k).port == to.port)
+        .count();
+    assert!(
+        moved > 0,
+        "some of the clients' keys moved ({} were on the source)",
+        before.len()
+    );
+}
+
+#[tokio::test]
+async fn a_dead_master_fails_its_slots_only_and_serves_them_again_when_back() {
+    let mut cluster = RedisCluster::start(3, 0);
+    let h = proxy_for(&cluster, true).await;
+    let mut c = h.client().await;
+    for k in keys(30) {
+        c.cmd(&["SET", &k, "v"]).await;
+    }
+    let victim = cluster.masters()[2].port;
+    let (dead, alive): (Vec<String>, Vec<String>) = keys(30)
+        .into_iter()
+        .partition(|k| cluster.owner(k).port == victim);
+    assert!(!dead.is_empty() && !alive.is_empty());
+    let i = cluster.nodes.iter().position(|n| n.port == victim).unwrap();
+    cluster.nodes[i].kill();
+    // Every request is answered (the harness's read has a deadline): errors
+    // for the dead master's slots, values for the others', on one connection.
+    for _ in 0..3 {
+        for k in &dead {
+            let got = text(&c.cmd(&["GET", k]).await);
+            assert!(got.starts_with('-'), "{k}: {got}");
+        }
+        for k in &alive {
+            assert_eq!(c.cmd(&["GET", k]).await, b"$1\r\nv\r\n");
+        }
+    }
+    // Back (empty: no persistence): its slots work again.
+    cluster.nodes[i].restart();
+    cluster.wait_ok();
+    let k = dead[0].clone();
+    crate::common::poll_async(|| {
+        let k = k.clone();
+        let addr = h.addr;
+        async move {
+            let mut c = RawClient::connect(addr).await;
+            c.cmd(&["SET", &k, "again"]).await == b"+OK\r\n"
+        }
+    })
+    .await;
+    assert_eq!(cluster.nodes[i].get(&k), Some("again".into()));
+    assert_eq!(c.cmd(&["GET", &k]).await, b"$5\r\nagain\r\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_follows_a_failover_to_a_replica() {
+    let mut cluster = RedisCluster::start(3, 1);
+    let h = proxy_for(&cluster, true).await;
+    let mut c = h.client().await;
+    let k = "failover-key";
+    assert_eq!(c.cmd(&["SET", k, "before"]).await, b"+OK\r\n");
+    let old = cluster.owner(k).port;
+    // Wait until the replica has the write, then kill its master.
+    let replica = cluster
+        .nodes
+        .iter()
+        .find(|n| {
+            n.query_str(&["INFO", "replication"])
+                .contains(&format!("master_port:{old}"))
+        })
+        .expect("the master has a replica");
+    let mut conn = redis::Client::open(replica.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    redis::cmd("READONLY").query::<()>(&mut conn).unwrap();
+    crate::common::poll(|| {
+        redis::cmd("GET")
+            .arg(k)
+            .query::<Option<String>>(&mut conn)
+            .unwrap()
+            == Some("before".into())
+    })
+    .await;
+    let i = cluster.nodes.iter().position(|n| n.port == old).unwrap();
+    cluster.nodes[i].kill();
+    // The replica takes over (cluster-node-timeout 1 s); the proxy finds it.
+    tokio::task::block_in_place(|| cluster.wait_ok());
+    crate::common::poll_async(|| {
+        let addr = h.addr;
+        async move {
+            let mut c = RawClient::connect(addr).await;
+            c.cmd(&["SET", k, "after"]).await == b"+OK\r\n"
+        }
+    })
+    .await;
+    let new = cluster.owner(k);
+    assert_ne!(new.port, old);
+    assert_eq!(new.get(k), Some("after".into()));
+    assert_eq!(c.cmd(&["GET", k]).await, b"$5\r\nafter\r\n");
+}

@@ -1,0 +1,111 @@
+//! A real Redis Cluster for the tests: `redis-server --cluster-enabled yes`
+//! nodes on free ports, joined by `redis-cli --cluster create`.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use super::{RedisServer, WAIT, free_port};
+
+/// The nodes of a cluster (masters first as `redis-cli` assigns them, then
+/// replicas); torn down on drop like every [`RedisServer`].
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+/// Options every node gets: a bus port of its own (the default, port + 10000,
+/// may be past 65535 for a free port), fast failure detection, and the slots
+/// of a dead master failing alone.
+fn node_args(bus: &str) -> Vec<&str> {
+    vec![
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        "nodes.conf",
+        "--cluster-port",
+        bus,
+        "--cluster-node-timeout",
+        "1000",
+        "--cluster-require-full-coverage",
+        "no",
+    ]
+}
+
+impl RedisCluster {
+    /// `masters` masters with `replicas` replicas each, every slot assigned,
+    /// every node agreeing.
+    pub fn start(masters: usize, replicas: usize) -> RedisCluster {
+        let nodes: Vec<RedisServer> = (0..masters * (1 + replicas))
+            .map(|_| {
+                let bus = free_port().to_string();
+                RedisServer::start_with(&node_args(&bus))
+            })
+            .collect();
+        let mut cmd = Command::new("redis-cli");
+        cmd.arg("--cluster").arg("create");
+        for n in &nodes {
+            cmd.arg(format!("127.0.0.1:{}", n.port));
+        }
+        cmd.args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"]);
+        let out = cmd.output().expect("run redis-cli --cluster create");
+        assert!(
+            out.status.success(),
+            "cluster create: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let c = RedisCluster { nodes };
+        c.wait_ok();
+        c
+    }
+
+    /// Waits until every running node says the cluster is ok and knows every
+    /// node.
+    pub fn wait_ok(&self) {
+        let running = self.nodes.iter().filter(|n| n.is_running()).count();
+        let deadline = Instant::now() + WAIT * 3;
+        loop {
+            let ok = self.nodes.iter().filter(|n| n.is_running()).all(|n| {
+                let info = n.query_str(&["CLUSTER", "INFO"]);
+                info.contains("cluster_state:ok")
+                    && info.contains(&format!("cluster_known_nodes:{}", self.nodes.len()))
+                    && n.query_str(&["CLUSTER", "NODES"]).lines().count() >= running
+            });
+            if ok {
+                return;
+            }
+            assert!(Instant::now() < deadline, "cluster never became ok");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The seed URL the proxy is given.
+    pub fn seed(&self) -> String {
+        self.nodes[0].url()
+    }
+
+    /// The running master that serves `key` (the one that answers `GET` on it
+    /// without a redirection).
+    pub fn owner(&self, key: &str) -> &RedisServer {
+        self.nodes
+            .iter()
+            .filter(|n| n.is_running())
+            .find(|n| n.try_query(&["GET", key]).is_ok())
+            .unwrap_or_else(|| panic!("no node serves {key}"))
+    }
+
+    /// The running masters.
+    pub fn masters(&self) -> Vec<&RedisServer> {
+        self.nodes
+            .iter()
+            .filter(|n| n.is_running())
+            .filter(|n| {
+                n.query_str(&["INFO", "replication"])
+                    .contains("role:master")
+            })
+            .collect()
+    }
+
+    /// The node id of a node.
+    pub fn id(node: &RedisServer) -> String {
+        node.query_str(&["CLUSTER", "MYID"])
+    }
+}
