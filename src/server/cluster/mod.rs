@@ -33,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 pub(crate) use self::gather::{Gather, Merge, split_cursor};
 pub(crate) use self::plan::{Plan, plan};
 pub(crate) use self::redirect::Redirect;
+pub(crate) use self::slot::key_slot;
 use self::topology::{NodeAddr, Topology};
 use super::multiplex::{Redirects, ReplyTo, Routed, SharedConnection};
 use crate::backend::{Endpoint, Handshake};
@@ -53,7 +54,18 @@ const REFRESH_AT_MOST_EVERY: Duration = Duration::from_millis(100);
 #[derive(Debug)]
 pub(crate) struct Node {
     addr: NodeAddr,
+    endpoint: Endpoint,
     conns: [Arc<SharedConnection>; 2],
+}
+
+/// The master a client's own connection is opened to (transactions, blocking
+/// commands, subscriptions).
+#[derive(Debug, Clone)]
+pub(crate) struct Pin {
+    /// The master's address.
+    pub(crate) addr: NodeAddr,
+    /// How to reach it.
+    pub(crate) endpoint: Endpoint,
 }
 
 impl Node {
@@ -137,6 +149,7 @@ impl Cluster {
         Arc::new(Node {
             addr: addr.clone(),
             conns: [conn(Proto::Resp2), conn(Proto::Resp3)],
+            endpoint,
         })
     }
 
@@ -175,6 +188,19 @@ impl Cluster {
             .get(i)
             .cloned()
             .ok_or_else(errors::slot_not_served)
+    }
+
+    /// The master of `slot` (the first master for `None`), for a client's own
+    /// connection.
+    pub(crate) fn pin(&self, slot: Option<u16>) -> Result<Pin, crate::protocol::Reply> {
+        let node = match slot {
+            Some(s) => self.master_of(s)?,
+            None => self.master(0)?,
+        };
+        Ok(Pin {
+            addr: node.addr.clone(),
+            endpoint: node.endpoint.clone(),
+        })
     }
 
     /// Sends `request` to the master of `slot`, following redirections; its

@@ -109,6 +109,9 @@ fn keyless<A: ArgList + ?Sized>(name: &[u8], args: &A) -> Plan {
         .map(<[u8]>::to_ascii_uppercase)
         .unwrap_or_default();
     match (name, &sub[..]) {
+        // The node of the channel's slot: where a subscriber through the proxy
+        // listens, so the count it returns includes them.
+        (b"PUBLISH", _) if args.len() == 3 => Plan::Slot(key_slot(args.arg(1))),
         (b"DBSIZE", _) => Plan::All(Merge::Sum),
         (b"KEYS", _) => Plan::All(Merge::Concat),
         (b"RANDOMKEY", _) => Plan::All(Merge::AnyNonNil),
@@ -184,7 +187,7 @@ mod tests {
         assert_eq!(p(&["SCAN", "0"]), Plan::Scan);
         assert_eq!(p(&["script", "load", "return 1"]), Plan::All(Merge::AllOk));
         assert_eq!(p(&["INFO"]), Plan::Any);
-        assert_eq!(p(&["PUBLISH", "ch", "m"]), Plan::Any);
+        assert_eq!(p(&["PUBLISH", "foo", "m"]), Plan::Slot(12182));
         assert_eq!(p(&["CLUSTER", "KEYSLOT", "x"]), Plan::Any);
         assert!(matches!(p(&["WAIT", "1", "0"]), Plan::Refuse(_)));
         assert!(matches!(p(&["CLUSTER", "FAILOVER"]), Plan::Refuse(_)));

@@ -7,16 +7,42 @@ use std::sync::Arc;
 use bytes::BytesMut;
 
 use super::dispatch::with_request;
+use super::queue::{Hook, Slot};
 use super::route::Decision;
 use super::{Flow, State};
-use crate::command::Effect;
+use crate::command::{Effect, flags, lookup};
 use crate::errors;
 use crate::protocol::{ArgList, Args, Proto, Reply, RequestParser, encode_command};
-use crate::server::cluster::{Cluster, Gather, Merge, Plan, plan, split_cursor};
+use crate::server::cluster::{Cluster, Gather, Merge, Plan, key_slot, plan, split_cursor};
 use crate::server::multiplex::ReplyTo;
+
+/// Which connection a command takes with a cluster backend.
+#[derive(Debug)]
+enum Via {
+    /// The client's own connection, to the master it is pinned to.
+    Link,
+    /// The shared connections, routed by the command's plan.
+    Shared,
+    /// Not yet: the other side's replies must arrive first.
+    Wait,
+    /// Answered by the proxy.
+    Reply(Reply),
+    /// Held with the transaction whose master is not known yet, answered by
+    /// the proxy (`+OK` to `MULTI`, `+QUEUED`).
+    Hold(Reply),
+    /// The held transaction ends without reaching a node, with this reply.
+    Drop(Reply),
+}
 
 impl State {
     /// Sends a forwarded command to the cluster.
+    ///
+    /// Stateless commands take the shared connections. A transaction, a
+    /// `WATCH`, a blocking command or a subscription takes the client's own
+    /// connection, opened to the master of the slot its keys hash to (a
+    /// transaction's first key names it); while it lasts, commands that
+    /// belong there follow it. Moving between the two waits for the replies
+    /// on the side left, so a node runs each client's commands in order.
     pub(super) fn forward_cluster(
         &mut self,
         args: Args<'_>,
@@ -27,46 +53,259 @@ impl State {
         let Some(cluster) = self.shared.cluster.clone() else {
             return Flow::Done;
         };
+        let name = args.arg(0).to_ascii_uppercase();
+        let plan = plan(&name, &args);
+        match self.cluster_via(&cluster, &args, &effect, &plan) {
+            Via::Wait => Flow::Retry,
+            Via::Reply(reply) => {
+                self.session.transaction.refused();
+                self.reply(reply);
+                Flow::Done
+            }
+            Via::Link => {
+                self.forward(args, raw, inline, effect);
+                Flow::Done
+            }
+            Via::Hold(reply) => {
+                if let Effect::Multi = effect {
+                    self.session.transaction.begin();
+                }
+                let held = self.tx_held.get_or_insert_with(Default::default);
+                with_request(&args, raw, inline, |r| held.0.extend_from_slice(r));
+                held.1 += 1;
+                self.reply(reply);
+                Flow::Done
+            }
+            Via::Drop(reply) => {
+                self.tx_held = None;
+                self.session.transaction.end();
+                self.reply(reply);
+                Flow::Done
+            }
+            Via::Shared => self.forward_routed(&cluster, args, raw, inline, &effect, plan),
+        }
+    }
+
+    fn cluster_via(
+        &mut self,
+        cluster: &Cluster,
+        args: &Args<'_>,
+        effect: &Effect,
+        plan: &Plan,
+    ) -> Via {
+        let t = &self.session.transaction;
+        let (in_multi, watching) = (t.in_multi(), t.watching());
+        if !in_multi {
+            self.tx_held = None;
+        }
+        if !in_multi && !watching {
+            self.tx_slot = None;
+            if !self.backend.attached() {
+                // The connection closed (or failed): the next one may go elsewhere.
+                self.pin = None;
+            }
+        }
+        // Subscribed or monitoring: the node answers, in the pub/sub shape.
+        if !self.counting.counted() || self.session.monitor {
+            return self.via_link();
+        }
         match effect {
-            Effect::Select(0) => {
-                self.reply(Reply::OK);
-                return Flow::Done;
+            Effect::Select(db) if !in_multi => {
+                return Via::Reply(if *db == 0 {
+                    Reply::OK
+                } else {
+                    errors::select_in_cluster()
+                });
             }
-            Effect::Select(_) => {
-                self.reply(errors::select_in_cluster());
-                return Flow::Done;
+            Effect::Monitor => return Via::Reply(errors::not_through_cluster(args.arg(0))),
+            // Its master is the one of its first key, not known yet.
+            Effect::Multi if !in_multi && !watching => return Via::Hold(Reply::OK),
+            Effect::Reset => return self.via_link(),
+            Effect::Exec | Effect::Discard if self.tx_held.is_some() => {
+                if let Effect::Discard = effect {
+                    return Via::Drop(Reply::OK);
+                }
+                if let Some(reply) = self.session.transaction.doomed_exec() {
+                    return Via::Drop(reply);
+                }
+                return self.link_now(cluster);
             }
-            Effect::Multi
-            | Effect::Exec
-            | Effect::Discard
-            | Effect::Watch
-            | Effect::Unwatch
-            | Effect::Subscribe
-            | Effect::Monitor
-            | Effect::Reset
-            | Effect::Plain { shareable: false } => {
-                self.reply(errors::not_through_cluster(args.arg(0)));
-                return Flow::Done;
+            Effect::Exec | Effect::Discard if self.pin.is_none() => {
+                // EXEC without MULTI: any master explains.
+                if let Some(v) = self.pin_slot(cluster, None) {
+                    return v;
+                }
+                return self.via_link();
+            }
+            Effect::Multi | Effect::Exec | Effect::Discard => return self.link_now(cluster),
+            Effect::Watch if !in_multi => {
+                let slot = match plan {
+                    Plan::Slot(s) => Some(*s),
+                    Plan::Refuse(r) => return Via::Reply(r.clone()),
+                    // The node explains what is wrong with it.
+                    _ => None,
+                };
+                if let (Some(s), Some(t)) = (slot, self.tx_slot) {
+                    if s != t {
+                        return Via::Reply(errors::crossslot());
+                    }
+                }
+                if let Some(v) = self.pin_slot(cluster, slot) {
+                    return v;
+                }
+                self.tx_slot = slot.or(self.tx_slot);
+                return self.via_link();
+            }
+            Effect::Unwatch if !in_multi && !watching => return Via::Shared,
+            Effect::Watch | Effect::Unwatch => return self.link_now(cluster),
+            Effect::Subscribe => {
+                // A shard channel lives on its slot's master; other messages
+                // reach every node, so that one serves as well as any.
+                let slot = args.get(1).map(key_slot);
+                if let Some(v) = self.pin_slot(cluster, slot) {
+                    return v;
+                }
+                return self.via_link();
             }
             _ => {}
         }
-        let name = args.arg(0).to_ascii_uppercase();
-        let plan = plan(&name, &args);
-        if let Plan::Refuse(reply) = plan {
-            self.session.transaction.refused();
-            self.reply(reply);
-            return Flow::Done;
+        if let (false, Plan::Refuse(r)) = (in_multi, plan) {
+            return Via::Reply(r.clone());
         }
+        if in_multi {
+            return match plan {
+                Plan::Slot(s) => {
+                    if self.tx_slot.is_some_and(|t| t != *s) {
+                        return Via::Reply(errors::crossslot());
+                    }
+                    if self.tx_held.is_some() || self.pin.is_none() {
+                        if let Some(v) = self.pin_slot(cluster, Some(*s)) {
+                            return v;
+                        }
+                        self.release_held();
+                    }
+                    self.tx_slot = Some(*s);
+                    self.via_link()
+                }
+                Plan::Split(_) => Via::Reply(errors::crossslot()),
+                Plan::Refuse(r) => Via::Reply(r.clone()),
+                // Keyless: held until a key names the master (when Redis would
+                // queue it: a known command of the right arity; anything else
+                // goes to a master now, which answers for it).
+                _ if self.tx_held.is_some() && queueable(args) => {
+                    Via::Hold(Reply::Simple("QUEUED"))
+                }
+                Plan::Any | Plan::All(_) | Plan::Scan => self.link_now(cluster),
+            };
+        }
+        let blocking = lookup(args).is_some_and(|s| s.has(flags::BLOCKING));
+        if let (true, Plan::Slot(s)) = (blocking, plan) {
+            if let Some(v) = self.pin_slot(cluster, Some(*s)) {
+                return v;
+            }
+            return self.via_link();
+        }
+        if watching {
+            let here = match plan {
+                Plan::Slot(s) => cluster
+                    .pin(Some(*s))
+                    .is_ok_and(|p| self.pin.as_ref().is_some_and(|q| q.addr == p.addr)),
+                Plan::Any => true,
+                _ => false,
+            };
+            if here {
+                return self.via_link();
+            }
+        }
+        if self.queue.backend_waiting() > 0 {
+            self.link_barrier = true;
+            return Via::Wait;
+        }
+        Via::Shared
+    }
+
+    /// The client's own connection, for a command that needs a master now: a
+    /// held transaction goes to the one already pinned, or the first.
+    fn link_now(&mut self, cluster: &Cluster) -> Via {
+        if self.tx_held.is_some() {
+            if self.pin.is_none() {
+                if let Some(v) = self.pin_slot(cluster, None) {
+                    return v;
+                }
+            }
+            self.release_held();
+        }
+        self.via_link()
+    }
+
+    /// Sends the held transaction to the pinned master; the proxy answered
+    /// for it, so the master's replies are dropped.
+    fn release_held(&mut self) {
+        let Some((bytes, n)) = self.tx_held.take() else {
+            return;
+        };
+        self.attach();
+        self.backend.out().extend_from_slice(&bytes);
+        for _ in 0..n {
+            self.queue.push(Slot::Backend {
+                hook: Hook::Swallow,
+                silent: true,
+            });
+        }
+        self.counting.forwarded();
+    }
+
+    /// The client's own connection, once the shared replies are in.
+    fn via_link(&mut self) -> Via {
+        if self.route.must_wait() {
+            Via::Wait
+        } else {
+            Via::Link
+        }
+    }
+
+    /// Pins the client's own connection to the master of `slot` (the first
+    /// master for `None`), closing one open elsewhere once it has answered
+    /// everything. `Some` when the command cannot go now.
+    fn pin_slot(&mut self, cluster: &Cluster, slot: Option<u16>) -> Option<Via> {
+        let pin = match cluster.pin(slot) {
+            Ok(p) => p,
+            Err(e) => return Some(Via::Reply(e)),
+        };
+        if self.pin.as_ref().is_some_and(|p| p.addr == pin.addr) {
+            return None;
+        }
+        if self.backend.attached() {
+            if self.queue.backend_waiting() > 0 {
+                self.link_barrier = true;
+                return Some(Via::Wait);
+            }
+            self.backend.reset();
+        }
+        self.pin = Some(pin);
+        None
+    }
+
+    /// Sends a command over the shared connections, as its plan says.
+    fn forward_routed(
+        &mut self,
+        cluster: &Cluster,
+        args: Args<'_>,
+        raw: &[u8],
+        inline: bool,
+        effect: &Effect,
+        plan: Plan,
+    ) -> Flow {
         let proto = self.session.proto;
         match self.route.decide(true, proto) {
             Decision::Wait => return Flow::Retry,
             Decision::Shared | Decision::Dedicated => {}
         }
-        let Some((to, preload)) = self.shared_slot(&effect) else {
+        let Some((to, preload)) = self.shared_slot(effect) else {
             return Flow::Done;
         };
         let preload = preload.as_ref().map(|(s, t)| (s, t));
-        let c = &cluster;
+        let c = cluster;
         match plan {
             Plan::Slot(slot) => with_request(&args, raw, inline, |r| {
                 c.send_slot(proto, slot, r, to, preload);
@@ -99,6 +338,18 @@ impl State {
         self.counting.forwarded();
         Flow::Done
     }
+}
+
+/// Whether Redis would queue this command in a transaction: known, of the
+/// right arity (anything else is left for a master to answer).
+fn queueable(args: &Args<'_>) -> bool {
+    let Some(spec) = lookup(args) else {
+        return false;
+    };
+    let n = args.len() as i64;
+    let arity = i64::from(spec.arity);
+    let container = !spec.subcommands.is_empty();
+    !container && if arity >= 0 { n == arity } else { n >= -arity }
 }
 
 /// Sends `request` to every master; the merge of their replies goes to `to`.

@@ -98,7 +98,10 @@ impl State {
         match cmd {
             Command::Forward(Effect::ScriptExists(_) | Effect::EnsureScript(_)) => true,
             Command::Forward(Effect::Exec) => self.session.transaction.doomed_exec().is_some(),
-            Command::Forward(_) => false,
+            // With a cluster, whether the client is still subscribed decides
+            // which connection the command takes.
+            Command::Forward(Effect::Subscribe) => false,
+            Command::Forward(_) => self.shared.cluster.is_some(),
             _ => true,
         }
     }
@@ -109,10 +112,17 @@ impl State {
         self.queue.push(Slot::Resync);
     }
 
-    /// Opens the client's own backend connection if there is none.
+    /// Opens the client's own backend connection if there is none: to the
+    /// backend, or with a cluster to the master it is pinned to (none yet: the
+    /// requests wait in the link's queue until the transaction's first key
+    /// names it).
     pub(super) fn attach(&mut self) {
-        self.backend
-            .attach(&self.shared.backend, self.session.handshake());
+        let to = match (&self.shared.cluster, &self.pin) {
+            (None, _) => &self.shared.backend,
+            (Some(_), Some(pin)) => &pin.endpoint,
+            (Some(_), None) => return,
+        };
+        self.backend.attach(to, self.session.handshake());
     }
 
     /// Sends a command of the proxy's own to the backend (if attached and
@@ -217,7 +227,7 @@ impl State {
     }
 
     /// Sends a command over the client's own backend connection.
-    fn forward(&mut self, args: Args<'_>, raw: &[u8], inline: bool, effect: Effect) {
+    pub(super) fn forward(&mut self, args: Args<'_>, raw: &[u8], inline: bool, effect: Effect) {
         let mut hook = Hook::None;
         // (Un)subscribe and MONITOR replies cannot be counted: from here on, and
         // for the command itself, nothing is (see `resync.rs`).

@@ -164,6 +164,17 @@ struct State {
     /// Requests waiting in the read buffer may go on (a resynchronisation
     /// finished, or a barrier was lifted).
     wake: bool,
+    /// Cluster backend: the master the client's own connection is (to be)
+    /// opened to, and the slot its transaction or `WATCH` is bound to.
+    pin: Option<crate::server::cluster::Pin>,
+    tx_slot: Option<u16>,
+    /// Cluster backend: a transaction whose master is not known yet (no key
+    /// so far): `MULTI` and the keyless commands after it, answered by the
+    /// proxy and sent once a key names the master (their replies dropped).
+    tx_held: Option<(bytes::BytesMut, usize)>,
+    /// Cluster backend: the next request waits until the client's own
+    /// connection has answered everything (it goes to a shared one next).
+    link_barrier: bool,
 }
 
 struct Conn {
@@ -196,6 +207,10 @@ pub(crate) async fn serve(client: Stream, id: u64, shared: Arc<Shared>) {
             bound: Vec::new(),
             info_sections: Vec::new(),
             wake: false,
+            pin: None,
+            tx_slot: None,
+            tx_held: None,
+            link_barrier: false,
             settings,
             live,
             generation,
@@ -278,6 +293,10 @@ impl Conn {
             self.st.refresh_live();
             self.process_input();
             self.st.advance();
+            if self.st.link_barrier && self.st.queue.backend_waiting() == 0 {
+                self.st.link_barrier = false;
+                self.st.wake = true;
+            }
             if std::mem::take(&mut self.st.wake) {
                 // Requests waiting in the buffer go on.
                 self.process_input();
@@ -438,6 +457,7 @@ impl State {
     fn ready_for_requests(&self) -> bool {
         !self.counting.paused()
             && !self.route.waiting()
+            && !self.link_barrier
             && self.ops.len() < MAX_INFLIGHT_OPS
             && self.queue.len() < MAX_QUEUED_REPLIES
             && self.buffered() < self.settings.output_high_water

@@ -121,13 +121,18 @@ pub(super) struct ReplyQueue {
     base: u64,
     /// Bytes of the replies in `Ready` slots.
     ready_bytes: usize,
+    /// `Backend` and `Resync` slots: replies the client's own backend
+    /// connection still owes.
+    backend_waiting: usize,
 }
 
 impl ReplyQueue {
     /// Appends a slot and returns its sequence number.
     pub(super) fn push(&mut self, slot: Slot) -> u64 {
-        if let Slot::Ready(b, _) = &slot {
-            self.ready_bytes += b.len();
+        match &slot {
+            Slot::Ready(b, _) => self.ready_bytes += b.len(),
+            Slot::Backend { .. } | Slot::Resync => self.backend_waiting += 1,
+            Slot::Pending | Slot::Close => {}
         }
         self.slots.push_back(slot);
         self.base + self.slots.len() as u64 - 1
@@ -142,10 +147,17 @@ impl ReplyQueue {
     pub(super) fn pop(&mut self) -> Option<Slot> {
         let s = self.slots.pop_front()?;
         self.base += 1;
-        if let Slot::Ready(b, _) = &s {
-            self.ready_bytes -= b.len();
+        match &s {
+            Slot::Ready(b, _) => self.ready_bytes -= b.len(),
+            Slot::Backend { .. } | Slot::Resync => self.backend_waiting -= 1,
+            Slot::Pending | Slot::Close => {}
         }
         Some(s)
+    }
+
+    /// Replies the client's own backend connection still owes.
+    pub(super) fn backend_waiting(&self) -> usize {
+        self.backend_waiting
     }
 
     /// Bytes of the replies ready and waiting for the slots ahead of them.
@@ -181,6 +193,7 @@ impl ReplyQueue {
     /// Takes the grants of replies that were never written.
     pub(super) fn drain_grants(&mut self) -> Vec<Grant> {
         self.ready_bytes = 0;
+        self.backend_waiting = 0;
         self.slots
             .drain(..)
             .filter_map(|s| match s {
@@ -205,6 +218,7 @@ impl ReplyQueue {
     pub(super) fn fail_backend(&mut self, error: &Bytes) {
         // Slots are replaced, never removed, so the sequence numbers of pending
         // lock operations stay valid; an empty reply writes nothing.
+        self.backend_waiting = 0;
         for slot in self.slots.iter_mut() {
             match slot {
                 Slot::Backend { silent: true, .. } | Slot::Resync => {

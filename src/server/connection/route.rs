@@ -152,6 +152,22 @@ impl Route {
         false
     }
 
+    /// Whether replies from the shared connections are still awaited; if so,
+    /// the next request waits for them (a barrier), as for a move.
+    pub(super) fn must_wait(&mut self) -> bool {
+        match self {
+            Route::Shared {
+                outstanding,
+                barrier,
+                ..
+            } if *outstanding > 0 => {
+                *barrier = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Waiting for shared replies before the next request.
     pub(super) fn waiting(&self) -> bool {
         matches!(self, Route::Shared { barrier: true, .. })

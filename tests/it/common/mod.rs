@@ -55,13 +55,26 @@ pub fn redis_server_bin() -> PathBuf {
     .unwrap_or_else(|e| panic!("{e} (scripts/test.sh installs it)"))
 }
 
-/// A free loopback port.
+/// A free loopback port, never one handed out before in this process: the
+/// tests count log lines that name a server's port, and a port an earlier
+/// test's server had would bring that test's lines along.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: Mutex<Option<std::collections::HashSet<u16>>> = Mutex::new(None);
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if GIVEN
+            .lock()
+            .unwrap()
+            .get_or_insert_with(Default::default)
+            .insert(port)
+        {
+            return port;
+        }
+    }
 }
 
 /// A redis-server child process.
