@@ -506,3 +506,42 @@ async fn blocking_commands_and_pubsub_hold_only_their_client() {
         assert_eq!(sub.cmd(&["GET", &k]).await, b"$1\r\nv\r\n");
     }
 }
+
+#[tokio::test]
+async fn without_multiplexing_each_client_has_connections_of_its_own() {
+    let cluster = RedisCluster::start(3, 0);
+    let h = proxy_for(&cluster, false).await;
+    let node = cluster.owner("{o}k");
+    let before = connections(node);
+    let mut clients = Vec::new();
+    for i in 0..5 {
+        let mut c = h.client().await;
+        assert_eq!(c.cmd(&["SET", "{o}k", &i.to_string()]).await, b"+OK\r\n");
+        clients.push(c);
+    }
+    assert!(
+        connections(node) >= before + 5,
+        "one connection per client to the key's master"
+    );
+    // Everything else works the same: splits, transactions, blocking.
+    let c = &mut clients[0];
+    assert_eq!(
+        c.cmd(&["MSET", "a", "1", "b", "2", "c", "3"]).await,
+        b"+OK\r\n"
+    );
+    assert_eq!(
+        c.cmd(&["MGET", "c", "a", "b"]).await,
+        b"*3\r\n$1\r\n3\r\n$1\r\n1\r\n$1\r\n2\r\n"
+    );
+    assert_eq!(c.cmd(&["MULTI"]).await, b"+OK\r\n");
+    assert_eq!(c.cmd(&["INCR", "{o}n"]).await, b"+QUEUED\r\n");
+    assert_eq!(c.cmd(&["EXEC"]).await, b"*1\r\n:1\r\n");
+    // A client that leaves closes its connections.
+    drop(clients);
+    crate::common::poll(|| connections(node) <= before + 1).await;
+}
+
+/// Client connections a node has (besides the one asking).
+fn connections(node: &RedisServer) -> usize {
+    node.query_str(&["CLIENT", "LIST"]).lines().count() - 1
+}

@@ -79,6 +79,21 @@ impl Node {
     }
 }
 
+/// A client's own connections to the masters, for `multiplex = false`:
+/// opened as it needs them, closed when it leaves.
+#[derive(Debug, Default)]
+pub(crate) struct OwnConnections {
+    conns: Mutex<HashMap<(NodeAddr, bool), Arc<SharedConnection>>>,
+}
+
+impl Drop for OwnConnections {
+    fn drop(&mut self) {
+        if let Ok(conns) = self.conns.lock() {
+            conns.values().for_each(|c| c.retire());
+        }
+    }
+}
+
 /// What routing reads on every request: the slot map and its masters' nodes.
 #[derive(Debug, Default)]
 struct Routing {
@@ -190,6 +205,30 @@ impl Cluster {
             .ok_or_else(errors::slot_not_served)
     }
 
+    /// The connection of protocol `proto` to `node`: the shared one, or the
+    /// client's own (`own`, opened at first use).
+    fn conn(
+        &self,
+        node: &Node,
+        proto: Proto,
+        own: Option<&OwnConnections>,
+    ) -> Arc<SharedConnection> {
+        let Some(own) = own else {
+            return Arc::clone(node.conn(proto));
+        };
+        let Ok(mut conns) = own.conns.lock() else {
+            return Arc::clone(node.conn(proto));
+        };
+        let redirects: Weak<dyn Redirects> = self.me.clone();
+        Arc::clone(
+            conns
+                .entry((node.addr.clone(), proto == Proto::Resp3))
+                .or_insert_with(|| {
+                    SharedConnection::new(proto, node.endpoint.clone(), Some(redirects))
+                }),
+        )
+    }
+
     /// The master of `slot` (the first master for `None`), for a client's own
     /// connection.
     pub(crate) fn pin(&self, slot: Option<u16>) -> Result<Pin, crate::protocol::Reply> {
@@ -207,7 +246,7 @@ impl Cluster {
     /// reply goes to `to`.
     pub(crate) fn send_slot(
         &self,
-        proto: Proto,
+        (proto, own): (Proto, Option<&Arc<OwnConnections>>),
         slot: u16,
         request: &[u8],
         to: ReplyTo,
@@ -219,6 +258,7 @@ impl Cluster {
             slot: Some(slot),
             hops: 0,
             preload: preload.map(|(s, t)| (s.clone(), t.clone())),
+            own: own.map(Arc::downgrade),
         });
         self.resend(routed, proto);
     }
@@ -226,14 +266,17 @@ impl Cluster {
     /// Sends `request` to master `i` (keyless commands); its reply goes to `to`.
     pub(crate) fn send_master(
         &self,
-        proto: Proto,
+        (proto, own): (Proto, Option<&Arc<OwnConnections>>),
         i: usize,
         request: &[u8],
         to: ReplyTo,
         preload: Option<(&Bytes, &Bytes)>,
     ) {
         match self.master(i) {
-            Ok(node) => node.conn(proto).send(request, to, preload),
+            Ok(node) => {
+                let own = own.map(|o| &**o);
+                self.conn(&node, proto, own).send(request, to, preload);
+            }
             Err(e) => to.deliver(e.to_bytes(proto)),
         }
     }
@@ -253,7 +296,21 @@ impl Cluster {
             Some(Err(e)) => return routed.to.deliver(e.to_bytes(proto)),
             None => return routed.to.deliver(errors::slot_not_served().to_bytes(proto)),
         };
-        node.conn(proto).send_routed(routed, false);
+        self.send_routed(&node, routed, proto, false);
+    }
+
+    /// Sends a routed request to `node`, on the client's own connection if
+    /// it has them (a request of a client gone is dropped).
+    fn send_routed(&self, node: &Node, routed: Box<Routed>, proto: Proto, asking: bool) {
+        let own = match &routed.own {
+            Some(weak) => match weak.upgrade() {
+                Some(own) => Some(own),
+                None => return,
+            },
+            None => None,
+        };
+        self.conn(node, proto, own.as_deref())
+            .send_routed(routed, asking);
     }
 
     /// A `MOVED` said `slot` lives at `addr`: the map says so from now on.
@@ -402,9 +459,9 @@ impl Redirects for Cluster {
             Redirect::Moved(slot, addr) => {
                 self.learn(slot, &addr);
                 self.refresh.notify_one();
-                self.node(&addr).conn(proto).send_routed(routed, false);
+                self.send_routed(&self.node(&addr), routed, proto, false);
             }
-            Redirect::Ask(_, addr) => self.node(&addr).conn(proto).send_routed(routed, true),
+            Redirect::Ask(_, addr) => self.send_routed(&self.node(&addr), routed, proto, true),
             Redirect::TryAgain => {
                 // The keys are split by a migration in progress: a moment later
                 // they are on one side.

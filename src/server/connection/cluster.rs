@@ -13,7 +13,9 @@ use super::{Flow, State};
 use crate::command::{Effect, flags, lookup};
 use crate::errors;
 use crate::protocol::{ArgList, Args, Proto, Reply, RequestParser, encode_command};
-use crate::server::cluster::{Cluster, Gather, Merge, Plan, key_slot, plan, split_cursor};
+use crate::server::cluster::{
+    Cluster, Gather, Merge, OwnConnections, Plan, key_slot, plan, split_cursor,
+};
 use crate::server::multiplex::ReplyTo;
 
 /// Which connection a command takes with a cluster backend.
@@ -306,6 +308,7 @@ impl State {
         };
         let preload = preload.as_ref().map(|(s, t)| (s, t));
         let c = cluster;
+        let proto = (proto, self.own_conns.as_ref());
         match plan {
             Plan::Slot(slot) => with_request(&args, raw, inline, |r| {
                 c.send_slot(proto, slot, r, to, preload);
@@ -353,7 +356,13 @@ fn queueable(args: &Args<'_>) -> bool {
 }
 
 /// Sends `request` to every master; the merge of their replies goes to `to`.
-fn fan_out(cluster: &Cluster, proto: Proto, merge: Merge, request: &[u8], to: ReplyTo) {
+fn fan_out(
+    cluster: &Cluster,
+    proto: (Proto, Option<&Arc<OwnConnections>>),
+    merge: Merge,
+    request: &[u8],
+    to: ReplyTo,
+) {
     let n = cluster.masters();
     if n == 0 {
         // No topology yet: the error says so.
@@ -367,7 +376,12 @@ fn fan_out(cluster: &Cluster, proto: Proto, merge: Merge, request: &[u8], to: Re
 }
 
 /// `SCAN cursor ...`: the cursor names a master and that master's cursor.
-fn scan(cluster: &Cluster, proto: Proto, args: &Args<'_>, to: ReplyTo) {
+fn scan(
+    cluster: &Cluster,
+    proto: (Proto, Option<&Arc<OwnConnections>>),
+    args: &Args<'_>,
+    to: ReplyTo,
+) {
     let n = cluster.masters();
     let cursor = std::str::from_utf8(args.arg(1))
         .ok()

@@ -172,6 +172,9 @@ struct State {
     /// so far): `MULTI` and the keyless commands after it, answered by the
     /// proxy and sent once a key names the master (their replies dropped).
     tx_held: Option<(bytes::BytesMut, usize)>,
+    /// Cluster backend with `multiplex = false`: the client's own connections
+    /// to the masters.
+    own_conns: Option<Arc<crate::server::cluster::OwnConnections>>,
     /// Cluster backend: the next request waits until the client's own
     /// connection has answered everything (it goes to a shared one next).
     link_barrier: bool,
@@ -210,6 +213,7 @@ pub(crate) async fn serve(client: Stream, id: u64, shared: Arc<Shared>) {
             pin: None,
             tx_slot: None,
             tx_held: None,
+            own_conns: (settings.cluster && !settings.multiplex).then(Default::default),
             link_barrier: false,
             settings,
             live,

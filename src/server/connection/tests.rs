@@ -65,6 +65,7 @@ fn fixture() -> Fixture {
             pin: None,
             tx_slot: None,
             tx_held: None,
+            own_conns: None,
             link_barrier: false,
             settings,
             live,

@@ -57,6 +57,9 @@ pub(crate) struct Routed {
     pub(crate) hops: u8,
     /// A script (SHA1, text) the request needs loaded on the node first.
     pub(crate) preload: Option<(Bytes, Bytes)>,
+    /// The client's own connections (`multiplex = false`), which a
+    /// redirection also takes; `None`: the shared ones.
+    pub(crate) own: Option<Weak<crate::server::cluster::OwnConnections>>,
 }
 
 /// Who follows a routed request's redirection.
