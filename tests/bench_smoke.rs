@@ -67,3 +67,22 @@ fn the_thread_count_benchmark_runs() {
         assert!(text.contains(row), "{row} missing from:\n{text}");
     }
 }
+
+#[test]
+fn the_cluster_benchmark_runs() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new("python3")
+        .arg(root.join("bench/cluster.py"))
+        .arg("--quick")
+        .output()
+        .expect("python3");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "bench/cluster.py --quick failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for row in ["| cluster, direct", "| cluster, through the proxy |"] {
+        assert!(text.contains(row), "{row} missing from:\n{text}");
+    }
+}

@@ -43,6 +43,14 @@ pub(crate) fn ready(shared: &Shared) -> Result<(), String> {
     if !shared.health.backend_up() {
         why.push("the passthrough backend does not answer".to_string());
     }
+    if let Some(cluster) = &shared.cluster {
+        let unserved = cluster.unserved_slots();
+        if unserved > 0 {
+            why.push(format!(
+                "{unserved} cluster hash slots have no master the proxy knows"
+            ));
+        }
+    }
     if why.is_empty() {
         Ok(())
     } else {
@@ -51,11 +59,24 @@ pub(crate) fn ready(shared: &Shared) -> Result<(), String> {
 }
 
 /// Probes the backend with `PING` every [`PROBE_EVERY`] on a connection of its
-/// own, until `shutdown`.
+/// own (with a cluster backend: whether its topology is known), until
+/// `shutdown`.
 pub(crate) async fn probe_backend(shared: Arc<Shared>, shutdown: CancellationToken) {
     let mut conn: Option<Connection> = None;
     let handshake = Handshake::new().ping();
     loop {
+        if let Some(cluster) = &shared.cluster {
+            // The masters answer the router's requests and topology reads: the
+            // backend is up while a topology is known (slots without a master
+            // are reported apart).
+            let up = cluster.masters() > 0;
+            shared.health.backend_up.store(up, Ordering::Relaxed);
+            tokio::select! {
+                _ = tokio::time::sleep(PROBE_EVERY) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            continue;
+        }
         let ok = tokio::time::timeout(PROBE_EVERY, async {
             if conn.is_none() {
                 conn = shared.backend.connect(&handshake).await.ok();

@@ -52,6 +52,21 @@ pub(crate) fn proxy_section(shared: &Shared) -> String {
     line("quorum", &engine.quorum_size());
     line("quorum_available", &(engine.quorum_available() as u8));
     line("backend_up", &(shared.health.backend_up() as u8));
+    if let Some(cluster) = &shared.cluster {
+        use std::sync::atomic::Ordering::Relaxed;
+        let st = &cluster.stats;
+        line("cluster_masters", &cluster.masters());
+        line("cluster_slots_unserved", &cluster.unserved_slots());
+        line(
+            "cluster_redirections",
+            &format_args!(
+                "moved={},ask={},tryagain={}",
+                st.moved.load(Relaxed),
+                st.ask.load(Relaxed),
+                st.tryagain.load(Relaxed)
+            ),
+        );
+    }
     for (i, m) in masters.iter().enumerate() {
         line(
             &format!("master{i}"),

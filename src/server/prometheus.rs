@@ -173,6 +173,37 @@ impl Collector for ProxyCollector {
             "Whether the passthrough backend answered the last health probe.",
             s.health.backend_up() as i64,
         )?;
+        if let Some(cluster) = &s.cluster {
+            out.gauge(
+                "redlock_proxy_cluster_masters",
+                "Masters of the cluster backend serving slots, as the proxy knows them.",
+                cluster.masters() as i64,
+            )?;
+            out.gauge(
+                "redlock_proxy_cluster_slots_unserved",
+                "Hash slots of the cluster backend with no master the proxy knows.",
+                cluster.unserved_slots() as i64,
+            )?;
+            out.counter(
+                "redlock_proxy_cluster_topology_refreshes",
+                "Topology reads of the cluster backend that succeeded.",
+                get(&cluster.stats.refreshes),
+            )?;
+            let st = &cluster.stats;
+            let mut family = out.enc.encode_descriptor(
+                "redlock_proxy_cluster_redirections",
+                "Redirections of the cluster backend the proxy followed for clients, by kind.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (kind, v) in [
+                ("moved", &st.moved),
+                ("ask", &st.ask),
+                ("tryagain", &st.tryagain),
+            ] {
+                ConstCounter::new(get(v)).encode(family.encode_family(&[("kind", kind)])?)?;
+            }
+        }
         out.counter(
             "redlock_proxy_tls_handshake_failures",
             "TLS handshakes with clients that failed or timed out.",

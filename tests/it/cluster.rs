@@ -286,6 +286,14 @@ async fn resharding_under_load_is_invisible_to_clients() {
         "some of the clients' keys moved ({} were on the source)",
         before.len()
     );
+    // ... and the clients met the move: the proxy followed redirections.
+    let mut c = h.client().await;
+    let info = text(&c.cmd(&["INFO", "proxy"]).await);
+    assert!(info.contains("cluster_slots_unserved:0"), "{info}");
+    assert!(
+        !info.contains("cluster_redirections:moved=0,ask=0"),
+        "{info}"
+    );
 }
 
 #[tokio::test]
@@ -544,4 +552,47 @@ async fn without_multiplexing_each_client_has_connections_of_its_own() {
 /// Client connections a node has (besides the one asking).
 fn connections(node: &RedisServer) -> usize {
     node.query_str(&["CLIENT", "LIST"]).lines().count() - 1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_and_metrics_follow_the_topology() {
+    use crate::operations::{http_get, with_metrics};
+    // A seed nobody answers on: no topology, and the proxy says so.
+    let nobody = crate::common::free_port();
+    let (h, ops) = with_metrics(|c| {
+        c.passthrough.url = RedisUrl::parse(&format!("redis://127.0.0.1:{nobody}")).unwrap();
+        c.passthrough.cluster = true;
+    })
+    .await;
+    let mut c = h.client().await;
+    assert!(
+        text(&c.cmd(&["GET", "k"]).await)
+            .starts_with("-CLUSTERDOWN the proxy has not learned the cluster's topology yet")
+    );
+    let (status, body) = http_get(ops, "/readyz");
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("16384 cluster hash slots have no master"),
+        "{body}"
+    );
+    drop(h);
+    // A real cluster: ready, with its masters counted.
+    let cluster = RedisCluster::start(3, 0);
+    let seed = cluster.seed();
+    let (h, ops) = with_metrics(|c| {
+        c.passthrough.url = RedisUrl::parse(&seed).unwrap();
+        c.passthrough.cluster = true;
+    })
+    .await;
+    crate::common::poll(|| http_get(ops, "/readyz").0 == 200).await;
+    let (_, metrics) = http_get(ops, "/metrics");
+    for line in [
+        "redlock_proxy_cluster_masters 3",
+        "redlock_proxy_cluster_slots_unserved 0",
+        "redlock_proxy_cluster_redirections_total{kind=\"moved\"} 0",
+    ] {
+        assert!(metrics.contains(line), "{line} in:\n{metrics}");
+    }
+    let mut c = h.client().await;
+    assert_eq!(c.cmd(&["SET", "k", "v"]).await, b"+OK\r\n");
 }

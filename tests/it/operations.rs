@@ -10,7 +10,7 @@ use crate::clients::{client_env, root, run};
 use crate::common::*;
 
 /// `GET path` on the operations endpoint: (status, body).
-fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+pub(crate) fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
@@ -26,7 +26,9 @@ fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 }
 
 /// A harness whose proxy serves the operations endpoint.
-async fn with_metrics(tweak: impl FnOnce(&mut redlock_proxy::Config)) -> (Harness, SocketAddr) {
+pub(crate) async fn with_metrics(
+    tweak: impl FnOnce(&mut redlock_proxy::Config),
+) -> (Harness, SocketAddr) {
     let port = free_port();
     let h = Harness::start_with(3, |c| {
         c.server.metrics_listen = format!("127.0.0.1:{port}");

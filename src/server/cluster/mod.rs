@@ -22,6 +22,7 @@ mod slot;
 mod topology;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -115,6 +116,21 @@ pub(crate) struct Cluster {
     nodes: Mutex<HashMap<NodeAddr, Arc<Node>>>,
     refresh: Notify,
     me: Weak<Cluster>,
+    /// Counters for the operations endpoint.
+    pub(crate) stats: ClusterStats,
+}
+
+/// What the router counts.
+#[derive(Debug, Default)]
+pub(crate) struct ClusterStats {
+    /// `MOVED` replies followed.
+    pub(crate) moved: AtomicU64,
+    /// `ASK` replies followed.
+    pub(crate) ask: AtomicU64,
+    /// `TRYAGAIN` replies retried.
+    pub(crate) tryagain: AtomicU64,
+    /// Topology reads that gave a topology.
+    pub(crate) refreshes: AtomicU64,
 }
 
 impl Cluster {
@@ -135,6 +151,7 @@ impl Cluster {
             nodes: Mutex::new(HashMap::new()),
             refresh: Notify::new(),
             me: me.clone(),
+            stats: ClusterStats::default(),
         })
     }
 
@@ -171,6 +188,15 @@ impl Cluster {
     /// How many masters serve slots now.
     pub(crate) fn masters(&self) -> usize {
         self.routing.load().masters.len()
+    }
+
+    /// Slots no master serves now (all of them before the topology is known).
+    pub(crate) fn unserved_slots(&self) -> usize {
+        self.routing
+            .load()
+            .topology
+            .as_ref()
+            .map_or(slot::SLOTS, Topology::unowned)
     }
 
     /// The master serving `slot`, or the error a client gets instead.
@@ -390,6 +416,7 @@ impl Cluster {
                         tracing::info!(masters = t.masters.len(), "cluster topology learned");
                     }
                     known = true;
+                    self.stats.refreshes.fetch_add(1, Ordering::Relaxed);
                     self.install(t);
                 }
                 None => tracing::warn!(seed = %self.seed, "cluster: no node gave the topology"),
@@ -455,6 +482,12 @@ impl Redirects for Cluster {
             let e = errors::too_many_redirections(&redirect);
             return routed.to.deliver(e.to_bytes(proto));
         }
+        let counter = match redirect {
+            Redirect::Moved(..) => &self.stats.moved,
+            Redirect::Ask(..) => &self.stats.ask,
+            Redirect::TryAgain => &self.stats.tryagain,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
         match redirect {
             Redirect::Moved(slot, addr) => {
                 self.learn(slot, &addr);
