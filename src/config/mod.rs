@@ -200,6 +200,11 @@ pub struct PassthroughConfig {
     /// The URL is a seed node of a Redis Cluster: commands are routed by hash
     /// slot to the master that serves it.
     pub cluster: bool,
+    /// Cluster backend: how long a master may send nothing back while
+    /// requests wait on a shared connection to it; past it the connection
+    /// fails (its requests get an error) and is opened again.
+    #[serde(with = "duration")]
+    pub reply_timeout: Duration,
 }
 
 impl Default for PassthroughConfig {
@@ -210,6 +215,7 @@ impl Default for PassthroughConfig {
             connect_timeout: Duration::from_secs(1),
             multiplex: true,
             cluster: false,
+            reply_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -423,6 +429,9 @@ impl Config {
         if self.passthrough.connect_timeout.is_zero() {
             return Err(("passthrough.connect_timeout", "must be more than 0".into()));
         }
+        if self.passthrough.reply_timeout.is_zero() {
+            return Err(("passthrough.reply_timeout", "must be more than 0".into()));
+        }
         if self.passthrough.cluster && self.passthrough.url.db != 0 {
             return Err((
                 "passthrough.url",
@@ -535,6 +544,7 @@ impl Config {
             ("passthrough_connect_timeout", d(p.connect_timeout)),
             ("multiplex", p.multiplex.to_string()),
             ("passthrough_cluster", p.cluster.to_string()),
+            ("passthrough_reply_timeout", d(p.reply_timeout)),
             ("masters", masters.join(",")),
             ("lock_patterns", r.lock_patterns.join(",")),
             ("node_timeout", d(r.node_timeout)),

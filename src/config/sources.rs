@@ -111,6 +111,12 @@ const OPTIONS: &[(&str, &str, &str, Kind)] = &[
         Kind::Bool,
     ),
     ("PASSTHROUGH_CLUSTER", "passthrough", "cluster", Kind::Bool),
+    (
+        "PASSTHROUGH_REPLY_TIMEOUT",
+        "passthrough",
+        "reply_timeout",
+        Kind::Str,
+    ),
     ("MASTERS", "redlock", "masters", Kind::List),
     ("LOCK_PATTERNS", "redlock", "lock_patterns", Kind::List),
     ("NODE_TIMEOUT", "redlock", "node_timeout", Kind::Str),

@@ -107,6 +107,7 @@ const NEEDS_RESTART: &[&str] = &[
     "passthrough_connect_timeout",
     "multiplex",
     "passthrough_cluster",
+    "passthrough_reply_timeout",
     "max_client_memory",
     "health_interval",
     "quarantine_on_start",

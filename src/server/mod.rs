@@ -362,7 +362,10 @@ impl Shared {
         let cluster = config.passthrough.cluster.then(|| {
             cluster::Cluster::new(
                 config.passthrough.url.clone(),
-                config.passthrough.connect_timeout,
+                (
+                    config.passthrough.connect_timeout,
+                    config.passthrough.reply_timeout,
+                ),
                 config.limits.max_nesting_depth,
                 tls_client.clone(),
             )

@@ -12,12 +12,20 @@ use redlock_proxy::config::RedisUrl;
 /// The proxy with the cluster as its backend (3 lock masters beside it; its
 /// plain backend must see nothing).
 async fn proxy_for(cluster: &RedisCluster, multiplex: bool) -> Harness {
+    proxy_with(cluster, |c| c.passthrough.multiplex = multiplex).await
+}
+
+/// [`proxy_for`], with the configuration adjusted by `tweak`.
+async fn proxy_with(
+    cluster: &RedisCluster,
+    tweak: impl FnOnce(&mut redlock_proxy::Config),
+) -> Harness {
     let masters: Vec<RedisServer> = (0..3).map(|_| RedisServer::start()).collect();
     let seed = cluster.seed();
     let h = Harness::with_masters(masters, move |c| {
         c.passthrough.url = RedisUrl::parse(&seed).unwrap();
         c.passthrough.cluster = true;
-        c.passthrough.multiplex = multiplex;
+        tweak(c);
     })
     .await;
     // The topology is learned in the background: wait for a routed reply.
@@ -595,4 +603,46 @@ async fn readiness_and_metrics_follow_the_topology() {
     }
     let mut c = h.client().await;
     assert_eq!(c.cmd(&["SET", "k", "v"]).await, b"+OK\r\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_master_fails_its_requests_and_holds_nobody_else() {
+    let cluster = RedisCluster::start(3, 0);
+    let h = proxy_with(&cluster, |c| {
+        c.passthrough.reply_timeout = std::time::Duration::from_millis(500);
+    })
+    .await;
+    let mut c = h.client().await;
+    for k in keys(30) {
+        c.cmd(&["SET", &k, "v"]).await;
+    }
+    let victim = cluster.owner("key:0").port;
+    let alive: Vec<String> = keys(30)
+        .into_iter()
+        .filter(|k| cluster.owner(k).port != victim)
+        .collect();
+    let i = cluster.nodes.iter().position(|n| n.port == victim).unwrap();
+    cluster.nodes[i].pause();
+    let mut stuck = h.client().await;
+    stuck.send(&crate::common::enc(&["GET", "key:0"])).await;
+    // Others are served while that request waits on the paused master.
+    for k in &alive {
+        assert_eq!(c.cmd(&["GET", k]).await, b"$1\r\nv\r\n");
+    }
+    // It gets an error (the harness's read has a deadline), not a hang.
+    let got = text(&stuck.read().await);
+    assert!(
+        got.starts_with("-ERR passthrough backend unavailable: no answer from"),
+        "{got}"
+    );
+    cluster.nodes[i].resume();
+    tokio::task::block_in_place(|| cluster.wait_ok());
+    crate::common::poll_async(|| {
+        let addr = h.addr;
+        async move {
+            let mut c = RawClient::connect(addr).await;
+            c.cmd(&["GET", "key:0"]).await == b"$1\r\nv\r\n"
+        }
+    })
+    .await;
 }

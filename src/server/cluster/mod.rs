@@ -108,6 +108,7 @@ struct Routing {
 pub(crate) struct Cluster {
     seed: RedisUrl,
     connect_timeout: Duration,
+    reply_timeout: Duration,
     max_depth: usize,
     tls: Option<TlsClient>,
     routing: ArcSwap<Routing>,
@@ -138,13 +139,14 @@ impl Cluster {
     /// [`maintain`](Self::maintain).
     pub(crate) fn new(
         seed: RedisUrl,
-        connect_timeout: Duration,
+        (connect_timeout, reply_timeout): (Duration, Duration),
         max_depth: usize,
         tls: Option<TlsClient>,
     ) -> Arc<Cluster> {
         Arc::new_cyclic(|me| Cluster {
             seed,
             connect_timeout,
+            reply_timeout,
             max_depth,
             tls,
             routing: ArcSwap::default(),
@@ -177,7 +179,10 @@ impl Cluster {
     fn make_node(&self, addr: &NodeAddr) -> Arc<Node> {
         let endpoint = self.endpoint(addr);
         let redirects: Weak<dyn Redirects> = self.me.clone();
-        let conn = |proto| SharedConnection::new(proto, endpoint.clone(), Some(redirects.clone()));
+        let conn = |proto| {
+            let r = Some(redirects.clone());
+            SharedConnection::with_reply_timeout(proto, endpoint.clone(), r, self.reply_timeout)
+        };
         Arc::new(Node {
             addr: addr.clone(),
             conns: [conn(Proto::Resp2), conn(Proto::Resp3)],
@@ -250,7 +255,8 @@ impl Cluster {
             conns
                 .entry((node.addr.clone(), proto == Proto::Resp3))
                 .or_insert_with(|| {
-                    SharedConnection::new(proto, node.endpoint.clone(), Some(redirects))
+                    let (e, t) = (node.endpoint.clone(), self.reply_timeout);
+                    SharedConnection::with_reply_timeout(proto, e, Some(redirects), t)
                 }),
         )
     }

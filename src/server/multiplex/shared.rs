@@ -102,6 +102,9 @@ pub(crate) struct SharedConnection {
     /// No longer in the topology: the task ends once nothing waits.
     retired: AtomicBool,
     redirects: Option<Weak<dyn Redirects>>,
+    /// How long the server may send nothing while requests wait (none: no
+    /// limit).
+    reply_timeout: Option<Duration>,
 }
 
 impl SharedConnection {
@@ -120,7 +123,23 @@ impl SharedConnection {
             started: AtomicBool::new(false),
             retired: AtomicBool::new(false),
             redirects,
+            reply_timeout: None,
         })
+    }
+
+    /// A connection that fails when the server sends nothing for `timeout`
+    /// while requests wait (a paused or wedged node), so they get an error.
+    pub(crate) fn with_reply_timeout(
+        proto: Proto,
+        backend: Endpoint,
+        redirects: Option<Weak<dyn Redirects>>,
+        timeout: Duration,
+    ) -> Arc<Self> {
+        let mut conn = Self::new(proto, backend, redirects);
+        if let Some(c) = Arc::get_mut(&mut conn) {
+            c.reply_timeout = Some(timeout);
+        }
+        conn
     }
 
     /// Queues a request whose reply goes to `to`; `preload` is a script (SHA1,
@@ -248,6 +267,9 @@ impl SharedConnection {
 
     async fn serve(&self, mut conn: Connection) -> Result<(), BackendError> {
         let mut frames = Vec::new();
+        // When the server last sent something, or requests started waiting.
+        let mut heard = tokio::time::Instant::now();
+        let mut was_idle = true;
         loop {
             // Let ready clients queue their requests first: one write for them all.
             tokio::task::yield_now().await;
@@ -259,16 +281,31 @@ impl SharedConnection {
                 }
             }
             conn.flush()?;
-            if self.retired.load(Ordering::Acquire) && self.idle() && !conn.has_output() {
+            let idle = self.idle();
+            if self.retired.load(Ordering::Acquire) && idle && !conn.has_output() {
                 return Ok(());
             }
+            if was_idle && !idle {
+                heard = tokio::time::Instant::now();
+            }
+            was_idle = idle;
+            let silent_until = self.reply_timeout.filter(|_| !idle).map(|t| heard + t);
+            let read_before = conn.input_len();
             tokio::select! {
                 biased;
                 r = conn.io(true) => {
                     r?;
+                    if conn.input_len() > read_before {
+                        heard = tokio::time::Instant::now();
+                    }
                     self.deliver(&mut conn, &mut frames)?;
                 }
                 _ = self.notify.notified() => {}
+                _ = sleep_until_opt(silent_until) => {
+                    let waited = self.reply_timeout.unwrap_or_default();
+                    let what = format!("{waited:?} (requests waiting)");
+                    return Err(BackendError::new(ErrorKind::Timeout, conn.peer(), what));
+                }
             }
         }
     }
@@ -330,6 +367,13 @@ impl SharedConnection {
             }
         }
         routed.to.deliver(frame);
+    }
+}
+
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
