@@ -136,9 +136,9 @@ class Cluster:
                 p.kill()
 
 
-def redis_benchmark(port, pipeline, requests, tests=None, command=None, clients=50):
+def redis_benchmark(port, pipeline, requests, tests=None, command=None, clients=50, extra=()):
     args = ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-c", str(clients), "-n", str(requests),
-            "-P", str(pipeline), "--csv"]
+            "-P", str(pipeline), "--csv", *extra]
     if tests:
         args += ["-t", ",".join(tests)]
     if command:
