@@ -12,7 +12,7 @@
 
 use super::gather::Merge;
 use super::slot::key_slot;
-use crate::command::{KeyArg, for_each_key, lookup};
+use crate::command::{CommandSpec, KeyArg, for_each_key};
 use crate::errors;
 use crate::protocol::{ArgList, Reply};
 
@@ -80,27 +80,36 @@ fn split<A: ArgList + ?Sized>(name: &[u8], args: &A, keys: &[(usize, u16)]) -> O
     Some(Split { parts, merge })
 }
 
-/// Decides where `args` (a forwarded command, name upper-cased in `name`) goes.
-pub(crate) fn plan<A: ArgList + ?Sized>(name: &[u8], args: &A) -> Plan {
-    let Some(spec) = lookup(args) else {
+/// Decides where `args` (a forwarded command, name upper-cased in `name`,
+/// `spec` its entry in the command table) goes.
+pub(crate) fn plan<A: ArgList + ?Sized>(name: &[u8], spec: Option<&CommandSpec>, args: &A) -> Plan {
+    let Some(spec) = spec else {
         return Plan::Any;
     };
-    let mut keys: Vec<(usize, u16)> = Vec::new();
+    // One pass, no allocation, for the usual case: every key in one slot.
+    let (mut first, mut one_slot) = (None, true);
     for_each_key(spec, args, |k| {
         if let KeyArg::Key(i) = k {
-            keys.push((i, key_slot(args.arg(i))));
+            let slot = key_slot(args.arg(i));
+            one_slot &= *first.get_or_insert(slot) == slot;
         }
     });
-    if let Some(&(_, first)) = keys.first() {
-        if keys.iter().all(|&(_, s)| s == first) {
-            return Plan::Slot(first);
+    match (first, one_slot) {
+        (Some(slot), true) => Plan::Slot(slot),
+        (Some(_), false) => {
+            let mut keys: Vec<(usize, u16)> = Vec::new();
+            for_each_key(spec, args, |k| {
+                if let KeyArg::Key(i) = k {
+                    keys.push((i, key_slot(args.arg(i))));
+                }
+            });
+            match split(name, args, &keys) {
+                Some(s) => Plan::Split(s),
+                None => Plan::Refuse(errors::crossslot()),
+            }
         }
-        return match split(name, args, &keys) {
-            Some(s) => Plan::Split(s),
-            None => Plan::Refuse(errors::crossslot()),
-        };
+        (None, _) => keyless(name, args),
     }
-    keyless(name, args)
 }
 
 fn keyless<A: ArgList + ?Sized>(name: &[u8], args: &A) -> Plan {
@@ -135,9 +144,10 @@ fn keyless<A: ArgList + ?Sized>(name: &[u8], args: &A) -> Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::command::lookup;
 
     fn p(args: &[&str]) -> Plan {
-        plan(args[0].to_ascii_uppercase().as_bytes(), args)
+        plan(args[0].to_ascii_uppercase().as_bytes(), lookup(args), args)
     }
 
     #[test]

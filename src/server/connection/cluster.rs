@@ -55,9 +55,11 @@ impl State {
         let Some(cluster) = self.shared.cluster.clone() else {
             return Flow::Done;
         };
-        let name = args.arg(0).to_ascii_uppercase();
-        let plan = plan(&name, &args);
-        match self.cluster_via(&cluster, &args, &effect, &plan) {
+        let mut buf = [0u8; 24];
+        let spec = lookup(&args);
+        let plan = plan(upper(args.arg(0), &mut buf), spec, &args);
+        let blocking = spec.is_some_and(|s| s.has(flags::BLOCKING));
+        match self.cluster_via(&cluster, &args, (&effect, blocking), &plan) {
             Via::Wait => Flow::Retry,
             Via::Reply(reply) => {
                 self.session.transaction.refused();
@@ -92,7 +94,7 @@ impl State {
         &mut self,
         cluster: &Cluster,
         args: &Args<'_>,
-        effect: &Effect,
+        (effect, blocking): (&Effect, bool),
         plan: &Plan,
     ) -> Via {
         let t = &self.session.transaction;
@@ -200,7 +202,6 @@ impl State {
                 Plan::Any | Plan::All(_) | Plan::Scan => self.link_now(cluster),
             };
         }
-        let blocking = lookup(args).is_some_and(|s| s.has(flags::BLOCKING));
         if let (true, Plan::Slot(s)) = (blocking, plan) {
             if let Some(v) = self.pin_slot(cluster, Some(*s)) {
                 return v;
@@ -343,6 +344,17 @@ impl State {
     }
 }
 
+/// The command name upper-cased into `buf` (longer names, which no command
+/// has, come out empty and are planned as unknown).
+fn upper<'a>(name: &[u8], buf: &'a mut [u8; 24]) -> &'a [u8] {
+    let Some(out) = buf.get_mut(..name.len()) else {
+        return b"";
+    };
+    out.copy_from_slice(name);
+    out.make_ascii_uppercase();
+    out
+}
+
 /// Whether Redis would queue this command in a transaction: known, of the
 /// right arity (anything else is left for a master to answer).
 fn queueable(args: &Args<'_>) -> bool {
@@ -410,8 +422,8 @@ pub(super) fn request_slot(request: &[u8]) -> Option<u16> {
     let mut parser = RequestParser::new(crate::protocol::FrameLimits::default());
     parser.parse(request).ok()??;
     let args = parser.args(request);
-    let name = args.get(0)?.to_ascii_uppercase();
-    match plan(&name, &args) {
+    let mut buf = [0u8; 24];
+    match plan(upper(args.get(0)?, &mut buf), lookup(&args), &args) {
         Plan::Slot(slot) => Some(slot),
         _ => None,
     }
