@@ -160,17 +160,19 @@ impl State {
 
     /// Sends a command over the shared connection of the session's protocol.
     fn forward_shared(&mut self, args: Args<'_>, raw: &[u8], inline: bool, effect: &Effect) {
-        let Some(pool) = &self.shared.multiplex else {
+        if self.shared.multiplex.is_none() {
             return;
-        };
-        let conn = std::sync::Arc::clone(pool.conn(self.session.proto));
+        }
         let Some((to, preload)) = self.shared_slot(effect) else {
             return;
         };
-        let preload = preload.as_ref().map(|(sha, t)| (sha, t));
-        with_request(&args, raw, inline, |request| {
-            conn.send(request, to, preload)
-        });
+        if let Some(pool) = &self.shared.multiplex {
+            let conn = pool.conn(self.session.proto);
+            let preload = preload.as_ref().map(|(sha, t)| (sha, t));
+            with_request(&args, raw, inline, |request| {
+                conn.send(request, to, preload)
+            });
+        }
         self.counting.forwarded();
     }
 
