@@ -646,3 +646,64 @@ async fn a_paused_master_fails_its_requests_and_holds_nobody_else() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn resp3_and_inline_commands_route_like_any_other() {
+    let cluster = RedisCluster::start(3, 0);
+    let h = proxy_for(&cluster, true).await;
+    let mut c = h.client().await;
+    // An inline command is routed by its key like a RESP one.
+    c.send(b"SET inline:k v\r\n").await;
+    assert_eq!(c.read().await, b"+OK\r\n");
+    assert_eq!(cluster.owner("inline:k").get("inline:k"), Some("v".into()));
+    // RESP3: a split MGET keeps each master's nulls as they are.
+    assert!(c.cmd(&["HELLO", "3"]).await.starts_with(b"%"));
+    c.cmd(&["SET", "foo", "1"]).await;
+    assert_eq!(
+        c.cmd(&["MGET", "foo", "bar", "inline:k"]).await,
+        b"*3\r\n$1\r\n1\r\n_\r\n$1\r\nv\r\n"
+    );
+    assert_eq!(c.cmd(&["DBSIZE"]).await, b":2\r\n");
+}
+
+/// python-redis-lock 4.0.1's release script, byte for byte (the proxy knows it
+/// by its SHA1): its lock part is voted on the masters, its data part (the
+/// signal) goes to the cluster master of `lock-signal:NAME`.
+const PRL_UNLOCK: &str = "\n    if redis.call(\"get\", KEYS[1]) ~= ARGV[1] then\n        return 1\n    else\n        redis.call(\"del\", KEYS[2])\n        redis.call(\"lpush\", KEYS[2], 1)\n        redis.call(\"pexpire\", KEYS[2], ARGV[2])\n        redis.call(\"del\", KEYS[1])\n        return 0\n    end\n";
+
+#[tokio::test]
+async fn a_split_scripts_data_part_reaches_the_master_of_its_keys() {
+    let cluster = RedisCluster::start(3, 0);
+    let h = proxy_for(&cluster, true).await;
+    let mut holder = h.client().await;
+    let mut waiter = h.client().await;
+    assert_eq!(
+        holder
+            .cmd(&["SET", "lock:prl", "tok", "NX", "PX", "30000"])
+            .await,
+        b"+OK\r\n"
+    );
+    waiter
+        .send(&crate::common::enc(&["BLPOP", "lock-signal:prl", "0"]))
+        .await;
+    let node = cluster.owner("lock-signal:prl");
+    crate::common::poll(|| node.query_str(&["CLIENT", "LIST"]).contains("cmd=blpop")).await;
+    let got = holder
+        .cmd(&[
+            "EVAL",
+            PRL_UNLOCK,
+            "2",
+            "lock:prl",
+            "lock-signal:prl",
+            "tok",
+            "100",
+        ])
+        .await;
+    assert_eq!(got, b":0\r\n", "released");
+    assert_eq!(holders(&h, "lock:prl", "tok"), 0);
+    // The signal woke the waiter, on the master that serves its key.
+    assert_eq!(
+        waiter.read().await,
+        b"*2\r\n$15\r\nlock-signal:prl\r\n$1\r\n1\r\n"
+    );
+}
