@@ -218,7 +218,14 @@ impl SharedConnection {
             // Wait for something to send before (re)connecting.
             while self.idle() {
                 if self.retired.load(Ordering::Acquire) {
-                    return;
+                    // The task ends; a request that still comes (from a
+                    // client that read the topology before the retirement)
+                    // starts it again rather than waiting for nobody.
+                    self.started.store(false, Ordering::Release);
+                    if self.idle() || self.started.swap(true, Ordering::AcqRel) {
+                        return;
+                    }
+                    continue;
                 }
                 self.notify.notified().await;
             }
