@@ -30,59 +30,53 @@ fn the_benchmark_suite_runs() {
     assert!(out.path().join("latest.md").exists());
 }
 
-#[test]
-fn the_tls_benchmark_runs() {
+/// Runs `bench/<script>` with `args` (its `--quick` mode) and checks that its
+/// output has every one of `rows`.
+#[allow(
+    clippy::expect_used,
+    reason = "test code: a failed expect is a failed test"
+)]
+fn quick_run_prints(script: &str, args: &[&str], rows: &[&str]) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = std::process::Command::new("python3")
-        .arg(root.join("bench/tls.py"))
-        .arg("--quick")
+        .arg(root.join("bench").join(script))
+        .args(args)
         .output()
         .expect("python3");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "bench/tls.py --quick failed: {}",
+        "bench/{script} {args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for row in ["| proxy TLS |", "| rediss:// masters |"] {
+    for row in rows {
         assert!(text.contains(row), "{row} missing from:\n{text}");
     }
+}
+
+#[test]
+fn the_tls_benchmark_runs() {
+    quick_run_prints(
+        "tls.py",
+        &["--quick"],
+        &["| proxy TLS |", "| rediss:// masters |"],
+    );
 }
 
 #[test]
 fn the_thread_count_benchmark_runs() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = std::process::Command::new("python3")
-        .arg(root.join("bench/threads.py"))
-        .args(["--quick", "--threads", "1,2"])
-        .output()
-        .expect("python3");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "bench/threads.py --quick failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    quick_run_prints(
+        "threads.py",
+        &["--quick", "--threads", "1,2"],
+        &["| proxy, 1 thread |", "| proxy, 2 threads |"],
     );
-    for row in ["| proxy, 1 thread |", "| proxy, 2 threads |"] {
-        assert!(text.contains(row), "{row} missing from:\n{text}");
-    }
 }
 
 #[test]
 fn the_cluster_benchmark_runs() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = std::process::Command::new("python3")
-        .arg(root.join("bench/cluster.py"))
-        .arg("--quick")
-        .output()
-        .expect("python3");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "bench/cluster.py --quick failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    quick_run_prints(
+        "cluster.py",
+        &["--quick"],
+        &["| cluster, direct", "| cluster, through the proxy |"],
     );
-    for row in ["| cluster, direct", "| cluster, through the proxy |"] {
-        assert!(text.contains(row), "{row} missing from:\n{text}");
-    }
 }

@@ -30,12 +30,18 @@ async fn proxy_with(
     .await;
     // The topology is learned in the background: wait for a routed reply.
     let addr = h.addr;
+    until_answers(addr, &["GET", "probe"], b"$-1\r\n").await;
+    h
+}
+
+/// Waits until `cmd`, on a fresh connection through the proxy at `addr`,
+/// answers `want`.
+async fn until_answers(addr: std::net::SocketAddr, cmd: &[&str], want: &[u8]) {
     crate::common::poll_async(|| async move {
         let mut c = RawClient::connect(addr).await;
-        c.cmd(&["GET", "probe"]).await == b"$-1\r\n"
+        c.cmd(cmd).await == want
     })
     .await;
-    h
 }
 
 fn keys(n: usize) -> Vec<String> {
@@ -334,15 +340,7 @@ async fn a_dead_master_fails_its_slots_only_and_serves_them_again_when_back() {
     cluster.nodes[i].restart();
     cluster.wait_ok();
     let k = dead[0].clone();
-    crate::common::poll_async(|| {
-        let k = k.clone();
-        let addr = h.addr;
-        async move {
-            let mut c = RawClient::connect(addr).await;
-            c.cmd(&["SET", &k, "again"]).await == b"+OK\r\n"
-        }
-    })
-    .await;
+    until_answers(h.addr, &["SET", &k, "again"], b"+OK\r\n").await;
     assert_eq!(cluster.nodes[i].get(&k), Some("again".into()));
     assert_eq!(c.cmd(&["GET", &k]).await, b"$5\r\nagain\r\n");
 }
@@ -381,14 +379,7 @@ async fn the_proxy_follows_a_failover_to_a_replica() {
     cluster.nodes[i].kill();
     // The replica takes over (cluster-node-timeout 1 s); the proxy finds it.
     tokio::task::block_in_place(|| cluster.wait_ok());
-    crate::common::poll_async(|| {
-        let addr = h.addr;
-        async move {
-            let mut c = RawClient::connect(addr).await;
-            c.cmd(&["SET", k, "after"]).await == b"+OK\r\n"
-        }
-    })
-    .await;
+    until_answers(h.addr, &["SET", k, "after"], b"+OK\r\n").await;
     let new = cluster.owner(k);
     assert_ne!(new.port, old);
     assert_eq!(new.get(k), Some("after".into()));
@@ -502,14 +493,7 @@ async fn blocking_commands_and_pubsub_hold_only_their_client() {
         sub.cmd(&["SUBSCRIBE", "news"]).await,
         b"*3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:1\r\n"
     );
-    crate::common::poll_async(|| {
-        let addr = h.addr;
-        async move {
-            let mut p = RawClient::connect(addr).await;
-            p.cmd(&["PUBLISH", "news", "hello"]).await == b":1\r\n"
-        }
-    })
-    .await;
+    until_answers(h.addr, &["PUBLISH", "news", "hello"], b":1\r\n").await;
     assert_eq!(
         sub.read().await,
         b"*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$5\r\nhello\r\n"
@@ -637,14 +621,7 @@ async fn a_paused_master_fails_its_requests_and_holds_nobody_else() {
     );
     cluster.nodes[i].resume();
     tokio::task::block_in_place(|| cluster.wait_ok());
-    crate::common::poll_async(|| {
-        let addr = h.addr;
-        async move {
-            let mut c = RawClient::connect(addr).await;
-            c.cmd(&["GET", "key:0"]).await == b"$1\r\nv\r\n"
-        }
-    })
-    .await;
+    until_answers(h.addr, &["GET", "key:0"], b"$1\r\nv\r\n").await;
 }
 
 #[tokio::test]
