@@ -25,7 +25,8 @@
 //!    or refused); lock requests are parsed into `LockOp`s here.
 //! 6. [`server`]: the listeners (plain and TLS), shutdown, live reload, the
 //!    operations endpoint (metrics, health), `INFO`/`PROXY`, multiplexed
-//!    backend connections, and the per-connection state machine that keeps every
+//!    backend connections, the Redis Cluster router (slot routing, redirections,
+//!    split commands), and the per-connection state machine that keeps every
 //!    reply in request order (its invariant is written in
 //!    `server/connection/mod.rs`).
 //! 7. [`dev`] (`redlock-proxy dev`: local redis-server children), `fuzzing`

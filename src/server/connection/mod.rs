@@ -28,7 +28,9 @@
 //! - `dispatch.rs`: each request, classified, goes where it belongs.
 //! - `local.rs`: the commands the proxy answers itself.
 //! - `backend.rs`: the client's own backend connection; `route.rs`: whether a
-//!   command takes it or a shared one (multiplexing).
+//!   command takes it or a shared one (multiplexing); `cluster.rs`: the same
+//!   choice with a cluster backend, where the own connection is pinned to one
+//!   master for a transaction, a blocking command or a subscription.
 //! - `flow.rs`: backend replies to their slots, and a failed backend.
 //! - `queue.rs`: the reply queue; `replies.rs`: the output and reply hooks.
 //! - `resync.rs`: counting replies again after pub/sub.
