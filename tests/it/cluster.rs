@@ -684,3 +684,36 @@ async fn a_split_scripts_data_part_reaches_the_master_of_its_keys() {
         b"*2\r\n$15\r\nlock-signal:prl\r\n$1\r\n1\r\n"
     );
 }
+
+#[tokio::test]
+async fn a_tls_cluster_is_reached_over_tls() {
+    let pki = crate::common::pki::Pki::new();
+    let cluster = RedisCluster::start_tls(&pki, 3);
+    let masters: Vec<RedisServer> = (0..3).map(|_| RedisServer::start()).collect();
+    let (seed, ca) = (cluster.seed(), pki.ca.to_str().unwrap().to_string());
+    assert!(seed.starts_with("rediss://"));
+    let h = Harness::with_masters(masters, move |c| {
+        c.passthrough.url = RedisUrl::parse(&seed).unwrap();
+        c.passthrough.cluster = true;
+        c.tls.ca_cert_file = ca;
+    })
+    .await;
+    until_answers(h.addr, &["GET", "probe"], b"$-1\r\n").await;
+    let mut c = h.client().await;
+    for k in keys(20) {
+        assert_eq!(c.cmd(&["SET", &k, "tls"]).await, b"+OK\r\n");
+    }
+    // Each key is on exactly one master, reached on its TLS port.
+    for k in keys(20) {
+        let on = cluster
+            .nodes
+            .iter()
+            .filter(|n| n.tls_cli(&["GET", &k]) == "tls")
+            .count();
+        assert_eq!(on, 1, "{k}");
+    }
+    let mut mget = vec!["MGET"];
+    let ks = keys(20);
+    mget.extend(ks.iter().map(String::as_str));
+    assert!(c.cmd(&mget).await.starts_with(b"*20\r\n$3\r\ntls\r\n"));
+}

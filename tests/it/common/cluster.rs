@@ -57,6 +57,42 @@ impl RedisCluster {
         c
     }
 
+    /// A cluster of `masters` TLS-only masters (`--tls-cluster yes`: the bus
+    /// too) with the test PKI's server certificate.
+    pub fn start_tls(pki: &super::pki::Pki, masters: usize) -> RedisCluster {
+        let nodes: Vec<RedisServer> = (0..masters)
+            .map(|_| {
+                let bus = free_port().to_string();
+                let mut args = node_args(&bus);
+                args.extend(["--tls-cluster", "yes"]);
+                RedisServer::start_tls_with(pki, false, &args)
+            })
+            .collect();
+        let path = |p: &std::path::Path| p.to_str().unwrap().to_string();
+        let mut cmd = Command::new("redis-cli");
+        cmd.args(["--tls", "--cacert", &path(&pki.ca), "--cluster", "create"]);
+        for n in &nodes {
+            cmd.arg(format!("127.0.0.1:{}", n.port));
+        }
+        cmd.args(["--cluster-yes"]);
+        let out = cmd.output().expect("run redis-cli --cluster create");
+        assert!(
+            out.status.success(),
+            "cluster create: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let deadline = Instant::now() + WAIT * 3;
+        while !nodes
+            .iter()
+            .all(|n| n.tls_cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+        {
+            assert!(Instant::now() < deadline, "TLS cluster never became ok");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        RedisCluster { nodes }
+    }
+
     /// Waits until every running node says the cluster is ok and knows every
     /// node.
     pub fn wait_ok(&self) {

@@ -114,8 +114,13 @@ impl RedisServer {
     /// A TLS-only redis-server with the test PKI's server certificate;
     /// `auth_clients`: it requires client certificates signed by the CA.
     pub fn start_tls(pki: &pki::Pki, auth_clients: bool) -> RedisServer {
+        Self::start_tls_with(pki, auth_clients, &[])
+    }
+
+    /// [`start_tls`](Self::start_tls) with extra `--option value` arguments.
+    pub fn start_tls_with(pki: &pki::Pki, auth_clients: bool, more: &[&str]) -> RedisServer {
         let files = |p: &std::path::Path| p.to_str().unwrap().to_string();
-        let extra = [
+        let mut extra = vec![
             "--tls-cert-file".to_string(),
             files(&pki.server_cert),
             "--tls-key-file".into(),
@@ -125,6 +130,7 @@ impl RedisServer {
             "--tls-auth-clients".into(),
             if auth_clients { "yes" } else { "no" }.into(),
         ];
+        extra.extend(more.iter().map(|s| s.to_string()));
         for _ in 0..5 {
             let mut s = RedisServer {
                 port: free_port(),
