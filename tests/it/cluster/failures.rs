@@ -261,3 +261,35 @@ async fn readiness_and_metrics_follow_the_topology() {
     let mut c = h.client().await;
     assert_eq!(c.cmd(&["SET", "k", "v"]).await, b"+OK\r\n");
 }
+
+#[tokio::test]
+async fn a_migrating_slot_is_followed_with_asking() {
+    let cluster = RedisCluster::start(3, 0);
+    let h = proxy_for(&cluster, true).await;
+    let key = "ask:key";
+    let source = cluster.owner(key);
+    let target = cluster
+        .masters()
+        .into_iter()
+        .find(|m| m.port != source.port)
+        .unwrap();
+    let slot = match source.query(&["CLUSTER", "KEYSLOT", key]) {
+        redis::Value::Int(s) => s.to_string(),
+        other => panic!("KEYSLOT: {other:?}"),
+    };
+    // The slot migrates from source to target; the key is not on the source
+    // yet, so the source answers -ASK for it.
+    let (src_id, dst_id) = (RedisCluster::id(source), RedisCluster::id(target));
+    target.query(&["CLUSTER", "SETSLOT", &slot, "IMPORTING", &src_id]);
+    source.query(&["CLUSTER", "SETSLOT", &slot, "MIGRATING", &dst_id]);
+    let mut c = h.client().await;
+    assert_eq!(c.cmd(&["SET", key, "moved-in"]).await, b"+OK\r\n");
+    assert_eq!(c.cmd(&["GET", key]).await, b"$8\r\nmoved-in\r\n");
+    // It was written on the target, which only an ASKING client may do.
+    assert_eq!(
+        target.query(&["CLUSTER", "GETKEYSINSLOT", &slot, "10"]),
+        redis::Value::Array(vec![redis::Value::BulkString(key.as_bytes().to_vec())])
+    );
+    let info = text(&c.cmd(&["INFO", "proxy"]).await);
+    assert!(!info.contains(",ask=0,"), "{info}");
+}
