@@ -192,9 +192,17 @@ impl State {
             _ => None,
         };
         let seq = (!self.session.take_silent()).then(|| self.queue.push(Slot::Pending));
-        if let (Effect::InfoWithProxy, Some(seq)) = (effect, seq) {
-            let section = crate::server::info::proxy_section(&self.shared);
-            self.info_sections.push((seq, Bytes::from(section)));
+        match (effect, seq) {
+            (Effect::InfoWithProxy, Some(seq)) => {
+                let section = crate::server::info::proxy_section(&self.shared);
+                let hook = Hook::AppendInfo(Bytes::from(section));
+                self.shared_hooks.push((seq, hook));
+            }
+            (Effect::ScriptExists(patch), Some(seq)) => {
+                let hook = Hook::ScriptExists(patch.clone());
+                self.shared_hooks.push((seq, hook));
+            }
+            _ => {}
         }
         let mailbox = self.route.sent(self.session.proto)?;
         Some((ReplyTo::Client(mailbox, seq), preload))
@@ -213,11 +221,10 @@ impl State {
             }
             // No sequence number: the client silenced this reply.
             if let Some(seq) = seq {
-                let reply = match self.info_sections.iter().position(|(s, _)| *s == seq) {
+                let reply = match self.shared_hooks.iter().position(|(s, _)| *s == seq) {
                     Some(i) => {
-                        let (_, section) = self.info_sections.swap_remove(i);
-                        let section = std::str::from_utf8(&section).unwrap_or_default();
-                        crate::server::info::append_section(&reply, section).unwrap_or(reply)
+                        let (_, hook) = self.shared_hooks.swap_remove(i);
+                        super::replies::rewrite(&hook, &reply, self.session.proto).unwrap_or(reply)
                     }
                     None => reply,
                 };

@@ -160,9 +160,10 @@ struct State {
     /// released when the client's input closes, since it could never release
     /// them after that.
     bound: Vec<Grant>,
-    /// `INFO` replies awaited from a shared connection, by sequence number,
-    /// with the proxy section to append to each.
-    info_sections: Vec<(u64, bytes::Bytes)>,
+    /// Replies awaited from a shared connection that the proxy rewrites, by
+    /// sequence number: `INFO` gets the proxy's section, `SCRIPT EXISTS` the
+    /// proxy's answers for lock scripts (only `AppendInfo` and `ScriptExists`).
+    shared_hooks: Vec<(u64, queue::Hook)>,
     /// Requests waiting in the read buffer may go on (a resynchronisation
     /// finished, or a barrier was lifted).
     wake: bool,
@@ -210,7 +211,7 @@ pub(crate) async fn serve(client: Stream, id: u64, shared: Arc<Shared>) {
             input: Input::Open,
             close: Close::No,
             bound: Vec::new(),
-            info_sections: Vec::new(),
+            shared_hooks: Vec::new(),
             wake: false,
             pin: None,
             tx_slot: None,

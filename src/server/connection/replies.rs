@@ -204,17 +204,23 @@ pub(super) fn apply_hook(
             }
             write(frame);
         }
-        Hook::ScriptExists(patch) => match patch_script_exists(frame, &patch, session.proto) {
+        Hook::ScriptExists(_) | Hook::AppendInfo(_) => match rewrite(&hook, frame, session.proto) {
             Some(b) => write(&b),
             None => write(frame),
         },
+    }
+}
+
+/// The reply the client gets for `frame` under a hook that rewrites it
+/// (`ScriptExists`, `AppendInfo`); `None`: the reply as it is.
+pub(super) fn rewrite(hook: &Hook, frame: &[u8], proto: Proto) -> Option<Bytes> {
+    match hook {
+        Hook::ScriptExists(patch) => patch_script_exists(frame, patch, proto),
         Hook::AppendInfo(section) => {
-            let section = std::str::from_utf8(&section).unwrap_or_default();
-            match crate::server::info::append_section(frame, section) {
-                Some(b) => write(&b),
-                None => write(frame),
-            }
+            let section = std::str::from_utf8(section).unwrap_or_default();
+            crate::server::info::append_section(frame, section)
         }
+        _ => None,
     }
 }
 

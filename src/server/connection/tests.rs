@@ -60,7 +60,7 @@ fn fixture() -> Fixture {
             input: Input::Open,
             close: Close::No,
             bound: Vec::new(),
-            info_sections: Vec::new(),
+            shared_hooks: Vec::new(),
             wake: false,
             pin: None,
             tx_slot: None,

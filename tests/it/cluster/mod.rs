@@ -189,6 +189,21 @@ async fn keyless_commands_follow_the_table() {
     for k in ["key:1", "key:2", "key:3"] {
         assert_eq!(c.cmd(&["EVALSHA", &sha, "1", k]).await, b"$1\r\nv\r\n");
     }
+    // SCRIPT EXISTS asks every master, and answers for the lock scripts the
+    // proxy knows (they never reach the nodes).
+    c.cmd(&["SCRIPT", "LOAD", crate::common::RELEASE]).await;
+    let release = crate::common::RELEASE_SHA;
+    assert_eq!(
+        c.cmd(&[
+            "SCRIPT",
+            "EXISTS",
+            release,
+            &sha,
+            "ffffffffffffffffffffffffffffffffffffffff"
+        ])
+        .await,
+        b"*3\r\n:1\r\n:1\r\n:0\r\n"
+    );
     assert_eq!(c.cmd(&["FLUSHALL"]).await, b"+OK\r\n");
     for m in cluster.masters() {
         assert_eq!(m.query(&["DBSIZE"]), redis::Value::Int(0));
