@@ -6,17 +6,17 @@
 //! more than one that arrives whole, and they never allocate a declared length
 //! up front.
 
+mod elements;
 mod int;
 mod reply;
 mod request;
 mod scan;
-mod value;
 
+pub use elements::elements;
 pub use int::parse_i64;
 pub use reply::{Reply, encode_command};
 pub use request::{ArgList, Args, RequestParser};
 pub use scan::{FrameInfo, ReplyScanner};
-pub use value::{Value, decode, elements};
 
 /// The protocol a client chose with `HELLO`: RESP2 (the default) or RESP3.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

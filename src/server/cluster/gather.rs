@@ -178,8 +178,9 @@ impl Merge {
                 let [cursor, keys] = items[..] else {
                     return None;
                 };
-                let (cursor, _) = crate::protocol::decode(cursor)?;
-                let node_cursor: u64 = std::str::from_utf8(cursor.text()?).ok()?.parse().ok()?;
+                // A bulk string (`$<len>\r\n<digits>\r\n`) in both protocols.
+                let digits = cursor.split(|&c| c == b'\n').nth(1)?.strip_suffix(b"\r")?;
+                let node_cursor: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
                 let next = global_cursor(node_cursor, *index, *n)?;
                 let c = bulk(next.to_string().as_bytes());
                 Some(array(&[&c, keys]))

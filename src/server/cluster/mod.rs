@@ -28,6 +28,8 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
+use redis_protocol::resp2::decode::decode;
+use redis_protocol::resp2::types::OwnedFrame;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -40,7 +42,7 @@ use super::multiplex::{Redirects, ReplyTo, Routed, SharedConnection};
 use crate::backend::{Endpoint, Handshake};
 use crate::config::RedisUrl;
 use crate::errors;
-use crate::protocol::{Proto, Value, decode, encode_command};
+use crate::protocol::{Proto, encode_command};
 use crate::tls::TlsClient;
 
 /// Redirections one request follows before the client gets an error.
@@ -470,12 +472,12 @@ impl Cluster {
         let mut conn = self.endpoint(addr).connect(&Handshake::new()).await.ok()?;
         encode_command(conn.out(), [&b"CLUSTER"[..], b"SHARDS"].into_iter());
         let reply = conn.read_reply().await.ok()?;
-        let (value, _) = decode(&reply)?;
-        if let Value::Error(_) = value {
+        let (value, _) = decode(&reply).ok()??;
+        if let OwnedFrame::Error(_) = value {
             // Before Redis 7.
             encode_command(conn.out(), [&b"CLUSTER"[..], b"SLOTS"].into_iter());
             let reply = conn.read_reply().await.ok()?;
-            return Topology::from_slots(&decode(&reply)?.0, addr);
+            return Topology::from_slots(&decode(&reply).ok()??.0, addr);
         }
         Topology::from_shards(&value, addr, self.seed.tls)
     }

@@ -1,8 +1,42 @@
 //! The cluster's shape as a node reports it: which master serves each slot.
-//! Pure: parses `CLUSTER SHARDS` (Redis 7) or `CLUSTER SLOTS` replies.
+//! Pure: parses `CLUSTER SHARDS` (Redis 7) or `CLUSTER SLOTS` replies, read
+//! in RESP2 (maps are flat arrays of keys and values).
+
+use redis_protocol::resp2::types::OwnedFrame as Value;
 
 use super::slot::SLOTS;
-use crate::protocol::Value;
+
+/// The text of a simple or bulk string.
+fn text(v: &Value) -> Option<&[u8]> {
+    match v {
+        Value::SimpleString(s) | Value::BulkString(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// An integer, or a string that holds one.
+fn int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Integer(n) => Some(*n),
+        other => crate::protocol::parse_i64(text(other)?),
+    }
+}
+
+/// The elements of an array.
+fn array(v: &Value) -> Option<&[Value]> {
+    match v {
+        Value::Array(items) => Some(items),
+        _ => None,
+    }
+}
+
+/// In a flat map (`[k1, v1, k2, v2, ...]`), the value of key `key`.
+fn field<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+    array(v)?
+        .chunks_exact(2)
+        .find(|kv| text(&kv[0]) == Some(key.as_bytes()))
+        .map(|kv| &kv[1])
+}
 
 /// A slot no reachable master serves.
 pub(crate) const UNOWNED: u16 = u16::MAX;
@@ -67,12 +101,10 @@ impl Topology {
     /// announcing no address means that one); `tls` picks the TLS port.
     pub(crate) fn from_shards(reply: &Value, asked: &NodeAddr, tls: bool) -> Option<Topology> {
         let mut ranges = Vec::new();
-        for shard in reply.array()? {
-            let slots = shard.field("slots")?.array()?;
-            let nodes = shard.field("nodes")?.array()?;
-            let is = |n: &Value, k: &str, v: &str| {
-                n.field(k).and_then(Value::text) == Some(v.as_bytes())
-            };
+        for shard in array(reply)? {
+            let slots = array(field(shard, "slots")?)?;
+            let nodes = array(field(shard, "nodes")?)?;
+            let is = |n: &Value, k: &str, v: &str| field(n, k).and_then(text) == Some(v.as_bytes());
             // The serving master: online first (after a failover the old one may
             // still be listed as a failed master).
             let master = nodes
@@ -84,17 +116,17 @@ impl Topology {
                 continue;
             }
             let port = tls
-                .then(|| master.field("tls-port"))
+                .then(|| field(master, "tls-port"))
                 .flatten()
-                .or_else(|| master.field("port"))
-                .and_then(Value::int)?;
+                .or_else(|| field(master, "port"))
+                .and_then(int)?;
             let host = ["endpoint", "ip"]
                 .iter()
-                .filter_map(|k| master.field(k).and_then(Value::text))
+                .filter_map(|k| field(master, k).and_then(text))
                 .find(|h| !h.is_empty() && *h != b"?");
             let node = address(host, port, asked)?;
             for pair in slots.chunks_exact(2) {
-                let (s, e) = (pair[0].int()?, pair[1].int()?);
+                let (s, e) = (int(&pair[0])?, int(&pair[1])?);
                 ranges.push((
                     usize::try_from(s).ok()?,
                     usize::try_from(e).ok()?,
@@ -108,15 +140,12 @@ impl Topology {
     /// From a `CLUSTER SLOTS` reply (each entry: start, end, master, replicas).
     pub(crate) fn from_slots(reply: &Value, asked: &NodeAddr) -> Option<Topology> {
         let mut ranges = Vec::new();
-        for entry in reply.array()? {
-            let e = entry.array()?;
-            let (start, end) = (e.first()?.int()?, e.get(1)?.int()?);
-            let master = e.get(2)?.array()?;
-            let host = master
-                .first()?
-                .text()
-                .filter(|h| !h.is_empty() && *h != b"?");
-            let node = address(host, master.get(1)?.int()?, asked)?;
+        for entry in array(reply)? {
+            let e = array(entry)?;
+            let (start, end) = (int(e.first()?)?, int(e.get(1)?)?);
+            let master = array(e.get(2)?)?;
+            let host = text(master.first()?).filter(|h| !h.is_empty() && *h != b"?");
+            let node = address(host, int(master.get(1)?)?, asked)?;
             ranges.push((
                 usize::try_from(start).ok()?,
                 usize::try_from(end).ok()?,
@@ -152,10 +181,12 @@ fn address(host: Option<&[u8]>, port: i64, asked: &NodeAddr) -> Option<NodeAddr>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::decode;
 
     fn value(resp: &str) -> Value {
-        decode(resp.as_bytes()).expect("valid RESP").0
+        redis_protocol::resp2::decode::decode(resp.as_bytes())
+            .expect("valid RESP")
+            .expect("complete")
+            .0
     }
 
     fn bulk(s: &str) -> String {

@@ -213,16 +213,18 @@ async fn keyless_commands_follow_the_table() {
 
 /// `SCAN`'s reply: the cursor and the keys.
 fn parse_scan(reply: &[u8]) -> (String, Vec<String>) {
-    let (v, _) = redlock_proxy::protocol::decode(reply).expect("a SCAN reply");
-    let items = v.array().expect("an array").to_vec();
-    let cursor = String::from_utf8(items[0].text().unwrap().to_vec()).unwrap();
-    let keys = items[1]
-        .array()
-        .unwrap()
-        .iter()
-        .map(|k| String::from_utf8(k.text().unwrap().to_vec()).unwrap())
-        .collect();
-    (cursor, keys)
+    let value = redis::parse_redis_value(reply).expect("a SCAN reply");
+    let text = |v: &redis::Value| match v {
+        redis::Value::BulkString(b) => String::from_utf8(b.clone()).unwrap(),
+        other => panic!("not a bulk string: {other:?}"),
+    };
+    let redis::Value::Array(items) = value else {
+        panic!("not an array: {value:?}")
+    };
+    let redis::Value::Array(keys) = &items[1] else {
+        panic!("no keys: {items:?}")
+    };
+    (text(&items[0]), keys.iter().map(text).collect())
 }
 
 #[tokio::test]
