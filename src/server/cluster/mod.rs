@@ -34,7 +34,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use self::gather::{Gather, Merge, split_cursor};
-pub(crate) use self::plan::{Plan, plan};
+pub(crate) use self::plan::{Plan, plan, upper};
 pub(crate) use self::redirect::Redirect;
 pub(crate) use self::slot::key_slot;
 use self::topology::{NodeAddr, Topology};
@@ -289,7 +289,7 @@ impl Cluster {
         let routed = Box::new(Routed {
             request: Bytes::copy_from_slice(request),
             to,
-            slot: Some(slot),
+            slot,
             hops: 0,
             preload: preload.map(|(s, t)| (s.clone(), t.clone())),
             own: own.map(Arc::downgrade),
@@ -325,10 +325,9 @@ impl Cluster {
 
     /// Sends a routed request to its slot's master as the map says now.
     fn resend(&self, routed: Box<Routed>, proto: Proto) {
-        let node = match routed.slot.map(|s| self.master_of(s)) {
-            Some(Ok(node)) => node,
-            Some(Err(e)) => return routed.to.deliver(e.to_bytes(proto)),
-            None => return routed.to.deliver(errors::slot_not_served().to_bytes(proto)),
+        let node = match self.master_of(routed.slot) {
+            Ok(node) => node,
+            Err(e) => return routed.to.deliver(e.to_bytes(proto)),
         };
         self.send_routed(&node, routed, proto, false);
     }

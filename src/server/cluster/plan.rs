@@ -112,12 +112,21 @@ pub(crate) fn plan<A: ArgList + ?Sized>(name: &[u8], spec: Option<&CommandSpec>,
     }
 }
 
+/// A command or subcommand name upper-cased into `buf`, without allocating
+/// (longer names, which no command has, come out empty and match nothing).
+pub(crate) fn upper<'a>(name: &[u8], buf: &'a mut [u8; 24]) -> &'a [u8] {
+    let Some(out) = buf.get_mut(..name.len()) else {
+        return b"";
+    };
+    out.copy_from_slice(name);
+    out.make_ascii_uppercase();
+    out
+}
+
 fn keyless<A: ArgList + ?Sized>(name: &[u8], args: &A) -> Plan {
-    let sub = args
-        .get(1)
-        .map(<[u8]>::to_ascii_uppercase)
-        .unwrap_or_default();
-    match (name, &sub[..]) {
+    let mut buf = [0u8; 24];
+    let sub = upper(args.get(1).unwrap_or_default(), &mut buf);
+    match (name, sub) {
         // The node of the channel's slot: where a subscriber through the proxy
         // listens, so the count it returns includes them.
         (b"PUBLISH", _) if args.len() == 3 => Plan::Slot(key_slot(args.arg(1))),

@@ -14,7 +14,7 @@ use crate::command::{Effect, flags, lookup};
 use crate::errors;
 use crate::protocol::{ArgList, Args, Proto, Reply, RequestParser, encode_command};
 use crate::server::cluster::{
-    Cluster, Gather, Merge, OwnConnections, Plan, key_slot, plan, split_cursor,
+    Cluster, Gather, Merge, OwnConnections, Plan, key_slot, plan, split_cursor, upper,
 };
 use crate::server::multiplex::ReplyTo;
 
@@ -342,17 +342,6 @@ impl State {
         self.counting.forwarded();
         Flow::Done
     }
-}
-
-/// The command name upper-cased into `buf` (longer names, which no command
-/// has, come out empty and are planned as unknown).
-fn upper<'a>(name: &[u8], buf: &'a mut [u8; 24]) -> &'a [u8] {
-    let Some(out) = buf.get_mut(..name.len()) else {
-        return b"";
-    };
-    out.copy_from_slice(name);
-    out.make_ascii_uppercase();
-    out
 }
 
 /// Whether Redis would queue this command in a transaction: known, of the

@@ -51,8 +51,8 @@ pub(crate) struct Routed {
     pub(crate) request: Bytes,
     /// Who gets the reply.
     pub(crate) to: ReplyTo,
-    /// Its hash slot (none: sent to a chosen node, not routed by key).
-    pub(crate) slot: Option<u16>,
+    /// Its hash slot.
+    pub(crate) slot: u16,
     /// Redirections followed so far.
     pub(crate) hops: u8,
     /// A script (SHA1, text) the request needs loaded on the node first.

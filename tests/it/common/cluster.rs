@@ -82,14 +82,11 @@ impl RedisCluster {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        let deadline = Instant::now() + WAIT * 3;
-        while !nodes
-            .iter()
-            .all(|n| n.tls_cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"))
-        {
-            assert!(Instant::now() < deadline, "TLS cluster never became ok");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        until("the TLS cluster is ok", || {
+            nodes
+                .iter()
+                .all(|n| n.tls_cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+        });
         RedisCluster { nodes }
     }
 
@@ -97,20 +94,14 @@ impl RedisCluster {
     /// node.
     pub fn wait_ok(&self) {
         let running = self.nodes.iter().filter(|n| n.is_running()).count();
-        let deadline = Instant::now() + WAIT * 3;
-        loop {
-            let ok = self.nodes.iter().filter(|n| n.is_running()).all(|n| {
+        until("the cluster is ok", || {
+            self.nodes.iter().filter(|n| n.is_running()).all(|n| {
                 let info = n.query_str(&["CLUSTER", "INFO"]);
                 info.contains("cluster_state:ok")
                     && info.contains(&format!("cluster_known_nodes:{}", self.nodes.len()))
                     && n.query_str(&["CLUSTER", "NODES"]).lines().count() >= running
-            });
-            if ok {
-                return;
-            }
-            assert!(Instant::now() < deadline, "cluster never became ok");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            })
+        });
     }
 
     /// The seed URL the proxy is given.
@@ -143,5 +134,20 @@ impl RedisCluster {
     /// The node id of a node.
     pub fn id(node: &RedisServer) -> String {
         node.query_str(&["CLUSTER", "MYID"])
+    }
+}
+
+/// Polls `cond` (blocking: cluster setup runs outside the proxy's runtime
+/// work) until it holds; a cluster's failure detection and elections take
+/// seconds, so the deadline is three times [`WAIT`].
+fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT * 3;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {:?}",
+            WAIT * 3
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
