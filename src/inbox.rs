@@ -46,6 +46,17 @@ impl<T> Inbox<T> {
         self.waker.wake();
     }
 
+    /// Adds several items together (one lock, one wake-up).
+    pub fn push_all(&self, items: impl Iterator<Item = T>) {
+        if self.closed.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Ok(mut queue) = self.items.lock() {
+            queue.extend(items);
+        }
+        self.waker.wake();
+    }
+
     /// The consumer is gone: drops what is waiting, and whatever comes later.
     pub fn close(&self) {
         self.closed.store(true, Ordering::Relaxed);
@@ -57,6 +68,17 @@ impl<T> Inbox<T> {
     /// The next item, if one is there.
     pub fn try_pop(&self) -> Option<T> {
         self.items.lock().ok()?.pop_front()
+    }
+
+    /// Moves every item there is to `out` (one lock); whether there was any.
+    pub fn take_all(&self, out: &mut Vec<T>) -> bool {
+        match self.items.lock() {
+            Ok(mut items) if !items.is_empty() => {
+                out.extend(items.drain(..));
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The next item, waiting for it.
@@ -96,6 +118,18 @@ mod tests {
         }
         t.await.unwrap();
         assert_eq!(inbox.try_pop(), None);
+    }
+
+    #[test]
+    fn items_pushed_together_are_taken_together_in_order() {
+        let inbox = Inbox::with_capacity(4);
+        inbox.push(1);
+        inbox.push_all([2, 3].into_iter());
+        let mut out = vec![0];
+        assert!(inbox.take_all(&mut out));
+        assert_eq!(out, [0, 1, 2, 3]);
+        assert!(!inbox.take_all(&mut out), "nothing left");
+        assert_eq!(out.len(), 4);
     }
 
     #[test]

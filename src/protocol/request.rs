@@ -115,10 +115,17 @@ impl RequestParser {
                 Some(b'*') => {}
                 Some(_) => return self.parse_inline(buf),
             }
-            let Some(cr) = self.find_line_end(buf, 1, ProtocolError::TooBigMultibulkCount)? else {
-                return Ok(None);
+            let (n, cr) = match self.quick_len(buf, 1) {
+                Some((n, cr)) => (n as i64, cr),
+                None => {
+                    let too_big = ProtocolError::TooBigMultibulkCount;
+                    let Some(cr) = self.find_line_end(buf, 1, too_big)? else {
+                        return Ok(None);
+                    };
+                    let n = parse_len(&buf[1..cr]);
+                    (n.ok_or(ProtocolError::InvalidMultibulkLength)?, cr)
+                }
             };
-            let n = parse_len(&buf[1..cr]).ok_or(ProtocolError::InvalidMultibulkLength)?;
             if n > 0 && n as u64 > self.limits.max_multibulk_len {
                 return Err(ProtocolError::InvalidMultibulkLength);
             }
@@ -139,10 +146,17 @@ impl RequestParser {
             if first != b'$' {
                 return Err(ProtocolError::ExpectedBulk(printable(first)));
             }
-            let Some(cr) = self.find_line_end(buf, pos + 1, ProtocolError::TooBigBulkCount)? else {
-                return Ok(None);
+            let (len, cr) = match self.quick_len(buf, pos + 1) {
+                Some((len, cr)) => (Some(len as i64), cr),
+                None => {
+                    let too_big = ProtocolError::TooBigBulkCount;
+                    let Some(cr) = self.find_line_end(buf, pos + 1, too_big)? else {
+                        return Ok(None);
+                    };
+                    (parse_len(&buf[pos + 1..cr]), cr)
+                }
             };
-            let len = parse_len(&buf[pos + 1..cr])
+            let len = len
                 .filter(|&l| l >= 0 && l as u64 <= self.limits.max_bulk_len)
                 .ok_or(ProtocolError::InvalidBulkLength)? as usize;
             if len > UNAUTHENTICATED_BULK && !self.authenticated {
@@ -159,6 +173,13 @@ impl RequestParser {
             self.remaining -= 1;
         }
         Ok(Some(self.pos))
+    }
+
+    /// A plain length line at `from` read in one pass (see
+    /// [`quick_len`](super::quick_len)), within the inline limit as the
+    /// general way reads it.
+    fn quick_len(&self, buf: &[u8], from: usize) -> Option<(u64, usize)> {
+        super::quick_len(buf, from).filter(|&(_, cr)| cr - from <= self.limits.max_inline_len)
     }
 
     /// Finds the `\r` ending a header line that starts at `from`, looking no

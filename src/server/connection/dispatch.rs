@@ -209,30 +209,40 @@ impl State {
     }
 
     /// Replies from a shared connection: this one, and any others already in
-    /// (they come in bursts). The last one lifts a barrier.
+    /// (they come in bursts, taken together). The last one lifts a barrier.
     pub(super) fn shared_replies(&mut self, seq: Option<u64>, reply: bytes::Bytes) {
-        let mut next = Some((seq, reply));
-        while let Some((seq, reply)) = next {
-            // A client that reads large values would hold everyone's small
-            // replies behind each of them on the shared connection: its next
-            // commands take a connection of its own.
-            if reply.len() >= self.settings.output_high_water {
-                self.route.too_heavy();
+        let mut arrived = std::mem::take(&mut self.arrived);
+        arrived.push((seq, reply));
+        loop {
+            for (seq, reply) in arrived.drain(..) {
+                self.shared_reply(seq, reply);
             }
-            // No sequence number: the client silenced this reply.
-            if let Some(seq) = seq {
-                let reply = match self.shared_hooks.iter().position(|(s, _)| *s == seq) {
-                    Some(i) => {
-                        let (_, hook) = self.shared_hooks.swap_remove(i);
-                        super::replies::rewrite(&hook, &reply, self.session.proto).unwrap_or(reply)
-                    }
-                    None => reply,
-                };
-                self.queue.complete(seq, reply, None);
+            if !self.route.take_arrived(&mut arrived) {
+                break;
             }
-            self.wake |= self.route.received();
-            next = self.route.try_next();
         }
+        self.arrived = arrived;
+    }
+
+    fn shared_reply(&mut self, seq: Option<u64>, reply: bytes::Bytes) {
+        // A client that reads large values would hold everyone's small
+        // replies behind each of them on the shared connection: its next
+        // commands take a connection of its own.
+        if reply.len() >= self.settings.output_high_water {
+            self.route.too_heavy();
+        }
+        // No sequence number: the client silenced this reply.
+        if let Some(seq) = seq {
+            let reply = match self.shared_hooks.iter().position(|(s, _)| *s == seq) {
+                Some(i) => {
+                    let (_, hook) = self.shared_hooks.swap_remove(i);
+                    super::replies::rewrite(&hook, &reply, self.session.proto).unwrap_or(reply)
+                }
+                None => reply,
+            };
+            self.queue.complete(seq, reply, None);
+        }
+        self.wake |= self.route.received();
     }
 
     /// Sends a command over the client's own backend connection.

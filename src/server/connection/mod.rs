@@ -164,6 +164,8 @@ struct State {
     /// sequence number: `INFO` gets the proxy's section, `SCRIPT EXISTS` the
     /// proxy's answers for lock scripts (only `AppendInfo` and `ScriptExists`).
     shared_hooks: Vec<(u64, queue::Hook)>,
+    /// Replies taken from the shared connections' mailbox, being handled.
+    arrived: Vec<(Option<u64>, bytes::Bytes)>,
     /// Requests waiting in the read buffer may go on (a resynchronisation
     /// finished, or a barrier was lifted).
     wake: bool,
@@ -212,6 +214,7 @@ pub(crate) async fn serve(client: Stream, id: u64, shared: Arc<Shared>) {
             close: Close::No,
             bound: Vec::new(),
             shared_hooks: Vec::new(),
+            arrived: Vec::new(),
             wake: false,
             pin: None,
             tx_slot: None,

@@ -193,9 +193,10 @@ impl Route {
         }
     }
 
-    /// The next shared reply already in, without waiting.
-    pub(super) fn try_next(&self) -> Option<(Option<u64>, Bytes)> {
-        self.awaiting().and_then(|m| m.try_pop())
+    /// Moves the shared replies already in to `out`, without waiting;
+    /// whether there were any.
+    pub(super) fn take_arrived(&self, out: &mut Vec<(Option<u64>, Bytes)>) -> bool {
+        self.awaiting().is_some_and(|m| m.take_all(out))
     }
 }
 

@@ -61,6 +61,7 @@ fn fixture() -> Fixture {
             close: Close::No,
             bound: Vec::new(),
             shared_hooks: Vec::new(),
+            arrived: Vec::new(),
             wake: false,
             pin: None,
             tx_slot: None,

@@ -23,6 +23,9 @@ use crate::server::cluster::{Gather, Redirect};
 /// Replies larger than this are copied out of the read buffer (see `deliver`).
 const OWN_ALLOCATION_OVER: usize = 64 * 1024;
 
+/// A batch buffer larger than this is not kept for the next batch.
+const KEEP_BATCH_BUFFER: usize = 256 * 1024;
+
 /// Where a reply goes.
 #[derive(Debug, Clone)]
 pub(crate) enum ReplyTo {
@@ -79,6 +82,17 @@ enum Waiter {
     Routed(Box<Routed>),
     /// Dropped: the proxy sent the command itself.
     Swallow,
+}
+
+/// Buffers of the connection's task, kept from one read to the next.
+#[derive(Debug, Default)]
+struct Scratch {
+    /// The replies of one read.
+    frames: Vec<Bytes>,
+    /// Their waiters, taken out of [`Inner`] under one lock.
+    waiters: Vec<Waiter>,
+    /// Consecutive replies to one client.
+    run: Vec<(Option<u64>, Bytes)>,
 }
 
 #[derive(Debug, Default)]
@@ -273,7 +287,7 @@ impl SharedConnection {
     }
 
     async fn serve(&self, mut conn: Connection) -> Result<(), BackendError> {
-        let mut frames = Vec::new();
+        let mut scratch = Scratch::default();
         // When the server last sent something, or requests started waiting.
         let mut heard = tokio::time::Instant::now();
         let mut was_idle = true;
@@ -282,9 +296,17 @@ impl SharedConnection {
             tokio::task::yield_now().await;
             // Take what clients queued, and write what the socket takes.
             if let Ok(mut inner) = self.inner.lock() {
-                if !inner.wbuf.is_empty() {
-                    let taken = inner.wbuf.split();
-                    conn.out().extend_from_slice(&taken);
+                if conn.out().is_empty() {
+                    // The usual case: trade buffers, no copy (each keeps its
+                    // allocation for the next batch).
+                    std::mem::swap(conn.out(), &mut inner.wbuf);
+                    if inner.wbuf.capacity() > KEEP_BATCH_BUFFER {
+                        // A burst is over: give its memory back.
+                        inner.wbuf = BytesMut::new();
+                    }
+                } else if !inner.wbuf.is_empty() {
+                    conn.out().extend_from_slice(&inner.wbuf);
+                    inner.wbuf.clear();
                 }
             }
             conn.flush()?;
@@ -305,7 +327,7 @@ impl SharedConnection {
                     if conn.input_len() > read_before {
                         heard = tokio::time::Instant::now();
                     }
-                    self.deliver(&mut conn, &mut frames)?;
+                    self.deliver(&mut conn, &mut scratch)?;
                 }
                 _ = self.notify.notified() => {}
                 _ = sleep_until_opt(silent_until) => {
@@ -318,7 +340,12 @@ impl SharedConnection {
     }
 
     /// Hands every complete reply to its waiter, in order.
-    fn deliver(&self, conn: &mut Connection, frames: &mut Vec<Bytes>) -> Result<(), BackendError> {
+    fn deliver(&self, conn: &mut Connection, scratch: &mut Scratch) -> Result<(), BackendError> {
+        let Scratch {
+            frames,
+            waiters,
+            run,
+        } = scratch;
         frames.clear();
         while let Some(info) = conn.next_reply()? {
             // A large reply gets an allocation of its own: taken as a slice, it
@@ -341,7 +368,7 @@ impl SharedConnection {
             return Ok(());
         }
         // One lock for the whole read.
-        let waiters: Vec<Waiter> = {
+        {
             let Ok(mut inner) = self.inner.lock() else {
                 return Err(BackendError::new(
                     ErrorKind::Io,
@@ -353,14 +380,28 @@ impl SharedConnection {
                 let what = "a reply nobody asked for";
                 return Err(BackendError::new(ErrorKind::Protocol, conn.peer(), what));
             }
-            inner.waiters.drain(..frames.len()).collect()
-        };
-        for (w, frame) in waiters.into_iter().zip(frames.drain(..)) {
+            waiters.extend(inner.waiters.drain(..frames.len()));
+        }
+        // A client's pipelined requests were written together, so their
+        // replies come in runs: each run goes into its mailbox at once (one
+        // lock, one wake-up).
+        let mut to: Option<Arc<Mailbox>> = None;
+        for (w, frame) in waiters.drain(..).zip(frames.drain(..)) {
             match w {
+                Waiter::Reply(ReplyTo::Client(m, seq)) => {
+                    if let Some(prev) = to.take_if(|prev| !Arc::ptr_eq(prev, &m)) {
+                        prev.push_all(run.drain(..));
+                    }
+                    to = Some(m);
+                    run.push((seq, frame));
+                }
                 Waiter::Reply(to) => to.deliver(frame),
                 Waiter::Routed(routed) => self.routed_reply(routed, frame),
                 Waiter::Swallow => {}
             }
+        }
+        if let Some(m) = to {
+            m.push_all(run.drain(..));
         }
         Ok(())
     }
