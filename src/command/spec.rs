@@ -141,39 +141,41 @@ fn cmp_ignore_ascii_case(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
 /// Longest command name (all are shorter).
 const MAX_NAME: usize = 32;
 
-/// FNV-1a: a fast hash for short keys.
-#[derive(Default)]
-struct Fnv(u64);
+/// Slots of the name index: a power of two, over twice the number of
+/// top-level commands, so probe runs stay short.
+const SLOTS: usize = 1024;
 
-impl std::hash::Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
+/// A name's slot in the index: FNV-1a over its lower-cased bytes, top bits
+/// (the multiplications mix into the high bits; the low ones collide more).
+fn name_hash(lower: impl Iterator<Item = u8>) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in lower {
+        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
     }
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for b in bytes {
-            h ^= *b as u64;
-            h = h.wrapping_mul(0x100_0000_01b3);
-        }
-        self.0 = h;
-    }
+    (h >> (64 - SLOTS.trailing_zeros())) as usize
 }
 
-type Index = std::collections::HashMap<
-    &'static [u8],
-    &'static CommandSpec,
-    std::hash::BuildHasherDefault<Fnv>,
->;
+/// Top-level commands by lowercase name, in an open-addressing table (linear
+/// probing): the lookup runs once per request, and for names of a few bytes
+/// a general hash map's hashing and probing cost several times this.
+struct Index {
+    /// Position in `COMMANDS` plus one; 0 is an empty slot.
+    slots: Box<[u16; SLOTS]>,
+}
 
-/// Top-level commands by lowercase name: looked up once per request, so a hash
-/// rather than a binary search.
 fn index() -> &'static Index {
     static INDEX: std::sync::OnceLock<Index> = std::sync::OnceLock::new();
-    INDEX.get_or_init(|| COMMANDS.iter().map(|c| (c.name.as_bytes(), c)).collect())
+    INDEX.get_or_init(|| {
+        let mut slots = Box::new([0u16; SLOTS]);
+        for (i, spec) in COMMANDS.iter().enumerate() {
+            let mut at = name_hash(spec.name.bytes()) % SLOTS;
+            while slots[at] != 0 {
+                at = (at + 1) % SLOTS;
+            }
+            slots[at] = i as u16 + 1;
+        }
+        Index { slots }
+    })
 }
 
 fn find_top(name: &[u8]) -> Option<&'static CommandSpec> {
@@ -184,7 +186,16 @@ fn find_top(name: &[u8]) -> Option<&'static CommandSpec> {
     for (d, s) in buf.iter_mut().zip(name) {
         *d = s.to_ascii_lowercase();
     }
-    index().get(&buf[..name.len()]).copied()
+    let lower = &buf[..name.len()];
+    let slots = &index().slots;
+    let mut at = name_hash(lower.iter().copied()) % SLOTS;
+    loop {
+        let spec = COMMANDS.get(usize::from(slots[at]).checked_sub(1)?)?;
+        if spec.name.as_bytes() == lower {
+            return Some(spec);
+        }
+        at = (at + 1) % SLOTS;
+    }
 }
 
 /// Looks up a command, and its subcommand when it is a container (`OBJECT ENCODING`).
@@ -324,6 +335,37 @@ mod tests {
             keys(&["MIGRATE", "h", "1", "", "0", "5", "KEYS", "a", "b"]),
             ["", "a", "b"]
         );
+    }
+
+    #[test]
+    fn every_command_is_found_by_its_name_in_any_case() {
+        assert!(COMMANDS.len() * 2 < SLOTS, "the index needs more slots");
+        for spec in COMMANDS {
+            let upper = spec.name.to_ascii_uppercase();
+            assert!(std::ptr::eq(find_top(upper.as_bytes()).unwrap(), spec));
+            assert!(std::ptr::eq(find_top(spec.name.as_bytes()).unwrap(), spec));
+        }
+        // Probe runs stay short: the lookup's cost is one or two compares.
+        let slots = &index().slots;
+        let probes = |spec: &CommandSpec| {
+            let mut at = name_hash(spec.name.bytes()) % SLOTS;
+            let mut n = 1;
+            while !std::ptr::eq(&COMMANDS[usize::from(slots[at]) - 1], spec) {
+                at = (at + 1) % SLOTS;
+                n += 1;
+            }
+            n
+        };
+        let total: usize = COMMANDS.iter().map(probes).sum();
+        assert!(
+            total < COMMANDS.len() * 3 / 2,
+            "{total} probes for {}",
+            COMMANDS.len()
+        );
+        assert!(COMMANDS.iter().map(probes).max() <= Some(6));
+        assert!(find_top(b"").is_none());
+        assert!(find_top(b"sett").is_none());
+        assert!(find_top(&[b'x'; 40]).is_none());
     }
 
     #[test]
