@@ -26,6 +26,13 @@ async fn harness() -> Harness {
     Harness::start_with(3, |c| {
         // pottery's keys are redlock:NAME, redis-semaphore's mutex:NAME.
         c.redlock.lock_patterns = vec!["lock:*".into(), "redlock:*".into(), "mutex:*".into()];
+        // The scripts check that a grant reaches every master shortly after
+        // the quorum. With the default 50 ms node timeout, a master starved of
+        // CPU for that long by the rest of the suite is left out (its request
+        // is dropped or answered too late), which RedLock allows but the
+        // check does not: these masters are healthy, so votes wait for them
+        // (up to a tenth of the TTL).
+        patient(c);
     })
     .await
 }

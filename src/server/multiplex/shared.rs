@@ -385,14 +385,16 @@ impl SharedConnection {
         // A client's pipelined requests were written together, so their
         // replies come in runs: each run goes into its mailbox at once (one
         // lock, one wake-up).
-        let mut to: Option<Arc<Mailbox>> = None;
+        // Replies to other waiters need not wait for a run: a client orders
+        // its replies by sequence number.
+        let mut run_owner: Option<Arc<Mailbox>> = None;
         for (w, frame) in waiters.drain(..).zip(frames.drain(..)) {
             match w {
                 Waiter::Reply(ReplyTo::Client(m, seq)) => {
-                    if let Some(prev) = to.take_if(|prev| !Arc::ptr_eq(prev, &m)) {
+                    if let Some(prev) = run_owner.take_if(|prev| !Arc::ptr_eq(prev, &m)) {
                         prev.push_all(run.drain(..));
                     }
-                    to = Some(m);
+                    run_owner = Some(m);
                     run.push((seq, frame));
                 }
                 Waiter::Reply(to) => to.deliver(frame),
@@ -400,7 +402,7 @@ impl SharedConnection {
                 Waiter::Swallow => {}
             }
         }
-        if let Some(m) = to {
+        if let Some(m) = run_owner {
             m.push_all(run.drain(..));
         }
         Ok(())
