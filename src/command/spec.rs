@@ -156,8 +156,9 @@ fn name_hash(lower: impl Iterator<Item = u8>) -> usize {
 }
 
 /// Top-level commands by lowercase name, in an open-addressing table (linear
-/// probing): the lookup runs once per request, and for names of a few bytes
-/// a general hash map's hashing and probing cost several times this.
+/// probing). The lookup runs once per request; next to a `HashMap` (whose
+/// hasher also runs over the key's length) it saves about 20 instructions of
+/// some 150 per lookup (callgrind): small, and no more code than the map.
 struct Index {
     /// Position in `COMMANDS` plus one; 0 is an empty slot.
     slots: Box<[u16; SLOTS]>,
