@@ -114,7 +114,10 @@ impl MasterConnection {
             // decided by a quorum is best held by every master.
             if req.deadline <= now {
                 self.master.stats.expired.fetch_add(1, Ordering::Relaxed);
-                self.master.owe_now(backlog, &req.lock);
+                self.master.owe_now(backlog, &req.lock, now);
+                // In the release's place: a later request (a new acquisition
+                // of the key) finds it done, as it would have been.
+                self.write_owed(backlog, now);
                 continue;
             }
             self.write(&req.cmd, req.script.as_ref());
@@ -126,15 +129,20 @@ impl MasterConnection {
                 lock: req.lock,
             });
         }
+        self.write_owed(backlog, now);
+        self.master.publish_owed(backlog);
+    }
+
+    /// Writes the owed releases due by `now`.
+    fn write_owed(&mut self, backlog: &mut Backlog, now: Instant) {
         if backlog.owed.next_due().is_none_or(|at| at > now) {
-            return self.master.publish_owed(backlog);
+            return;
         }
         let cad = Arc::clone(self.master.cad());
         for (id, cmd) in backlog.owed.take_due(now) {
             self.write(&cmd, Some(&cad));
             self.pending.push_back(Awaiting::Owed(id));
         }
-        self.master.publish_owed(backlog);
     }
 
     fn protocol_error(&self, what: impl std::fmt::Display) -> BackendError {
@@ -185,7 +193,7 @@ impl MasterConnection {
                             self.loaded.clear();
                         }
                         tracing::debug!(master = %self.master.url, error = %e, "a lock request failed on a master");
-                        self.master.owe_now(backlog, &lock);
+                        self.master.owe_now(backlog, &lock, now);
                     }
                     reply_to.push((index, Ok(frame)));
                 }
@@ -314,7 +322,7 @@ impl MasterConnection {
         for awaiting in self.pending.drain(..) {
             if let Awaiting::Op { reply_to, lock, .. } = awaiting {
                 reply_to.push((index, Err(NoReply::Lost)));
-                self.master.owe_now(backlog, &lock);
+                self.master.owe_now(backlog, &lock, Instant::now());
             }
         }
         backlog.owed.connection_lost(Instant::now());
@@ -325,5 +333,84 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio_util::task::TaskTracker;
+
+    use super::super::identity::{Guard, GuardConfig};
+    use super::super::{LockRef, Replies, Request};
+    use super::*;
+    use crate::backend::Endpoint;
+    use crate::config::RedisUrl;
+    use crate::protocol::encode_command;
+
+    fn request(args: &[&[u8]], deadline: Instant, lock: Role) -> Request {
+        let mut cmd = bytes::BytesMut::new();
+        encode_command(&mut cmd, args.iter().copied());
+        Request {
+            cmd: cmd.freeze(),
+            script: None,
+            deadline,
+            reply_to: Arc::new(Replies::with_capacity(1)),
+            lock,
+        }
+    }
+
+    fn at(out: &[u8], what: &[u8]) -> usize {
+        out.windows(what.len())
+            .position(|w| w == what)
+            .unwrap_or_else(|| panic!("{:?} not written", String::from_utf8_lossy(what)))
+    }
+
+    /// A release given up in the backlog is owed instead, and the owed
+    /// release goes out in its place: a later acquisition of the key, in the
+    /// same batch, finds it done on this master as it would have been.
+    #[tokio::test]
+    async fn a_release_given_up_is_owed_in_its_place() {
+        let tracker = TaskTracker::new();
+        let shutdown = CancellationToken::new();
+        let url = RedisUrl::parse("redis://127.0.0.1:1").unwrap();
+        let guard = Arc::new(Guard::new(GuardConfig {
+            max_ttl: None,
+            quarantine_on_start: false,
+            health_interval: Duration::from_secs(60),
+            drift_factor: 0.01,
+        }));
+        let cad = Preload::new(Bytes::from_static(b"cadsha"), b"return 1");
+        let endpoint = Endpoint::new(url, Duration::from_millis(50), 16);
+        let master = Master::spawn(0, endpoint, cad, guard, shutdown.clone(), &tracker);
+        let (pipe, _server) = tokio::io::duplex(1 << 16);
+        let mut conn = MasterConnection::new(Connection::in_memory(pipe), Arc::clone(&master));
+
+        let key = Bytes::from_static(b"lock:a");
+        let now = Instant::now();
+        let old = LockRef::new(vec![key.clone()], Bytes::from_static(b"old"), None);
+        let new = LockRef::new(vec![key.clone()], Bytes::from_static(b"new"), None);
+        let release = request(&[b"DEL", &key], now, Role::Releases(old));
+        let set = &[&b"SET"[..], &key, b"new", b"NX"];
+        let acquire = request(set, now + Duration::from_secs(60), Role::Acquires(new));
+        let mut backlog = Backlog::default();
+        backlog.ops.extend([(1, release), (2, acquire)]);
+        backlog.received = 2;
+        master.queued.store(2, Ordering::Relaxed);
+
+        conn.fill(&mut backlog);
+        let out = conn.conn.out().to_vec();
+        assert!(
+            !out.windows(3).any(|w| w == b"DEL"),
+            "the given-up release is not sent"
+        );
+        let owed = at(
+            &out,
+            b"EVALSHA\r\n$6\r\ncadsha\r\n$1\r\n1\r\n$6\r\nlock:a\r\n$3\r\nold",
+        );
+        let acquired = at(&out, b"SET\r\n$6\r\nlock:a\r\n$3\r\nnew");
+        assert!(owed < acquired, "{}", String::from_utf8_lossy(&out));
+        shutdown.cancel();
     }
 }

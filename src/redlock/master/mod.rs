@@ -398,10 +398,9 @@ impl Master {
     }
 
     /// Owes a release from within the task (a release that failed or was never
-    /// sent): due at once, since what it cleans up was written long before.
-    fn owe_now(&self, backlog: &mut Backlog, lock: &Role) {
+    /// sent): due at once (`now`), since what it cleans up was written before.
+    fn owe_now(&self, backlog: &mut Backlog, lock: &Role, now: Instant) {
         if let Role::Releases(lock) = lock {
-            let now = Instant::now();
             for d in lock.debts(&self.cad.sha) {
                 backlog.owed.owe(d, 0, now);
             }
