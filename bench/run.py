@@ -118,7 +118,10 @@ class Cluster:
   servers:
    - 127.0.0.1:{backend}:1
 """)
-        p = subprocess.Popen(["nutcracker", "-c", conf, "-o", os.path.join(self.dir, "nutcracker.log")],
+        # A stats port of its own: the default (22222) is taken when two
+        # benchmarks run at once (the suite runs its smoke tests in parallel).
+        p = subprocess.Popen(["nutcracker", "-c", conf, "-o", os.path.join(self.dir, "nutcracker.log"),
+                              "-a", "127.0.0.1", "-s", str(free_port())],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.procs.append(p)
         wait_port(port, p)

@@ -80,3 +80,16 @@ fn the_cluster_benchmark_runs() {
         &["| cluster, direct", "| cluster, through the proxy |"],
     );
 }
+
+#[test]
+fn the_spread_benchmark_runs() {
+    quick_run_prints(
+        "spread.py",
+        &["--quick"],
+        &[
+            "| 16 | proxy, again |",
+            "P=1: proxy/direct ≥ 0.90:",
+            "P=16: proxy ≥ twemproxy:",
+        ],
+    );
+}
