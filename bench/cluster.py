@@ -17,8 +17,6 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import run as b  # noqa: E402
 
-ROOT = b.ROOT
-
 
 class ClusterBench(b.Cluster):
     """A single Redis, a 3-master cluster, lock masters, and the proxies."""
@@ -102,7 +100,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="tiny counts, one round, debug build")
     args = ap.parse_args()
-    proxy_bin = os.path.join(ROOT, "target", "debug" if args.quick else "release", "redlock-proxy")
+    proxy_bin = b.built("redlock-proxy", args.quick)
     rounds = 1 if args.quick else args.rounds
     n1, n16 = (2000, 20000) if args.quick else (200_000, 1_000_000)
     c = ClusterBench(proxy_bin)

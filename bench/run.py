@@ -240,14 +240,18 @@ def median(values):
     return statistics.median(values) if values else 0.0
 
 
+def built(path, quick):
+    """`target/<release or debug>/<path>` (a quick run uses the debug build);
+    exits with the cargo command to run when it is missing."""
+    full = os.path.join(ROOT, "target", "debug" if quick else "release", path)
+    if not os.path.exists(full):
+        sys.exit(f"{full} is missing: cargo build{'' if quick else ' --release'} --bins --examples")
+    return full
+
+
 def run(args):
-    profile = "debug" if args.quick else "release"
-    proxy_bin = os.path.join(ROOT, "target", profile, "redlock-proxy")
-    loadgen_bin = os.path.join(ROOT, "target", profile, "examples", "loadgen")
-    for b in (proxy_bin, loadgen_bin):
-        if not os.path.exists(b):
-            sys.exit(f"{b} is missing: cargo build --{profile} --bins --examples" if profile == "release"
-                     else f"{b} is missing: cargo build --bins --examples")
+    proxy_bin = built("redlock-proxy", args.quick)
+    loadgen_bin = built(os.path.join("examples", "loadgen"), args.quick)
     rounds = 1 if args.quick else args.rounds
     n1, n16, nlock = (2000, 20000, 2000) if args.quick else (100_000, 1_000_000, 200_000)
     secs = 0.5 if args.quick else 3

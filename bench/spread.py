@@ -72,8 +72,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=16)
     ap.add_argument("--quick", action="store_true", help="tiny counts, two rounds, debug build")
     args = ap.parse_args()
-    profile = "debug" if args.quick else "release"
-    proxy_bin = os.path.join(b.ROOT, "target", profile, "redlock-proxy")
+    proxy_bin = b.built("redlock-proxy", args.quick)
     rounds = 2 if args.quick else args.rounds
     depths = [int(p) for p in args.pipeline.split(",")]
     c = SpreadCluster(proxy_bin)

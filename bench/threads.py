@@ -37,8 +37,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="tiny counts, one round, debug build")
     args = ap.parse_args()
-    profile = "debug" if args.quick else "release"
-    proxy_bin = os.path.join(b.ROOT, "target", profile, "redlock-proxy")
+    proxy_bin = b.built("redlock-proxy", args.quick)
     rounds = 1 if args.quick else args.rounds
     n1, n16, nlock = (2000, 20000, 2000) if args.quick else (100_000, 1_000_000, 200_000)
     ThreadsCluster.counts = tuple(int(t) for t in args.threads.split(","))

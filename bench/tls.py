@@ -25,8 +25,6 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import run as b  # noqa: E402
 
-ROOT = b.ROOT
-
 
 def make_certs(d):
     """A CA, and a server certificate for 127.0.0.1 signed by it."""
@@ -135,9 +133,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="tiny counts, one round, debug build")
     args = ap.parse_args()
-    profile = "debug" if args.quick else "release"
-    proxy_bin = os.path.join(ROOT, "target", profile, "redlock-proxy")
-    loadgen_bin = os.path.join(ROOT, "target", profile, "examples", "loadgen")
+    proxy_bin = b.built("redlock-proxy", args.quick)
+    loadgen_bin = b.built(os.path.join("examples", "loadgen"), args.quick)
     rounds = 1 if args.quick else args.rounds
     n1, n16, nlock = (2000, 20000, 2000) if args.quick else (100_000, 1_000_000, 200_000)
     secs = 0.5 if args.quick else 3
