@@ -83,8 +83,11 @@ pub enum Effect {
     ScriptFlush,
     /// `SCRIPT EXISTS` with some lock scripts among others: patch these answers.
     ScriptExists(Vec<(usize, bool)>),
-    /// `EVALSHA` of a lock script on data keys: make sure the backend has it.
-    EnsureScript(Bytes),
+    /// `EVALSHA` of a lock script the proxy knows, on data keys: sent as
+    /// `EVAL` with this text, so whatever the backend's script cache holds
+    /// (anyone may have flushed it) it runs, and never answers `NOSCRIPT` for
+    /// a script the proxy told the client exists.
+    EvalText(Bytes),
     /// `INFO` with the default sections (or `all`, `everything`, `proxy`
     /// among others): the proxy's own section is added to the backend's.
     InfoWithProxy,
@@ -338,8 +341,8 @@ impl Classifier {
             b"PROXY" => return classify_proxy(args),
             b"EVALSHA" | b"EVALSHA_RO" if n >= 2 => {
                 let sha = args.arg(1).to_ascii_lowercase();
-                if self.scripts.text(&sha).is_some() {
-                    return Command::Forward(Effect::EnsureScript(Bytes::from(sha)));
+                if let Some(text) = self.scripts.text(&sha) {
+                    return Command::Forward(Effect::EvalText(text));
                 }
             }
             _ => {}

@@ -37,6 +37,7 @@ mod readme;
 mod redis_cli;
 mod redlock;
 mod restart_guard;
+mod scripts;
 mod tls;
 mod truthful;
 mod wire_forms;

@@ -284,14 +284,12 @@ impl Cluster {
         slot: u16,
         request: &[u8],
         to: ReplyTo,
-        preload: Option<(&Bytes, &Bytes)>,
     ) {
         let routed = Box::new(Routed {
             request: Bytes::copy_from_slice(request),
             to,
             slot,
             hops: 0,
-            preload: preload.map(|(s, t)| (s.clone(), t.clone())),
             own: own.map(Arc::downgrade),
         });
         self.resend(routed, proto);
@@ -304,12 +302,11 @@ impl Cluster {
         i: usize,
         request: &[u8],
         to: ReplyTo,
-        preload: Option<(&Bytes, &Bytes)>,
     ) {
         match self.master(i) {
             Ok(node) => {
                 let own = own.map(|o| &**o);
-                self.conn(&node, proto, own).send(request, to, preload);
+                self.conn(&node, proto, own).send(request, to);
             }
             Err(e) => to.deliver(e.to_bytes(proto)),
         }

@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 
 use crate::backend::{BackendError, Connection, Endpoint, Handshake};
 use crate::protocol::FrameInfo;
@@ -35,8 +35,6 @@ pub(super) struct BackendLink {
     state: Link,
     /// Requests waiting for the connection to open.
     queued: BytesMut,
-    /// Lock scripts loaded on this connection (for EVALSHA on data keys).
-    loaded_scripts: Vec<Bytes>,
     /// Part of the reply at the front was passed on already (a large reply
     /// streams through): the rest must follow, and nothing else can come first.
     mid_reply: bool,
@@ -48,7 +46,6 @@ impl BackendLink {
         BackendLink {
             state: Link::Closed,
             queued: BytesMut::new(),
-            loaded_scripts: Vec::new(),
             mid_reply: false,
         }
     }
@@ -163,16 +160,6 @@ impl BackendLink {
             Link::Open(conn) => conn.input_len(),
             Link::Closed | Link::Connecting(_) => 0,
         }
-    }
-
-    /// Whether the lock script `sha` must still be loaded on this connection.
-    pub(super) fn needs_script(&self, sha: &Bytes) -> bool {
-        !self.loaded_scripts.contains(sha)
-    }
-
-    /// The lock script `sha` is loaded on this connection.
-    pub(super) fn script_loaded(&mut self, sha: Bytes) {
-        self.loaded_scripts.push(sha);
     }
 
     /// The connection failed: back to no connection, with nothing queued.

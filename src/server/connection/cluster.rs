@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 
-use super::dispatch::with_request;
 use super::queue::{Hook, Slot};
+use super::request::Outgoing;
 use super::route::Decision;
 use super::{Flow, State};
 use crate::command::{Effect, flags, lookup};
 use crate::errors;
-use crate::protocol::{ArgList, Args, Proto, Reply, RequestParser, encode_command};
+use crate::protocol::{ArgList, Args, Proto, Reply, encode_command};
 use crate::server::cluster::{
     Cluster, Gather, Merge, OwnConnections, Plan, key_slot, plan, split_cursor, upper,
 };
@@ -45,13 +45,8 @@ impl State {
     /// transaction's first key names it); while it lasts, commands that
     /// belong there follow it. Moving between the two waits for the replies
     /// on the side left, so a node runs each client's commands in order.
-    pub(super) fn forward_cluster(
-        &mut self,
-        args: Args<'_>,
-        raw: &[u8],
-        inline: bool,
-        effect: Effect,
-    ) -> Flow {
+    pub(super) fn forward_cluster(&mut self, req: &Outgoing<'_>, effect: Effect) -> Flow {
+        let args = req.args;
         let Some(cluster) = self.shared.cluster.clone() else {
             return Flow::Done;
         };
@@ -67,7 +62,7 @@ impl State {
                 Flow::Done
             }
             Via::Link => {
-                self.forward(args, raw, inline, effect);
+                self.forward(req, effect);
                 Flow::Done
             }
             Via::Hold(reply) => {
@@ -75,7 +70,7 @@ impl State {
                     self.session.transaction.begin();
                 }
                 let held = self.tx_held.get_or_insert_with(Default::default);
-                with_request(&args, raw, inline, |r| held.0.extend_from_slice(r));
+                req.write_to(&mut held.0);
                 held.1 += 1;
                 self.reply(reply);
                 Flow::Done
@@ -86,7 +81,7 @@ impl State {
                 self.reply(reply);
                 Flow::Done
             }
-            Via::Shared => self.forward_routed(&cluster, args, raw, inline, &effect, plan),
+            Via::Shared => self.forward_routed(&cluster, req, &effect, plan),
         }
     }
 
@@ -293,33 +288,25 @@ impl State {
     fn forward_routed(
         &mut self,
         cluster: &Cluster,
-        args: Args<'_>,
-        raw: &[u8],
-        inline: bool,
+        req: &Outgoing<'_>,
         effect: &Effect,
         plan: Plan,
     ) -> Flow {
+        let args = req.args;
         let proto = self.session.proto;
         match self.route.decide(true, proto) {
             Decision::Wait => return Flow::Retry,
             Decision::Shared | Decision::Dedicated => {}
         }
-        let Some((to, preload)) = self.shared_slot(effect) else {
+        let Some(to) = self.shared_slot(effect) else {
             return Flow::Done;
         };
-        let preload = preload.as_ref().map(|(s, t)| (s, t));
         let c = cluster;
         let proto = (proto, self.own_conns.as_ref());
         match plan {
-            Plan::Slot(slot) => with_request(&args, raw, inline, |r| {
-                c.send_slot(proto, slot, r, to, preload);
-            }),
-            Plan::Any => with_request(&args, raw, inline, |r| {
-                c.send_master(proto, 0, r, to, preload);
-            }),
-            Plan::All(merge) => with_request(&args, raw, inline, |r| {
-                fan_out(c, proto, merge, r, to);
-            }),
+            Plan::Slot(slot) => req.with_bytes(|r| c.send_slot(proto, slot, r, to)),
+            Plan::Any => req.with_bytes(|r| c.send_master(proto, 0, r, to)),
+            Plan::All(merge) => req.with_bytes(|r| fan_out(c, proto, merge, r, to)),
             Plan::Split(split) => {
                 let gather = Arc::new(Gather::new(split.merge, split.parts.len(), to));
                 let mut sub = BytesMut::new();
@@ -327,13 +314,7 @@ impl State {
                     sub.clear();
                     let parts = std::iter::once(0).chain(indices).map(|j| args.arg(j));
                     encode_command(&mut sub, parts.collect::<Vec<_>>().into_iter());
-                    c.send_slot(
-                        proto,
-                        slot,
-                        &sub,
-                        ReplyTo::Part(Arc::clone(&gather), i),
-                        None,
-                    );
+                    c.send_slot(proto, slot, &sub, ReplyTo::Part(Arc::clone(&gather), i));
                 }
             }
             Plan::Scan => scan(c, proto, &args, to),
@@ -367,12 +348,12 @@ fn fan_out(
     let n = cluster.masters();
     if n == 0 {
         // No topology yet: the error says so.
-        return cluster.send_master(proto, 0, request, to, None);
+        return cluster.send_master(proto, 0, request, to);
     }
     let gather = Arc::new(Gather::new(merge, n, to));
     for i in 0..n {
         let part = ReplyTo::Part(Arc::clone(&gather), i);
-        cluster.send_master(proto, i, request, part, None);
+        cluster.send_master(proto, i, request, part);
     }
 }
 
@@ -391,7 +372,7 @@ fn scan(
         // The node explains an invalid cursor (or the missing topology).
         let mut b = BytesMut::new();
         encode_command(&mut b, args.iter());
-        return cluster.send_master(proto, 0, &b, to, None);
+        return cluster.send_master(proto, 0, &b, to);
     };
     let (index, node_cursor) = split_cursor(cursor, n);
     let node_cursor = node_cursor.to_string();
@@ -402,18 +383,5 @@ fn scan(
         .map(|(i, a)| if i == 1 { node_cursor.as_bytes() } else { a });
     encode_command(&mut b, rewritten.collect::<Vec<_>>().into_iter());
     let gather = Arc::new(Gather::new(Merge::Scan { index, n }, 1, to));
-    cluster.send_master(proto, index, &b, ReplyTo::Part(gather, 0), None);
-}
-
-/// The hash slot of a request the proxy sends itself (a split script's data
-/// part), `None` if it has no keys.
-pub(super) fn request_slot(request: &[u8]) -> Option<u16> {
-    let mut parser = RequestParser::new(crate::protocol::FrameLimits::default());
-    parser.parse(request).ok()??;
-    let args = parser.args(request);
-    let mut buf = [0u8; 24];
-    match plan(upper(args.get(0)?, &mut buf), lookup(&args), &args) {
-        Plan::Slot(slot) => Some(slot),
-        _ => None,
-    }
+    cluster.send_master(proto, index, &b, ReplyTo::Part(gather, 0));
 }

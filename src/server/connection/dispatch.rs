@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use bytes::{Bytes, BytesMut};
 
 use super::queue::{Hook, Revocable, Slot};
+use super::request::Outgoing;
 use super::resync::Counting;
 use super::route::{Decision, Route};
 use super::{Flow, Input, State};
@@ -51,15 +52,20 @@ impl State {
         match cmd {
             Command::Forward(effect) => {
                 m.forwarded.fetch_add(1, Ordering::Relaxed);
+                let text = match &effect {
+                    Effect::EvalText(text) => Some(text.clone()),
+                    _ => None,
+                };
+                let req = Outgoing::new(args, raw, inline).sent_as_eval(text);
                 if self.shared.cluster.is_some() {
-                    return self.forward_cluster(args, raw, inline, effect);
+                    return self.forward_cluster(&req, effect);
                 }
                 let shareable =
                     !matches!(self.route, Route::Dedicated) && self.shareable(&args, &effect);
                 match self.route.decide(shareable, self.session.proto) {
                     Decision::Wait => return Flow::Retry,
-                    Decision::Shared => self.forward_shared(args, raw, inline, &effect),
-                    Decision::Dedicated => self.forward(args, raw, inline, effect),
+                    Decision::Shared => self.forward_shared(&req, &effect),
+                    Decision::Dedicated => self.forward(&req, effect),
                 }
             }
             Command::Local(local) => {
@@ -96,7 +102,7 @@ impl State {
     /// resynchronisation first).
     fn needs_slot(&self, cmd: &Command) -> bool {
         match cmd {
-            Command::Forward(Effect::ScriptExists(_) | Effect::EnsureScript(_)) => true,
+            Command::Forward(Effect::ScriptExists(_)) => true,
             Command::Forward(Effect::Exec) => self.session.transaction.doomed_exec().is_some(),
             // With a cluster, whether the client is still subscribed decides
             // which connection the command takes.
@@ -145,10 +151,9 @@ impl State {
         let s = &self.session;
         let command_ok = match effect {
             Effect::Plain { shareable } => *shareable,
-            Effect::None
-            | Effect::EnsureScript(_)
-            | Effect::ScriptFlush
-            | Effect::InfoWithProxy => crate::command::shareable(args),
+            Effect::None | Effect::EvalText(_) | Effect::ScriptFlush | Effect::InfoWithProxy => {
+                crate::command::shareable(args)
+            }
             _ => false,
         };
         command_ok
@@ -159,38 +164,26 @@ impl State {
     }
 
     /// Sends a command over the shared connection of the session's protocol.
-    fn forward_shared(&mut self, args: Args<'_>, raw: &[u8], inline: bool, effect: &Effect) {
+    fn forward_shared(&mut self, req: &Outgoing<'_>, effect: &Effect) {
         if self.shared.multiplex.is_none() {
             return;
         }
-        let Some((to, preload)) = self.shared_slot(effect) else {
+        let Some(to) = self.shared_slot(effect) else {
             return;
         };
         if let Some(pool) = &self.shared.multiplex {
             let conn = pool.conn(self.session.proto);
-            let preload = preload.as_ref().map(|(sha, t)| (sha, t));
-            with_request(&args, raw, inline, |request| {
-                conn.send(request, to, preload)
-            });
+            req.with_bytes(|request| conn.send(request, to));
         }
         self.counting.forwarded();
     }
 
     /// The bookkeeping of a request sent over a shared connection (or a
-    /// cluster's): its slot in the reply queue, where its reply goes, and the
-    /// script it needs loaded first (SHA1, text).
-    pub(super) fn shared_slot(
-        &mut self,
-        effect: &Effect,
-    ) -> Option<(ReplyTo, Option<(Bytes, Bytes)>)> {
-        let scripts = &self.live.classifier.scripts;
+    /// cluster's): its slot in the reply queue, and where its reply goes.
+    pub(super) fn shared_slot(&mut self, effect: &Effect) -> Option<ReplyTo> {
         if let Effect::ScriptFlush = effect {
-            scripts.flush();
+            self.live.classifier.scripts.flush();
         }
-        let preload = match effect {
-            Effect::EnsureScript(sha) => scripts.text(sha).map(|t| (sha.clone(), t)),
-            _ => None,
-        };
         let seq = (!self.session.take_silent()).then(|| self.queue.push(Slot::Pending));
         match (effect, seq) {
             (Effect::InfoWithProxy, Some(seq)) => {
@@ -205,7 +198,7 @@ impl State {
             _ => {}
         }
         let mailbox = self.route.sent(self.session.proto)?;
-        Some((ReplyTo::Client(mailbox, seq), preload))
+        Some(ReplyTo::Client(mailbox, seq))
     }
 
     /// Replies from a shared connection: this one, and any others already in
@@ -246,7 +239,7 @@ impl State {
     }
 
     /// Sends a command over the client's own backend connection.
-    pub(super) fn forward(&mut self, args: Args<'_>, raw: &[u8], inline: bool, effect: Effect) {
+    pub(super) fn forward(&mut self, req: &Outgoing<'_>, effect: Effect) {
         let mut hook = Hook::None;
         // (Un)subscribe and MONITOR replies cannot be counted: from here on, and
         // for the command itself, nothing is (see `resync.rs`).
@@ -289,24 +282,10 @@ impl State {
                 let section = crate::server::info::proxy_section(&self.shared);
                 hook = Hook::AppendInfo(bytes::Bytes::from(section));
             }
-            Effect::EnsureScript(sha) => {
-                if let Some(text) = self.live.classifier.scripts.text(&sha) {
-                    self.attach();
-                    if self.backend.needs_script(&sha)
-                        && self.send_internal(&[b"SCRIPT", b"LOAD", &text])
-                    {
-                        self.backend.script_loaded(sha);
-                    }
-                }
-            }
-            Effect::Select(_) | Effect::None | Effect::Plain { .. } => {}
+            Effect::Select(_) | Effect::None | Effect::Plain { .. } | Effect::EvalText(_) => {}
         }
         self.attach();
-        if inline {
-            encode_command(self.backend.out(), args.iter());
-        } else {
-            self.backend.out().extend_from_slice(raw);
-        }
+        req.write_to(self.backend.out());
         self.counting.forwarded();
         let silent = self.session.take_silent();
         if counted {
@@ -421,30 +400,13 @@ impl State {
     }
 }
 
-/// Calls `f` with the request's bytes: as received, or re-encoded as RESP for
-/// an inline command.
-pub(super) fn with_request<R>(
-    args: &Args<'_>,
-    raw: &[u8],
-    inline: bool,
-    f: impl FnOnce(&[u8]) -> R,
-) -> R {
-    if inline {
-        let mut b = BytesMut::new();
-        encode_command(&mut b, args.iter());
-        f(&b)
-    } else {
-        f(raw)
-    }
-}
-
 /// Sends a split script's data part on the proxy's own backend connection, in
 /// database `db` (switching there and back around it when it is not the
 /// connection's `default_db`).
 fn send_data_part(shared: &crate::server::Shared, request: &[u8], db: u32, default_db: u32) {
     if let Some(cluster) = &shared.cluster {
         // Database 0 only; the master of the data keys' slot.
-        if let Some(slot) = super::cluster::request_slot(request) {
+        if let Some(slot) = super::request::request_slot(request) {
             cluster.send_unanswered(slot, request, 1);
         }
         return;

@@ -32,6 +32,7 @@
 //!   choice with a cluster backend, where the own connection is pinned to one
 //!   master for a transaction, a blocking command or a subscription.
 //! - `flow.rs`: backend replies to their slots, and a failed backend.
+//! - `request.rs`: a forwarded request as it is written to a backend.
 //! - `queue.rs`: the reply queue; `replies.rs`: the output and reply hooks.
 //! - `resync.rs`: counting replies again after pub/sub.
 
@@ -42,6 +43,7 @@ mod flow;
 mod local;
 mod queue;
 mod replies;
+mod request;
 mod resync;
 mod route;
 #[cfg(test)]

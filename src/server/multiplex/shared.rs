@@ -6,7 +6,7 @@
 //! `MOVED`, `ASK` or `TRYAGAIN` reply is handed back to the router (the
 //! [`Redirects`]) to send again elsewhere instead of reaching the client.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -58,8 +58,6 @@ pub(crate) struct Routed {
     pub(crate) slot: u16,
     /// Redirections followed so far.
     pub(crate) hops: u8,
-    /// A script (SHA1, text) the request needs loaded on the node first.
-    pub(crate) preload: Option<(Bytes, Bytes)>,
     /// The client's own connections (`multiplex = false`), which a
     /// redirection also takes; `None`: the shared ones.
     pub(crate) own: Option<Weak<crate::server::cluster::OwnConnections>>,
@@ -101,8 +99,6 @@ struct Inner {
     wbuf: BytesMut,
     /// One per request written or to be written, in order.
     waiters: VecDeque<Waiter>,
-    /// Scripts loaded on the current connection.
-    loaded: HashSet<Bytes>,
 }
 
 /// One shared connection (and its task, started at first use).
@@ -156,16 +152,9 @@ impl SharedConnection {
         conn
     }
 
-    /// Queues a request whose reply goes to `to`; `preload` is a script (SHA1,
-    /// text) the request needs loaded first.
-    pub(crate) fn send(
-        self: &Arc<Self>,
-        request: &[u8],
-        to: ReplyTo,
-        preload: Option<(&Bytes, &Bytes)>,
-    ) {
+    /// Queues a request whose reply goes to `to`.
+    pub(crate) fn send(self: &Arc<Self>, request: &[u8], to: ReplyTo) {
         self.enqueue(|inner| {
-            inner.preload(preload);
             inner.wbuf.extend_from_slice(request);
             inner.waiters.push_back(Waiter::Reply(to));
         });
@@ -174,8 +163,6 @@ impl SharedConnection {
     /// Queues a routed request (after `ASKING` when `asking`).
     pub(crate) fn send_routed(self: &Arc<Self>, routed: Box<Routed>, asking: bool) {
         self.enqueue(|inner| {
-            let preload = routed.preload.as_ref().map(|(s, t)| (s, t));
-            inner.preload(preload);
             if asking {
                 encode_command(&mut inner.wbuf, [&b"ASKING"[..]].into_iter());
                 inner.waiters.push_back(Waiter::Swallow);
@@ -269,7 +256,6 @@ impl SharedConnection {
         let waiters = match self.inner.lock() {
             Ok(mut inner) => {
                 inner.wbuf.clear();
-                inner.loaded.clear();
                 std::mem::take(&mut inner.waiters)
             }
             Err(_) => return,
@@ -424,18 +410,5 @@ async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
-    }
-}
-
-impl Inner {
-    /// Loads `preload` (SHA1, text) first unless this connection has it.
-    fn preload(&mut self, preload: Option<(&Bytes, &Bytes)>) {
-        if let Some((sha, text)) = preload {
-            if !self.loaded.contains(sha) {
-                encode_command(&mut self.wbuf, [&b"SCRIPT"[..], b"LOAD", text].into_iter());
-                self.waiters.push_back(Waiter::Swallow);
-                self.loaded.insert(sha.clone());
-            }
-        }
     }
 }

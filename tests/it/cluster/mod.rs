@@ -204,6 +204,16 @@ async fn keyless_commands_follow_the_table() {
         .await,
         b"*3\r\n:1\r\n:1\r\n:0\r\n"
     );
+    // The lock script on data keys runs on each key's master, which never
+    // loaded it (it goes out as EVAL with the text the proxy learned).
+    for k in ["key:1", "key:2", "key:3"] {
+        assert_eq!(c.cmd(&["SET", k, "t"]).await, b"+OK\r\n");
+        assert_eq!(
+            c.cmd(&["EVALSHA", release, "1", k, "t"]).await,
+            b":1\r\n",
+            "{k}"
+        );
+    }
     assert_eq!(c.cmd(&["FLUSHALL"]).await, b"+OK\r\n");
     for m in cluster.masters() {
         assert_eq!(m.query(&["DBSIZE"]), redis::Value::Int(0));
