@@ -42,6 +42,12 @@ pub(crate) fn backend_unavailable(reason: impl Display) -> Reply {
     err(format_args!("passthrough backend unavailable: {reason}"))
 }
 
+/// A backend connection reset by the proxy itself after a reply past one of
+/// its own limits: the text says so, and blames no one else.
+pub(crate) fn backend_reset(reason: impl Display) -> Reply {
+    err(format_args!("passthrough {reason}"))
+}
+
 /// A command touches a lock key in a way that is not a lock operation.
 pub(crate) fn lock_key_not_allowed(command: &[u8]) -> Reply {
     err(format_args!(
@@ -228,6 +234,15 @@ pub(crate) fn select_in_cluster() -> Reply {
 pub(crate) fn not_through_cluster(command: &[u8]) -> Reply {
     err(format_args!(
         "'{}' is not supported through a cluster backend: it concerns one connection or administers the cluster (send it to a node directly)",
+        lossy_lower(command)
+    ))
+}
+
+/// `SYNC`/`PSYNC`: a replica or `redis-cli --rdb` must reach the backend
+/// itself (the reply is an RDB payload and then a stream, not replies).
+pub(crate) fn replication_not_proxied(command: &[u8]) -> Reply {
+    err(format_args!(
+        "'{}' is not served through redlock-proxy: replication does not pass through it (point the replica, or redis-cli --rdb, at the backend itself)",
         lossy_lower(command)
     ))
 }

@@ -10,9 +10,10 @@ use std::future::poll_fn;
 use std::task::{Context, Poll};
 
 use bytes::BytesMut;
+use tokio::io::AsyncWrite;
 
 use super::error::{BackendError, ErrorKind};
-use crate::protocol::{FrameInfo, ReplyScanner};
+use crate::protocol::{FrameInfo, ProtocolError, ReplyScanner};
 use crate::stream::Stream;
 
 /// An open, handshaken connection.
@@ -23,6 +24,18 @@ pub(crate) struct Connection {
     out: BytesMut,
     inbuf: BytesMut,
     scanner: ReplyScanner,
+    writes: Writes,
+}
+
+/// Whether the proxy still writes to the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Writes {
+    /// Requests may follow.
+    Open,
+    /// No more requests: once `out` is written, the write side is shut down.
+    Ending,
+    /// The server has seen the end of the stream.
+    Ended,
 }
 
 impl Connection {
@@ -33,6 +46,7 @@ impl Connection {
             out: BytesMut::new(),
             inbuf: BytesMut::new(),
             scanner: ReplyScanner::new(max_depth),
+            writes: Writes::Open,
         }
     }
 
@@ -55,6 +69,17 @@ impl Connection {
     /// Whether requests are waiting to be written.
     pub(crate) fn has_output(&self) -> bool {
         !self.out.is_empty() || self.stream.wants_write()
+    }
+
+    /// No request follows what is queued: once it is written, the write side
+    /// is shut down, and the server sees the end of the stream as from a
+    /// client that left (Redis then drops whatever it still had blocked, a
+    /// transaction, subscriptions), while the replies to what was sent can
+    /// still be read.
+    pub(crate) fn end_writes(&mut self) {
+        if self.writes == Writes::Open {
+            self.writes = Writes::Ending;
+        }
     }
 
     /// Writes what the socket takes now, without waiting.
@@ -80,6 +105,16 @@ impl Connection {
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(self.io_error(e))),
                 Poll::Ready(Ok(())) => progress |= self.out.len() < before || records,
                 Poll::Pending => progress |= self.out.len() < before,
+            }
+        }
+        if self.writes == Writes::Ending && !self.has_output() {
+            match std::pin::Pin::new(&mut self.stream).poll_shutdown(cx) {
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(self.io_error(e))),
+                Poll::Ready(Ok(())) => {
+                    self.writes = Writes::Ended;
+                    progress = true;
+                }
+                Poll::Pending => {}
             }
         }
         if read > 0 {
@@ -116,9 +151,14 @@ impl Connection {
         if self.inbuf.is_empty() {
             return Ok(None);
         }
-        self.scanner
-            .scan(&self.inbuf)
-            .map_err(|e| BackendError::new(ErrorKind::Protocol, &self.peer, e))
+        self.scanner.scan(&self.inbuf).map_err(|e| match e {
+            ProtocolError::TooDeep(n) => BackendError::new(
+                ErrorKind::Limit,
+                &self.peer,
+                format_args!("nested deeper than {n} levels, limits.max_nesting_depth"),
+            ),
+            e => BackendError::new(ErrorKind::Protocol, &self.peer, e),
+        })
     }
 
     /// While the reply at the front of the input is incomplete: the part of it

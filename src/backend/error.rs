@@ -18,6 +18,11 @@ pub(crate) enum ErrorKind {
     Io,
     /// The server sent bytes that are not RESP.
     Protocol,
+    /// The server sent a reply past one of the proxy's own limits (a reply
+    /// nested deeper than `limits.max_nesting_depth`): nothing is wrong with
+    /// the server, but the connection cannot go on past a reply it could
+    /// not frame.
+    Limit,
     /// The TLS handshake failed (certificate, CA, client certificate...).
     Tls,
 }
@@ -45,6 +50,15 @@ impl BackendError {
     pub(crate) fn kind(&self) -> ErrorKind {
         self.kind
     }
+
+    /// What a client whose request waited on the failed passthrough
+    /// connection gets instead of its reply.
+    pub(crate) fn reply(&self) -> crate::protocol::Reply {
+        match self.kind {
+            ErrorKind::Limit => crate::errors::backend_reset(self),
+            _ => crate::errors::backend_unavailable(self),
+        }
+    }
 }
 
 impl fmt::Display for BackendError {
@@ -57,6 +71,10 @@ impl fmt::Display for BackendError {
             ErrorKind::Closed => write!(f, "{peer} closed the connection{detail}"),
             ErrorKind::Io => write!(f, "{peer}: {detail}"),
             ErrorKind::Protocol => write!(f, "invalid reply from {peer}: {detail}"),
+            ErrorKind::Limit => write!(
+                f,
+                "connection to {peer} reset: a reply past the proxy's own limit ({detail})"
+            ),
             ErrorKind::Tls => write!(f, "TLS with {peer} failed: {detail}"),
         }
     }

@@ -327,6 +327,9 @@ impl Classifier {
                 return Command::Forward(Effect::Subscribe);
             }
             b"MONITOR" if !ctx.in_multi() => return Command::Forward(Effect::Monitor),
+            // The reply is an RDB payload and then the replication stream,
+            // neither of them RESP replies to count.
+            b"SYNC" | b"PSYNC" => return Command::Refuse(errors::replication_not_proxied(name)),
             b"CLIENT" if answer_locally && n >= 2 => {
                 if let Some(cmd) = self.classify_client(args) {
                     return cmd;

@@ -143,7 +143,8 @@ pub struct LimitsConfig {
     pub max_multibulk_len: u64,
     /// Longest inline command.
     pub max_inline_len: usize,
-    /// Deepest nesting of a frame the proxy decodes.
+    /// Deepest nesting of a reply the proxy frames (Redis sends some about
+    /// 8,000 levels deep).
     pub max_nesting_depth: usize,
     /// Most bytes buffered for one client's unfinished requests (Redis `client-query-buffer-limit`).
     pub max_query_buffer: usize,

@@ -48,7 +48,9 @@ pub struct FrameLimits {
     pub max_multibulk_len: u64,
     /// Longest inline command, and longest `*`/`$` header line (Redis: 64 KiB).
     pub max_inline_len: usize,
-    /// Deepest nesting of any frame the proxy decodes.
+    /// Deepest nesting of a reply the proxy frames (requests cannot nest).
+    /// Redis itself sends replies about 8,000 levels deep (a Lua table that
+    /// holds itself); the scanner's stack costs 16 bytes a level.
     pub max_nesting_depth: usize,
 }
 
@@ -58,7 +60,7 @@ impl Default for FrameLimits {
             max_bulk_len: 512 * 1024 * 1024,
             max_multibulk_len: 1024 * 1024,
             max_inline_len: 64 * 1024,
-            max_nesting_depth: 128,
+            max_nesting_depth: 65_536,
         }
     }
 }

@@ -10,6 +10,10 @@
 
 use super::{ProtocolError, find_cr, parse_len, printable};
 
+/// A scanner's stack keeps its allocation between replies up to this many
+/// levels (a reply nested deeper gives it back when it completes).
+const KEEP_LEVELS: usize = 64;
+
 /// One complete reply found by [`ReplyScanner::scan`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameInfo {
@@ -224,6 +228,10 @@ impl ReplyScanner {
                         kind: self.kind.take().unwrap_or(b'+'),
                     };
                     self.pos = 0;
+                    if self.stack.capacity() > KEEP_LEVELS {
+                        // A deep reply is over: give its stack back.
+                        self.stack = Vec::new();
+                    }
                     return Some(info);
                 }
                 Some(level) => {

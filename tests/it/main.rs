@@ -28,6 +28,7 @@ mod faults;
 mod fencing;
 mod frames;
 mod fuzz_corpus;
+mod isolation;
 mod layers;
 mod lock_keys;
 mod multiplex;

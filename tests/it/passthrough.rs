@@ -468,3 +468,49 @@ async fn commands_touching_lock_keys_never_reach_the_backend() {
     }
     assert_eq!(h.backend.query(&["KEYS", "*"]), redis::Value::Array(vec![]));
 }
+
+/// A Lua table that holds itself: Redis replies with it nested about 8,000
+/// levels deep, an error at the bottom.
+const DEEP: &str = "local a = {}; local b = {a}; a[1] = b; return a";
+
+/// A reply as deep as Redis sends passes through whole, byte for byte, on a
+/// shared connection and on a client's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_nested_as_deep_as_redis_sends_passes_through() {
+    let direct = RedisServer::start();
+    let mut redis = RawClient::connect(([127, 0, 0, 1], direct.port).into()).await;
+    let want = redis.cmd(&["EVAL", DEEP, "0"]).await;
+    assert!(want.len() > 30_000 && want.ends_with(b"-ERR reached lua stack limit\r\n"));
+    for multiplex in [true, false] {
+        let h = Harness::start_with(3, |c| c.passthrough.multiplex = multiplex).await;
+        let mut c = h.client().await;
+        assert!(
+            c.cmd(&["EVAL", DEEP, "0"]).await == want,
+            "multiplex = {multiplex}"
+        );
+        assert_eq!(c.cmd_str(&["PING"]).await, "+PONG\r\n");
+    }
+}
+
+/// Past the proxy's own limit the client gets an error that names the limit
+/// (not the backend) at once, and is served again right after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_past_the_depth_limit_names_the_limit_and_hangs_nobody() {
+    for multiplex in [true, false] {
+        let h = Harness::start_with(3, |c| {
+            c.passthrough.multiplex = multiplex;
+            c.limits.max_nesting_depth = 100;
+        })
+        .await;
+        let mut c = h.client().await;
+        let err = c.cmd_str(&["EVAL", DEEP, "0"]).await;
+        assert!(
+            err.starts_with("-ERR passthrough connection to 127.0.0.1:")
+                && err.contains("limits.max_nesting_depth")
+                && !err.contains("unavailable"),
+            "multiplex = {multiplex}: {err}"
+        );
+        assert_eq!(c.cmd_str(&["SET", "after", "1"]).await, "+OK\r\n");
+        assert_eq!(c.cmd_str(&["GET", "after"]).await, "$1\r\n1\r\n");
+    }
+}

@@ -38,6 +38,10 @@ pub(super) struct BackendLink {
     /// Part of the reply at the front was passed on already (a large reply
     /// streams through): the rest must follow, and nothing else can come first.
     mid_reply: bool,
+    /// The client left: no request follows, and the backend is to see the
+    /// end of the stream once what was sent is written (see
+    /// [`end_writes`](Self::end_writes)).
+    ending: bool,
 }
 
 impl BackendLink {
@@ -47,6 +51,7 @@ impl BackendLink {
             state: Link::Closed,
             queued: BytesMut::new(),
             mid_reply: false,
+            ending: false,
         }
     }
 
@@ -100,6 +105,9 @@ impl BackendLink {
                 Ok(mut conn) => {
                     // What was queued while connecting goes first.
                     std::mem::swap(conn.out(), &mut self.queued);
+                    if self.ending {
+                        conn.end_writes();
+                    }
                     self.state = Link::Open(conn);
                     Event::Connected(Ok(()))
                 }
@@ -160,6 +168,24 @@ impl BackendLink {
             Link::Open(conn) => conn.input_len(),
             Link::Closed | Link::Connecting(_) => 0,
         }
+    }
+
+    /// The client left and every request it sent was handled: once they are
+    /// written, the backend sees the end of the stream, as it would from the
+    /// client itself. Redis then cancels what the client left blocked (a
+    /// `BLPOP` that would take the next element pushed, for nobody), its
+    /// transaction and its subscriptions, and still answers what came before.
+    pub(super) fn end_writes(&mut self) {
+        self.ending = true;
+        if let Link::Open(conn) = &mut self.state {
+            conn.end_writes();
+        }
+    }
+
+    /// Whether [`end_writes`](Self::end_writes) was called: the backend
+    /// closing its side is then the expected end, not a failure.
+    pub(super) fn ending(&self) -> bool {
+        self.ending
     }
 
     /// The connection failed: back to no connection, with nothing queued.

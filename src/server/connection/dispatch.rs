@@ -379,6 +379,9 @@ impl State {
     /// The connection is over: releases locks granted to this client that it
     /// never heard of (its reply was not written), once their operations finish.
     pub(super) async fn abandon(&mut self) {
+        // Closed first: the backend cancels what the client left blocked
+        // there before anything else is awaited.
+        self.backend.reset();
         self.route.close();
         let engine = Arc::clone(&self.live.engine);
         // However the connection ended (EOF, reset, eviction, a limit, idle

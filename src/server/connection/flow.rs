@@ -14,7 +14,6 @@ use super::replies::{HookContext, apply_hook};
 use super::resync::Counting;
 use super::{Close, State};
 use crate::backend::BackendError;
-use crate::errors;
 
 /// A reply streams through once this much of it is in (smaller ones are
 /// passed on whole, in one piece).
@@ -64,8 +63,9 @@ impl State {
                             return;
                         }
                         Err(e) => {
+                            // The slots it failed are ready now: go on with them
+                            // (no event would bring the loop back here).
                             self.fail_backend(e);
-                            return;
                         }
                     }
                 }
@@ -205,6 +205,20 @@ impl State {
     /// an error, in place; state the backend held is marked lost. A client that
     /// had part of a reply already can only be closed: nothing can follow it.
     fn fail_backend(&mut self, e: BackendError) {
+        if self.backend.ending() {
+            // The client left and the backend dropped what it had not
+            // answered (a blocked command): nothing is written for those,
+            // as nothing would be by Redis; the rest goes out as it completes.
+            tracing::debug!(
+                id = self.session.id,
+                "backend connection ended after the client"
+            );
+            self.queue.fail_backend(&bytes::Bytes::new());
+            self.backend.reset();
+            self.backend.end_writes();
+            self.counting = Counting::Counted;
+            return;
+        }
         if self.backend.mid_reply() {
             tracing::debug!(id = self.session.id, error = %e, "backend connection failed in the middle of a reply");
             self.close = Close::Abandon;
@@ -214,7 +228,7 @@ impl State {
             .backend_errors
             .fetch_add(1, Ordering::Relaxed);
         tracing::debug!(id = self.session.id, error = %e, "backend connection failed");
-        let err = errors::backend_unavailable(&e).to_bytes(self.session.proto);
+        let err = e.reply().to_bytes(self.session.proto);
         self.queue.fail_backend(&err);
         self.backend.reset();
         self.wake |= self.counting.paused();

@@ -190,6 +190,8 @@ struct State {
 struct Conn {
     client: Stream,
     inbuf: BytesMut,
+    /// What is left in `inbuf` is the start of a request, not all of it.
+    partial: bool,
     parser: RequestParser,
     st: State,
 }
@@ -203,6 +205,7 @@ pub(crate) async fn serve(client: Stream, id: u64, shared: Arc<Shared>) {
         client,
         // Buffers grow with use: an idle client costs little.
         inbuf: BytesMut::new(),
+        partial: false,
         parser: RequestParser::new(live.limits),
         st: State {
             session: Session::new(id, settings.default_db, !settings.auth_required),
@@ -304,6 +307,12 @@ impl Conn {
             }
             self.st.refresh_live();
             self.process_input();
+            let handled_all = self.inbuf.is_empty() || self.partial;
+            if matches!(self.st.input, Input::Eof | Input::Draining) && handled_all {
+                // Every request the client sent is handled: the backend sees
+                // it leave, and drops whatever it left blocked there.
+                self.st.backend.end_writes();
+            }
             self.st.advance();
             if self.st.link_barrier && self.st.queue.backend_waiting() == 0 {
                 self.st.link_barrier = false;
@@ -393,6 +402,7 @@ impl Conn {
 
     /// Parses and handles every complete request in the read buffer.
     fn process_input(&mut self) {
+        self.partial = false;
         while self.st.close == Close::No
             && self.st.input != Input::Refused
             && self.st.ready_for_requests()
@@ -405,6 +415,7 @@ impl Conn {
                     return;
                 }
                 Ok(None) => {
+                    self.partial = true;
                     let limit = self.st.settings.max_query_buffer;
                     if self.inbuf.len() > limit {
                         self.st

@@ -16,7 +16,6 @@ use tokio::sync::Notify;
 
 use super::Mailbox;
 use crate::backend::{BackendError, Connection, Endpoint, ErrorKind, Handshake};
-use crate::errors;
 use crate::protocol::{Proto, encode_command};
 use crate::server::cluster::{Gather, Redirect};
 
@@ -252,7 +251,7 @@ impl SharedConnection {
 
     /// Every waiting request gets the error; the connection's state is gone.
     fn fail_all(&self, reason: &BackendError) {
-        let err = errors::backend_unavailable(reason).to_bytes(self.proto);
+        let err = reason.reply().to_bytes(self.proto);
         let waiters = match self.inner.lock() {
             Ok(mut inner) => {
                 inner.wbuf.clear();

@@ -556,7 +556,7 @@ impl RawClient {
         RawClient {
             stream,
             buf: BytesMut::new(),
-            scanner: ReplyScanner::new(1000),
+            scanner: ReplyScanner::new(100_000),
         }
     }
 
@@ -592,6 +592,12 @@ impl RawClient {
     /// Sends a command and reads its reply as text (CRLF shown as `\r\n`).
     pub async fn cmd_str(&mut self, args: &[&str]) -> String {
         String::from_utf8_lossy(&self.cmd(args).await).into_owned()
+    }
+
+    /// The bytes read and not taken as replies (after [`closed`](Self::closed):
+    /// everything that came before the end).
+    pub fn rest(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.buf).to_vec()
     }
 
     /// Whether the proxy closed the connection (EOF within [`WAIT`], no more data).
