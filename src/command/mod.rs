@@ -60,6 +60,9 @@ pub enum Effect {
     Plain {
         /// See [`shareable`].
         shareable: bool,
+        /// A script or a function: it may run for long, and the backend
+        /// holds its connection meanwhile.
+        script: bool,
     },
     /// `SELECT n`.
     Select(u32),
@@ -91,6 +94,12 @@ pub enum Effect {
     /// `INFO` with the default sections (or `all`, `everything`, `proxy`
     /// among others): the proxy's own section is added to the backend's.
     InfoWithProxy,
+    /// `SCRIPT KILL`, `FUNCTION KILL`: it stops what another connection runs,
+    /// so it must never queue behind it on a shared connection.
+    Control,
+    /// `CLIENT PAUSE ms WRITE` (the pause's length) or `CLIENT UNPAUSE`
+    /// (`None`): until it ends, the backend holds writes.
+    PauseWrites(Option<u64>),
 }
 
 /// Commands the proxy answers itself.
@@ -342,6 +351,9 @@ impl Classifier {
                 }
             }
             b"PROXY" => return classify_proxy(args),
+            b"FUNCTION" if n == 2 && args.arg(1).eq_ignore_ascii_case(b"KILL") => {
+                return Command::Forward(Effect::Control);
+            }
             b"EVALSHA" | b"EVALSHA_RO" if n >= 2 => {
                 let sha = args.arg(1).to_ascii_lowercase();
                 if let Some(text) = self.scripts.text(&sha) {
@@ -352,7 +364,11 @@ impl Classifier {
         }
         let shareable =
             spec.is_some_and(|s| !s.has(flags::BLOCKING)) && !OWN_CONNECTION.contains(&name);
-        Command::Forward(Effect::Plain { shareable })
+        let script = matches!(
+            name,
+            b"EVAL" | b"EVALSHA" | b"EVAL_RO" | b"EVALSHA_RO" | b"FCALL" | b"FCALL_RO"
+        );
+        Command::Forward(Effect::Plain { shareable, script })
     }
 
     fn classify_client<A: ArgList + ?Sized>(&self, args: &A) -> Option<Command> {
@@ -402,6 +418,15 @@ impl Classifier {
                     _ => Command::Refuse(errors::syntax()),
                 }
             }
+            // The backend holds writes until the pause ends (ALL holds
+            // everything, as it does for clients of Redis itself).
+            b"PAUSE" if n == 4 && args.arg(3).eq_ignore_ascii_case(b"WRITE") => {
+                match parse_i64(args.arg(2)).and_then(|ms| u64::try_from(ms).ok()) {
+                    Some(ms) => Command::Forward(Effect::PauseWrites(Some(ms))),
+                    None => return None,
+                }
+            }
+            b"UNPAUSE" if n == 2 => Command::Forward(Effect::PauseWrites(None)),
             // Maintenance notifications describe the server endpoint, which the
             // proxy hides; answer what a server without the feature answers.
             b"MAINT_NOTIFICATIONS" => {
@@ -442,6 +467,7 @@ impl Classifier {
                 }
             }
             b"FLUSH" => Command::Forward(Effect::ScriptFlush),
+            b"KILL" if args.len() == 2 => Command::Forward(Effect::Control),
             _ => Command::Forward(Effect::None),
         }
     }
@@ -571,9 +597,43 @@ pub fn shareable<A: ArgList + ?Sized>(args: &A) -> bool {
     !OWN_CONNECTION.contains(&upper(args.arg(0), &mut buf))
 }
 
+/// Whether `CLIENT PAUSE WRITE` makes the backend hold this command: writes,
+/// and what Redis holds with them because it may replicate (`PUBLISH`,
+/// `SPUBLISH`, `PFCOUNT`); a module command, which may write, too.
+pub fn held_by_write_pause<A: ArgList + ?Sized>(args: &A) -> bool {
+    let Some(spec) = lookup(args) else {
+        return true;
+    };
+    let mut buf = [0u8; 24];
+    spec.has(flags::WRITE)
+        || matches!(
+            upper(args.arg(0), &mut buf),
+            b"PUBLISH" | b"SPUBLISH" | b"PFCOUNT"
+        )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_a_write_pause_holds() {
+        for yes in [
+            &["SET", "k", "v"][..],
+            &["incr", "k"],
+            &["PUBLISH", "c", "m"],
+            &["PFCOUNT", "h"],
+        ] {
+            assert!(held_by_write_pause(yes), "{yes:?}");
+        }
+        for no in [
+            &["GET", "k"][..],
+            &["EXISTS", "k"],
+            &["LRANGE", "l", "0", "1"],
+        ] {
+            assert!(!held_by_write_pause(no), "{no:?}");
+        }
+    }
 
     #[test]
     fn what_may_share_a_connection() {

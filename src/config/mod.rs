@@ -199,6 +199,13 @@ pub struct PassthroughConfig {
     /// Pipeline stateless commands of all clients over shared connections; a
     /// client gets its own connection at its first stateful command.
     pub multiplex: bool,
+    /// Shared connections per protocol (per master, with a cluster) that
+    /// requests may spread over when one stalls, besides the control lane.
+    pub max_shared_connections: usize,
+    /// A shared connection whose requests have had no reply this long is
+    /// stalled: new requests take another one.
+    #[serde(with = "duration")]
+    pub stall_after: Duration,
     /// The URL is a seed node of a Redis Cluster: commands are routed by hash
     /// slot to the master that serves it.
     pub cluster: bool,
@@ -216,6 +223,8 @@ impl Default for PassthroughConfig {
             url: RedisUrl::parse("redis://127.0.0.1:6379").expect("static URL"),
             connect_timeout: Duration::from_secs(1),
             multiplex: true,
+            max_shared_connections: 4,
+            stall_after: Duration::from_millis(10),
             cluster: false,
             reply_timeout: Duration::from_secs(5),
         }
@@ -408,6 +417,11 @@ impl Config {
             ("passthrough", p.url.to_string()),
             ("passthrough_connect_timeout", d(p.connect_timeout)),
             ("multiplex", p.multiplex.to_string()),
+            (
+                "max_shared_connections",
+                p.max_shared_connections.to_string(),
+            ),
+            ("stall_after", d(p.stall_after)),
             ("passthrough_cluster", p.cluster.to_string()),
             ("passthrough_reply_timeout", d(p.reply_timeout)),
             ("masters", masters.join(",")),

@@ -110,6 +110,13 @@ const OPTIONS: &[(&str, &str, &str, Kind)] = &[
         "multiplex",
         Kind::Bool,
     ),
+    (
+        "MAX_SHARED_CONNECTIONS",
+        "passthrough",
+        "max_shared_connections",
+        Kind::Int,
+    ),
+    ("STALL_AFTER", "passthrough", "stall_after", Kind::Str),
     ("PASSTHROUGH_CLUSTER", "passthrough", "cluster", Kind::Bool),
     (
         "PASSTHROUGH_REPLY_TIMEOUT",

@@ -1,6 +1,8 @@
 //! The checks of values that deserialized but are not sensible, run once at
 //! load: each failure names its option.
 
+use std::time::Duration;
+
 use super::{ClientAuth, Config, MAX_LOCK_PATTERN_LEN};
 
 impl Config {
@@ -69,6 +71,16 @@ impl Config {
         }
         if self.passthrough.connect_timeout.is_zero() {
             return Err(("passthrough.connect_timeout", "must be more than 0".into()));
+        }
+        let p = &self.passthrough;
+        if !(1..=64).contains(&p.max_shared_connections) {
+            return Err((
+                "passthrough.max_shared_connections",
+                "must be between 1 and 64".into(),
+            ));
+        }
+        if p.stall_after < Duration::from_millis(1) {
+            return Err(("passthrough.stall_after", "must be at least 1ms".into()));
         }
         if self.passthrough.reply_timeout.is_zero() {
             return Err(("passthrough.reply_timeout", "must be more than 0".into()));

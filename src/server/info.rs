@@ -52,6 +52,10 @@ pub(crate) fn proxy_section(shared: &Shared) -> String {
     line("quorum", &engine.quorum_size());
     line("quorum_available", &(engine.quorum_available() as u8));
     line("backend_up", &(shared.health.backend_up() as u8));
+    let lanes = shared.lane_stats();
+    line("shared_connections", &lanes.open);
+    line("shared_connections_stalled", &lanes.stalled);
+    line("shared_stalls", &lanes.stalls);
     if let Some(cluster) = &shared.cluster {
         use std::sync::atomic::Ordering::Relaxed;
         let st = &cluster.stats;

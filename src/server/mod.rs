@@ -65,6 +65,9 @@ pub struct Shared {
     pub(crate) backend_version: RwLock<String>,
     /// A random value that makes resynchronisation markers unguessable.
     pub(crate) nonce: u64,
+    /// Until when the backend holds writes (`CLIENT PAUSE ms WRITE`
+    /// forwarded; [`multiplex::clock`] nanoseconds, 0: no pause known).
+    writes_paused_until: AtomicU64,
     /// Shutdown state, read by every connection on every turn of its loop.
     pub(crate) shutdown: ShutdownFlags,
     /// The connected clients and their buffers.
@@ -353,10 +356,11 @@ impl Shared {
         )
         .with_tls(tls_client.clone());
         let acceptor = live::acceptor(&config, None);
-        let multiplex = config
-            .passthrough
+        let p = &config.passthrough;
+        let lanes = (p.max_shared_connections, p.stall_after);
+        let multiplex = p
             .multiplex
-            .then(|| multiplex::MultiplexPool::new(backend.clone()));
+            .then(|| multiplex::MultiplexPool::new(backend.clone(), lanes.0, lanes.1));
         let auth = crate::auth::Authenticator::new(&config.server.requirepass, &config.users);
         let scripts = Arc::new(ScriptRegistry::new(&config.redlock.scripts));
         let cluster = config.passthrough.cluster.then(|| {
@@ -368,10 +372,11 @@ impl Shared {
                 ),
                 config.limits.max_nesting_depth,
                 tls_client.clone(),
+                lanes,
             )
         });
         Shared {
-            side: multiplex::MultiplexPool::new(backend.clone()),
+            side: multiplex::MultiplexPool::new(backend.clone(), 1, lanes.1),
             cluster,
             backend,
             multiplex,
@@ -382,6 +387,7 @@ impl Shared {
             metrics: Metrics::default(),
             backend_version: RwLock::new("7.0.0".into()),
             nonce: fastrand::u64(..),
+            writes_paused_until: AtomicU64::new(0),
             shutdown: ShutdownFlags::default(),
             registry: Arc::default(),
             health: health::Health::default(),
@@ -411,6 +417,32 @@ impl Shared {
     /// The lock engine and its masters (the live one).
     pub fn engine(&self) -> Arc<Engine> {
         Arc::clone(&self.live.load().engine)
+    }
+
+    /// A client paused the backend's writes for `ms` (`None`: unpaused).
+    pub(crate) fn pause_writes(&self, ms: Option<u64>) {
+        let until = ms.map_or(0, |ms| {
+            multiplex::clock::now().saturating_add(ms.saturating_mul(1_000_000))
+        });
+        self.writes_paused_until.store(until, Ordering::Relaxed);
+    }
+
+    /// Whether a write pause a client asked for is in effect.
+    pub(crate) fn writes_paused(&self) -> bool {
+        let until = self.writes_paused_until.load(Ordering::Relaxed);
+        until != 0 && multiplex::clock::now() < until
+    }
+
+    /// The shared backend connections' lanes, summed.
+    pub(crate) fn lane_stats(&self) -> multiplex::LaneStats {
+        let mut stats = multiplex::LaneStats::default();
+        if let Some(pool) = &self.multiplex {
+            pool.all().for_each(|l| stats.add(l));
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster.lane_stats(&mut stats);
+        }
+        stats
     }
 }
 

@@ -173,6 +173,22 @@ impl Collector for ProxyCollector {
             "Whether the passthrough backend answered the last health probe.",
             s.health.backend_up() as i64,
         )?;
+        let lanes = s.lane_stats();
+        out.gauge(
+            "redlock_proxy_shared_connections",
+            "Shared (multiplexed) backend connections open.",
+            lanes.open as i64,
+        )?;
+        out.gauge(
+            "redlock_proxy_shared_connections_stalled",
+            "Shared backend connections whose requests have had no reply for stall_after.",
+            lanes.stalled as i64,
+        )?;
+        out.counter(
+            "redlock_proxy_shared_stalls",
+            "Stalled shared backend connections that new requests were steered around.",
+            lanes.stalls,
+        )?;
         if let Some(cluster) = &s.cluster {
             out.gauge(
                 "redlock_proxy_cluster_masters",

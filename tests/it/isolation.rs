@@ -6,6 +6,8 @@
 //! through the proxy, and must come out the same.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use tokio::io::AsyncWriteExt;
 
@@ -152,4 +154,240 @@ async fn replication_is_refused_at_once_never_left_hanging() {
         );
     }
     assert_eq!(c.cmd_str(&["PING"]).await, "+PONG\r\n");
+}
+
+/// Whether `reply` is an error (RESP2 or RESP3 blob error).
+fn is_error(reply: &str) -> bool {
+    reply.starts_with('-') || reply.starts_with('!')
+}
+
+/// Waits until the proxy says one of its shared connections is stalled (a
+/// condition, not a time: what the steering reacts to).
+async fn until_stalled(proxy: SocketAddr) {
+    let mut c = RawClient::connect(proxy).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while c
+        .cmd_str(&["INFO", "proxy"])
+        .await
+        .contains("shared_connections_stalled:0\r\n")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no stall within {WAIT:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// A script that never ends runs from one client, past the backend's
+/// `busy-reply-threshold`: another client gets `-BUSY` at once, and a kill
+/// from a third ends the script. `proxy`: the address is the proxy's.
+async fn busy_script(
+    addr: SocketAddr,
+    server: &RedisServer,
+    proxy: bool,
+    function: bool,
+) -> Vec<String> {
+    server.query(&["CONFIG", "SET", "lua-time-limit", "10"]);
+    let mut runner = RawClient::connect(addr).await;
+    if function {
+        let lib =
+            "#!lua name=spin\nredis.register_function('spin', function() while true do end end)";
+        assert!(!is_error(
+            &runner.cmd_str(&["FUNCTION", "LOAD", "REPLACE", lib]).await
+        ));
+        runner.send(&enc(&["FCALL", "spin", "0"])).await;
+    } else {
+        runner.send(&enc(&["EVAL", "while true do end", "0"])).await;
+    }
+    poll(|| matches!(server.try_query(&["PING"]), Err(e) if e.to_string().contains("BUSY"))).await;
+    if proxy {
+        until_stalled(addr).await;
+    }
+    let mut other = RawClient::connect(addr).await;
+    let busy = other.cmd_str(&["GET", "foo"]).await;
+    let mut killer = RawClient::connect(addr).await;
+    let kill = if function { "FUNCTION" } else { "SCRIPT" };
+    let killed = killer.cmd_str(&[kill, "KILL"]).await;
+    let ended = text(&runner.read().await);
+    // Everyone is served again.
+    let after = other.cmd_str(&["SET", "foo", "1"]).await;
+    vec![busy, killed, ended, after]
+}
+
+async fn same_for_a_busy_script(function: bool) {
+    let h = Harness::start(3).await;
+    let direct = RedisServer::start();
+    let want = busy_script(
+        SocketAddr::from(([127, 0, 0, 1], direct.port)),
+        &direct,
+        false,
+        function,
+    )
+    .await;
+    assert!(want[0].starts_with("-BUSY"), "{want:?}");
+    assert_eq!(want[1], "+OK\r\n");
+    let got = busy_script(h.addr, &h.backend, true, function).await;
+    assert_eq!(got, want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_that_runs_on_busies_others_at_once_and_script_kill_reaches_it() {
+    same_for_a_busy_script(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_function_that_runs_on_busies_others_at_once_and_function_kill_reaches_it() {
+    same_for_a_busy_script(true).await;
+}
+
+/// Writes are paused: one client's `SET` waits, another's `GET` does not
+/// (it reads the value from before the `SET`, which proves it ran first).
+/// The pause comes from `admin` (through the proxy, which then knows of it,
+/// or on the backend directly, behind its back).
+async fn paused_write(
+    addr: SocketAddr,
+    admin: SocketAddr,
+    server: &RedisServer,
+    proxy: bool,
+) -> Vec<String> {
+    let mut admin = RawClient::connect(admin).await;
+    let mut writer = RawClient::connect(addr).await;
+    writer.cmd(&["DEL", "a"]).await;
+    assert_eq!(
+        admin.cmd_str(&["CLIENT", "PAUSE", "20000", "WRITE"]).await,
+        "+OK\r\n"
+    );
+    writer.send(&enc(&["SET", "a", "1"])).await;
+    poll(|| blocked_clients(server) == 1).await;
+    if proxy {
+        until_stalled(addr).await;
+    }
+    let mut reader = RawClient::connect(addr).await;
+    let read = reader.cmd_str(&["GET", "a"]).await;
+    let unpause = admin.cmd_str(&["CLIENT", "UNPAUSE"]).await;
+    let wrote = text(&writer.read().await);
+    let read_after = reader.cmd_str(&["GET", "a"]).await;
+    vec![read, unpause, wrote, read_after]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_write_holds_only_its_own_client() {
+    let h = Harness::start(3).await;
+    let direct = RedisServer::start();
+    let at = SocketAddr::from(([127, 0, 0, 1], direct.port));
+    let want = paused_write(at, at, &direct, false).await;
+    assert_eq!(want, ["$-1\r\n", "+OK\r\n", "+OK\r\n", "$1\r\n1\r\n"]);
+    // Paused through the proxy: it knows, and writes take lanes of their own.
+    assert_eq!(paused_write(h.addr, h.addr, &h.backend, true).await, want);
+    // Paused on the backend behind the proxy's back: the stalled connection
+    // is steered around.
+    let backend = SocketAddr::from(([127, 0, 0, 1], h.backend.port));
+    assert_eq!(paused_write(h.addr, backend, &h.backend, true).await, want);
+    let info = h.client().await.cmd_str(&["INFO", "proxy"]).await;
+    assert!(!info.contains("shared_stalls:0\r\n"), "{info}");
+}
+
+/// One reader: pipelines of random depth and shape, in a loop, until `stop`;
+/// `done` counts the batches answered.
+async fn reader(addr: SocketAddr, seed: u64, stop: Arc<AtomicBool>, done: Arc<AtomicUsize>) {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut c = RawClient::connect(addr).await;
+    if rng.bool() {
+        assert!(c.cmd_str(&["HELLO", "3"]).await.starts_with('%'));
+    }
+    while !stop.load(Ordering::Relaxed) {
+        let depth = rng.usize(1..=16);
+        let mut batch = Vec::new();
+        for _ in 0..depth {
+            let key = format!("r:{}", rng.u8(..8));
+            batch.extend(match rng.u8(..4) {
+                0 => enc(&["GET", &key]),
+                1 => enc(&["EXISTS", &key, "r:x"]),
+                2 => enc(&["STRLEN", &key]),
+                _ => enc(&["MGET", &key, "r:y"]),
+            });
+        }
+        c.send(&batch).await;
+        for _ in 0..depth {
+            c.read().await;
+        }
+        done.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Many clients sharing connections keep being served while another client
+/// is held by the backend: a script past `busy-reply-threshold` (they get
+/// `-BUSY` from Redis, as directly), or a write under a `CLIENT PAUSE WRITE`
+/// sent through the proxy (they read on). Random rounds, the seed in the
+/// failure message: readers of random number, protocol and pipeline shape.
+/// Once the held command is known held, every reader must get more batches
+/// answered before it is released: a reader queued behind it would never
+/// get there, and the wait would fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_keep_being_served_while_another_client_is_held() {
+    let h = Harness::start(3).await;
+    h.backend.query(&["CONFIG", "SET", "lua-time-limit", "10"]);
+    for round in 0..4 {
+        let seed = fastrand::u64(..);
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let script = round % 2 == 0;
+        let stop = Arc::new(AtomicBool::new(false));
+        let counts: Vec<Arc<AtomicUsize>> =
+            (0..rng.usize(4..=12)).map(|_| Arc::default()).collect();
+        let tasks: Vec<_> = counts
+            .iter()
+            .map(|done| {
+                tokio::spawn(reader(
+                    h.addr,
+                    rng.u64(..),
+                    Arc::clone(&stop),
+                    Arc::clone(done),
+                ))
+            })
+            .collect();
+        // The readers are under way.
+        poll(|| counts.iter().all(|c| c.load(Ordering::Relaxed) >= 3)).await;
+        let mut held = h.client().await;
+        let mut admin = h.client().await;
+        if script {
+            held.send(&enc(&["EVAL", "while true do end", "0"])).await;
+            poll(|| matches!(h.backend.try_query(&["PING"]), Err(e) if e.to_string().contains("BUSY"))).await;
+        } else {
+            assert_eq!(
+                admin.cmd_str(&["CLIENT", "PAUSE", "60000", "WRITE"]).await,
+                "+OK\r\n"
+            );
+            held.send(&enc(&["SET", "r:held", "1"])).await;
+            poll(|| blocked_clients(&h.backend) == 1).await;
+        }
+        let base: Vec<usize> = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while counts
+            .iter()
+            .zip(&base)
+            .any(|(c, b)| c.load(Ordering::Relaxed) < b + 5)
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "round {round} (seed {seed}, script {script}): readers stopped while another client was held: {:?} from {base:?}",
+                counts
+                    .iter()
+                    .map(|c| c.load(Ordering::Relaxed))
+                    .collect::<Vec<_>>()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let (release, released) = if script {
+            (&["SCRIPT", "KILL"][..], "-ERR Script killed by user")
+        } else {
+            (&["CLIENT", "UNPAUSE"][..], "+OK")
+        };
+        assert_eq!(admin.cmd_str(release).await, "+OK\r\n");
+        assert!(text(&held.read().await).starts_with(released));
+        stop.store(true, Ordering::Relaxed);
+        for t in tasks {
+            t.await.unwrap();
+        }
+    }
 }

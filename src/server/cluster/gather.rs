@@ -29,6 +29,10 @@ pub(crate) enum Merge {
     Every,
     /// The first reply that is not nil (`RANDOMKEY`).
     AnyNonNil,
+    /// The first reply that is not an error, else the first error (`SCRIPT
+    /// KILL`, `FUNCTION KILL`: the script ran on one master, the others answer
+    /// `NOTBUSY`).
+    AnyOk,
     /// `SCAN` on master `index` of `n`: the node's cursor made global.
     Scan {
         /// The master scanned.
@@ -119,6 +123,10 @@ impl Merge {
     /// The reply a single Redis would have given, from the parts' replies in
     /// part order; the first error among them, if any.
     pub(crate) fn apply(&self, parts: &[Bytes]) -> Bytes {
+        if let Merge::AnyOk = self {
+            let ok = parts.iter().find(|p| !is_error(p));
+            return ok.or(parts.first()).cloned().unwrap_or_else(unexpected);
+        }
         if let Some(e) = parts.iter().find(|p| is_error(p)) {
             return e.clone();
         }
@@ -127,7 +135,7 @@ impl Merge {
 
     fn combine(&self, parts: &[Bytes]) -> Option<Bytes> {
         match self {
-            Merge::AllOk => parts.first().cloned(),
+            Merge::AllOk | Merge::AnyOk => parts.first().cloned(),
             Merge::AnyNonNil => parts.iter().find(|p| !is_nil(p)).or(parts.first()).cloned(),
             Merge::Sum => {
                 let mut total: i64 = 0;
@@ -245,6 +253,11 @@ mod tests {
             &Merge::AllOk.apply(&[b("+OK\r\n"), b("+OK\r\n")])[..],
             b"+OK\r\n"
         );
+        // A kill: the master that ran the script says OK, the others NOTBUSY.
+        let notbusy = b("-NOTBUSY No scripts in execution right now.\r\n");
+        let parts = [notbusy.clone(), b("+OK\r\n"), notbusy.clone()];
+        assert_eq!(&Merge::AnyOk.apply(&parts)[..], b"+OK\r\n");
+        assert_eq!(Merge::AnyOk.apply(&[notbusy.clone(), err]), notbusy);
     }
 
     #[test]

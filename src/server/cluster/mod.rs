@@ -38,7 +38,9 @@ pub(crate) use self::plan::{Plan, plan, upper};
 pub(crate) use self::redirect::Redirect;
 pub(crate) use self::slot::key_slot;
 use self::topology::{NodeAddr, Topology};
-use super::multiplex::{Redirects, ReplyTo, Routed, SharedConnection};
+use super::multiplex::{
+    Lane, LaneStats, Lanes, Redirects, ReplyTo, Routed, SPARE_IDLE, SharedConnection, Timeouts,
+};
 use crate::backend::{Endpoint, Handshake};
 use crate::config::RedisUrl;
 use crate::errors;
@@ -53,13 +55,18 @@ const REFRESH_EVERY: Duration = Duration::from_secs(10);
 /// At most one refresh this often (a burst of redirections asks for many).
 const REFRESH_AT_MOST_EVERY: Duration = Duration::from_millis(100);
 
-/// One master: its shared connections (one per protocol).
+/// One master: its shared connections (lanes per protocol).
 #[derive(Debug)]
 pub(crate) struct Node {
     addr: NodeAddr,
     endpoint: Endpoint,
-    conns: [Arc<SharedConnection>; 2],
+    lanes: [Lanes; 2],
 }
+
+/// How a request reaches a master: its protocol, the lane of the shared
+/// connections (see `multiplex/lanes.rs`), or the client's own connections
+/// (`multiplex = false`).
+pub(crate) type Conduit<'a> = (Proto, usize, Option<&'a Arc<OwnConnections>>);
 
 /// The master a client's own connection is opened to (transactions, blocking
 /// commands, subscriptions).
@@ -72,13 +79,13 @@ pub(crate) struct Pin {
 }
 
 impl Node {
-    /// The shared connection of protocol `proto`.
-    fn conn(&self, proto: Proto) -> &Arc<SharedConnection> {
-        &self.conns[(proto == Proto::Resp3) as usize]
+    /// The lanes of protocol `proto`.
+    fn lanes(&self, proto: Proto) -> &Lanes {
+        &self.lanes[(proto == Proto::Resp3) as usize]
     }
 
     fn retire(&self) {
-        self.conns.iter().for_each(|c| c.retire());
+        self.lanes.iter().for_each(Lanes::retire);
     }
 }
 
@@ -111,6 +118,8 @@ pub(crate) struct Cluster {
     seed: RedisUrl,
     connect_timeout: Duration,
     reply_timeout: Duration,
+    /// Lanes per master and protocol, and when one counts as stalled.
+    lanes: (usize, Duration),
     max_depth: usize,
     tls: Option<TlsClient>,
     routing: ArcSwap<Routing>,
@@ -144,11 +153,13 @@ impl Cluster {
         (connect_timeout, reply_timeout): (Duration, Duration),
         max_depth: usize,
         tls: Option<TlsClient>,
+        lanes: (usize, Duration),
     ) -> Arc<Cluster> {
         Arc::new_cyclic(|me| Cluster {
             seed,
             connect_timeout,
             reply_timeout,
+            lanes,
             max_depth,
             tls,
             routing: ArcSwap::default(),
@@ -181,15 +192,31 @@ impl Cluster {
     fn make_node(&self, addr: &NodeAddr) -> Arc<Node> {
         let endpoint = self.endpoint(addr);
         let redirects: Weak<dyn Redirects> = self.me.clone();
-        let conn = |proto| {
-            let r = Some(redirects.clone());
-            SharedConnection::with_reply_timeout(proto, endpoint.clone(), r, self.reply_timeout)
+        let lanes = |proto| {
+            Lanes::new(self.lanes.0, self.lanes.1, |i| {
+                let r = Some(redirects.clone());
+                let t = Timeouts {
+                    reply: Some(self.reply_timeout),
+                    idle: (!Lanes::first_of_group(i)).then_some(SPARE_IDLE),
+                };
+                SharedConnection::new(proto, endpoint.clone(), r, t)
+            })
         };
         Arc::new(Node {
             addr: addr.clone(),
-            conns: [conn(Proto::Resp2), conn(Proto::Resp3)],
+            lanes: [lanes(Proto::Resp2), lanes(Proto::Resp3)],
             endpoint,
         })
+    }
+
+    /// Adds every node's lanes to `stats`.
+    pub(crate) fn lane_stats(&self, stats: &mut LaneStats) {
+        if let Ok(nodes) = self.nodes.lock() {
+            nodes
+                .values()
+                .flat_map(|n| &n.lanes)
+                .for_each(|l| stats.add(l));
+        }
     }
 
     /// How many masters serve slots now.
@@ -238,29 +265,47 @@ impl Cluster {
             .ok_or_else(errors::slot_not_served)
     }
 
-    /// The connection of protocol `proto` to `node`: the shared one, or the
-    /// client's own (`own`, opened at first use).
+    /// The connection of protocol `proto` to `node`: the shared lane `lane`,
+    /// or the client's own (`own`, opened at first use).
     fn conn(
         &self,
         node: &Node,
-        proto: Proto,
+        (proto, lane): (Proto, usize),
         own: Option<&OwnConnections>,
     ) -> Arc<SharedConnection> {
+        let shared = || Arc::clone(node.lanes(proto).get(lane));
         let Some(own) = own else {
-            return Arc::clone(node.conn(proto));
+            return shared();
         };
         let Ok(mut conns) = own.conns.lock() else {
-            return Arc::clone(node.conn(proto));
+            return shared();
         };
         let redirects: Weak<dyn Redirects> = self.me.clone();
         Arc::clone(
             conns
                 .entry((node.addr.clone(), proto == Proto::Resp3))
                 .or_insert_with(|| {
-                    let (e, t) = (node.endpoint.clone(), self.reply_timeout);
-                    SharedConnection::with_reply_timeout(proto, e, Some(redirects), t)
+                    let t = Timeouts {
+                        reply: Some(self.reply_timeout),
+                        idle: None,
+                    };
+                    SharedConnection::new(proto, node.endpoint.clone(), Some(redirects), t)
                 }),
         )
+    }
+
+    /// The lane a client with nothing in flight takes for a request to the
+    /// master of `slot` (master `i` for `Err(i)`): see `multiplex/lanes.rs`.
+    pub(crate) fn lane(&self, to: Result<u16, usize>, proto: Proto, lane: Lane) -> usize {
+        let node = match to {
+            Ok(slot) => self.master_of(slot),
+            Err(i) => self.master(i),
+        };
+        match (node, lane) {
+            (Ok(node), lane) => node.lanes(proto).resolve(lane),
+            (Err(_), Lane::Keep(i)) => i,
+            (Err(_), _) => 0,
+        }
     }
 
     /// The master of `slot` (the first master for `None`), for a client's own
@@ -280,7 +325,7 @@ impl Cluster {
     /// reply goes to `to`.
     pub(crate) fn send_slot(
         &self,
-        (proto, own): (Proto, Option<&Arc<OwnConnections>>),
+        (proto, lane, own): Conduit<'_>,
         slot: u16,
         request: &[u8],
         to: ReplyTo,
@@ -290,6 +335,7 @@ impl Cluster {
             to,
             slot,
             hops: 0,
+            lane,
             own: own.map(Arc::downgrade),
         });
         self.resend(routed, proto);
@@ -298,7 +344,7 @@ impl Cluster {
     /// Sends `request` to master `i` (keyless commands); its reply goes to `to`.
     pub(crate) fn send_master(
         &self,
-        (proto, own): (Proto, Option<&Arc<OwnConnections>>),
+        (proto, lane, own): Conduit<'_>,
         i: usize,
         request: &[u8],
         to: ReplyTo,
@@ -306,7 +352,7 @@ impl Cluster {
         match self.master(i) {
             Ok(node) => {
                 let own = own.map(|o| &**o);
-                self.conn(&node, proto, own).send(request, to);
+                self.conn(&node, (proto, lane), own).send(request, to);
             }
             Err(e) => to.deliver(e.to_bytes(proto)),
         }
@@ -316,7 +362,7 @@ impl Cluster {
     /// their replies.
     pub(crate) fn send_unanswered(&self, slot: u16, requests: &[u8], n: usize) {
         if let Ok(node) = self.master_of(slot) {
-            node.conn(Proto::Resp2).send_unanswered(requests, n);
+            node.lanes(Proto::Resp2).get(0).send_unanswered(requests, n);
         }
     }
 
@@ -339,7 +385,7 @@ impl Cluster {
             },
             None => None,
         };
-        self.conn(node, proto, own.as_deref())
+        self.conn(node, (proto, routed.lane), own.as_deref())
             .send_routed(routed, asking);
     }
 

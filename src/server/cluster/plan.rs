@@ -137,6 +137,7 @@ fn keyless<A: ArgList + ?Sized>(name: &[u8], args: &A) -> Plan {
         (b"FLUSHALL" | b"FLUSHDB", _) => Plan::All(Merge::AllOk),
         (b"SCRIPT", b"LOAD" | b"FLUSH") => Plan::All(Merge::AllOk),
         (b"SCRIPT", b"EXISTS") => Plan::All(Merge::Every),
+        (b"SCRIPT" | b"FUNCTION", b"KILL") => Plan::All(Merge::AnyOk),
         (b"FUNCTION", b"LOAD" | b"DELETE" | b"FLUSH" | b"RESTORE") => Plan::All(Merge::AllOk),
         (b"CONFIG", b"SET" | b"RESETSTAT") => Plan::All(Merge::AllOk),
         (b"CLUSTER", b"INFO" | b"KEYSLOT" | b"SHARDS" | b"SLOTS" | b"NODES" | b"MYID") => Plan::Any,

@@ -12,9 +12,9 @@ use super::route::Decision;
 use super::{Flow, State};
 use crate::command::{Effect, flags, lookup};
 use crate::errors;
-use crate::protocol::{ArgList, Args, Proto, Reply, encode_command};
+use crate::protocol::{ArgList, Args, Reply, encode_command};
 use crate::server::cluster::{
-    Cluster, Gather, Merge, OwnConnections, Plan, key_slot, plan, split_cursor, upper,
+    Cluster, Conduit, Gather, Merge, Plan, key_slot, plan, split_cursor, upper,
 };
 use crate::server::multiplex::ReplyTo;
 
@@ -294,15 +294,24 @@ impl State {
     ) -> Flow {
         let args = req.args;
         let proto = self.session.proto;
-        match self.route.decide(true, proto) {
+        let class = self.class(&args, effect);
+        match self.route.decide(true, proto, class) {
             Decision::Wait => return Flow::Retry,
             Decision::Shared | Decision::Dedicated => {}
         }
-        let Some(to) = self.shared_slot(effect) else {
+        // The lane: chosen on the first master the command goes to, and kept
+        // on every master while the client has requests in flight.
+        let first = match &plan {
+            Plan::Slot(slot) => Ok(*slot),
+            Plan::Split(split) => split.parts.first().map_or(Err(0), |p| Ok(p.0)),
+            _ => Err(0),
+        };
+        let lane = cluster.lane(first, proto, self.route.lane(class));
+        let Some(to) = self.shared_slot(effect, lane) else {
             return Flow::Done;
         };
         let c = cluster;
-        let proto = (proto, self.own_conns.as_ref());
+        let proto = (proto, lane, self.own_conns.as_ref());
         match plan {
             Plan::Slot(slot) => req.with_bytes(|r| c.send_slot(proto, slot, r, to)),
             Plan::Any => req.with_bytes(|r| c.send_master(proto, 0, r, to)),
@@ -338,13 +347,7 @@ fn queueable(args: &Args<'_>) -> bool {
 }
 
 /// Sends `request` to every master; the merge of their replies goes to `to`.
-fn fan_out(
-    cluster: &Cluster,
-    proto: (Proto, Option<&Arc<OwnConnections>>),
-    merge: Merge,
-    request: &[u8],
-    to: ReplyTo,
-) {
+fn fan_out(cluster: &Cluster, proto: Conduit<'_>, merge: Merge, request: &[u8], to: ReplyTo) {
     let n = cluster.masters();
     if n == 0 {
         // No topology yet: the error says so.
@@ -358,12 +361,7 @@ fn fan_out(
 }
 
 /// `SCAN cursor ...`: the cursor names a master and that master's cursor.
-fn scan(
-    cluster: &Cluster,
-    proto: (Proto, Option<&Arc<OwnConnections>>),
-    args: &Args<'_>,
-    to: ReplyTo,
-) {
+fn scan(cluster: &Cluster, proto: Conduit<'_>, args: &Args<'_>, to: ReplyTo) {
     let n = cluster.masters();
     let cursor = std::str::from_utf8(args.arg(1))
         .ok()

@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 use super::queue::{Hook, Revocable, Slot};
 use super::request::Outgoing;
 use super::resync::Counting;
-use super::route::{Decision, Route};
+use super::route::{Class, Decision, Route};
 use super::{Flow, Input, State};
 use crate::command::{Command, Context, Effect, Local, Multi};
 use crate::errors;
@@ -62,9 +62,10 @@ impl State {
                 }
                 let shareable =
                     !matches!(self.route, Route::Dedicated) && self.shareable(&args, &effect);
-                match self.route.decide(shareable, self.session.proto) {
+                let class = self.class(&args, &effect);
+                match self.route.decide(shareable, self.session.proto, class) {
                     Decision::Wait => return Flow::Retry,
-                    Decision::Shared => self.forward_shared(&req, &effect),
+                    Decision::Shared => self.forward_shared(&req, &effect, class),
                     Decision::Dedicated => self.forward(&req, effect),
                 }
             }
@@ -150,10 +151,12 @@ impl State {
     fn shareable(&self, args: &Args<'_>, effect: &Effect) -> bool {
         let s = &self.session;
         let command_ok = match effect {
-            Effect::Plain { shareable } => *shareable,
-            Effect::None | Effect::EvalText(_) | Effect::ScriptFlush | Effect::InfoWithProxy => {
-                crate::command::shareable(args)
-            }
+            Effect::Plain { shareable, .. } => *shareable,
+            Effect::None
+            | Effect::EvalText(_)
+            | Effect::Control
+            | Effect::ScriptFlush
+            | Effect::InfoWithProxy => crate::command::shareable(args),
             _ => false,
         };
         command_ok
@@ -163,24 +166,42 @@ impl State {
             && s.db == self.settings.default_db
     }
 
-    /// Sends a command over the shared connection of the session's protocol.
-    fn forward_shared(&mut self, req: &Outgoing<'_>, effect: &Effect) {
-        if self.shared.multiplex.is_none() {
-            return;
+    /// Which lanes of the shared connections a command may take: scripts,
+    /// functions and writes during a pause the backend may hold for long,
+    /// so they go where they hold nobody else (see `multiplex/lanes.rs`).
+    pub(super) fn class(&self, args: &Args<'_>, effect: &Effect) -> Class {
+        match effect {
+            Effect::Control => Class::Control,
+            Effect::EvalText(_) | Effect::Plain { script: true, .. } => Class::Held,
+            _ if self.shared.writes_paused() && crate::command::held_by_write_pause(args) => {
+                Class::Held
+            }
+            _ => Class::Main,
         }
-        let Some(to) = self.shared_slot(effect) else {
+    }
+
+    /// Sends a command over the shared connections of the session's
+    /// protocol, on the lane the route says (see `multiplex/lanes.rs`).
+    fn forward_shared(&mut self, req: &Outgoing<'_>, effect: &Effect, class: Class) {
+        let proto = self.session.proto;
+        let Some(pool) = &self.shared.multiplex else {
+            return;
+        };
+        let lane = pool.lanes(proto).resolve(self.route.lane(class));
+        let Some(to) = self.shared_slot(effect, lane) else {
             return;
         };
         if let Some(pool) = &self.shared.multiplex {
-            let conn = pool.conn(self.session.proto);
+            let conn = pool.lanes(proto).get(lane);
             req.with_bytes(|request| conn.send(request, to));
         }
         self.counting.forwarded();
     }
 
-    /// The bookkeeping of a request sent over a shared connection (or a
-    /// cluster's): its slot in the reply queue, and where its reply goes.
-    pub(super) fn shared_slot(&mut self, effect: &Effect) -> Option<ReplyTo> {
+    /// The bookkeeping of a request sent over lane `lane` of the shared
+    /// connections (or a cluster's): its slot in the reply queue, and where
+    /// its reply goes.
+    pub(super) fn shared_slot(&mut self, effect: &Effect, lane: usize) -> Option<ReplyTo> {
         if let Effect::ScriptFlush = effect {
             self.live.classifier.scripts.flush();
         }
@@ -197,7 +218,7 @@ impl State {
             }
             _ => {}
         }
-        let mailbox = self.route.sent(self.session.proto)?;
+        let mailbox = self.route.sent(self.session.proto, lane)?;
         Some(ReplyTo::Client(mailbox, seq))
     }
 
@@ -282,7 +303,12 @@ impl State {
                 let section = crate::server::info::proxy_section(&self.shared);
                 hook = Hook::AppendInfo(bytes::Bytes::from(section));
             }
-            Effect::Select(_) | Effect::None | Effect::Plain { .. } | Effect::EvalText(_) => {}
+            Effect::PauseWrites(ms) => self.shared.pause_writes(ms),
+            Effect::Select(_)
+            | Effect::None
+            | Effect::Plain { .. }
+            | Effect::EvalText(_)
+            | Effect::Control => {}
         }
         self.attach();
         req.write_to(self.backend.out());

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::super::multiplex::Mailbox;
+use super::super::multiplex::{CONTROL, Group, Lane, Mailbox};
 use crate::protocol::Proto;
 
 /// Requests one client may have waiting for replies on a shared connection
@@ -30,6 +30,9 @@ pub(super) enum Route {
         outstanding: usize,
         /// The protocol of those requests.
         proto: Proto,
+        /// The lane of the shared connections they went on (see
+        /// `multiplex/lanes.rs`).
+        lane: usize,
         /// Waiting for the outstanding replies before the next request.
         barrier: bool,
         /// Its replies piled up past the high watermark: its next commands
@@ -42,6 +45,34 @@ pub(super) enum Route {
     },
     /// A connection of its own, for good.
     Dedicated,
+}
+
+/// Which lanes of the shared connections a forwarded command may take (see
+/// `multiplex/lanes.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Class {
+    /// Ordinary commands.
+    Main,
+    /// Commands the backend may hold for long (scripts, functions, writes
+    /// during a pause).
+    Held,
+    /// `SCRIPT KILL`, `FUNCTION KILL`.
+    Control,
+}
+
+impl Class {
+    /// Whether a client whose requests in flight are on `lane` must wait for
+    /// them before this command: a control command goes elsewhere than
+    /// anything else, and a held one never behind ordinary requests (an
+    /// ordinary one may follow the client's held ones: it waits for them on
+    /// Redis too).
+    fn must_switch_from(self, lane: usize) -> bool {
+        match self {
+            Class::Control => lane != CONTROL,
+            Class::Held => Group::of(lane) != Some(Group::Held),
+            Class::Main => lane == CONTROL,
+        }
+    }
 }
 
 /// Where one forwarded command goes.
@@ -64,6 +95,7 @@ impl Route {
                 mailbox: None,
                 outstanding: 0,
                 proto: Proto::Resp2,
+                lane: 0,
                 barrier: false,
                 heavy: false,
                 movable: !cluster,
@@ -73,13 +105,14 @@ impl Route {
         }
     }
 
-    /// Decides where a command goes (`shareable`: it and the session carry no
-    /// connection state) in protocol `proto`; a command that cannot share moves
-    /// the client to its own connection for good.
-    pub(super) fn decide(&mut self, shareable: bool, proto: Proto) -> Decision {
+    /// Decides where a command of `class` goes (`shareable`: it and the
+    /// session carry no connection state) in protocol `proto`; a command that
+    /// cannot share moves the client to its own connection for good.
+    pub(super) fn decide(&mut self, shareable: bool, proto: Proto, class: Class) -> Decision {
         let Route::Shared {
             outstanding,
             proto: sent_in,
+            lane,
             barrier,
             heavy,
             ..
@@ -92,7 +125,10 @@ impl Route {
         // bounds the replies a client that never reads can pile up through it.
         let full = *outstanding >= MAX_SHARED_IN_FLIGHT;
         let shareable = shareable && !*heavy;
-        if *outstanding > 0 && (!shareable || *sent_in != proto || full) {
+        // Moving to other lanes, the order of the client's commands is kept
+        // by waiting, as for a protocol switch.
+        let other_lane = class.must_switch_from(*lane);
+        if *outstanding > 0 && (!shareable || *sent_in != proto || full || other_lane) {
             *barrier = true;
             return Decision::Wait;
         }
@@ -104,13 +140,32 @@ impl Route {
         }
     }
 
-    /// A request went out on the shared connection of `proto`; returns where
-    /// its reply will arrive.
-    pub(super) fn sent(&mut self, in_proto: Proto) -> Option<Arc<Mailbox>> {
+    /// The lane the client's next shared request, of `class`, takes: the
+    /// control lane for a control command, the lane of its requests in
+    /// flight (they run in order there), else one of its class's group that
+    /// is not stalled.
+    pub(super) fn lane(&self, class: Class) -> Lane {
+        match (self, class) {
+            (_, Class::Control) => Lane::Control,
+            (
+                Route::Shared {
+                    outstanding, lane, ..
+                },
+                _,
+            ) if *outstanding > 0 => Lane::Keep(*lane),
+            (_, Class::Held) => Lane::Pick(Group::Held),
+            (_, Class::Main) => Lane::Pick(Group::Main),
+        }
+    }
+
+    /// A request went out on lane `on` of the shared connections of
+    /// `in_proto`; returns where its reply will arrive.
+    pub(super) fn sent(&mut self, in_proto: Proto, on: usize) -> Option<Arc<Mailbox>> {
         let Route::Shared {
             mailbox,
             outstanding,
             proto,
+            lane,
             ..
         } = self
         else {
@@ -118,6 +173,7 @@ impl Route {
         };
         *outstanding += 1;
         *proto = in_proto;
+        *lane = on;
         Some(Arc::clone(mailbox.get_or_insert_with(Default::default)))
     }
 
@@ -208,30 +264,33 @@ mod tests {
     fn a_client_has_at_most_a_window_of_shared_requests_in_flight() {
         let mut r = Route::new(true, false);
         for _ in 0..MAX_SHARED_IN_FLIGHT {
-            assert_eq!(r.decide(true, Proto::Resp2), Decision::Shared);
-            assert!(r.sent(Proto::Resp2).is_some());
+            assert_eq!(r.decide(true, Proto::Resp2, Class::Main), Decision::Shared);
+            assert!(r.sent(Proto::Resp2, 0).is_some());
         }
-        assert_eq!(r.decide(true, Proto::Resp2), Decision::Wait);
+        assert_eq!(r.decide(true, Proto::Resp2, Class::Main), Decision::Wait);
         // Until every reply is in: then sharing goes on.
         for i in 0..MAX_SHARED_IN_FLIGHT {
             let lifted = r.received();
             assert_eq!(lifted, i + 1 == MAX_SHARED_IN_FLIGHT);
         }
-        assert_eq!(r.decide(true, Proto::Resp2), Decision::Shared);
+        assert_eq!(r.decide(true, Proto::Resp2, Class::Main), Decision::Shared);
     }
 
     #[test]
     fn the_move_to_an_own_connection_waits_for_shared_replies() {
         let mut r = Route::new(true, false);
-        assert_eq!(r.decide(true, Proto::Resp2), Decision::Shared);
-        assert!(r.sent(Proto::Resp2).is_some());
-        assert_eq!(r.decide(false, Proto::Resp2), Decision::Wait);
+        assert_eq!(r.decide(true, Proto::Resp2, Class::Main), Decision::Shared);
+        assert!(r.sent(Proto::Resp2, 0).is_some());
+        assert_eq!(r.decide(false, Proto::Resp2, Class::Main), Decision::Wait);
         assert!(r.waiting());
         assert!(r.received(), "the last reply lifts the barrier");
-        assert_eq!(r.decide(false, Proto::Resp2), Decision::Dedicated);
+        assert_eq!(
+            r.decide(false, Proto::Resp2, Class::Main),
+            Decision::Dedicated
+        );
         assert!(matches!(r, Route::Dedicated));
         assert_eq!(
-            r.decide(true, Proto::Resp2),
+            r.decide(true, Proto::Resp2, Class::Main),
             Decision::Dedicated,
             "for good"
         );
@@ -240,20 +299,60 @@ mod tests {
     #[test]
     fn a_client_whose_replies_pile_up_moves_to_its_own_connection() {
         let mut r = Route::new(true, false);
-        r.sent(Proto::Resp2);
+        r.sent(Proto::Resp2, 0);
         r.too_heavy();
-        assert_eq!(r.decide(true, Proto::Resp2), Decision::Wait);
+        assert_eq!(r.decide(true, Proto::Resp2, Class::Main), Decision::Wait);
         r.received();
-        assert_eq!(r.decide(true, Proto::Resp2), Decision::Dedicated);
+        assert_eq!(
+            r.decide(true, Proto::Resp2, Class::Main),
+            Decision::Dedicated
+        );
+    }
+
+    #[test]
+    fn a_client_keeps_its_lane_while_requests_are_in_flight() {
+        let mut r = Route::new(true, false);
+        assert_eq!(r.lane(Class::Main), Lane::Pick(Group::Main));
+        assert_eq!(r.decide(true, Proto::Resp2, Class::Main), Decision::Shared);
+        r.sent(Proto::Resp2, 2);
+        assert_eq!(r.lane(Class::Main), Lane::Keep(2));
+        // A control command waits for them: it runs after them, elsewhere.
+        assert_eq!(r.decide(true, Proto::Resp2, Class::Control), Decision::Wait);
+        assert!(r.received());
+        assert_eq!(r.lane(Class::Main), Lane::Pick(Group::Main));
+        assert_eq!(
+            r.decide(true, Proto::Resp2, Class::Control),
+            Decision::Shared
+        );
+        assert_eq!(r.lane(Class::Control), Lane::Control);
+        r.sent(Proto::Resp2, CONTROL);
+        // And the next ordinary command waits for the control command.
+        assert_eq!(r.decide(true, Proto::Resp2, Class::Main), Decision::Wait);
+    }
+
+    #[test]
+    fn a_held_command_never_queues_behind_ordinary_ones() {
+        let held = 1 << 16;
+        let mut r = Route::new(true, false);
+        assert_eq!(r.lane(Class::Held), Lane::Pick(Group::Held));
+        r.sent(Proto::Resp2, 0);
+        // A script after a GET waits for it, then takes a held lane...
+        assert_eq!(r.decide(true, Proto::Resp2, Class::Held), Decision::Wait);
+        r.received();
+        assert_eq!(r.decide(true, Proto::Resp2, Class::Held), Decision::Shared);
+        r.sent(Proto::Resp2, held);
+        // ...and a GET after the script follows it there, as on Redis.
+        assert_eq!(r.decide(true, Proto::Resp2, Class::Main), Decision::Shared);
+        assert_eq!(r.lane(Class::Main), Lane::Keep(held));
     }
 
     #[test]
     fn a_protocol_switch_waits_too() {
         let mut r = Route::new(true, false);
-        r.sent(Proto::Resp2);
-        assert_eq!(r.decide(true, Proto::Resp3), Decision::Wait);
+        r.sent(Proto::Resp2, 0);
+        assert_eq!(r.decide(true, Proto::Resp3, Class::Main), Decision::Wait);
         r.received();
-        assert_eq!(r.decide(true, Proto::Resp3), Decision::Shared);
+        assert_eq!(r.decide(true, Proto::Resp3, Class::Main), Decision::Shared);
         assert!(Route::new(false, false).awaiting().is_none());
     }
 }

@@ -3,23 +3,30 @@
 //! Commands that carry no connection state (most data commands) from every
 //! client are pipelined over one backend connection per protocol, as twemproxy
 //! does: the backend reads and answers them in batches, which is what makes a
-//! proxy cheap at one request per round trip. A client moves to a connection of
+//! proxy cheap at one request per round trip. A connection the backend stops
+//! answering (a long script, a paused write) is steered around: new requests
+//! take another lane (`lanes.rs`). A client moves to a connection of
 //! its own for good at its first command that needs one (SELECT, MULTI, WATCH,
 //! blocking commands, pub/sub, MONITOR, CLIENT ...), after the replies to
 //! everything it sent on the shared connection have arrived, so the backend runs
 //! its commands in the order it sent them.
 //!
-//! - `mod.rs`: the pool for the single backend, one connection per protocol.
+//! - `mod.rs`: the pool for the single backend, lanes per protocol.
+//! - `lanes.rs`: several shared connections to one server, and which one a
+//!   request takes, so nobody waits behind another client's long command.
 //! - `shared.rs`: one shared connection and its task, also used per node of a
 //!   cluster backend.
 
+mod lanes;
 mod shared;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 
-pub(crate) use self::shared::{Redirects, ReplyTo, Routed, SharedConnection};
+pub(crate) use self::lanes::{CONTROL, Group, Lane, Lanes, SPARE_IDLE, clock};
+pub(crate) use self::shared::{Redirects, ReplyTo, Routed, SharedConnection, Timeouts};
 use crate::backend::Endpoint;
 use crate::protocol::Proto;
 
@@ -29,23 +36,62 @@ use crate::protocol::Proto;
 /// it), and the reply.
 pub(crate) type Mailbox = crate::inbox::Inbox<(Option<u64>, Bytes)>;
 
-/// The shared connections to the single backend, one per protocol.
+/// The shared connections to the single backend, lanes per protocol.
 #[derive(Debug)]
 pub(crate) struct MultiplexPool {
-    conns: [Arc<SharedConnection>; 2],
+    lanes: [Lanes; 2],
 }
 
 impl MultiplexPool {
-    /// Shared connections to the backend (opened at first use).
-    pub(crate) fn new(backend: Endpoint) -> Self {
-        let conn = |proto| SharedConnection::new(proto, backend.clone(), None);
+    /// Shared connections to the backend (opened at first use): up to `max`
+    /// lanes per protocol, a lane counting as stalled after `stall_after`
+    /// without a reply (see `lanes.rs`).
+    pub(crate) fn new(backend: Endpoint, max: usize, stall_after: Duration) -> Self {
+        let lanes = |proto| {
+            Lanes::new(max, stall_after, |i| {
+                let idle = (!Lanes::first_of_group(i)).then_some(SPARE_IDLE);
+                let t = Timeouts { reply: None, idle };
+                SharedConnection::new(proto, backend.clone(), None, t)
+            })
+        };
         MultiplexPool {
-            conns: [conn(Proto::Resp2), conn(Proto::Resp3)],
+            lanes: [lanes(Proto::Resp2), lanes(Proto::Resp3)],
         }
     }
 
-    /// The connection of protocol `proto`.
+    /// The lanes of protocol `proto`.
+    pub(crate) fn lanes(&self, proto: Proto) -> &Lanes {
+        &self.lanes[(proto == Proto::Resp3) as usize]
+    }
+
+    /// The first lane of protocol `proto` (the proxy's own requests).
     pub(crate) fn conn(&self, proto: Proto) -> &Arc<SharedConnection> {
-        &self.conns[(proto == Proto::Resp3) as usize]
+        self.lanes(proto).get(0)
+    }
+
+    /// Both protocols' lanes.
+    pub(crate) fn all(&self) -> impl Iterator<Item = &Lanes> {
+        self.lanes.iter()
+    }
+}
+
+/// What the shared connections' lanes look like, summed over servers and
+/// protocols, for `INFO` and `/metrics`.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct LaneStats {
+    /// Connections open.
+    pub(crate) open: usize,
+    /// Lanes stalled now.
+    pub(crate) stalled: usize,
+    /// Stalls requests were steered around so far.
+    pub(crate) stalls: u64,
+}
+
+impl LaneStats {
+    /// Adds one server's lanes of one protocol.
+    pub(crate) fn add(&mut self, lanes: &Lanes) {
+        self.open += lanes.open();
+        self.stalled += lanes.stalled_now();
+        self.stalls += lanes.stalls();
     }
 }

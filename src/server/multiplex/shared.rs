@@ -7,14 +7,14 @@
 //! [`Redirects`]) to send again elsewhere instead of reaching the client.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::Notify;
 
-use super::Mailbox;
+use super::{Mailbox, clock};
 use crate::backend::{BackendError, Connection, Endpoint, ErrorKind, Handshake};
 use crate::protocol::{Proto, encode_command};
 use crate::server::cluster::{Gather, Redirect};
@@ -57,6 +57,9 @@ pub(crate) struct Routed {
     pub(crate) slot: u16,
     /// Redirections followed so far.
     pub(crate) hops: u8,
+    /// The lane of the shared connections it takes on every node (the
+    /// client's requests in flight are all on one lane).
+    pub(crate) lane: usize,
     /// The client's own connections (`multiplex = false`), which a
     /// redirection also takes; `None`: the shared ones.
     pub(crate) own: Option<Weak<crate::server::cluster::OwnConnections>>,
@@ -110,10 +113,37 @@ pub(crate) struct SharedConnection {
     started: AtomicBool,
     /// No longer in the topology: the task ends once nothing waits.
     retired: AtomicBool,
+    /// The socket is open.
+    open: AtomicBool,
     redirects: Option<Weak<dyn Redirects>>,
+    timeouts: Timeouts,
+    /// Whether requests wait without replies (see [`Progress`]).
+    progress: Progress,
+}
+
+/// What a shared connection gives up on.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Timeouts {
     /// How long the server may send nothing while requests wait (none: no
-    /// limit).
-    reply_timeout: Option<Duration>,
+    /// limit); then they fail.
+    pub(crate) reply: Option<Duration>,
+    /// How long the connection stays open with nothing to do (none: for
+    /// good); it opens again at the next request.
+    pub(crate) idle: Option<Duration>,
+}
+
+/// Whether a connection's requests get replies: what tells a stalled one (a
+/// request the server holds, and every one written behind it, waits) from a
+/// busy one.
+#[derive(Debug, Default)]
+struct Progress {
+    /// Requests queued or written whose reply has not come.
+    waiting: AtomicUsize,
+    /// When the last reply came, or requests started waiting on an idle
+    /// connection ([`clock`] nanoseconds).
+    since: AtomicU64,
+    /// This stall was counted already.
+    counted: AtomicBool,
 }
 
 impl SharedConnection {
@@ -123,6 +153,7 @@ impl SharedConnection {
         proto: Proto,
         backend: Endpoint,
         redirects: Option<Weak<dyn Redirects>>,
+        timeouts: Timeouts,
     ) -> Arc<Self> {
         Arc::new(SharedConnection {
             proto,
@@ -131,24 +162,38 @@ impl SharedConnection {
             notify: Notify::new(),
             started: AtomicBool::new(false),
             retired: AtomicBool::new(false),
+            open: AtomicBool::new(false),
             redirects,
-            reply_timeout: None,
+            timeouts,
+            progress: Progress::default(),
         })
     }
 
-    /// A connection that fails when the server sends nothing for `timeout`
-    /// while requests wait (a paused or wedged node), so they get an error.
-    pub(crate) fn with_reply_timeout(
-        proto: Proto,
-        backend: Endpoint,
-        redirects: Option<Weak<dyn Redirects>>,
-        timeout: Duration,
-    ) -> Arc<Self> {
-        let mut conn = Self::new(proto, backend, redirects);
-        if let Some(c) = Arc::get_mut(&mut conn) {
-            c.reply_timeout = Some(timeout);
-        }
-        conn
+    /// Requests queued or written whose reply has not come.
+    pub(crate) fn waiting(&self) -> usize {
+        self.progress.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Whether requests have waited longer than `after` with no reply at
+    /// all (`now`: [`clock`] nanoseconds).
+    pub(crate) fn stalled(&self, now: u64, after: Duration) -> bool {
+        self.waiting() > 0 && self.waited(now) > after
+    }
+
+    /// How long since the last reply (or since requests started waiting).
+    pub(crate) fn waited(&self, now: u64) -> Duration {
+        let since = self.progress.since.load(Ordering::Relaxed);
+        Duration::from_nanos(now.saturating_sub(since))
+    }
+
+    /// Marks the current stall as counted; true the first time.
+    pub(crate) fn count_stall(&self) -> bool {
+        !self.progress.counted.swap(true, Ordering::Relaxed)
+    }
+
+    /// Whether the socket is open.
+    pub(crate) fn is_open(&self) -> bool {
+        self.open.load(Ordering::Relaxed)
     }
 
     /// Queues a request whose reply goes to `to`.
@@ -198,7 +243,14 @@ impl SharedConnection {
                 return;
             };
             was_empty = inner.wbuf.is_empty();
+            if inner.waiters.is_empty() {
+                // Waiting starts now: a stall is measured from here.
+                self.progress.since.store(clock::now(), Ordering::Relaxed);
+            }
             add(&mut inner);
+            self.progress
+                .waiting
+                .store(inner.waiters.len(), Ordering::Relaxed);
         }
         if was_empty {
             self.notify.notify_one();
@@ -230,7 +282,12 @@ impl SharedConnection {
                 self.notify.notified().await;
             }
             let result = match self.backend.connect(&handshake).await {
-                Ok(conn) => self.serve(conn).await,
+                Ok(conn) => {
+                    self.open.store(true, Ordering::Relaxed);
+                    let served = self.serve(conn).await;
+                    self.open.store(false, Ordering::Relaxed);
+                    served
+                }
                 Err(e) => Err(e),
             };
             if let Err(e) = result {
@@ -255,6 +312,7 @@ impl SharedConnection {
         let waiters = match self.inner.lock() {
             Ok(mut inner) => {
                 inner.wbuf.clear();
+                self.progress.waiting.store(0, Ordering::Relaxed);
                 std::mem::take(&mut inner.waiters)
             }
             Err(_) => return,
@@ -303,7 +361,9 @@ impl SharedConnection {
                 heard = tokio::time::Instant::now();
             }
             was_idle = idle;
-            let silent_until = self.reply_timeout.filter(|_| !idle).map(|t| heard + t);
+            let silent_until = self.timeouts.reply.filter(|_| !idle).map(|t| heard + t);
+            // Idle since `heard` (the last reply): closed after a while.
+            let close_at = self.timeouts.idle.filter(|_| idle).map(|t| heard + t);
             let read_before = conn.input_len();
             tokio::select! {
                 biased;
@@ -316,9 +376,14 @@ impl SharedConnection {
                 }
                 _ = self.notify.notified() => {}
                 _ = sleep_until_opt(silent_until) => {
-                    let waited = self.reply_timeout.unwrap_or_default();
+                    let waited = self.timeouts.reply.unwrap_or_default();
                     let what = format!("{waited:?} (requests waiting)");
                     return Err(BackendError::new(ErrorKind::Timeout, conn.peer(), what));
+                }
+                _ = sleep_until_opt(close_at), if !conn.has_output() => {
+                    if self.idle() {
+                        return Ok(());
+                    }
                 }
             }
         }
@@ -332,7 +397,18 @@ impl SharedConnection {
             run,
         } = scratch;
         frames.clear();
-        while let Some(info) = conn.next_reply()? {
+        // Replies read before a reply that cannot be framed still go to
+        // their waiters; the connection fails after them.
+        let mut failed = None;
+        loop {
+            let info = match conn.next_reply() {
+                Ok(Some(info)) => info,
+                Ok(None) => break,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            };
             // A large reply gets an allocation of its own: taken as a slice, it
             // would keep the read buffer it arrived in (up to twice its size,
             // which grew while it came in) alive for as long as a client that
@@ -350,7 +426,7 @@ impl SharedConnection {
             }
         }
         if frames.is_empty() {
-            return Ok(());
+            return failed.map_or(Ok(()), Err);
         }
         // One lock for the whole read.
         {
@@ -366,6 +442,10 @@ impl SharedConnection {
                 return Err(BackendError::new(ErrorKind::Protocol, conn.peer(), what));
             }
             waiters.extend(inner.waiters.drain(..frames.len()));
+            let p = &self.progress;
+            p.waiting.store(inner.waiters.len(), Ordering::Relaxed);
+            p.since.store(clock::now(), Ordering::Relaxed);
+            p.counted.store(false, Ordering::Relaxed);
         }
         // A client's pipelined requests were written together, so their
         // replies come in runs: each run goes into its mailbox at once (one
@@ -390,7 +470,7 @@ impl SharedConnection {
         if let Some(m) = run_owner {
             m.push_all(run.drain(..));
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 
     /// A routed request's reply: a redirection goes back to the router.
