@@ -93,3 +93,18 @@ fn the_spread_benchmark_runs() {
         ],
     );
 }
+
+#[test]
+fn the_cpu_benchmark_runs() {
+    quick_run_prints(
+        "cpu.py",
+        &["--quick"],
+        &[
+            "### SET/GET, P=16",
+            "| twemproxy |",
+            "### lock acquire (SET NX PX)",
+            "### release (EVALSHA, key absent)",
+            "| proxy |",
+        ],
+    );
+}

@@ -296,13 +296,19 @@ impl Cluster {
 
     /// The lane a client with nothing in flight takes for a request to the
     /// master of `slot` (master `i` for `Err(i)`): see `multiplex/lanes.rs`.
-    pub(crate) fn lane(&self, to: Result<u16, usize>, proto: Proto, lane: Lane) -> usize {
+    pub(crate) fn lane(
+        &self,
+        to: Result<u16, usize>,
+        proto: Proto,
+        lane: Lane,
+        now: Option<u64>,
+    ) -> usize {
         let node = match to {
             Ok(slot) => self.master_of(slot),
             Err(i) => self.master(i),
         };
         match (node, lane) {
-            (Ok(node), lane) => node.lanes(proto).resolve(lane),
+            (Ok(node), lane) => node.lanes(proto).resolve(lane, now),
             (Err(_), Lane::Keep(i)) => i,
             (Err(_), _) => 0,
         }

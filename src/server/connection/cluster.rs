@@ -306,7 +306,7 @@ impl State {
             Plan::Split(split) => split.parts.first().map_or(Err(0), |p| Ok(p.0)),
             _ => Err(0),
         };
-        let lane = cluster.lane(first, proto, self.route.lane(class));
+        let lane = cluster.lane(first, proto, self.route.lane(class), self.now);
         let Some(to) = self.shared_slot(effect, lane) else {
             return Flow::Done;
         };

@@ -187,7 +187,7 @@ impl State {
         let Some(pool) = &self.shared.multiplex else {
             return;
         };
-        let lane = pool.lanes(proto).resolve(self.route.lane(class));
+        let lane = pool.lanes(proto).resolve(self.route.lane(class), self.now);
         let Some(to) = self.shared_slot(effect, lane) else {
             return;
         };

@@ -67,6 +67,7 @@ use self::replies::Output;
 use self::resync::Counting;
 use self::route::Route;
 use super::clients::{Client, GRANULE};
+use super::multiplex::clock;
 use super::session::Session;
 use super::{Live, Shared};
 use crate::errors;
@@ -185,6 +186,10 @@ struct State {
     /// Cluster backend: the next request waits until the client's own
     /// connection has answered everything (it goes to a shared one next).
     link_barrier: bool,
+    /// When the requests being handled were read ([`clock`] nanoseconds),
+    /// if they were read in this turn of the loop: picking a shared lane
+    /// needs the time, and this saves reading the clock per request.
+    now: Option<u64>,
 }
 
 struct Conn {
@@ -226,6 +231,7 @@ pub(crate) async fn serve(client: Stream, id: u64, shared: Arc<Shared>) {
             tx_held: None,
             own_conns: (settings.cluster && !settings.multiplex).then(Default::default),
             link_barrier: false,
+            now: None,
             settings,
             live,
             generation,
@@ -358,6 +364,7 @@ impl Conn {
             let idle_at = (!idle.is_zero()).then(|| last_activity + idle);
             let revoke_at = self.st.output.next_deadline();
             let st = &mut self.st;
+            st.now = None;
             tokio::select! {
                 biased;
                 Some((seq, proto, outcome)) = st.ops.next(), if !st.ops.is_empty() => {
@@ -374,7 +381,10 @@ impl Conn {
                         ClientEvent::Wrote(Ok(n)) => st.output.written(n),
                         // EOF: answer what was sent, then close.
                         ClientEvent::Read(Ok(0)) => st.client_closed(),
-                        ClientEvent::Read(Ok(_)) => last_activity = Instant::now(),
+                        ClientEvent::Read(Ok(_)) => {
+                            last_activity = Instant::now();
+                            st.now = Some(clock::at(last_activity));
+                        }
                         ClientEvent::Read(Err(e)) | ClientEvent::Wrote(Err(e))
                             if e.kind() == std::io::ErrorKind::WouldBlock => {}
                         ClientEvent::Read(Err(_)) | ClientEvent::Wrote(Err(_)) => {

@@ -68,6 +68,7 @@ fn fixture() -> Fixture {
             tx_held: None,
             own_conns: None,
             link_barrier: false,
+            now: None,
             settings,
             live,
             generation: 0,

@@ -77,7 +77,8 @@ pub(crate) struct Lanes {
     main: Vec<Arc<SharedConnection>>,
     held: Vec<Arc<SharedConnection>>,
     control: Arc<SharedConnection>,
-    stall_after: Duration,
+    /// `stall_after`, in [`clock`] nanoseconds.
+    stall_after: u64,
     /// Stalls seen (each counted once, when a client first steered around it).
     stalls: AtomicU64,
 }
@@ -95,7 +96,7 @@ impl Lanes {
             main: (0..max).map(&make).collect(),
             held: (HELD..HELD + max).map(&make).collect(),
             control: make(CONTROL),
-            stall_after,
+            stall_after: u64::try_from(stall_after.as_nanos()).unwrap_or(u64::MAX),
             stalls: AtomicU64::new(0),
         }
     }
@@ -105,12 +106,15 @@ impl Lanes {
         i == 0 || i == HELD
     }
 
-    /// Which lane `lane` is, as an index ([`CONTROL`] for the control lane).
-    pub(crate) fn resolve(&self, lane: Lane) -> usize {
+    /// Which lane `lane` is, as an index ([`CONTROL`] for the control lane);
+    /// `now` ([`clock`] nanoseconds), if the caller read the clock just
+    /// before (a request read off its socket a moment ago), saves reading it
+    /// again for each request.
+    pub(crate) fn resolve(&self, lane: Lane, now: Option<u64>) -> usize {
         match lane {
             Lane::Keep(i) => i,
-            Lane::Pick(Group::Main) => self.pick(&self.main),
-            Lane::Pick(Group::Held) => HELD + self.pick(&self.held),
+            Lane::Pick(Group::Main) => self.pick(&self.main, now),
+            Lane::Pick(Group::Held) => HELD + self.pick(&self.held, now),
             Lane::Control => CONTROL,
         }
     }
@@ -127,21 +131,20 @@ impl Lanes {
 
     /// The first lane of `group` that is not stalled; when all are, the one
     /// that heard from its server last.
-    fn pick(&self, group: &[Arc<SharedConnection>]) -> usize {
-        let mut now = None;
-        let mut least = (0, Duration::MAX);
+    fn pick(&self, group: &[Arc<SharedConnection>], mut now: Option<u64>) -> usize {
+        let mut least = (0, u64::MAX);
         for (i, lane) in group.iter().enumerate() {
             if lane.waiting() == 0 {
                 return i;
             }
             let now = *now.get_or_insert_with(clock::now);
-            if !lane.stalled(now, self.stall_after) {
+            let waited = lane.waited(now);
+            if waited <= self.stall_after {
                 return i;
             }
             if lane.count_stall() {
                 self.stalls.fetch_add(1, Ordering::Relaxed);
             }
-            let waited = lane.waited(now);
             if waited < least.1 {
                 least = (i, waited);
             }
@@ -188,9 +191,14 @@ pub(crate) mod clock {
 
     /// Nanoseconds since the first call.
     pub(crate) fn now() -> u64 {
+        at(Instant::now())
+    }
+
+    /// `t` as nanoseconds since the first call of [`now`] or `at` (0 before).
+    pub(crate) fn at(t: Instant) -> u64 {
         static EPOCH: OnceLock<Instant> = OnceLock::new();
-        let epoch = *EPOCH.get_or_init(Instant::now);
-        u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        let epoch = *EPOCH.get_or_init(|| t);
+        u64::try_from(t.saturating_duration_since(epoch).as_nanos()).unwrap_or(u64::MAX)
     }
 }
 
@@ -212,9 +220,9 @@ mod tests {
     #[test]
     fn indices_name_their_group() {
         let l = lanes(2);
-        assert_eq!(l.resolve(Lane::Pick(Group::Main)), 0);
-        assert_eq!(l.resolve(Lane::Pick(Group::Held)), HELD);
-        assert_eq!(l.resolve(Lane::Control), CONTROL);
+        assert_eq!(l.resolve(Lane::Pick(Group::Main), None), 0);
+        assert_eq!(l.resolve(Lane::Pick(Group::Held), None), HELD);
+        assert_eq!(l.resolve(Lane::Control, None), CONTROL);
         assert_eq!(Group::of(HELD + 1), Some(Group::Held));
         assert_eq!(Group::of(1), Some(Group::Main));
         assert_eq!(Group::of(CONTROL), None);

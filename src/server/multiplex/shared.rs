@@ -174,16 +174,15 @@ impl SharedConnection {
         self.progress.waiting.load(Ordering::Relaxed)
     }
 
-    /// Whether requests have waited longer than `after` with no reply at
-    /// all (`now`: [`clock`] nanoseconds).
-    pub(crate) fn stalled(&self, now: u64, after: Duration) -> bool {
+    /// Whether requests have waited longer than `after` nanoseconds with
+    /// no reply at all (`now`: [`clock`] nanoseconds).
+    pub(crate) fn stalled(&self, now: u64, after: u64) -> bool {
         self.waiting() > 0 && self.waited(now) > after
     }
 
-    /// How long since the last reply (or since requests started waiting).
-    pub(crate) fn waited(&self, now: u64) -> Duration {
-        let since = self.progress.since.load(Ordering::Relaxed);
-        Duration::from_nanos(now.saturating_sub(since))
+    /// Nanoseconds since the last reply (or since requests started waiting).
+    pub(crate) fn waited(&self, now: u64) -> u64 {
+        now.saturating_sub(self.progress.since.load(Ordering::Relaxed))
     }
 
     /// Marks the current stall as counted; true the first time.
@@ -372,7 +371,7 @@ impl SharedConnection {
                     if conn.input_len() > read_before {
                         heard = tokio::time::Instant::now();
                     }
-                    self.deliver(&mut conn, &mut scratch)?;
+                    self.deliver(&mut conn, &mut scratch, heard)?;
                 }
                 _ = self.notify.notified() => {}
                 _ = sleep_until_opt(silent_until) => {
@@ -390,7 +389,12 @@ impl SharedConnection {
     }
 
     /// Hands every complete reply to its waiter, in order.
-    fn deliver(&self, conn: &mut Connection, scratch: &mut Scratch) -> Result<(), BackendError> {
+    fn deliver(
+        &self,
+        conn: &mut Connection,
+        scratch: &mut Scratch,
+        heard: tokio::time::Instant,
+    ) -> Result<(), BackendError> {
         let Scratch {
             frames,
             waiters,
@@ -444,7 +448,7 @@ impl SharedConnection {
             waiters.extend(inner.waiters.drain(..frames.len()));
             let p = &self.progress;
             p.waiting.store(inner.waiters.len(), Ordering::Relaxed);
-            p.since.store(clock::now(), Ordering::Relaxed);
+            p.since.store(clock::at(heard), Ordering::Relaxed);
             p.counted.store(false, Ordering::Relaxed);
         }
         // A client's pipelined requests were written together, so their

@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""CPU per request: what each process spends (user + sys, from /proc) on one
+request, next to what Redis itself spends on it directly.
+
+Throughput on a 2-core machine mostly measures who gets the cores; CPU time
+per request is steadier and says what a deployment pays. Each workload runs
+against every target in interleaved rounds (A B C A B C ...); a process's CPU
+per request is its CPU time over the run divided by the requests served.
+
+    cargo build --release --bins && python3 bench/cpu.py [--rounds 3] [--compare OLD_BINARY]
+    python3 bench/cpu.py --quick        # smoke run: tiny counts, one round, debug build
+
+Workloads (redis-benchmark, 50 clients):
+- SET/GET at P=1 and P=16: direct Redis, twemproxy, the proxy (and the
+  servers behind each, for the proxy its backend).
+- a script on a data key (EVAL "return 1", P=16): the held lanes of the
+  shared connections.
+- lock acquire (SET lock:<rand> tok NX PX 10000): the proxy over 3 masters,
+  against one master directly; release (the compare-and-delete by EVALSHA on a
+  key mostly absent) likewise.
+
+Prints one table per workload: each process's CPU per request (µs, median
+over the rounds, min–max), throughput, and the proxy's CPU as a multiple of
+Redis's own (direct) CPU for the same request.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import run as b  # noqa: E402
+
+RELEASE = ('if redis.call("get",KEYS[1]) == ARGV[1] then return redis.call("del",KEYS[1]) '
+           'else return 0 end')
+RELEASE_SHA = "b70c2384248f88e6b75b9f89241a180f856ad852"
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of a process so far, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        # The command name may hold spaces: fields count from after its ')'.
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+class CpuCluster(b.Cluster):
+    """A backend, 3 masters, one lone master (the single-master floor),
+    twemproxy and the proxy with its defaults (and another build's)."""
+
+    def start(self, proxy_bin):
+        self.backend = self.redis()
+        self.masters = [self.redis() for _ in range(3)]
+        self.lone = self.redis()
+        self.twemproxy = self.nutcracker(self.backend[0])
+        self.proxy_port, self.proxy = self.start_proxy(proxy_bin, {})
+
+
+def command(port, *args):
+    """One command on a fresh connection (RESP), its reply's first line."""
+    import socket
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        req = b"*%d\r\n" % len(args) + b"".join(
+            b"$%d\r\n%s\r\n" % (len(a.encode()), a.encode()) for a in args)
+        s.sendall(req)
+        return s.recv(4096).split(b"\r\n")[0].decode()
+
+
+def measure(target_port, watched, pipeline, n, tests=None, cmd=None):
+    """Runs redis-benchmark against `target_port`; returns rps and, for each
+    (name, pid) in `watched`, its CPU µs per request."""
+    before = {name: cpu_seconds(pid) for name, pid in watched}
+    got = b.redis_benchmark(target_port, pipeline, n, tests=tests, command=cmd)
+    after = {name: cpu_seconds(pid) for name, pid in watched}
+    served = n * (len(tests) if tests else 1)
+    rps = statistics.mean(v["rps"] for v in got.values()) if got else 0.0
+    return rps, {name: (after[name] - before[name]) * 1e6 / served for name, _ in watched}
+
+
+def cell(xs):
+    """Median (min–max), or a dash."""
+    if not xs:
+        return "—"
+    return f"{statistics.median(xs):.2f} ({min(xs):.2f}–{max(xs):.2f})"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--compare", help="another build of the proxy, measured in the same rounds")
+    ap.add_argument("--quick", action="store_true", help="tiny counts, one round, debug build")
+    ap.add_argument("--only", help="run only these workloads (names as printed, separated by ;)")
+    args = ap.parse_args()
+    proxy_bin = b.built("redlock-proxy", args.quick)
+    rounds = 1 if args.quick else args.rounds
+    c = CpuCluster(proxy_bin, args.compare)
+    backend, lone = c.backend[1].pid, c.lone[1].pid
+    masters = [p.pid for _, p in c.masters]
+    proxies = {"proxy": (c.proxy_port, c.proxy.pid)}
+    if c.compare_port:
+        proxies["compare"] = (c.compare_port, c.procs[-1].pid)
+    # The proxies learn the release script's text; the lone master loads it.
+    for port, _ in proxies.values():
+        command(port, "SCRIPT", "LOAD", RELEASE)
+    command(c.lone[0], "SCRIPT", "LOAD", RELEASE)
+    scale = 50 if args.quick else 1
+    setget = ["set", "get"]
+    # workload -> (pipeline, n, tests, command, direct port, direct pid, behind-the-proxy pids)
+    workloads = {
+        "SET/GET, P=1": (1, 100_000, setget, None, c.backend[0], backend, [backend]),
+        "SET/GET, P=16": (16, 1_000_000, setget, None, c.backend[0], backend, [backend]),
+        "EVAL on a data key, P=16": (16, 500_000, None, ["EVAL", "return 1", "0"], c.backend[0],
+                                     backend, [backend]),
+        "lock acquire (SET NX PX)": (1, 100_000, None, b.LOCK_CMD, c.lone[0], lone, masters),
+        "release (EVALSHA, key absent)": (1, 100_000, None,
+                                          ["EVALSHA", RELEASE_SHA, "1", "lock:__rand_int__", "tok"],
+                                          c.lone[0], lone, masters),
+    }
+    if args.only:
+        workloads = {k: v for k, v in workloads.items() if any(o == k for o in args.only.split(";"))}
+    # results[(workload, target)] -> [(rps, own µs/request, servers' µs/request or None)]
+    results = {}
+    try:
+        for r in range(rounds):
+            for name, (p, n, tests, cmd, dport, dpid, behind) in workloads.items():
+                n = max(n // scale, 200)
+                # target -> (port, its own process, the servers behind it)
+                targets = {"direct": (dport, dpid, [])}
+                if tests:
+                    targets["twemproxy"] = (c.twemproxy[0], c.twemproxy[1].pid, [backend])
+                for t, (port, pid) in proxies.items():
+                    targets[t] = (port, pid, behind)
+                order = list(targets)
+                order = order[r % len(order):] + order[:r % len(order)]
+                for t in order:
+                    port, own, servers = targets[t]
+                    watch = [("own", own)] + [(f"server{i}", q) for i, q in enumerate(servers)]
+                    rps, per = measure(port, watch, p, n, tests, cmd)
+                    servers_cpu = sum(v for k, v in per.items() if k != "own") if servers else None
+                    results.setdefault((name, t), []).append((rps, per["own"], servers_cpu))
+    finally:
+        c.stop()
+    m = b.machine()
+    print(f"{m['cpus']} CPUs ({m['cpu']}); {rounds} round(s); CPU µs per request, "
+          "median (min–max) over the rounds\n")
+    for name in workloads:
+        print(f"### {name}\n")
+        print("| target | requests/s | own CPU/request | servers' CPU/request | own ÷ Redis direct |")
+        print("|---|---|---|---|---|")
+        direct_med = statistics.median(own for _, own, _ in results[(name, "direct")])
+        for t in ["direct", "twemproxy", *proxies]:
+            rows = results.get((name, t))
+            if not rows:
+                continue
+            rps = statistics.median(r for r, _, _ in rows)
+            own = [o for _, o, _ in rows]
+            servers = [s for _, _, s in rows if s is not None]
+            ratio = statistics.median(own) / direct_med if direct_med else float("nan")
+            print(f"| {t} | {rps:,.0f} | {cell(own)} | {cell(servers)} | {ratio:.2f}× |")
+        print()
+
+
+if __name__ == "__main__":
+    main()
