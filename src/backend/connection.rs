@@ -174,6 +174,19 @@ impl Connection {
         self.scanner.consumed(n);
     }
 
+    /// Whether an idle connection is still open: nothing to read, no end of
+    /// stream (a server that closed it, by `timeout` or `CLIENT KILL`, would
+    /// fail the first request sent on it). Reads nothing when it is.
+    pub(crate) fn idle_and_open(&mut self) -> bool {
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut probe = BytesMut::with_capacity(1);
+        matches!(
+            self.stream.poll_read_at_most(&mut cx, &mut probe, 1),
+            Poll::Pending
+        )
+    }
+
     /// Bytes read and not yet taken.
     pub(crate) fn input_len(&self) -> usize {
         self.inbuf.len()

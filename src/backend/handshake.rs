@@ -67,6 +67,46 @@ impl Handshake {
         self
     }
 
+    /// The steps a connection opened with `base` still needs to reach this
+    /// state, when they are all ones whose error fails nothing (client name
+    /// and library): encoded, with how many commands they are. `None` when
+    /// they differ where an error would matter (protocol, database, the
+    /// closing PING): such a connection cannot stand in.
+    pub(crate) fn rest_after(&self, base: &Handshake, url: &RedisUrl) -> Option<(BytesMut, usize)> {
+        let db = |h: &Handshake| h.db.unwrap_or(url.db);
+        if self.proto != base.proto || db(self) != db(base) || self.ping != base.ping {
+            return None;
+        }
+        let rest = Handshake {
+            name: self.name.clone().filter(|n| base.name.as_ref() != Some(n)),
+            lib_name: self
+                .lib_name
+                .clone()
+                .filter(|n| base.lib_name.as_ref() != Some(n)),
+            lib_ver: self
+                .lib_ver
+                .clone()
+                .filter(|v| base.lib_ver.as_ref() != Some(v)),
+            ..Handshake::default()
+        };
+        let mut out = BytesMut::new();
+        let mut n = 0;
+        if let Some(name) = &rest.name {
+            encode_command(&mut out, [&b"CLIENT"[..], b"SETNAME", name].into_iter());
+            n += 1;
+        }
+        for (attr, value) in [
+            (&b"LIB-NAME"[..], &rest.lib_name),
+            (b"LIB-VER", &rest.lib_ver),
+        ] {
+            if let Some(v) = value {
+                encode_command(&mut out, [&b"CLIENT"[..], b"SETINFO", attr, v].into_iter());
+                n += 1;
+            }
+        }
+        Some((out, n))
+    }
+
     /// The commands, encoded, and one step per command.
     pub(crate) fn encode(&self, url: &RedisUrl) -> (BytesMut, Vec<Step>) {
         let mut out = BytesMut::new();
@@ -131,5 +171,29 @@ mod tests {
             .encode(&RedisUrl::parse("redis://h:1").unwrap());
         assert_eq!(&bytes[..], b"*1\r\n$4\r\nPING\r\n");
         assert!(steps[0].fatal, "a server that cannot answer PING is not up");
+    }
+
+    #[test]
+    fn a_plain_connection_stands_in_when_only_names_differ() {
+        let url = RedisUrl::parse("redis://h:1/2").unwrap();
+        let base = Handshake::new();
+        let named = Handshake::new()
+            .db(2)
+            .name(Some(Bytes::from_static(b"app")))
+            .lib(Some(Bytes::from_static(b"redis-py")), None);
+        let (bytes, n) = named.rest_after(&base, &url).unwrap();
+        assert_eq!(n, 2);
+        assert!(bytes.starts_with(b"*3\r\n$6\r\nCLIENT\r\n$7\r\nSETNAME\r\n$3\r\napp\r\n"));
+        assert_eq!(Handshake::new().rest_after(&base, &url).unwrap().1, 0);
+        // The protocol or the database cannot be caught up without a step
+        // whose error matters.
+        assert!(Handshake::new().db(0).rest_after(&base, &url).is_none());
+        let resp3 = Handshake::new().proto(Proto::Resp3);
+        assert!(resp3.rest_after(&base, &url).is_none());
+        assert!(
+            resp3
+                .rest_after(&Handshake::new().proto(Proto::Resp3), &url)
+                .is_some()
+        );
     }
 }

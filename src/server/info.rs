@@ -56,6 +56,8 @@ pub(crate) fn proxy_section(shared: &Shared) -> String {
     line("shared_connections", &lanes.open);
     line("shared_connections_stalled", &lanes.stalled);
     line("shared_stalls", &lanes.stalls);
+    let ready = shared.warm.as_ref().map_or(0, |w| w.ready());
+    line("backend_connections_ready", &ready);
     if let Some(cluster) = &shared.cluster {
         use std::sync::atomic::Ordering::Relaxed;
         let st = &cluster.stats;

@@ -16,6 +16,7 @@ mod multiplex;
 mod prometheus;
 mod session;
 mod shutdown;
+mod warm;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -61,6 +62,9 @@ pub struct Shared {
     pub(crate) side: multiplex::MultiplexPool,
     /// The cluster router, when the backend is a Redis Cluster.
     pub(crate) cluster: Option<Arc<cluster::Cluster>>,
+    /// A backend connection ready per protocol for the next client that
+    /// needs one of its own (single backend only; see `warm.rs`).
+    pub(crate) warm: Option<Arc<warm::Warm>>,
     /// The passthrough backend's version, once known (reported by HELLO).
     pub(crate) backend_version: RwLock<String>,
     /// A random value that makes resynchronisation markers unguessable.
@@ -205,6 +209,9 @@ impl Proxy {
             ));
         }
         tokio::spawn(health::probe_backend(Arc::clone(&shared), shutdown.clone()));
+        if let Some(warm) = &shared.warm {
+            warm.fill(crate::protocol::Proto::Resp2);
+        }
         if let Some(cluster) = &shared.cluster {
             tokio::spawn(Arc::clone(cluster).maintain(shutdown.clone()));
         }
@@ -375,8 +382,10 @@ impl Shared {
                 lanes,
             )
         });
+        let warm = cluster.is_none().then(|| warm::Warm::new(backend.clone()));
         Shared {
             side: multiplex::MultiplexPool::new(backend.clone(), 1, lanes.1),
+            warm,
             cluster,
             backend,
             multiplex,

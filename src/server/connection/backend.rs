@@ -78,6 +78,17 @@ impl BackendLink {
         self.state = Link::Connecting(Box::pin(async move { backend.connect(&handshake).await }));
     }
 
+    /// Takes `conn`, already open, if there is no connection.
+    pub(super) fn attach_open(&mut self, mut conn: Connection) {
+        if self.attached() {
+            return;
+        }
+        if self.ending {
+            conn.end_writes();
+        }
+        self.state = Link::Open(conn);
+    }
+
     /// Where requests go: the open connection's output, or the queue that waits
     /// for it to open.
     pub(super) fn out(&mut self) -> &mut BytesMut {

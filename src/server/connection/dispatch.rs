@@ -124,12 +124,34 @@ impl State {
     /// requests wait in the link's queue until the transaction's first key
     /// names it).
     pub(super) fn attach(&mut self) {
+        if self.backend.attached() {
+            return;
+        }
         let to = match (&self.shared.cluster, &self.pin) {
             (None, _) => &self.shared.backend,
             (Some(_), Some(pin)) => &pin.endpoint,
             (Some(_), None) => return,
         };
-        self.backend.attach(to, self.session.handshake());
+        let handshake = self.session.handshake();
+        if let Some(warm) = &self.shared.warm {
+            // A ready connection, when the session differs from it only in
+            // steps that can follow as ordinary commands.
+            let base = crate::server::warm::Warm::handshake(self.session.proto);
+            if let Some((rest, n)) = handshake.rest_after(&base, warm.backend().url()) {
+                if let Some(conn) = warm.take(self.session.proto) {
+                    self.backend.attach_open(conn);
+                    self.backend.out().extend_from_slice(&rest);
+                    for _ in 0..n {
+                        self.queue.push(Slot::Backend {
+                            hook: Hook::Swallow,
+                            silent: true,
+                        });
+                    }
+                    return;
+                }
+            }
+        }
+        self.backend.attach(to, handshake);
     }
 
     /// Sends a command of the proxy's own to the backend (if attached and
