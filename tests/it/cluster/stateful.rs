@@ -165,3 +165,46 @@ async fn a_split_scripts_data_part_reaches_the_master_of_its_keys() {
         b"*2\r\n$15\r\nlock-signal:prl\r\n$1\r\n1\r\n"
     );
 }
+
+/// A script that runs on one master past its `busy-reply-threshold` holds
+/// nobody else: a read of another key on that master gets `-BUSY` at once
+/// (the script went on a lane of its own), and `SCRIPT KILL` reaches every
+/// master on a lane that carries nothing else: the one running the script
+/// answers OK, and so does the proxy.
+#[tokio::test]
+async fn a_busy_script_on_one_master_is_killed_through_the_proxy() {
+    let cluster = RedisCluster::start(3, 0);
+    for m in cluster.masters() {
+        m.query(&["CONFIG", "SET", "lua-time-limit", "10"]);
+    }
+    let h = proxy_for(&cluster, true).await;
+    let busy = cluster.owner("spin");
+    let other = keys(200)
+        .into_iter()
+        .find(|k| cluster.owner(k).port == busy.port && k != "spin")
+        .expect("another key on the same master");
+    let mut runner = h.client().await;
+    runner
+        .send(&crate::common::enc(&[
+            "EVAL",
+            "while true do end",
+            "1",
+            "spin",
+        ]))
+        .await;
+    crate::common::poll(
+        || matches!(busy.try_query(&["PING"]), Err(e) if e.to_string().contains("BUSY")),
+    )
+    .await;
+    let mut reader = h.client().await;
+    let got = text(&reader.cmd(&["GET", &other]).await);
+    assert!(got.starts_with("-BUSY"), "{got}");
+    let mut admin = h.client().await;
+    assert_eq!(admin.cmd(&["SCRIPT", "KILL"]).await, b"+OK\r\n");
+    let ended = text(&runner.read().await);
+    assert!(ended.starts_with("-ERR Script killed by user"), "{ended}");
+    // With nothing running, a kill is NOTBUSY everywhere, as on one Redis.
+    let none = text(&admin.cmd(&["SCRIPT", "KILL"]).await);
+    assert!(none.starts_with("-NOTBUSY"), "{none}");
+    assert_eq!(reader.cmd(&["SET", &other, "1"]).await, b"+OK\r\n");
+}
