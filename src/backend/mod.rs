@@ -10,10 +10,13 @@
 //! - [`Connection`]: the open socket with its output and input buffers — write
 //!   what the socket takes, read what is there, find where each reply ends.
 //! - [`BackendError`]: what went wrong, classified, with the server it concerns.
+//! - `cluster`: Redis Cluster's slots, topology and redirections, for every
+//!   user of a cluster (the passthrough router, cluster voters).
 //!
 //! Nothing here knows what the bytes mean beyond reply framing: routing replies
 //! to clients, voting on them, counting them, is the callers' business.
 
+pub(crate) mod cluster;
 mod connection;
 mod endpoint;
 mod error;

@@ -10,16 +10,13 @@
 //! split and merged (`gather.rs`), and keyless commands follow a table
 //! (`plan.rs`).
 //!
-//! - `slot.rs`: CRC16 and hash tags. `topology.rs`: parsing the slot map.
-//! - `redirect.rs`: reading `MOVED`/`ASK`/`TRYAGAIN`.
+//! - Below, in `backend/cluster/`: slots and hash tags, the slot map as a
+//!   node reports it, and reading `MOVED`/`ASK`/`TRYAGAIN`.
 //! - `plan.rs`: where a command goes. `gather.rs`: merging split replies.
 //! - `mod.rs`: the router, its nodes and the refresh task.
 
 mod gather;
 mod plan;
-mod redirect;
-mod slot;
-mod topology;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,23 +25,20 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use redis_protocol::resp2::decode::decode;
-use redis_protocol::resp2::types::OwnedFrame;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use self::gather::{Gather, Merge, split_cursor};
 pub(crate) use self::plan::{Plan, plan, upper};
-pub(crate) use self::redirect::Redirect;
-pub(crate) use self::slot::key_slot;
-use self::topology::{NodeAddr, Topology};
 use super::multiplex::{
     Lane, LaneStats, Lanes, Redirects, ReplyTo, Routed, SPARE_IDLE, SharedConnection, Timeouts,
 };
-use crate::backend::{Endpoint, Handshake};
+use crate::backend::Endpoint;
+use crate::backend::cluster::{NodeAddr, SLOTS, Topology, UNOWNED, ask_topology};
+pub(crate) use crate::backend::cluster::{Redirect, key_slot};
 use crate::config::RedisUrl;
 use crate::errors;
-use crate::protocol::{Proto, encode_command};
+use crate::protocol::Proto;
 use crate::tls::TlsClient;
 
 /// Redirections one request follows before the client gets an error.
@@ -230,7 +224,7 @@ impl Cluster {
             .load()
             .topology
             .as_ref()
-            .map_or(slot::SLOTS, Topology::unowned)
+            .map_or(SLOTS, Topology::unowned)
     }
 
     /// The master serving `slot`, or the error a client gets instead.
@@ -244,7 +238,7 @@ impl Cluster {
             .owner
             .get(usize::from(slot))
             .copied()
-            .unwrap_or(topology::UNOWNED);
+            .unwrap_or(UNOWNED);
         routing.masters.get(usize::from(i)).cloned().ok_or_else(|| {
             // A master failed: a replica may be taking over. Look again soon.
             self.refresh.notify_one();
@@ -508,26 +502,13 @@ impl Cluster {
             candidates.push(seed);
         }
         for addr in candidates {
-            let ask = self.ask_topology(&addr);
+            let endpoint = self.endpoint(&addr);
+            let ask = ask_topology(&endpoint, &addr, self.seed.tls);
             if let Ok(Some(t)) = tokio::time::timeout(self.connect_timeout * 2, ask).await {
                 return Some(t);
             }
         }
         None
-    }
-
-    async fn ask_topology(&self, addr: &NodeAddr) -> Option<Topology> {
-        let mut conn = self.endpoint(addr).connect(&Handshake::new()).await.ok()?;
-        encode_command(conn.out(), [&b"CLUSTER"[..], b"SHARDS"].into_iter());
-        let reply = conn.read_reply().await.ok()?;
-        let (value, _) = decode(&reply).ok()??;
-        if let OwnedFrame::Error(_) = value {
-            // Before Redis 7.
-            encode_command(conn.out(), [&b"CLUSTER"[..], b"SLOTS"].into_iter());
-            let reply = conn.read_reply().await.ok()?;
-            return Topology::from_slots(&decode(&reply).ok()??.0, addr);
-        }
-        Topology::from_shards(&value, addr, self.seed.tls)
     }
 }
 

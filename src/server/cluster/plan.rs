@@ -11,7 +11,7 @@
 //! `READONLY` ...) or the cluster's administration is refused.
 
 use super::gather::Merge;
-use super::slot::key_slot;
+use crate::backend::cluster::key_slot;
 use crate::command::{CommandSpec, KeyArg, for_each_key};
 use crate::errors;
 use crate::protocol::{ArgList, Reply};

@@ -15,9 +15,10 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::Notify;
 
 use super::{Mailbox, clock};
+use crate::backend::cluster::Redirect;
 use crate::backend::{BackendError, Connection, Endpoint, ErrorKind, Handshake};
 use crate::protocol::{Proto, encode_command};
-use crate::server::cluster::{Gather, Redirect};
+use crate::server::cluster::Gather;
 
 /// Replies larger than this are copied out of the read buffer (see `deliver`).
 const OWN_ALLOCATION_OVER: usize = 64 * 1024;
