@@ -56,6 +56,9 @@ struct Cli {
     /// A lock master (repeat for each): redis://[user:password@]host:port[/db].
     #[arg(long = "master", value_name = "URL")]
     masters: Vec<String>,
+    /// A lock voter that is a Redis Cluster, by a seed node (repeat for each).
+    #[arg(long = "master-cluster", value_name = "URL")]
+    cluster_masters: Vec<String>,
     /// Lock key pattern, Redis glob syntax (repeatable; replaces the default lock:*).
     #[arg(long = "lock-pattern", value_name = "GLOB")]
     lock_patterns: Vec<String>,
@@ -134,6 +137,7 @@ fn main() -> ExitCode {
         passthrough: cli.passthrough.clone(),
         passthrough_cluster: cli.passthrough_cluster,
         masters: cli.masters.clone(),
+        cluster_masters: cli.cluster_masters.clone(),
         lock_patterns: cli.lock_patterns.clone(),
         metrics_listen: cli.metrics_listen.clone(),
         log_format: cli.log_format.clone(),

@@ -65,6 +65,21 @@ impl Endpoint {
         Ok(Stream::from(tokio_rustls::TlsStream::Client(stream)))
     }
 
+    /// The same server settings (credentials, TLS, timeouts, limits) for
+    /// another node of a cluster.
+    pub(crate) fn at(&self, host: &str, port: u16) -> Endpoint {
+        let mut url = self.url.clone();
+        url.host = host.to_string();
+        url.port = port;
+        Endpoint {
+            addr: url.addr(),
+            url,
+            connect_timeout: self.connect_timeout,
+            max_depth: self.max_depth,
+            tls: self.tls.clone(),
+        }
+    }
+
     /// The URL (its `Display` redacts the password).
     pub(crate) fn url(&self) -> &RedisUrl {
         &self.url

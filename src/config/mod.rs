@@ -54,7 +54,9 @@ pub struct Config {
 impl Config {
     /// Whether any master or the backend is a `rediss://` URL.
     pub fn upstream_tls(&self) -> bool {
-        self.passthrough.url.tls || self.redlock.masters.iter().any(|m| m.tls)
+        self.passthrough.url.tls
+            || self.redlock.masters.iter().any(|m| m.tls)
+            || self.redlock.cluster_masters.iter().any(|m| m.tls)
     }
 }
 
@@ -238,6 +240,11 @@ pub struct RedlockConfig {
     /// The independent masters locks are taken on.
     #[serde(deserialize_with = "urls_de")]
     pub masters: Vec<RedisUrl>,
+    /// Voters that are Redis Clusters, each by a seed node: a key's vote is
+    /// cast by the shard of its slot. The quorum is over all voters (these and
+    /// `masters`).
+    #[serde(deserialize_with = "urls_de")]
+    pub cluster_masters: Vec<RedisUrl>,
     /// Keys matching any of these Redis globs are lock keys.
     pub lock_patterns: Vec<String>,
     /// How long an acquisition waits for the masters' votes (a safety bound:
@@ -280,6 +287,7 @@ impl Default for RedlockConfig {
     fn default() -> Self {
         RedlockConfig {
             masters: Vec::new(),
+            cluster_masters: Vec::new(),
             lock_patterns: vec!["lock:*".into()],
             node_timeout: Duration::from_millis(50),
             op_timeout: Duration::from_secs(1),
@@ -376,11 +384,11 @@ impl Config {
 
     /// Checks that masters are configured (they are required outside dev mode).
     pub fn require_masters(&self) -> Result<(), ConfigError> {
-        if self.redlock.masters.is_empty() {
+        if self.redlock.masters.is_empty() && self.redlock.cluster_masters.is_empty() {
             return Err(ConfigError {
                 option: "redlock.masters".into(),
                 source: String::new(),
-                message: "at least one master is required (--master URL, REDLOCK_PROXY_MASTERS or [redlock] masters); try `redlock-proxy dev` to run with local masters".into(),
+                message: "at least one master is required (--master URL, REDLOCK_PROXY_MASTERS or [redlock] masters; or --master-cluster for a Redis Cluster voter); try `redlock-proxy dev` to run with local masters".into(),
             });
         }
         Ok(())
@@ -395,6 +403,7 @@ impl Config {
         let r = &self.redlock;
         let d = |d: Duration| format!("{d:?}");
         let masters: Vec<String> = r.masters.iter().map(|m| m.to_string()).collect();
+        let clusters: Vec<String> = r.cluster_masters.iter().map(|m| m.to_string()).collect();
         let users: Vec<&str> = self.users.iter().map(|u| u.name.as_str()).collect();
         vec![
             ("listen", s.listen.clone()),
@@ -425,6 +434,7 @@ impl Config {
             ("passthrough_cluster", p.cluster.to_string()),
             ("passthrough_reply_timeout", d(p.reply_timeout)),
             ("masters", masters.join(",")),
+            ("cluster_masters", clusters.join(",")),
             ("lock_patterns", r.lock_patterns.join(",")),
             ("node_timeout", d(r.node_timeout)),
             ("op_timeout", d(r.op_timeout)),

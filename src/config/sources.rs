@@ -18,6 +18,8 @@ pub struct Flags {
     pub passthrough_cluster: bool,
     /// `--master`, repeated.
     pub masters: Vec<String>,
+    /// `--master-cluster`, repeated.
+    pub cluster_masters: Vec<String>,
     /// `--lock-pattern`, repeated.
     pub lock_patterns: Vec<String>,
     /// `--metrics-listen`.
@@ -125,6 +127,7 @@ const OPTIONS: &[(&str, &str, &str, Kind)] = &[
         Kind::Str,
     ),
     ("MASTERS", "redlock", "masters", Kind::List),
+    ("CLUSTER_MASTERS", "redlock", "cluster_masters", Kind::List),
     ("LOCK_PATTERNS", "redlock", "lock_patterns", Kind::List),
     ("NODE_TIMEOUT", "redlock", "node_timeout", Kind::Str),
     ("OP_TIMEOUT", "redlock", "op_timeout", Kind::Str),
@@ -316,6 +319,11 @@ pub(super) fn flag_table(flags: &Flags, prov: &mut Provenance) -> Table {
             list(&flags.masters),
             "--master",
         );
+    }
+    if !flags.cluster_masters.is_empty() {
+        let v = list(&flags.cluster_masters);
+        let flag = "--master-cluster";
+        set(&mut flag_table, prov, "redlock", "cluster_masters", v, flag);
     }
     if !flags.lock_patterns.is_empty() {
         let v = list(&flags.lock_patterns);

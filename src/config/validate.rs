@@ -92,17 +92,31 @@ impl Config {
             ));
         }
         let r = &self.redlock;
-        if r.masters.len() > 64 {
+        let voters = r.masters.len() + r.cluster_masters.len();
+        if voters > 64 {
             return Err((
                 "redlock.masters",
-                format!("{} masters: at most 64 are supported", r.masters.len()),
+                format!("{voters} voters: at most 64 are supported"),
             ));
         }
         let mut seen = std::collections::HashSet::new();
-        for m in &r.masters {
+        for (m, option) in r.masters.iter().map(|m| (m, "redlock.masters")).chain(
+            r.cluster_masters
+                .iter()
+                .map(|m| (m, "redlock.cluster_masters")),
+        ) {
             if !seen.insert(m.addr()) {
-                return Err(("redlock.masters", format!("{} is listed twice", m.addr())));
+                return Err((option, format!("{} is listed twice", m.addr())));
             }
+        }
+        if let Some(c) = r.cluster_masters.iter().find(|c| c.db != 0) {
+            return Err((
+                "redlock.cluster_masters",
+                format!(
+                    "{}: a cluster has database 0 only: drop the /db from the URL",
+                    c.addr()
+                ),
+            ));
         }
         if r.lock_patterns.is_empty() || r.lock_patterns.iter().any(|p| p.is_empty()) {
             return Err((

@@ -37,7 +37,7 @@ pub(crate) fn ready(shared: &Shared) -> Result<(), String> {
     if up < q {
         why.push(format!(
             "{up} of {} masters reachable, {q} needed",
-            engine.masters().len()
+            engine.voters().len()
         ));
     }
     if !shared.health.backend_up() {

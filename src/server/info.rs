@@ -10,9 +10,10 @@ use super::Shared;
 use crate::metrics::{LockKind, LockOutcome};
 use crate::protocol::Reply;
 use crate::redlock::master::{Master, MasterState, identity::Durability};
+use crate::redlock::voter::Voter;
 
-fn state(m: &Master) -> &'static str {
-    match m.state() {
+fn state_name(s: MasterState) -> &'static str {
+    match s {
         MasterState::Up => "up",
         MasterState::Connecting => "connecting",
         MasterState::Down => "down",
@@ -31,7 +32,7 @@ fn durability(m: &Master) -> &'static str {
 /// The `# Proxy` section of `INFO`, in `INFO`'s own `field:value` lines.
 pub(crate) fn proxy_section(shared: &Shared) -> String {
     let engine = shared.engine();
-    let masters = engine.masters();
+    let voters = engine.voters();
     let ops = &engine.stats.ops;
     let mut s = String::from("# Proxy\r\n");
     let mut line = |k: &str, v: &dyn std::fmt::Display| {
@@ -47,7 +48,7 @@ pub(crate) fn proxy_section(shared: &Shared) -> String {
         "lock_patterns",
         &shared.config().redlock.lock_patterns.join(","),
     );
-    line("masters", &masters.len());
+    line("masters", &voters.len());
     line("masters_up", &engine.masters_up());
     line("quorum", &engine.quorum_size());
     line("quorum_available", &(engine.quorum_available() as u8));
@@ -73,20 +74,43 @@ pub(crate) fn proxy_section(shared: &Shared) -> String {
             ),
         );
     }
-    for (i, m) in masters.iter().enumerate() {
-        line(
-            &format!("master{i}"),
-            &format_args!(
-                "addr={},state={},quarantined={},latency_us={},version={},persistence={},owed_releases={}",
-                m.addr(),
-                state(m),
-                m.quarantined() as u8,
-                m.stats.latency_avg_us.load(Ordering::Relaxed),
-                m.version().unwrap_or_else(|| "unknown".into()),
-                durability(m),
-                m.stats.owed.load(Ordering::Relaxed),
-            ),
-        );
+    let master_line = |m: &Master| {
+        format!(
+            "addr={},state={},quarantined={},latency_us={},version={},persistence={},owed_releases={}",
+            m.addr(),
+            state_name(m.state()),
+            m.quarantined() as u8,
+            m.stats.latency_avg_us.load(Ordering::Relaxed),
+            m.version().unwrap_or_else(|| "unknown".into()),
+            durability(m),
+            m.stats.owed.load(Ordering::Relaxed),
+        )
+    };
+    for (i, v) in voters.iter().enumerate() {
+        match v {
+            Voter::Master(m) => line(&format!("master{i}"), &master_line(m)),
+            Voter::Cluster(c) => {
+                let shards = c.shards();
+                let r = &c.redirections;
+                line(
+                    &format!("master{i}"),
+                    &format_args!(
+                        "cluster={},state={},shards={},quarantined_shards={},slots_unserved={},redirections=moved:{}/ask:{}/tryagain:{}",
+                        v.addr(),
+                        state_name(v.state()),
+                        shards.len(),
+                        shards.iter().filter(|m| m.quarantined()).count(),
+                        c.unserved_slots(),
+                        r.moved.load(Ordering::Relaxed),
+                        r.ask.load(Ordering::Relaxed),
+                        r.tryagain.load(Ordering::Relaxed),
+                    ),
+                );
+                for (j, m) in shards.iter().enumerate() {
+                    line(&format!("master{i}_shard{j}"), &master_line(m));
+                }
+            }
+        }
     }
     for kind in LockKind::ALL {
         for outcome in LockOutcome::ALL {
@@ -110,43 +134,64 @@ pub(crate) fn info_proxy(shared: &Shared) -> Reply {
     Reply::Bulk(Bytes::from(proxy_section(shared)))
 }
 
-/// `PROXY MASTERS`: one map per master.
+fn field(k: &'static str, v: Reply) -> (Reply, Reply) {
+    (Reply::Simple(k), v)
+}
+
+fn text(v: String) -> Reply {
+    Reply::Bulk(Bytes::from(v))
+}
+
+/// `PROXY MASTERS`: one map per voter; a cluster voter's map lists its shards.
 pub(crate) fn masters(shared: &Shared) -> Reply {
-    let field = |k: &'static str, v: Reply| (Reply::Simple(k), v);
-    let text = |v: String| Reply::Bulk(Bytes::from(v));
     Reply::Array(
         shared
             .engine()
-            .masters()
+            .voters()
             .iter()
-            .map(|m| {
-                Reply::Map(vec![
-                    field("addr", text(m.addr().to_string())),
-                    field("state", Reply::Simple(state(m))),
-                    field("quarantined", Reply::Int(m.quarantined() as i64)),
+            .map(|v| match v {
+                Voter::Master(m) => master_map(m),
+                Voter::Cluster(c) => Reply::Map(vec![
+                    field("cluster", text(v.addr())),
+                    field("state", Reply::Simple(state_name(v.state()))),
+                    field("quarantined", Reply::Int(v.quarantined() as i64)),
+                    field("slots_unserved", Reply::Int(c.unserved_slots() as i64)),
                     field(
-                        "quarantine_left_ms",
-                        Reply::Int(m.quarantine_left().as_millis() as i64),
+                        "shards",
+                        Reply::Array(c.shards().iter().map(|m| master_map(m)).collect()),
                     ),
-                    field("run_id", text(m.run_id().unwrap_or_default())),
-                    field("version", text(m.version().unwrap_or_default())),
-                    field("persistence", Reply::Simple(durability(m))),
-                    field(
-                        "latency_us",
-                        Reply::Int(m.stats.latency_avg_us.load(Ordering::Relaxed) as i64),
-                    ),
-                    field(
-                        "owed_releases",
-                        Reply::Int(m.stats.owed.load(Ordering::Relaxed) as i64),
-                    ),
-                    field(
-                        "requests",
-                        Reply::Int(m.stats.sent.load(Ordering::Relaxed) as i64),
-                    ),
-                ])
+                ]),
             })
             .collect(),
     )
+}
+
+/// One master's state, for `PROXY MASTERS`.
+fn master_map(m: &Master) -> Reply {
+    Reply::Map(vec![
+        field("addr", text(m.addr().to_string())),
+        field("state", Reply::Simple(state_name(m.state()))),
+        field("quarantined", Reply::Int(m.quarantined() as i64)),
+        field(
+            "quarantine_left_ms",
+            Reply::Int(m.quarantine_left().as_millis() as i64),
+        ),
+        field("run_id", text(m.run_id().unwrap_or_default())),
+        field("version", text(m.version().unwrap_or_default())),
+        field("persistence", Reply::Simple(durability(m))),
+        field(
+            "latency_us",
+            Reply::Int(m.stats.latency_avg_us.load(Ordering::Relaxed) as i64),
+        ),
+        field(
+            "owed_releases",
+            Reply::Int(m.stats.owed.load(Ordering::Relaxed) as i64),
+        ),
+        field(
+            "requests",
+            Reply::Int(m.stats.sent.load(Ordering::Relaxed) as i64),
+        ),
+    ])
 }
 
 /// `PROXY CONFIG`: the effective configuration, option by option, passwords

@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::{Shared, connection};
-use crate::backend::Endpoint;
+
 use crate::command::{Classifier, LockPatterns, LockRules};
 use crate::config::Config;
 use crate::protocol::FrameLimits;
-use crate::redlock::master;
 use crate::redlock::scripts::ScriptRegistry;
+use crate::redlock::voter::VoterSpec;
 use crate::redlock::{Engine, EngineConfig};
 
 /// The parts of the proxy a reload replaces.
@@ -164,18 +164,10 @@ impl Shared {
         }
         let config = effective(&old.config, new);
         let depth = config.limits.max_nesting_depth;
-        let endpoints = config
-            .redlock
-            .masters
-            .iter()
-            .map(|url| {
-                Endpoint::new(url.clone(), master::CONNECT_TIMEOUT, depth)
-                    .with_tls(self.tls_client.clone())
-            })
-            .collect();
+        let voters = VoterSpec::from_config(&config.redlock, depth, self.tls_client.as_ref());
         let (engine, removed) = old.engine.reconfigured(
             EngineConfig::from(&config.redlock),
-            endpoints,
+            voters,
             &self.masters_shutdown,
             &self.masters_tracker,
         );

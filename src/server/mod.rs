@@ -34,8 +34,8 @@ use self::shutdown::ShutdownFlags;
 use crate::backend::Endpoint;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::redlock::master;
 use crate::redlock::scripts::ScriptRegistry;
+use crate::redlock::voter::VoterSpec;
 use crate::redlock::{Engine, EngineConfig};
 use crate::stream::Stream;
 use crate::tls::TlsClient;
@@ -126,17 +126,10 @@ impl Proxy {
         let masters_shutdown = CancellationToken::new();
         let masters_tracker = TaskTracker::new();
         let depth = config.limits.max_nesting_depth;
-        let endpoints = r
-            .masters
-            .iter()
-            .map(|url| {
-                Endpoint::new(url.clone(), master::CONNECT_TIMEOUT, depth)
-                    .with_tls(tls_client.clone())
-            })
-            .collect();
+        let voters = VoterSpec::from_config(r, depth, tls_client.as_ref());
         let engine = Engine::start(
             EngineConfig::from(r),
-            endpoints,
+            voters,
             &masters_shutdown,
             &masters_tracker,
         );
@@ -261,8 +254,8 @@ impl Proxy {
             tracker.wait().await;
         }
         shared.masters_shutdown.cancel();
-        for m in shared.engine().masters() {
-            m.stop();
+        for v in shared.engine().voters() {
+            v.stop();
         }
         shared.masters_tracker.close();
         let _ = tokio::time::timeout_at(started + timeout, shared.masters_tracker.wait()).await;

@@ -16,7 +16,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 use super::Shared;
 use crate::metrics::{LockKind, LockOutcome};
-use crate::redlock::master::{Master, MasterState};
+use crate::redlock::master::{Master, MasterState, MasterStats};
 
 /// The registry `/metrics` renders: one collector over the shared state.
 pub(crate) fn registry(shared: Arc<Shared>) -> Registry {
@@ -64,9 +64,11 @@ impl Out<'_> {
     }
 
     /// One family, a metric per master labelled `master="host:port"`.
+    /// One sample per master connection: a plain master, or a cluster
+    /// voter's shard (`voter`: the voter's address, a cluster's seed).
     fn per_master<M: EncodeMetric>(
         &mut self,
-        masters: &[Arc<Master>],
+        masters: &[(String, Arc<Master>)],
         name: &str,
         help: &str,
         unit: Option<&Unit>,
@@ -74,8 +76,8 @@ impl Out<'_> {
         metric: impl Fn(&Master) -> M,
     ) -> fmt::Result {
         let mut family = self.enc.encode_descriptor(name, help, unit, ty)?;
-        for m in masters {
-            let labels = [("master", m.addr())];
+        for (voter, m) in masters {
+            let labels = [("master", m.addr()), ("voter", voter.as_str())];
             metric(m).encode(family.encode_family(&labels)?)?;
         }
         Ok(())
@@ -88,7 +90,15 @@ impl Collector for ProxyCollector {
         let mut out = Out { enc };
         let m = &s.metrics;
         let engine = s.engine();
-        let masters = engine.masters();
+        let voters = engine.voters();
+        let masters: Vec<(String, Arc<Master>)> = voters
+            .iter()
+            .flat_map(|v| {
+                let voter = v.addr();
+                v.shards().into_iter().map(move |m| (voter.clone(), m))
+            })
+            .collect();
+        let masters = &masters[..];
 
         out.gauge(
             "redlock_proxy_clients",
@@ -252,8 +262,8 @@ impl Collector for ProxyCollector {
         )?;
         out.gauge(
             "redlock_proxy_masters",
-            "Masters configured.",
-            masters.len() as i64,
+            "Voters configured (masters, and Redis Clusters voting as one).",
+            voters.len() as i64,
         )?;
 
         let gauge = MetricType::Gauge;
@@ -305,33 +315,38 @@ impl Collector for ProxyCollector {
                 None,
                 counter,
             )?;
-            for m in masters {
+            for voter in voters {
+                let (addr, st) = (voter.addr(), voter.stats());
                 for (vote, v) in [
-                    ("yes", &m.stats.votes_yes),
-                    ("no", &m.stats.votes_no),
-                    ("unknown", &m.stats.votes_unknown),
+                    ("yes", &st.votes_yes),
+                    ("no", &st.votes_no),
+                    ("unknown", &st.votes_unknown),
                 ] {
-                    let labels = [("master", m.addr()), ("vote", vote)];
+                    let labels = [("master", addr.as_str()), ("vote", vote)];
                     ConstCounter::new(get(v)).encode(family.encode_family(&labels)?)?;
                 }
             }
         }
-        out.per_master(
-            masters,
-            "redlock_proxy_master_timeouts",
-            "Requests the operation stopped waiting for before the master answered.",
-            None,
-            counter,
-            |m| ConstCounter::new(get(&m.stats.timeouts)),
-        )?;
-        out.per_master(
-            masters,
-            "redlock_proxy_master_errors",
-            "Error replies from the master, and requests lost with its connection.",
-            None,
-            counter,
-            |m| ConstCounter::new(get(&m.stats.errors)),
-        )?;
+        for (name, help, pick) in [
+            (
+                "redlock_proxy_master_timeouts",
+                "Requests the operation stopped waiting for before the master (voter) answered.",
+                (|st| &st.timeouts) as fn(&MasterStats) -> &AtomicU64,
+            ),
+            (
+                "redlock_proxy_master_errors",
+                "Error replies from the master (voter), and requests lost with its connection.",
+                |st| &st.errors,
+            ),
+        ] {
+            let mut family = out.enc.encode_descriptor(name, help, None, counter)?;
+            for voter in voters {
+                let addr = voter.addr();
+                let labels = [("master", addr.as_str())];
+                ConstCounter::new(get(pick(voter.stats())))
+                    .encode(family.encode_family(&labels)?)?;
+            }
+        }
         out.per_master(
             masters,
             "redlock_proxy_master_connection_failures",

@@ -79,10 +79,16 @@ pub(crate) struct Topology {
     pub(crate) masters: Vec<NodeAddr>,
     /// For each slot, the index of its master in `masters`, or [`UNOWNED`].
     pub(crate) owner: Vec<u16>,
+    /// The replicas listed (a replica later seen serving slots took over by
+    /// failover).
+    pub(crate) replicas: Vec<NodeAddr>,
 }
 
 impl Topology {
-    fn from_ranges(ranges: Vec<(usize, usize, NodeAddr)>) -> Option<Topology> {
+    fn from_ranges(
+        ranges: Vec<(usize, usize, NodeAddr)>,
+        replicas: Vec<NodeAddr>,
+    ) -> Option<Topology> {
         let mut masters: Vec<NodeAddr> = ranges.iter().map(|r| r.2.clone()).collect();
         masters.sort();
         masters.dedup();
@@ -94,13 +100,18 @@ impl Topology {
             let i = masters.binary_search(&node).ok()?;
             owner[start..=end].fill(u16::try_from(i).ok()?);
         }
-        Some(Topology { masters, owner })
+        Some(Topology {
+            masters,
+            owner,
+            replicas,
+        })
     }
 
     /// From a `CLUSTER SHARDS` reply; `asked` is the node that gave it (a node
     /// announcing no address means that one); `tls` picks the TLS port.
     pub(crate) fn from_shards(reply: &Value, asked: &NodeAddr, tls: bool) -> Option<Topology> {
         let mut ranges = Vec::new();
+        let mut replicas = Vec::new();
         for shard in array(reply)? {
             let slots = array(field(shard, "slots")?)?;
             let nodes = array(field(shard, "nodes")?)?;
@@ -111,20 +122,29 @@ impl Topology {
                 .iter()
                 .find(|n| is(n, "role", "master") && is(n, "health", "online"))
                 .or_else(|| nodes.iter().find(|n| is(n, "role", "master")));
+            let node_addr = |n: &Value| {
+                let port = tls
+                    .then(|| field(n, "tls-port"))
+                    .flatten()
+                    .or_else(|| field(n, "port"))
+                    .and_then(int)?;
+                let host = ["endpoint", "ip"]
+                    .iter()
+                    .filter_map(|k| field(n, k).and_then(text))
+                    .find(|h| !h.is_empty() && *h != b"?");
+                address(host, port, asked)
+            };
+            replicas.extend(
+                nodes
+                    .iter()
+                    .filter(|n| is(n, "role", "replica"))
+                    .filter_map(node_addr),
+            );
             let Some(master) = master else { continue };
             if is(master, "health", "fail") {
                 continue;
             }
-            let port = tls
-                .then(|| field(master, "tls-port"))
-                .flatten()
-                .or_else(|| field(master, "port"))
-                .and_then(int)?;
-            let host = ["endpoint", "ip"]
-                .iter()
-                .filter_map(|k| field(master, k).and_then(text))
-                .find(|h| !h.is_empty() && *h != b"?");
-            let node = address(host, port, asked)?;
+            let node = node_addr(master)?;
             for pair in slots.chunks_exact(2) {
                 let (s, e) = (int(&pair[0])?, int(&pair[1])?);
                 ranges.push((
@@ -134,25 +154,30 @@ impl Topology {
                 ));
             }
         }
-        Topology::from_ranges(ranges)
+        Topology::from_ranges(ranges, replicas)
     }
 
     /// From a `CLUSTER SLOTS` reply (each entry: start, end, master, replicas).
     pub(crate) fn from_slots(reply: &Value, asked: &NodeAddr) -> Option<Topology> {
         let mut ranges = Vec::new();
+        let mut replicas = Vec::new();
+        let node_addr = |n: &Value| {
+            let n = array(n)?;
+            let host = text(n.first()?).filter(|h| !h.is_empty() && *h != b"?");
+            address(host, int(n.get(1)?)?, asked)
+        };
         for entry in array(reply)? {
             let e = array(entry)?;
             let (start, end) = (int(e.first()?)?, int(e.get(1)?)?);
-            let master = array(e.get(2)?)?;
-            let host = text(master.first()?).filter(|h| !h.is_empty() && *h != b"?");
-            let node = address(host, int(master.get(1)?)?, asked)?;
+            let node = node_addr(e.get(2)?)?;
+            replicas.extend(e.iter().skip(3).filter_map(node_addr));
             ranges.push((
                 usize::try_from(start).ok()?,
                 usize::try_from(end).ok()?,
                 node,
             ));
         }
-        Topology::from_ranges(ranges)
+        Topology::from_ranges(ranges, replicas)
     }
 
     /// The master of `slot`, if one serves it.
@@ -247,6 +272,9 @@ mod tests {
         assert_eq!(t.master_of(8001).unwrap().port, 7004);
         assert_eq!(t.master_of(16383).unwrap().port, 7004);
         assert_eq!(t.unowned(), 0);
+        // The replicas listed: one seen later serving slots took over.
+        let ports: Vec<u16> = t.replicas.iter().map(|r| r.port).collect();
+        assert_eq!(ports, [7003]);
     }
 
     #[test]
@@ -254,11 +282,13 @@ mod tests {
         let asked = NodeAddr::parse("10.0.0.9:7000").unwrap();
         // The second master announces no IP: it is the node asked.
         let reply = format!(
-            "*2\r\n*3\r\n:0\r\n:99\r\n*2\r\n{}:7001\r\n*3\r\n:200\r\n:299\r\n*2\r\n{}:7000\r\n",
+            "*2\r\n*4\r\n:0\r\n:99\r\n*2\r\n{}:7001\r\n*2\r\n{}:7005\r\n*3\r\n:200\r\n:299\r\n*2\r\n{}:7000\r\n",
+            bulk("127.0.0.1"),
             bulk("127.0.0.1"),
             bulk("")
         );
         let t = Topology::from_slots(&value(&reply), &asked).unwrap();
+        assert_eq!(t.replicas[0].to_string(), "127.0.0.1:7005");
         assert_eq!(t.master_of(50).unwrap().to_string(), "127.0.0.1:7001");
         assert_eq!(t.master_of(250).unwrap().to_string(), "10.0.0.9:7000");
         assert_eq!(t.master_of(150), None);

@@ -104,7 +104,7 @@ impl Engine {
     /// `retry_count` times, each attempt measured afresh.
     async fn acquire(&self, a: Acquisition, again: LockOp) -> Outcome {
         let q = self.quorum();
-        let n = self.masters.len();
+        let n = self.voters.len();
         if a.ttl == Some(Duration::ZERO) {
             count(&self.stats.expired);
             return a.failure(&[], q).into();

@@ -52,17 +52,18 @@ impl Engine {
         lock: Role,
         decided: impl Fn(&[Answer]) -> bool,
     ) -> Round {
-        let n = self.masters.len();
+        let n = self.voters.len();
         let start = Instant::now();
         let deadline = start + timeout;
         let inbox = Arc::new(Replies::with_capacity(n));
-        for m in &self.masters {
+        for m in &self.voters {
             m.send(Request {
                 cmd: cmd.clone(),
                 script: script.clone(),
                 deadline,
                 reply_to: Arc::clone(&inbox),
                 lock: lock.clone(),
+                route: Default::default(),
             });
         }
         let mut answers: Vec<Answer> = vec![Err(NoReply::Pending); n];
@@ -73,23 +74,19 @@ impl Engine {
                 timed_out = true;
                 break;
             };
+            // (A master quarantined when it answered says so itself.)
             if let Some(slot) = answers.get_mut(i) {
                 if *slot == Err(NoReply::Pending) {
-                    let distrusted = self.masters.get(i).is_some_and(|m| m.quarantined());
-                    *slot = if distrusted {
-                        Err(NoReply::Quarantined)
-                    } else {
-                        answer
-                    };
+                    *slot = answer;
                     waiting -= 1;
                 }
             }
         }
         let elapsed = start.elapsed();
-        for (m, a) in self.masters.iter().zip(answers.iter_mut()) {
+        for (m, a) in self.voters.iter().zip(answers.iter_mut()) {
             let counter = match a {
-                Err(NoReply::Pending) if timed_out => Some(&m.stats.timeouts),
-                Err(NoReply::Lost) | Ok(BytesFrame::Error(_)) => Some(&m.stats.errors),
+                Err(NoReply::Pending) if timed_out => Some(&m.stats().timeouts),
+                Err(NoReply::Lost) | Ok(BytesFrame::Error(_)) => Some(&m.stats().errors),
                 _ => None,
             };
             if let Some(c) = counter {
@@ -111,16 +108,16 @@ impl Engine {
     /// that was not waited for, the answers having decided, casts none).
     pub(super) fn count_votes(&self, round: &Round, yes: impl Fn(&BytesFrame) -> bool) {
         use std::sync::atomic::Ordering::Relaxed;
-        for (m, a) in self.masters.iter().zip(&round.answers) {
+        for (m, a) in self.voters.iter().zip(&round.answers) {
             let counter = match a {
                 Err(NoReply::Pending | NoReply::Timeout) if !round.timed_out => continue,
                 Ok(BytesFrame::Error(_)) | Err(NoReply::Pending | NoReply::Timeout) => {
-                    &m.stats.votes_unknown
+                    &m.stats().votes_unknown
                 }
-                Err(NoReply::Down | NoReply::Backlog | NoReply::Lost) => &m.stats.votes_unknown,
-                Err(NoReply::Quarantined) => &m.stats.votes_no,
-                Ok(f) if yes(f) => &m.stats.votes_yes,
-                Ok(_) => &m.stats.votes_no,
+                Err(NoReply::Down | NoReply::Backlog | NoReply::Lost) => &m.stats().votes_unknown,
+                Err(NoReply::Quarantined) => &m.stats().votes_no,
+                Ok(f) if yes(f) => &m.stats().votes_yes,
+                Ok(_) => &m.stats().votes_no,
             };
             counter.fetch_add(1, Relaxed);
         }
@@ -129,7 +126,7 @@ impl Engine {
     /// What each master whose answer does not count did, for messages.
     pub(super) fn causes(&self, answers: &[Answer], timeout: Duration) -> String {
         let mut out = String::new();
-        for (m, a) in self.masters.iter().zip(answers) {
+        for (m, a) in self.voters.iter().zip(answers) {
             let why = match a {
                 Ok(BytesFrame::Error(e)) => format!("answered \"{e}\""),
                 Ok(_) => continue,
@@ -157,7 +154,7 @@ impl Engine {
         super::count(&self.stats.undecided);
         let causes = self.causes(answers, timeout);
         tracing::debug!(operation = what, masters = %causes, "lock operation undecided");
-        errors::no_quorum(what, self.quorum(), self.masters.len(), &causes)
+        errors::no_quorum(what, self.quorum(), self.voters.len(), &causes)
     }
 
     /// An acquisition was refused because too few masters could vote (not

@@ -48,7 +48,7 @@ use super::op::{LockOp, ScriptAction};
 use super::quorum::{self, Params};
 use super::scripts::sha1_hex;
 use super::vote;
-use crate::backend::Endpoint;
+use super::voter::{ClusterVoter, Voter, VoterSpec};
 use crate::config::RedlockConfig;
 use crate::errors;
 use crate::metrics::{LockKind, LockMetrics, LockOutcome};
@@ -233,7 +233,7 @@ impl Internal {
 /// finish on the engine they started on.
 #[derive(Debug)]
 pub struct Engine {
-    masters: Vec<Arc<Master>>,
+    voters: Vec<Voter>,
     cfg: EngineConfig,
     query: Internal,
     del: Internal,
@@ -249,38 +249,35 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// An engine over the masters at `endpoints`, whose connection tasks it
+    /// An engine over the voters `specs` describe, whose connection tasks it
     /// spawns on `tracker`.
     pub(crate) fn start(
         cfg: EngineConfig,
-        endpoints: Vec<Endpoint>,
+        specs: Vec<VoterSpec>,
         shutdown: &CancellationToken,
         tracker: &TaskTracker,
     ) -> Self {
         let cad = Internal::new(CAD_SCRIPT);
         let guard = Arc::new(Guard::new(cfg.guard));
-        let masters = endpoints
+        let voters = specs
             .into_iter()
             .enumerate()
-            .map(|(i, e)| {
-                let (cad, guard) = (Arc::clone(&cad.preload), Arc::clone(&guard));
-                Master::spawn(i, e, cad, guard, shutdown.clone(), tracker)
-            })
+            .map(|(i, spec)| spawn_voter(i, spec, (&cad, &guard), shutdown, tracker))
             .collect();
-        Engine::assemble(masters, cfg, Arc::default(), guard, Arc::default())
+        Engine::assemble(voters, cfg, Arc::default(), guard, Arc::default())
     }
 
-    /// An engine over running masters, with the state engines share across a
+    /// An engine over running voters, with the state engines share across a
     /// reload (counters, the restart guard, the warning limiter).
     fn assemble(
-        masters: Vec<Arc<Master>>,
+        voters: Vec<Voter>,
         cfg: EngineConfig,
         stats: Arc<LockStats>,
         guard: Arc<Guard>,
         warned: Arc<Mutex<collect::WarnLimiter>>,
     ) -> Engine {
         Engine {
-            masters,
+            voters,
             cfg,
             query: Internal::new(QUERY_SCRIPT),
             del: Internal::new(DEL_SCRIPT),
@@ -293,48 +290,45 @@ impl Engine {
         }
     }
 
-    /// The engine for a new configuration: masters at the same URL are kept
-    /// (connection, owed releases, quarantine), others are started; returns it
-    /// with the masters no longer configured, for the caller to stop once the
-    /// new engine is in place.
+    /// The engine for a new configuration: voters of the same kind and URL
+    /// in the same place are kept (connections, owed releases, quarantines),
+    /// others are started; returns it with the voters no longer configured,
+    /// for the caller to stop once the new engine is in place.
     pub(crate) fn reconfigured(
         &self,
         cfg: EngineConfig,
-        endpoints: Vec<Endpoint>,
+        specs: Vec<VoterSpec>,
         shutdown: &CancellationToken,
         tracker: &TaskTracker,
-    ) -> (Engine, Vec<Arc<Master>>) {
+    ) -> (Engine, Vec<Voter>) {
         self.guard.set_max_ttl(cfg.guard.max_ttl);
-        let mut kept = vec![false; self.masters.len()];
-        let masters = endpoints
+        let mut kept = vec![false; self.voters.len()];
+        let voters = specs
             .into_iter()
             .enumerate()
-            .map(|(i, e)| {
+            .map(|(i, spec)| {
                 let old = self
-                    .masters
+                    .voters
                     .iter()
-                    .position(|m| m.url == *e.url() && m.index == i);
+                    .position(|v| spec.describes(v) && v.index() == i);
                 match old {
                     Some(j) => {
                         kept[j] = true;
-                        Arc::clone(&self.masters[j])
+                        self.voters[j].clone()
                     }
-                    None => {
-                        let (cad, guard) = (Arc::clone(&self.cad.preload), Arc::clone(&self.guard));
-                        Master::spawn(i, e, cad, guard, shutdown.clone(), tracker)
-                    }
+                    None => spawn_voter(i, spec, (&self.cad, &self.guard), shutdown, tracker),
                 }
             })
             .collect();
         let removed = self
-            .masters
+            .voters
             .iter()
             .zip(kept)
             .filter(|(_, k)| !k)
-            .map(|(m, _)| Arc::clone(m))
+            .map(|(v, _)| v.clone())
             .collect();
         let engine = Engine::assemble(
-            masters,
+            voters,
             cfg,
             Arc::clone(&self.stats),
             Arc::clone(&self.guard),
@@ -343,35 +337,37 @@ impl Engine {
         (engine, removed)
     }
 
-    /// The masters.
-    pub fn masters(&self) -> &[Arc<Master>] {
-        &self.masters
+    /// The voters (single masters and clusters).
+    pub fn voters(&self) -> &[Voter] {
+        &self.voters
+    }
+
+    /// Every master connection: the plain masters, and the cluster voters'
+    /// shards now.
+    pub fn masters(&self) -> Vec<Arc<Master>> {
+        self.voters.iter().flat_map(Voter::shards).collect()
     }
 
     fn quorum(&self) -> usize {
-        quorum::quorum(self.masters.len())
+        quorum::quorum(self.voters.len())
     }
 
-    /// How many masters make a quorum.
+    /// How many voters make a quorum.
     pub fn quorum_size(&self) -> usize {
         self.quorum()
     }
 
-    /// Masters whose connection is up.
+    /// Voters whose connections are up.
     pub fn masters_up(&self) -> usize {
-        self.masters
+        self.voters
             .iter()
-            .filter(|m| m.state() == super::master::MasterState::Up)
+            .filter(|v| v.state() == super::master::MasterState::Up)
             .count()
     }
 
-    /// Whether a quorum of masters is up and trusted: acquisitions can be granted.
+    /// Whether a quorum of voters is up and trusted: acquisitions can be granted.
     pub fn quorum_available(&self) -> bool {
-        let trusted = self
-            .masters
-            .iter()
-            .filter(|m| m.state() == super::master::MasterState::Up && !m.quarantined())
-            .count();
+        let trusted = self.voters.iter().filter(|v| v.trusted()).count();
         trusted >= self.quorum()
     }
 
@@ -427,8 +423,8 @@ impl Engine {
     /// while the vote was being decided).
     fn granted_ttl(&self, ttl: Duration) {
         if self.guard.granted(ttl) {
-            for m in &self.masters {
-                m.quarantine_at_least(ttl);
+            for v in &self.voters {
+                v.quarantine_at_least(ttl);
             }
         }
     }
@@ -442,8 +438,33 @@ impl Engine {
     /// Owes a compare-and-delete of `keys` with `token` to every master.
     fn release_everywhere(&self, keys: &[Bytes], token: &Bytes, expires: Option<Instant>) {
         let lock = LockRef::new(keys.to_vec(), token.clone(), expires);
-        for m in &self.masters {
-            m.owe(Arc::clone(&lock));
+        for v in &self.voters {
+            v.owe(Arc::clone(&lock));
+        }
+    }
+}
+
+/// Starts voter `i`: a master's connection task, or a cluster voter (its
+/// shards' tasks start as it learns the topology).
+fn spawn_voter(
+    i: usize,
+    spec: VoterSpec,
+    (cad, guard): (&Internal, &Arc<Guard>),
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) -> Voter {
+    let shared = (Arc::clone(&cad.preload), Arc::clone(guard));
+    match spec {
+        VoterSpec::Master(e) => Voter::Master(Master::spawn(
+            i,
+            e,
+            shared.0,
+            shared.1,
+            shutdown.clone(),
+            tracker,
+        )),
+        VoterSpec::Cluster(e) => {
+            Voter::Cluster(ClusterVoter::start(i, e, shared, shutdown.clone(), tracker))
         }
     }
 }

@@ -127,7 +127,7 @@ impl Engine {
             count(&self.stats.extended);
             return vote::success_reply(conv, &round.answers, nkeys).into();
         };
-        let n = self.masters.len();
+        let n = self.voters.len();
         match quorum::decide(votes.yes, n, Some(ttl), round.elapsed, params) {
             Decision::Granted(_) => {
                 count(&self.stats.extended);

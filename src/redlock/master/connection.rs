@@ -14,7 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::owed::Id;
 use super::restart::ProbeNext;
-use super::{Backlog, Master, Message, Preload, ReplySender, Role};
+use super::{Backlog, Master, Message, Preload, Request, Role};
+use crate::backend::cluster::Redirect;
 use crate::backend::{BackendError, Connection, ErrorKind};
 use crate::redlock::vote::NoReply;
 
@@ -26,20 +27,20 @@ const MAX_PENDING: usize = 10_000;
 
 /// `INFO server`, encoded.
 const PROBE: &[u8] = b"*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n";
+/// `ASKING`, encoded.
+const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
 
 /// A written request waiting for its reply.
 #[derive(Debug)]
 enum Awaiting {
-    /// An operation's request.
+    /// An operation's request, kept whole: sent again after a `NOSCRIPT`
+    /// (once), or elsewhere after a cluster's redirection.
     Op {
-        reply_to: ReplySender,
+        req: Request,
         /// When it was written (for the latency histogram).
         sent: Instant,
-        /// For an EVALSHA: the command and its script, to send again after a
-        /// `NOSCRIPT` (once).
-        resend: Option<(Bytes, Arc<Preload>)>,
-        /// The lock it takes or releases.
-        lock: Role,
+        /// It was sent again after a `NOSCRIPT` already.
+        resent: bool,
     },
     /// A `SCRIPT LOAD` of the connection's own; its reply is dropped.
     Load,
@@ -74,6 +75,16 @@ impl MasterConnection {
             pending: VecDeque::new(),
             loaded: HashSet::new(),
         }
+    }
+
+    /// Writes a request: after `ASKING` when a migrating slot's node is
+    /// asked, and after its script's load if this connection has not.
+    fn write_request(&mut self, req: &Request) {
+        if req.route.asking {
+            self.conn.out().extend_from_slice(ASKING);
+            self.pending.push_back(Awaiting::Ignored);
+        }
+        self.write(&req.cmd, req.script.as_ref());
     }
 
     /// Writes `cmd`, loading `script` first if this connection has not.
@@ -120,13 +131,11 @@ impl MasterConnection {
                 self.write_owed(backlog, now);
                 continue;
             }
-            self.write(&req.cmd, req.script.as_ref());
-            let resend = req.script.map(|s| (req.cmd, s));
+            self.write_request(&req);
             self.pending.push_back(Awaiting::Op {
-                reply_to: req.reply_to,
+                req,
                 sent: now,
-                resend,
-                lock: req.lock,
+                resent: false,
             });
         }
         self.write_owed(backlog, now);
@@ -143,6 +152,20 @@ impl MasterConnection {
             self.write(&cmd, Some(&cad));
             self.pending.push_back(Awaiting::Owed(id));
         }
+    }
+
+    /// A cluster shard's redirection, with the router that follows it (a
+    /// plain master's error replies are votes: `None`).
+    fn redirected(&self, frame: &BytesFrame) -> Option<(Redirect, Arc<dyn super::Router>)> {
+        let BytesFrame::Error(e) = frame else {
+            return None;
+        };
+        let router = self.master.router()?;
+        let mut line = bytes::BytesMut::with_capacity(e.len() + 3);
+        line.extend_from_slice(b"-");
+        line.extend_from_slice(e.as_bytes());
+        line.extend_from_slice(b"\r\n");
+        Some((Redirect::parse(&line)?, router))
     }
 
     fn protocol_error(&self, what: impl std::fmt::Display) -> BackendError {
@@ -165,37 +188,44 @@ impl MasterConnection {
             let now = Instant::now();
             match awaiting {
                 Awaiting::Op {
-                    reply_to,
+                    req,
                     sent,
-                    resend: Some((cmd, script)),
-                    lock,
-                } if is_noscript(&frame) => {
+                    resent: false,
+                } if req.script.is_some() && is_noscript(&frame) => {
                     // Flushed behind our back: load it again and resend, once.
-                    self.loaded.remove(&script.sha);
-                    self.write(&cmd, Some(&script));
+                    if let Some(script) = &req.script {
+                        self.loaded.remove(&script.sha);
+                    }
+                    self.write_request(&req);
                     self.pending.push_back(Awaiting::Op {
-                        reply_to,
+                        req,
                         sent,
-                        resend: None,
-                        lock,
+                        resent: true,
                     });
                 }
-                Awaiting::Op {
-                    reply_to,
-                    sent,
-                    lock,
-                    ..
-                } => {
+                Awaiting::Op { req, sent, .. } => {
                     let took = now.saturating_duration_since(sent);
                     self.master.stats.observe_latency(took);
+                    if let Some((redirect, router)) = self.redirected(&frame) {
+                        // A cluster shard: the key lives elsewhere (or is
+                        // moving); the router sends the request on.
+                        router.redirect(redirect, req);
+                        continue;
+                    }
                     if let BytesFrame::Error(e) = &frame {
                         if is_noscript(&frame) {
                             self.loaded.clear();
                         }
                         tracing::debug!(master = %self.master.url, error = %e, "a lock request failed on a master");
-                        self.master.owe_now(backlog, &lock, now);
+                        self.master.owe_now(backlog, &req.lock, now);
                     }
-                    reply_to.push((index, Ok(frame)));
+                    // A master distrusted now (the restart guard) casts no vote.
+                    let answer = if self.master.quarantined() {
+                        Err(NoReply::Quarantined)
+                    } else {
+                        Ok(frame)
+                    };
+                    req.reply_to.push((index, answer));
                 }
                 Awaiting::Load => {
                     if let BytesFrame::Error(e) = frame {
@@ -219,6 +249,14 @@ impl MasterConnection {
                 Awaiting::Owed(id) => match frame {
                     // The count of keys it deleted: 0 or 1, the token is gone either way.
                     BytesFrame::Integer(_) => backlog.owed.confirmed(&id, now),
+                    other if self.redirected(&other).is_some() => {
+                        // The key lives on another shard now: owed there.
+                        if let (Some(debt), Some(router)) =
+                            (backlog.owed.take(&id), self.master.router())
+                        {
+                            router.rehome(debt);
+                        }
+                    }
                     other => {
                         if is_noscript(&other) {
                             self.loaded.remove(&self.master.cad().sha);
@@ -320,9 +358,9 @@ impl MasterConnection {
     pub(super) fn lost(&mut self, backlog: &mut Backlog) {
         let index = self.master.index;
         for awaiting in self.pending.drain(..) {
-            if let Awaiting::Op { reply_to, lock, .. } = awaiting {
-                reply_to.push((index, Err(NoReply::Lost)));
-                self.master.owe_now(backlog, &lock, Instant::now());
+            if let Awaiting::Op { req, .. } = awaiting {
+                req.reply_to.push((index, Err(NoReply::Lost)));
+                self.master.owe_now(backlog, &req.lock, Instant::now());
             }
         }
         backlog.owed.connection_lost(Instant::now());
@@ -358,6 +396,7 @@ mod tests {
             deadline,
             reply_to: Arc::new(Replies::with_capacity(1)),
             lock,
+            route: Default::default(),
         }
     }
 

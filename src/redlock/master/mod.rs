@@ -31,7 +31,7 @@ mod restart;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -41,8 +41,10 @@ use tokio_util::sync::CancellationToken;
 
 use self::connection::MasterConnection;
 use self::identity::{Guard, GuardState, Quarantine};
-use self::owed::{Debt, Owed};
+pub(crate) use self::owed::Debt;
+use self::owed::Owed;
 use super::vote::{Answer, NoReply};
+use crate::backend::cluster::Redirect;
 use crate::backend::{Endpoint, Handshake};
 use crate::config::RedisUrl;
 use crate::protocol::encode_command;
@@ -187,6 +189,31 @@ pub(crate) struct Request {
     pub(crate) reply_to: ReplySender,
     /// The lock the request takes or releases, if any.
     pub(crate) lock: Role,
+    /// On a shard of a cluster voter: the redirections it followed so far, and
+    /// whether it goes after `ASKING` (a slot being migrated).
+    pub(crate) route: Hops,
+}
+
+/// How far a request sent to a cluster voter's shard was redirected.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Hops {
+    /// Redirections followed.
+    pub(crate) hops: u8,
+    /// Sent after `ASKING`: the next node answers for a migrating slot.
+    pub(crate) asking: bool,
+}
+
+/// Who follows a cluster shard's redirections: the cluster voter the shard
+/// belongs to (see `redlock/voter/cluster.rs`). A plain master has none: its
+/// error replies are votes.
+pub(crate) trait Router: Send + Sync + std::fmt::Debug {
+    /// The shard answered `redirect` to `req`: send it where it says.
+    fn redirect(&self, redirect: Redirect, req: Request);
+    /// A release owed on the shard belongs elsewhere (its key moved, or the
+    /// shard left): owe it where the key lives now.
+    fn rehome(&self, debt: Debt);
+    /// The shard's connection failed: the cluster's shape may have changed.
+    fn failed(&self);
 }
 
 /// What a request does to a lock, as far as owed releases are concerned.
@@ -229,7 +256,7 @@ impl LockRef {
     }
 
     /// The releases of it, one per key, by `EVALSHA` of the script `cad`.
-    fn debts(&self, cad: &[u8]) -> Vec<Debt> {
+    pub(crate) fn debts(&self, cad: &[u8]) -> Vec<Debt> {
         let cmds = self.releases.get_or_init(|| {
             self.keys
                 .iter()
@@ -260,6 +287,12 @@ enum Message {
     Op(Request),
     /// A release owed, after everything received before it.
     Owe(Arc<LockRef>),
+    /// One key's release, owed elsewhere before (a cluster shard's key moved
+    /// here).
+    Debt(Debt),
+    /// The node left its cluster voter: what it holds goes back to the
+    /// router, then the task stops.
+    Retire,
     /// Shutdown: deliver what is queued, then stop.
     Stop,
 }
@@ -297,6 +330,14 @@ pub struct Master {
     guard: Arc<Guard>,
     guard_state: std::sync::Mutex<GuardState>,
     quarantine: Quarantine,
+    /// On a shard of a cluster voter: who follows its redirections.
+    router: Option<Weak<dyn Router>>,
+    /// On a shard: a hash tag that lands in one of its slots, so the restart
+    /// guard's marker key is one it serves.
+    marker_tag: std::sync::Mutex<Option<Bytes>>,
+    /// The shard left its cluster voter: what it still holds when its
+    /// connection ends goes back to the router.
+    retired: std::sync::atomic::AtomicBool,
     /// Counters.
     pub stats: MasterStats,
 }
@@ -310,6 +351,19 @@ impl Master {
         endpoint: Endpoint,
         cad: Arc<Preload>,
         guard: Arc<Guard>,
+        shutdown: CancellationToken,
+        tracker: &tokio_util::task::TaskTracker,
+    ) -> Arc<Master> {
+        Master::spawn_with(index, endpoint, (cad, guard), None, shutdown, tracker)
+    }
+
+    /// [`spawn`](Self::spawn), as a shard of a cluster voter when `router`
+    /// is given (redirections go to it; `index` is the voter's).
+    pub(crate) fn spawn_with(
+        index: usize,
+        endpoint: Endpoint,
+        (cad, guard): (Arc<Preload>, Arc<Guard>),
+        router: Option<Weak<dyn Router>>,
         shutdown: CancellationToken,
         tracker: &tokio_util::task::TaskTracker,
     ) -> Arc<Master> {
@@ -327,6 +381,9 @@ impl Master {
             guard,
             guard_state: std::sync::Mutex::default(),
             quarantine: Quarantine::default(),
+            router,
+            marker_tag: std::sync::Mutex::default(),
+            retired: std::sync::atomic::AtomicBool::new(false),
             stats: MasterStats::default(),
         });
         tracker.spawn(Arc::clone(&master).run(rx, shutdown));
@@ -417,7 +474,58 @@ impl Master {
         let _ = self.tx.send(Message::Stop);
     }
 
-    /// Takes one message into the backlog; `false` for `Stop`.
+    /// The node left its cluster voter: its queued requests and owed releases
+    /// go back to the router, and its task stops.
+    pub(crate) fn retire(&self) {
+        self.retired.store(true, Ordering::Relaxed);
+        let _ = self.tx.send(Message::Retire);
+    }
+
+    /// Owes one key's release that was owed elsewhere (a cluster shard's key
+    /// moved here), after everything already queued.
+    pub(crate) fn owe_debt(&self, debt: Debt) {
+        if self.owing.fetch_add(1, Ordering::Relaxed) >= owed::MAX_OWED {
+            self.owing.fetch_sub(1, Ordering::Relaxed);
+            self.owing_shed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if self.tx.send(Message::Debt(debt)).is_err() {
+            self.owing.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The router, if this is a shard of a cluster voter that still exists.
+    fn router(&self) -> Option<Arc<dyn Router>> {
+        self.router.as_ref().and_then(Weak::upgrade)
+    }
+
+    /// On a shard: the hash tag its restart guard's marker key carries.
+    pub(crate) fn set_marker_tag(&self, tag: Bytes) {
+        if let Ok(mut t) = self.marker_tag.lock() {
+            *t = Some(tag);
+        }
+    }
+
+    /// The marker key's hash tag, if this is a shard.
+    pub(super) fn marker_tag(&self) -> Option<Bytes> {
+        self.marker_tag.lock().ok()?.clone()
+    }
+
+    /// A new shard that took over slots another node served (a replica
+    /// promoted by a failover) may have lost grants it had not replicated: its
+    /// votes count only once every lock it may have missed has expired, as
+    /// for a restarted master.
+    pub(crate) fn quarantine_as_restarted(&self, why: &str) {
+        match self.guard.quarantine() {
+            Some(d) => self.quarantine_for(d, "?", why),
+            None => tracing::warn!(
+                master = %self.url,
+                "{why}; not quarantined: max_ttl is not set and this proxy has granted no lock with a TTL"
+            ),
+        }
+    }
+
+    /// Takes one message into the backlog; `false` for `Stop` and `Retire`.
     fn receive(&self, backlog: &mut Backlog, msg: Message) -> bool {
         match msg {
             Message::Op(req) => {
@@ -431,9 +539,33 @@ impl Master {
                     backlog.owed.owe(d, backlog.received, now);
                 }
             }
+            Message::Debt(d) => {
+                self.owing.fetch_sub(1, Ordering::Relaxed);
+                backlog.owed.owe(d, backlog.received, Instant::now());
+            }
+            Message::Retire => {
+                self.hand_over(backlog);
+                return false;
+            }
             Message::Stop => return false,
         }
         true
+    }
+
+    /// The node left its cluster voter: requests not yet written and releases
+    /// owed go back to the router, which sends them where their keys live now.
+    fn hand_over(&self, backlog: &mut Backlog) {
+        let Some(router) = self.router() else {
+            return;
+        };
+        while let Some((_, req)) = backlog.ops.pop_front() {
+            self.dequeued(backlog, 1);
+            router.redirect(Redirect::TryAgain, req);
+        }
+        for debt in backlog.owed.drain() {
+            router.rehome(debt);
+        }
+        self.publish_owed(backlog);
     }
 
     /// The request at the front of the backlog has left it (written or
@@ -497,6 +629,9 @@ impl Master {
                     failures += 1;
                     self.stats.failures.fetch_add(1, Ordering::Relaxed);
                     log.error(&self.url, &e.to_string());
+                    if let Some(router) = self.router() {
+                        router.failed();
+                    }
                     continue;
                 }
             };
@@ -507,11 +642,18 @@ impl Master {
             let mut conn = MasterConnection::new(conn, Arc::clone(&self));
             let result = conn.serve(&mut rx, &mut backlog, &shutdown).await;
             conn.lost(&mut backlog);
+            if self.retired.load(Ordering::Relaxed) {
+                // Releases the lost requests leave owed belong to the router.
+                self.hand_over(&mut backlog);
+            }
             self.publish_owed(&backlog);
             match result {
                 Ok(()) => return, // shutdown, or every sender gone
                 Err(e) => {
                     self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                    if let Some(router) = self.router() {
+                        router.failed();
+                    }
                     failures = if since.elapsed() >= HEALTHY {
                         1
                     } else {

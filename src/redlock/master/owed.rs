@@ -257,6 +257,33 @@ impl Owed {
         self.due.peek().map(|Reverse((at, _))| *at)
     }
 
+    /// Removes the debt of `id` and gives it back (its key lives on another
+    /// node now); `None` when nothing is owed for it.
+    pub(crate) fn take(&mut self, id: &Id) -> Option<Debt> {
+        let e = self.entries.remove(id)?;
+        Some(Debt {
+            key: id.0.clone(),
+            token: id.1.clone(),
+            expires: e.expires,
+            cmd: e.cmd,
+        })
+    }
+
+    /// Removes every debt and gives them back (the node leaves).
+    pub(crate) fn drain(&mut self) -> Vec<Debt> {
+        self.waiting.clear();
+        self.due.clear();
+        self.entries
+            .drain()
+            .map(|(id, e)| Debt {
+                key: id.0,
+                token: id.1,
+                expires: e.expires,
+                cmd: e.cmd,
+            })
+            .collect()
+    }
+
     /// Debts owed now.
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
@@ -393,6 +420,22 @@ mod tests {
         assert_eq!(o.take_due(now).len(), 1);
         o.connection_lost(now);
         assert_eq!(o.take_due(now).len(), 1);
+    }
+
+    #[test]
+    fn debts_are_handed_over_whole() {
+        let now = Instant::now();
+        let mut o = Owed::default();
+        let later = Some(now + Duration::from_secs(5));
+        o.owe(debt("a", "t", later), 0, now);
+        o.owe(debt("b", "t", None), 0, now);
+        let a = o.take(&id("a", "t")).unwrap();
+        assert_eq!(a, debt("a", "t", later));
+        assert_eq!(o.len(), 1);
+        assert!(o.take(&id("a", "t")).is_none());
+        // Nothing stale is sent after a hand-over.
+        assert_eq!(o.drain(), vec![debt("b", "t", None)]);
+        assert!(o.take_due(now).is_empty() && o.len() == 0);
     }
 
     #[test]

@@ -67,6 +67,15 @@ impl Master {
         }
     }
 
+    /// What names its quarantine marker: the `run_id`, behind the hash tag
+    /// of one of its slots on a cluster shard (a key it serves itself).
+    fn marker_id(&self, run_id: &str) -> String {
+        match self.marker_tag() {
+            Some(tag) => format!("{{{}}}:{run_id}", String::from_utf8_lossy(&tag)),
+            None => run_id.to_string(),
+        }
+    }
+
     /// Its `run_id`, once known.
     pub fn run_id(&self) -> Option<String> {
         self.guard_state.lock().ok()?.run_id.clone()
@@ -92,7 +101,7 @@ impl Master {
             }
             return Ok(());
         };
-        let marker = query(conn, &marker_pttl_command(&run_id), 1).await?;
+        let marker = query(conn, &marker_pttl_command(&self.marker_id(&run_id)), 1).await?;
         let change = self.remember(&id, Some(&run_id));
         if change == Change::FirstSeen {
             self.report_durability(id.durability, id.version.as_deref().unwrap_or("unknown"));
@@ -168,13 +177,13 @@ impl Master {
             return None;
         };
         self.quarantine_for(d.max(marker.unwrap_or_default()), run_id, "restarted (its run_id changed): its votes do not count until every lock it may have forgotten has expired");
-        Some(marker_commands(run_id, d))
+        Some(marker_commands(&self.marker_id(run_id), d))
     }
 
     /// Quarantines for at least `d` from now; logs and counts it when that
     /// starts a quarantine or lengthens one by more than a second (markers
     /// read at each probe repeat one a few milliseconds longer).
-    fn quarantine_for(&self, d: Duration, run_id: &str, why: &str) {
+    pub(super) fn quarantine_for(&self, d: Duration, run_id: &str, why: &str) {
         let before = self.quarantine_left();
         self.quarantine.at_least(&self.guard, d);
         if d > before + Duration::from_secs(1) {
@@ -229,9 +238,9 @@ impl Master {
         };
         match change {
             Change::Restarted => self.restarted(&run_id, None).map(ProbeNext::WriteMarker),
-            Change::FirstSeen | Change::Same => {
-                Some(ProbeNext::ReadMarker(marker_pttl_command(&run_id)))
-            }
+            Change::FirstSeen | Change::Same => Some(ProbeNext::ReadMarker(marker_pttl_command(
+                &self.marker_id(&run_id),
+            ))),
         }
     }
 
