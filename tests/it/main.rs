@@ -41,4 +41,5 @@ mod restart_guard;
 mod scripts;
 mod tls;
 mod truthful;
+mod voters;
 mod wire_forms;

@@ -15,7 +15,7 @@ use redis_protocol::resp2::decode::decode;
 use redis_protocol::resp2::types::OwnedFrame;
 
 pub(crate) use self::redirect::Redirect;
-pub(crate) use self::slot::{SLOTS, key_slot};
+pub(crate) use self::slot::{SLOTS, hash_tag, key_slot};
 pub(crate) use self::topology::{NodeAddr, Topology, UNOWNED};
 use super::{Endpoint, Handshake};
 use crate::protocol::encode_command;

@@ -7,14 +7,17 @@ pub(crate) const SLOTS: usize = 16384;
 /// between the first `{` and the next `}` when that is not empty — modulo
 /// 16384, as Redis Cluster computes it.
 pub(crate) fn key_slot(key: &[u8]) -> u16 {
-    let hashed = match key.iter().position(|&c| c == b'{') {
-        Some(open) => match key[open + 1..].iter().position(|&c| c == b'}') {
-            Some(0) | None => key,
-            Some(len) => &key[open + 1..open + 1 + len],
-        },
-        None => key,
-    };
-    crc16(hashed) & (SLOTS as u16 - 1)
+    crc16(hash_tag(key).unwrap_or(key)) & (SLOTS as u16 - 1)
+}
+
+/// The key's hash tag: what is between its first `{` and the next `}`, when
+/// that is not empty (then only the tag decides the slot).
+pub(crate) fn hash_tag(key: &[u8]) -> Option<&[u8]> {
+    let open = key.iter().position(|&c| c == b'{')?;
+    match key[open + 1..].iter().position(|&c| c == b'}') {
+        Some(0) | None => None,
+        Some(len) => Some(&key[open + 1..open + 1 + len]),
+    }
 }
 
 /// CRC16-CCITT (XMODEM: polynomial 0x1021, initial value 0), bitwise: a key is

@@ -5,7 +5,6 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use redis_protocol::resp2::types::BytesFrame;
 use tokio::time::Instant;
 
@@ -46,7 +45,7 @@ impl Engine {
     /// for the releases masters may be owed.
     pub(super) async fn collect(
         &self,
-        cmd: Bytes,
+        cmd: impl Into<super::Cmd>,
         script: Option<Arc<Preload>>,
         timeout: Duration,
         lock: Role,
@@ -56,9 +55,10 @@ impl Engine {
         let start = Instant::now();
         let deadline = start + timeout;
         let inbox = Arc::new(Replies::with_capacity(n));
+        let cmd = cmd.into();
         for m in &self.voters {
             m.send(Request {
-                cmd: cmd.clone(),
+                cmd: cmd.for_voter(m),
                 script: script.clone(),
                 deadline,
                 reply_to: Arc::clone(&inbox),

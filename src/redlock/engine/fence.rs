@@ -17,6 +17,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::{Engine, Outcome, count};
+use crate::backend::cluster::hash_tag;
 use crate::errors;
 use crate::protocol::Reply;
 use crate::redlock::master::Role;
@@ -55,6 +56,24 @@ fn counter_key(key: &[u8]) -> Bytes {
     Bytes::from(k)
 }
 
+/// The key of a lock key's counter on a cluster voter, where both must be in
+/// one slot: [`counter_key`] when the lock key has a hash tag (the counter
+/// keeps it), else the lock key itself as the counter's tag. `None` for a key
+/// with a `}` and no tag of its own, which no tag can name.
+fn cluster_counter_key(key: &[u8]) -> Option<Bytes> {
+    if hash_tag(key).is_some() {
+        return Some(counter_key(key));
+    }
+    if key.contains(&b'}') {
+        return None;
+    }
+    let mut k = Vec::with_capacity(22 + key.len());
+    k.extend_from_slice(b"redlock-proxy:fence:{");
+    k.extend_from_slice(key);
+    k.push(b'}');
+    Some(Bytes::from(k))
+}
+
 impl Engine {
     /// `LOCK.FENCE key token`.
     pub(super) async fn fence_op(&self, key: Bytes, token: Bytes) -> Outcome {
@@ -69,8 +88,15 @@ impl Engine {
         let q = self.quorum();
         let timeout = self.cfg.op_timeout;
         let keys = [key.clone(), counter_key(key)];
+        // A cluster voter's counter is in the lock key's slot (plain masters
+        // keep the name they always had).
+        let cluster_keys = cluster_counter_key(key).map(|c| [key.clone(), c]);
+        let variant = |script: &super::Internal, argv: &[&[u8]]| super::Cmd {
+            plain: script.call(&keys, argv),
+            cluster: cluster_keys.as_ref().map(|k| script.call(k, argv)),
+        };
         for _ in 0..ATTEMPTS {
-            let read = self.fence_read.call(&keys, &[token]);
+            let read = variant(&self.fence_read, &[token]);
             let script = Some(std::sync::Arc::clone(&self.fence_read.preload));
             let round = self
                 .collect(read, script, timeout, Role::None, |a| {
@@ -86,7 +112,7 @@ impl Engine {
                 Some(FenceRead::Held { max, .. }) => max,
             };
             let next = max.saturating_add(1).to_string();
-            let issue = self.fence_issue.call(&keys, &[token, next.as_bytes()]);
+            let issue = variant(&self.fence_issue, &[token, next.as_bytes()]);
             let script = Some(std::sync::Arc::clone(&self.fence_issue.preload));
             let yes = |f: &redis_protocol::resp2::types::BytesFrame| vote::is_one(f);
             let round = self
@@ -149,9 +175,24 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::cluster::key_slot;
 
     #[test]
     fn counters_live_beside_their_lock() {
         assert_eq!(&counter_key(b"lock:a")[..], b"redlock-proxy:fence:lock:a");
+        // On a cluster, in the lock key's slot, whatever the key.
+        for key in [&b"lock:a"[..], b"lock:{user1}:a", b"lock:{", b"x{y}z"] {
+            let counter = cluster_counter_key(key).unwrap();
+            assert_eq!(key_slot(&counter), key_slot(key), "{key:?}");
+        }
+        assert_eq!(
+            &cluster_counter_key(b"lock:{u}").unwrap()[..],
+            b"redlock-proxy:fence:lock:{u}"
+        );
+        assert!(cluster_counter_key(b"lock:a}").is_none());
+        assert!(
+            cluster_counter_key(b"lock:{}x").is_none(),
+            "an empty tag is none"
+        );
     }
 }

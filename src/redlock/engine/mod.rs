@@ -199,6 +199,35 @@ impl From<&RedlockConfig> for EngineConfig {
     }
 }
 
+/// A request's command, and another for cluster voters when they need one
+/// (a fence counter must be in its lock key's slot there).
+#[derive(Debug, Clone)]
+pub(super) struct Cmd {
+    /// What every voter runs.
+    pub(super) plain: Bytes,
+    /// What a cluster voter runs instead.
+    pub(super) cluster: Option<Bytes>,
+}
+
+impl From<Bytes> for Cmd {
+    fn from(plain: Bytes) -> Self {
+        Cmd {
+            plain,
+            cluster: None,
+        }
+    }
+}
+
+impl Cmd {
+    /// What `voter` runs.
+    fn for_voter(&self, voter: &Voter) -> Bytes {
+        match (&self.cluster, voter) {
+            (Some(c), Voter::Cluster(_)) => c.clone(),
+            _ => self.plain.clone(),
+        }
+    }
+}
+
 /// An internal script: its text, SHA1 and preload.
 #[derive(Debug)]
 struct Internal {

@@ -5,28 +5,6 @@
 use super::*;
 
 /// Runs `redis-cli --cluster reshard`, moving `slots` slots from `from` to `to`.
-fn reshard(cluster: &RedisCluster, from: &RedisServer, to: &RedisServer, slots: usize) {
-    let out = std::process::Command::new("redis-cli")
-        .args([
-            "--cluster",
-            "reshard",
-            &format!("127.0.0.1:{}", cluster.nodes[0].port),
-        ])
-        .args(["--cluster-from", &RedisCluster::id(from)])
-        .args(["--cluster-to", &RedisCluster::id(to)])
-        .args(["--cluster-slots", &slots.to_string()])
-        // Keys move a few at a time: clients meet ASK while a slot migrates.
-        .args(["--cluster-pipeline", "2", "--cluster-yes"])
-        .output()
-        .expect("run redis-cli --cluster reshard");
-    assert!(
-        out.status.success(),
-        "reshard: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resharding_under_load_is_invisible_to_clients() {
     use std::sync::Arc;
@@ -75,7 +53,7 @@ async fn resharding_under_load_is_invisible_to_clients() {
     // Some load before the move starts.
     crate::common::poll(|| ops.load(Ordering::Relaxed) > 2000).await;
     let at_start = ops.load(Ordering::Relaxed);
-    tokio::task::block_in_place(|| reshard(&cluster, from, to, 2000));
+    tokio::task::block_in_place(|| cluster.reshard(from, to, 2000));
     let during = ops.load(Ordering::Relaxed) - at_start;
     stop.store(true, Ordering::Relaxed);
     let mut problems = Vec::new();

@@ -131,6 +131,59 @@ impl RedisCluster {
             .collect()
     }
 
+    /// Moves `slots` slots from `from` to `to` with `redis-cli --cluster
+    /// reshard`, keys a few at a time (clients meet `ASK` while a slot
+    /// migrates).
+    pub fn reshard(&self, from: &RedisServer, to: &RedisServer, slots: usize) {
+        let out = Command::new("redis-cli")
+            .args([
+                "--cluster",
+                "reshard",
+                &format!("127.0.0.1:{}", self.nodes[0].port),
+            ])
+            .args(["--cluster-from", &RedisCluster::id(from)])
+            .args(["--cluster-to", &RedisCluster::id(to)])
+            .args(["--cluster-slots", &slots.to_string()])
+            .args(["--cluster-pipeline", "2", "--cluster-yes"])
+            .output()
+            .expect("run redis-cli --cluster reshard");
+        assert!(
+            out.status.success(),
+            "reshard: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The slots `node` serves now, lowest first.
+    pub fn slots_of(&self, node: &RedisServer) -> Vec<u16> {
+        let redis::Value::Array(ranges) = node.query(&["CLUSTER", "SLOTS"]) else {
+            panic!("CLUSTER SLOTS is not an array");
+        };
+        let mut slots = Vec::new();
+        for r in ranges {
+            let redis::Value::Array(r) = r else { continue };
+            let (redis::Value::Int(a), redis::Value::Int(b), redis::Value::Array(m)) =
+                (&r[0], &r[1], &r[2])
+            else {
+                continue;
+            };
+            if m.get(1) == Some(&redis::Value::Int(i64::from(node.port))) {
+                slots.extend(*a as u16..=*b as u16);
+            }
+        }
+        slots.sort_unstable();
+        slots
+    }
+
+    /// The slot of `key` (`CLUSTER KEYSLOT`).
+    pub fn slot(&self, key: &str) -> u16 {
+        match self.nodes[0].query(&["CLUSTER", "KEYSLOT", key]) {
+            redis::Value::Int(s) => s as u16,
+            other => panic!("CLUSTER KEYSLOT: {other:?}"),
+        }
+    }
+
     /// The node id of a node.
     pub fn id(node: &RedisServer) -> String {
         node.query_str(&["CLUSTER", "MYID"])

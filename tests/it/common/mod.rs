@@ -397,15 +397,17 @@ impl Harness {
         }
     }
 
-    /// Waits until the proxy's connection to every running master is up.
+    /// Waits until the proxy's connection to every running master is up
+    /// (a cluster voter: its slot map known and every shard up).
     pub async fn wait_masters_up(&self) {
         use redlock_proxy::redlock::master::MasterState;
         poll(|| {
-            self.shared
-                .engine()
+            let engine = self.shared.engine();
+            engine
                 .masters()
                 .iter()
                 .all(|m| m.state() == MasterState::Up)
+                && engine.voters().iter().all(|v| v.state() == MasterState::Up)
         })
         .await;
     }
