@@ -164,19 +164,7 @@ fn is_error(reply: &str) -> bool {
 /// Waits until the proxy says one of its shared connections is stalled (a
 /// condition, not a time: what the steering reacts to).
 async fn until_stalled(proxy: SocketAddr) {
-    let mut c = RawClient::connect(proxy).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while c
-        .cmd_str(&["INFO", "proxy"])
-        .await
-        .contains("shared_connections_stalled:0\r\n")
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no stall within {WAIT:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    until_info(proxy, |i| !i.contains("shared_connections_stalled:0\r\n")).await;
 }
 
 /// A script that never ends runs from one client, past the backend's
@@ -409,19 +397,7 @@ fn client_ids(server: &RedisServer) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_first_blocking_command_runs_on_a_connection_already_open() {
     let h = Harness::start(3).await;
-    let mut probe = h.client().await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !probe
-        .cmd_str(&["INFO", "proxy"])
-        .await
-        .contains("backend_connections_ready:1\r\n")
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no ready connection"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    until_info(h.addr, |i| i.contains("backend_connections_ready:1\r\n")).await;
     let open_before = client_ids(&h.backend);
     let mut consumer = h.client().await;
     assert_eq!(

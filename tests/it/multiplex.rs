@@ -17,16 +17,7 @@ async fn multiplexed() -> Harness {
 /// Waits until the proxy has its ready backend connection open (it is
 /// counted among the backend's clients from then on).
 async fn ready_connection_open(h: &Harness) {
-    let mut c = h.client().await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !c
-        .cmd_str(&["INFO", "proxy"])
-        .await
-        .contains("backend_connections_ready:1\r\n")
-    {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    until_info(h.addr, |i| i.contains("backend_connections_ready:1\r\n")).await;
 }
 
 fn backend_clients(h: &Harness) -> usize {

@@ -451,3 +451,33 @@ async fn a_migrating_slot_in_a_voter_is_followed_with_asking() {
     let line = info.lines().find(|l| l.starts_with("master2:")).unwrap();
     assert!(!line.contains("/ask:0/"), "{line}");
 }
+
+/// A shard restarted without persistence forgot its locks: the restart guard
+/// quarantines it in its voter (the other shards vote), and writes its
+/// quarantine marker on the shard itself (a key in one of its slots).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_shard_is_quarantined_and_marked_on_itself() {
+    let mut cluster = RedisCluster::start(3, 0);
+    let masters: Vec<RedisServer> = (0..2).map(|_| RedisServer::start()).collect();
+    let seed = RedisUrl::parse(&cluster.seed()).unwrap();
+    let h = Harness::with_masters(masters, move |c| {
+        c.redlock.cluster_masters = vec![seed];
+        c.redlock.max_ttl = std::time::Duration::from_secs(30);
+    })
+    .await;
+    let mut c = h.client().await;
+    assert_eq!(
+        c.cmd_str(&["SET", "lock:r", "t", "NX", "PX", "30000"])
+            .await,
+        "+OK\r\n"
+    );
+    let port = cluster.owner("lock:r").port;
+    let i = cluster.nodes.iter().position(|n| n.port == port).unwrap();
+    cluster.nodes[i].restart();
+    tokio::task::block_in_place(|| cluster.wait_ok());
+    until_info(h.addr, |i| i.contains("quarantined_shards=1")).await;
+    let node = &cluster.nodes[i];
+    let marker = || format!("{:?}", node.query(&["KEYS", "redlock-proxy:quarantine:*"]));
+
+    poll(|| marker().contains("redlock-proxy:quarantine:{m")).await;
+}

@@ -245,7 +245,13 @@ impl MasterConnection {
                     }
                     None => {}
                 },
-                Awaiting::ProbeMarker => self.master.marker_probed(&frame),
+                Awaiting::ProbeMarker => {
+                    if let Some(cmds) = self.master.marker_probed(&frame) {
+                        self.conn.out().extend_from_slice(&cmds);
+                        self.pending.push_back(Awaiting::Ignored);
+                        self.pending.push_back(Awaiting::Ignored);
+                    }
+                }
                 Awaiting::Owed(id) => match frame {
                     // The count of keys it deleted: 0 or 1, the token is gone either way.
                     BytesFrame::Integer(_) => backlog.owed.confirmed(&id, now),

@@ -338,6 +338,9 @@ pub struct Master {
     /// The shard left its cluster voter: what it still holds when its
     /// connection ends goes back to the router.
     retired: std::sync::atomic::AtomicBool,
+    /// A quarantine of this proxy's (a restart, a failover) whose marker the
+    /// master has not confirmed yet: the probe writes it.
+    marker_owed: std::sync::atomic::AtomicBool,
     /// Counters.
     pub stats: MasterStats,
 }
@@ -384,6 +387,7 @@ impl Master {
             router,
             marker_tag: std::sync::Mutex::default(),
             retired: std::sync::atomic::AtomicBool::new(false),
+            marker_owed: std::sync::atomic::AtomicBool::new(false),
             stats: MasterStats::default(),
         });
         tracker.spawn(Arc::clone(&master).run(rx, shutdown));
@@ -517,7 +521,10 @@ impl Master {
     /// for a restarted master.
     pub(crate) fn quarantine_as_restarted(&self, why: &str) {
         match self.guard.quarantine() {
-            Some(d) => self.quarantine_for(d, "?", why),
+            Some(d) => {
+                self.quarantine_for(d, "?", why);
+                self.marker_owed.store(true, Ordering::Relaxed);
+            }
             None => tracing::warn!(
                 master = %self.url,
                 "{why}; not quarantined: max_ttl is not set and this proxy has granted no lock with a TTL"

@@ -177,6 +177,8 @@ impl Master {
             return None;
         };
         self.quarantine_for(d.max(marker.unwrap_or_default()), run_id, "restarted (its run_id changed): its votes do not count until every lock it may have forgotten has expired");
+        self.marker_owed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         Some(marker_commands(&self.marker_id(run_id), d))
     }
 
@@ -244,10 +246,24 @@ impl Master {
         }
     }
 
-    /// The probe's `PTTL` of the marker: another proxy's quarantine is kept.
-    pub(super) fn marker_probed(&self, reply: &BytesFrame) {
-        if let (Some(d), Some(run_id)) = (marker_left(reply), self.run_id()) {
-            self.quarantine_for(d, &run_id, "a quarantine set by a proxy is in force");
+    /// The probe's `PTTL` of the marker: another proxy's quarantine is kept;
+    /// a quarantine of this proxy's own whose marker is missing (the master
+    /// refused it when it was written: a cluster node that had just
+    /// restarted answers `CLUSTERDOWN` for a moment) gets it written now.
+    /// Returns what to write.
+    pub(super) fn marker_probed(&self, reply: &BytesFrame) -> Option<Bytes> {
+        let run_id = self.run_id()?;
+        let owed = &self.marker_owed;
+        match marker_left(reply) {
+            Some(d) => {
+                owed.store(false, std::sync::atomic::Ordering::Relaxed);
+                self.quarantine_for(d, &run_id, "a quarantine set by a proxy is in force");
+                None
+            }
+            None if self.quarantined() && owed.load(std::sync::atomic::Ordering::Relaxed) => Some(
+                marker_commands(&self.marker_id(&run_id), self.quarantine_left()),
+            ),
+            None => None,
         }
     }
 }

@@ -525,6 +525,24 @@ pub async fn poll_async<F: std::future::Future<Output = bool>>(mut cond: impl Fn
     }
 }
 
+/// Polls the proxy's `INFO proxy` until `holds` says yes; returns that
+/// reply. Panics after [`WAIT`] with the last one.
+pub async fn until_info(addr: SocketAddr, holds: impl Fn(&str) -> bool) -> String {
+    let mut c = RawClient::connect(addr).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let info = c.cmd_str(&["INFO", "proxy"]).await;
+        if holds(&info) {
+            return info;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "INFO proxy not as expected within {WAIT:?}: {info}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// A client speaking raw RESP, reading replies frame by frame.
 pub struct RawClient {
     pub stream: TcpStream,
