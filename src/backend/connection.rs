@@ -25,6 +25,8 @@ pub(crate) struct Connection {
     inbuf: BytesMut,
     scanner: ReplyScanner,
     writes: Writes,
+    /// Which of a Sentinel-managed master's generations it was opened to.
+    generation: u64,
 }
 
 /// Whether the proxy still writes to the server.
@@ -47,7 +49,19 @@ impl Connection {
             inbuf: BytesMut::new(),
             scanner: ReplyScanner::new(max_depth),
             writes: Writes::Open,
+            generation: 0,
         }
+    }
+
+    /// Records the Sentinel generation the connection was opened at.
+    pub(super) fn set_generation(&mut self, generation: u64) {
+        self.generation = generation;
+    }
+
+    /// The Sentinel generation it was opened at (0 otherwise): see
+    /// [`Endpoint::moved`](super::Endpoint::moved).
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// A connection over an in-memory pipe, for unit tests above this layer.

@@ -25,6 +25,8 @@ pub(crate) enum ErrorKind {
     Limit,
     /// The TLS handshake failed (certificate, CA, client certificate...).
     Tls,
+    /// The sentinels switched the master: this connection is to the old one.
+    Switched,
 }
 
 /// An outbound connection failed. `Display` is one line, fit for a client's
@@ -76,6 +78,10 @@ impl fmt::Display for BackendError {
                 "connection to {peer} reset: a reply past the proxy's own limit ({detail})"
             ),
             ErrorKind::Tls => write!(f, "TLS with {peer} failed: {detail}"),
+            ErrorKind::Switched => write!(
+                f,
+                "{peer} is no longer the master: the sentinels switched it{detail}"
+            ),
         }
     }
 }

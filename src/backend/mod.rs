@@ -21,6 +21,7 @@ mod connection;
 mod endpoint;
 mod error;
 mod handshake;
+mod sentinel;
 
 pub(crate) use connection::Connection;
 pub(crate) use endpoint::Endpoint;

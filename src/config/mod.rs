@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use redis_url::RedisUrl;
+pub use redis_url::{RedisUrl, Sentinels};
 pub use scripts::{ScriptConfig, ScriptFailure, ScriptKind, ScriptSha, ScriptSuccess};
 pub use sources::{ENV_PREFIX, Flags, env_names};
 pub use tls::TlsConfig;

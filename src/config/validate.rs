@@ -109,6 +109,18 @@ impl Config {
                 return Err((option, format!("{} is listed twice", m.addr())));
             }
         }
+        if self.passthrough.cluster && self.passthrough.url.sentinel.is_some() {
+            return Err((
+                "passthrough.url",
+                "a cluster is reached through a seed node, not Sentinel: use redis:// with --passthrough-cluster".into(),
+            ));
+        }
+        if let Some(c) = r.cluster_masters.iter().find(|c| c.sentinel.is_some()) {
+            return Err((
+                "redlock.cluster_masters",
+                format!("{c}: a cluster voter is named by a seed node (redis://), not Sentinel"),
+            ));
+        }
         if let Some(c) = r.cluster_masters.iter().find(|c| c.db != 0) {
             return Err((
                 "redlock.cluster_masters",

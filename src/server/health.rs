@@ -78,6 +78,10 @@ pub(crate) async fn probe_backend(shared: Arc<Shared>, shutdown: CancellationTok
             continue;
         }
         let ok = tokio::time::timeout(PROBE_EVERY, async {
+            if conn.as_ref().is_some_and(|c| !shared.backend.is_current(c)) {
+                // The sentinels switched the master: probe the new one.
+                conn = None;
+            }
             if conn.is_none() {
                 conn = shared.backend.connect(&handshake).await.ok();
                 return conn.is_some();

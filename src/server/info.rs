@@ -53,6 +53,7 @@ pub(crate) fn proxy_section(shared: &Shared) -> String {
     line("quorum", &engine.quorum_size());
     line("quorum_available", &(engine.quorum_available() as u8));
     line("backend_up", &(shared.health.backend_up() as u8));
+    line("backend_sentinel_switches", &shared.backend.switches());
     let lanes = shared.lane_stats();
     line("shared_connections", &lanes.open);
     line("shared_connections_stalled", &lanes.stalled);
@@ -76,7 +77,7 @@ pub(crate) fn proxy_section(shared: &Shared) -> String {
     }
     let master_line = |m: &Master| {
         format!(
-            "addr={},state={},quarantined={},latency_us={},version={},persistence={},owed_releases={}",
+            "addr={},state={},quarantined={},latency_us={},version={},persistence={},owed_releases={},sentinel_switches={}",
             m.addr(),
             state_name(m.state()),
             m.quarantined() as u8,
@@ -84,6 +85,7 @@ pub(crate) fn proxy_section(shared: &Shared) -> String {
             m.version().unwrap_or_else(|| "unknown".into()),
             durability(m),
             m.stats.owed.load(Ordering::Relaxed),
+            m.switches(),
         )
     };
     for (i, v) in voters.iter().enumerate() {

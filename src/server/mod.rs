@@ -31,7 +31,7 @@ use tokio_util::task::TaskTracker;
 use arc_swap::ArcSwap;
 
 use self::shutdown::ShutdownFlags;
-use crate::backend::Endpoint;
+use crate::backend::{Endpoint, Handshake};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::redlock::scripts::ScriptRegistry;
@@ -448,18 +448,17 @@ impl Shared {
     }
 }
 
-/// Reads the backend's version once it answers, for HELLO replies.
+/// Reads the backend's version once it answers, for HELLO replies (through
+/// the backend's endpoint: a Sentinel-managed backend's master, a cluster's
+/// seed node).
 async fn learn_backend_version(shared: Arc<Shared>, shutdown: CancellationToken) {
-    let url = shared.config().passthrough.url.to_url_string();
     loop {
         let attempt = async {
-            let client = redis::Client::open(url.as_str()).ok()?;
-            let mut conn = client.get_multiplexed_async_connection().await.ok()?;
-            let text: String = redis::cmd("INFO")
-                .arg("server")
-                .query_async(&mut conn)
-                .await
-                .ok()?;
+            let mut conn = shared.backend.connect(&Handshake::new()).await.ok()?;
+            let args = [&b"INFO"[..], b"server"];
+            crate::protocol::encode_command(conn.out(), args.into_iter());
+            let reply = conn.read_reply().await.ok()?;
+            let text = String::from_utf8_lossy(&reply).into_owned();
             text.lines()
                 .find_map(|l| l.strip_prefix("redis_version:"))
                 .map(|v| v.trim().to_string())

@@ -178,6 +178,11 @@ impl Collector for ProxyCollector {
             "Passthrough backend connections that failed.",
             get(&m.backend_errors),
         )?;
+        out.counter(
+            "redlock_proxy_backend_sentinel_switches",
+            "Times the sentinels switched the passthrough backend's master (redis-sentinel:// only).",
+            s.backend.switches(),
+        )?;
         out.gauge(
             "redlock_proxy_backend_up",
             "Whether the passthrough backend answered the last health probe.",
@@ -283,6 +288,14 @@ impl Collector for ProxyCollector {
             None,
             gauge,
             |m| ConstGauge::new(m.quarantined() as i64),
+        )?;
+        out.per_master(
+            masters,
+            "redlock_proxy_master_sentinel_switches",
+            "Times the sentinels switched a Sentinel-managed master (its reconnect counts as a restart).",
+            None,
+            counter,
+            |m| ConstCounter::new(m.switches()),
         )?;
         out.per_master(
             masters,

@@ -73,7 +73,7 @@ impl Warm {
         let taken = self.ready[index(proto)].lock().ok()?.take();
         self.fill(proto);
         let mut conn = taken?;
-        conn.idle_and_open().then_some(conn)
+        (conn.idle_and_open() && self.backend.is_current(&conn)).then_some(conn)
     }
 
     /// Opens the ready connection of `proto` in the background, unless one is

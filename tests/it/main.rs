@@ -39,6 +39,7 @@ mod redis_cli;
 mod redlock;
 mod restart_guard;
 mod scripts;
+mod sentinel;
 mod tls;
 mod truthful;
 mod voters;

@@ -289,6 +289,7 @@ impl MasterConnection {
         let every = self.master.guard.cfg.health_interval;
         let mut probe = tokio::time::interval_at(Instant::now() + every, every);
         probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let generation = self.conn.generation();
         loop {
             let retry_at = backlog.owed.next_due();
             tokio::select! {
@@ -311,6 +312,11 @@ impl MasterConnection {
                 r = self.conn.io(true) => {
                     r?;
                     self.read_replies(backlog)?;
+                }
+                _ = self.master.endpoint.moved(generation) => {
+                    // A Sentinel switch: the reconnect reaches the new master,
+                    // whose new run_id the restart guard takes for a restart.
+                    return Err(BackendError::new(ErrorKind::Switched, self.conn.peer(), ""));
                 }
                 _ = sleep_until(retry_at) => {}
                 _ = probe.tick() => self.probe(),

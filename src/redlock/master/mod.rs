@@ -407,9 +407,14 @@ impl Master {
         self.state.store(s as u8, Ordering::Relaxed);
     }
 
-    /// `host:port`.
+    /// `host:port` (a Sentinel-managed master: its name at the sentinels).
     pub fn addr(&self) -> &str {
         self.endpoint.addr()
+    }
+
+    /// Times the sentinels switched this master (0 unless Sentinel-managed).
+    pub fn switches(&self) -> u64 {
+        self.endpoint.switches()
     }
 
     /// Queues a request; its answer goes to `req.reply_to` tagged with this

@@ -7,7 +7,7 @@ use std::pin::Pin;
 
 use bytes::BytesMut;
 
-use crate::backend::{BackendError, Connection, Endpoint, Handshake};
+use crate::backend::{BackendError, Connection, Endpoint, ErrorKind, Handshake};
 use crate::protocol::FrameInfo;
 
 type Connecting = Pin<Box<dyn Future<Output = Result<Connection, BackendError>> + Send>>;
@@ -33,6 +33,8 @@ pub(super) enum Event {
 /// One client's backend connection.
 pub(super) struct BackendLink {
     state: Link,
+    /// Where it is (or was last) opened: a Sentinel switch ends it.
+    endpoint: Option<Endpoint>,
     /// Requests waiting for the connection to open.
     queued: BytesMut,
     /// Part of the reply at the front was passed on already (a large reply
@@ -49,6 +51,7 @@ impl BackendLink {
     pub(super) fn new() -> Self {
         BackendLink {
             state: Link::Closed,
+            endpoint: None,
             queued: BytesMut::new(),
             mid_reply: false,
             ending: false,
@@ -75,14 +78,16 @@ impl BackendLink {
             return;
         }
         let backend = backend.clone();
+        self.endpoint = Some(backend.clone());
         self.state = Link::Connecting(Box::pin(async move { backend.connect(&handshake).await }));
     }
 
-    /// Takes `conn`, already open, if there is no connection.
-    pub(super) fn attach_open(&mut self, mut conn: Connection) {
+    /// Takes `conn`, already open to `backend`, if there is no connection.
+    pub(super) fn attach_open(&mut self, backend: &Endpoint, mut conn: Connection) {
         if self.attached() {
             return;
         }
+        self.endpoint = Some(backend.clone());
         if self.ending {
             conn.end_writes();
         }
@@ -124,7 +129,20 @@ impl BackendLink {
                 }
                 Err(e) => Event::Connected(Err(e)),
             },
-            Link::Open(conn) => Event::Io(conn.io_at_most(read).await),
+            Link::Open(conn) => match &self.endpoint {
+                Some(endpoint) => {
+                    let generation = conn.generation();
+                    tokio::select! {
+                        r = conn.io_at_most(read) => Event::Io(r),
+                        _ = endpoint.moved(generation) => Event::Io(Err(BackendError::new(
+                            ErrorKind::Switched,
+                            conn.peer(),
+                            "",
+                        ))),
+                    }
+                }
+                None => Event::Io(conn.io_at_most(read).await),
+            },
         }
     }
 

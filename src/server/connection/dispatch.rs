@@ -139,7 +139,7 @@ impl State {
             let base = crate::server::warm::Warm::handshake(self.session.proto);
             if let Some((rest, n)) = handshake.rest_after(&base, warm.backend().url()) {
                 if let Some(conn) = warm.take(self.session.proto) {
-                    self.backend.attach_open(conn);
+                    self.backend.attach_open(warm.backend(), conn);
                     self.backend.out().extend_from_slice(&rest);
                     for _ in 0..n {
                         self.queue.push(Slot::Backend {

@@ -365,6 +365,7 @@ impl SharedConnection {
             // Idle since `heard` (the last reply): closed after a while.
             let close_at = self.timeouts.idle.filter(|_| idle).map(|t| heard + t);
             let read_before = conn.input_len();
+            let generation = conn.generation();
             tokio::select! {
                 biased;
                 r = conn.io(true) => {
@@ -375,6 +376,11 @@ impl SharedConnection {
                     self.deliver(&mut conn, &mut scratch, heard)?;
                 }
                 _ = self.notify.notified() => {}
+                _ = self.backend.moved(generation) => {
+                    // A Sentinel switch: requests in flight fail, the next
+                    // ones go to the new master.
+                    return Err(BackendError::new(ErrorKind::Switched, conn.peer(), ""));
+                }
                 _ = sleep_until_opt(silent_until) => {
                     let waited = self.timeouts.reply.unwrap_or_default();
                     let what = format!("{waited:?} (requests waiting)");

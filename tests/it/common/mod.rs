@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod pki;
 pub mod relay;
+pub mod sentinel;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
