@@ -1,6 +1,8 @@
 //! `redlock-proxy dev`: real `redis-server` children (N masters and one
 //! passthrough backend) on free loopback ports, without persistence, in a
-//! temporary directory, for trying the proxy out.
+//! temporary directory, for trying the proxy out. With `--cluster-masters`
+//! each voter is a small Redis Cluster of [`SHARDS`] masters instead, formed
+//! here (slots assigned, nodes introduced) without `redis-cli`.
 //!
 //! No child outlives the proxy: children are killed on drop, they get SIGKILL
 //! from the kernel if the proxy dies (`PR_SET_PDEATHSIG`), and they run in their
@@ -14,12 +16,17 @@ use tokio::process::{Child, Command};
 
 use crate::config::RedisUrl;
 
+/// Shards of each cluster voter `dev --cluster-masters` starts.
+pub const SHARDS: usize = 3;
+
 /// The redis-server processes of a dev setup.
 pub struct DevCluster {
     children: Vec<(u16, Child)>,
     _dir: tempfile::TempDir,
-    /// The masters' URLs.
+    /// The masters' URLs (plain voters).
     pub masters: Vec<RedisUrl>,
+    /// The cluster voters' seed URLs (`--cluster-masters`).
+    pub cluster_voters: Vec<RedisUrl>,
     /// The backend's URL.
     pub backend: RedisUrl,
 }
@@ -78,6 +85,16 @@ fn free_port() -> std::io::Result<u16> {
 impl DevCluster {
     /// Starts `masters` masters and a passthrough backend, and waits until each answers PING.
     pub async fn start(masters: usize, redis_server: &Path) -> Result<DevCluster, String> {
+        DevCluster::start_with(masters, false, redis_server).await
+    }
+
+    /// [`start`](Self::start); with `clusters`, each of the `masters` voters
+    /// is a Redis Cluster of [`SHARDS`] masters.
+    pub async fn start_with(
+        masters: usize,
+        clusters: bool,
+        redis_server: &Path,
+    ) -> Result<DevCluster, String> {
         let dir = tempfile::Builder::new()
             .prefix("redlock-proxy-dev-")
             .tempdir()
@@ -85,11 +102,22 @@ impl DevCluster {
         let mut cluster = DevCluster {
             children: Vec::new(),
             masters: Vec::new(),
+            cluster_voters: Vec::new(),
             backend: RedisUrl::parse("redis://127.0.0.1:6379").map_err(|e| e.to_string())?,
             _dir: dir,
         };
+        if clusters {
+            for _ in 0..masters {
+                let seed = cluster.start_voter_cluster(redis_server).await?;
+                cluster.cluster_voters.push(seed);
+            }
+            let port = cluster.spawn_one(redis_server, &[]).await?;
+            cluster.backend =
+                RedisUrl::parse(&format!("redis://127.0.0.1:{port}")).map_err(|e| e.to_string())?;
+            return Ok(cluster);
+        }
         for i in 0..=masters {
-            let port = cluster.spawn_one(redis_server).await?;
+            let port = cluster.spawn_one(redis_server, &[]).await?;
             let url =
                 RedisUrl::parse(&format!("redis://127.0.0.1:{port}")).map_err(|e| e.to_string())?;
             if i < masters {
@@ -101,7 +129,58 @@ impl DevCluster {
         Ok(cluster)
     }
 
-    async fn spawn_one(&mut self, redis_server: &Path) -> Result<u16, String> {
+    /// Starts [`SHARDS`] cluster nodes, gives each its share of the slots,
+    /// introduces them, and waits until the cluster is ok; returns the seed.
+    async fn start_voter_cluster(&mut self, redis_server: &Path) -> Result<RedisUrl, String> {
+        let (mut ports, mut buses) = (Vec::new(), Vec::new());
+        for _ in 0..SHARDS {
+            let bus = free_port().map_err(|e| format!("cannot find a free port: {e}"))?;
+            let extra = [
+                "--cluster-enabled".to_string(),
+                "yes".into(),
+                "--cluster-port".into(),
+                bus.to_string(),
+                "--cluster-node-timeout".into(),
+                "2000".into(),
+            ];
+            ports.push(self.spawn_one(redis_server, &extra).await?);
+            buses.push(bus);
+        }
+        let per = crate::backend::cluster::SLOTS / SHARDS;
+        for (i, port) in ports.iter().enumerate() {
+            let start = i * per;
+            let end = if i + 1 == SHARDS {
+                crate::backend::cluster::SLOTS - 1
+            } else {
+                start + per - 1
+            };
+            let (s, e) = (start.to_string(), end.to_string());
+            command(*port, &["CLUSTER", "ADDSLOTSRANGE", &s, &e]).await?;
+        }
+        for (port, bus) in ports.iter().zip(&buses).skip(1) {
+            let (p, b) = (port.to_string(), bus.to_string());
+            command(ports[0], &["CLUSTER", "MEET", "127.0.0.1", &p, &b]).await?;
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let mut ok = true;
+            for port in &ports {
+                let info = command(*port, &["CLUSTER", "INFO"]).await?;
+                ok &= info.contains("cluster_state:ok")
+                    && info.contains(&format!("cluster_known_nodes:{SHARDS}"));
+            }
+            if ok {
+                break;
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err("a dev cluster voter did not come up within 15 s".into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        RedisUrl::parse(&format!("redis://127.0.0.1:{}", ports[0])).map_err(|e| e.to_string())
+    }
+
+    async fn spawn_one(&mut self, redis_server: &Path, extra: &[String]) -> Result<u16, String> {
         let mut last_error = String::new();
         for _ in 0..5 {
             let port = free_port().map_err(|e| format!("cannot find a free port: {e}"))?;
@@ -109,6 +188,7 @@ impl DevCluster {
             std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
             let mut cmd = Command::new(redis_server);
             cmd.args(redis_server_args(port, &dir))
+                .args(extra)
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
@@ -189,6 +269,29 @@ async fn wait_ready(port: u16, child: &mut Child) -> Result<(), String> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// One command on a fresh connection to the child on `port`: its reply as text.
+async fn command(port: u16, args: &[&str]) -> Result<String, String> {
+    let client =
+        redis::Client::open(format!("redis://127.0.0.1:{port}")).map_err(|e| e.to_string())?;
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .map_err(|e| format!("port {port}: {e}"))?;
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    let v: redis::Value = cmd
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| format!("{} on port {port}: {e}", args.join(" ")))?;
+    Ok(match v {
+        redis::Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
+        redis::Value::VerbatimString { text, .. } => text,
+        other => format!("{other:?}"),
+    })
 }
 
 async fn ping(port: u16) -> bool {

@@ -100,9 +100,12 @@ struct Cli {
 enum Sub {
     /// Start local redis-server masters and a passthrough backend, and the proxy in front of them.
     Dev {
-        /// Number of masters.
+        /// Number of masters (with --cluster-masters: of cluster voters).
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=15))]
         masters: u16,
+        /// Each voter is a small Redis Cluster (3 shards) instead of one master.
+        #[arg(long)]
+        cluster_masters: bool,
         /// Address to listen on [default: 127.0.0.1:7379].
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
@@ -153,13 +156,14 @@ fn main() -> ExitCode {
     let dev = match &cli.command {
         Some(Sub::Dev {
             masters,
+            cluster_masters,
             listen,
             redis_server,
         }) => {
             if listen.is_some() {
                 flags.listen = listen.clone();
             }
-            Some((*masters as usize, redis_server.clone()))
+            Some((*masters as usize, *cluster_masters, redis_server.clone()))
         }
         Some(Sub::Healthcheck { .. } | Sub::CheckConfig) | None => None,
     };
@@ -198,7 +202,9 @@ fn main() -> ExitCode {
     };
     rt.block_on(async move {
         match dev {
-            Some((masters, redis_server)) => run_dev(config, masters, redis_server).await,
+            Some((masters, clusters, redis_server)) => {
+                run_dev(config, (masters, clusters), redis_server).await
+            }
             None => run(config, load, log).await,
         }
     })
@@ -367,7 +373,11 @@ async fn run(
     ExitCode::SUCCESS
 }
 
-async fn run_dev(mut config: Config, masters: usize, redis_server: Option<PathBuf>) -> ExitCode {
+async fn run_dev(
+    mut config: Config,
+    (masters, clusters): (usize, bool),
+    redis_server: Option<PathBuf>,
+) -> ExitCode {
     let shutdown = shutdown_on_signals();
     let binary = match find_redis_server(redis_server.as_deref()) {
         Ok(b) => b,
@@ -377,7 +387,7 @@ async fn run_dev(mut config: Config, masters: usize, redis_server: Option<PathBu
         }
     };
     let cluster = tokio::select! {
-        c = DevCluster::start(masters, &binary) => c,
+        c = DevCluster::start_with(masters, clusters, &binary) => c,
         _ = shutdown.cancelled() => return ExitCode::FAILURE,
     };
     let cluster = match cluster {
@@ -388,6 +398,7 @@ async fn run_dev(mut config: Config, masters: usize, redis_server: Option<PathBu
         }
     };
     config.redlock.masters = cluster.masters.clone();
+    config.redlock.cluster_masters = cluster.cluster_voters.clone();
     config.passthrough.url = cluster.backend.clone();
     let (proxy, addr) = match start(config, "redlock-proxy dev").await {
         Ok(p) => p,
@@ -403,11 +414,18 @@ async fn run_dev(mut config: Config, masters: usize, redis_server: Option<PathBu
     } else {
         format!("-h {host} ")
     };
+    let (voters, backend) = ports.split_at(ports.len() - 1);
+    let kind = if clusters {
+        format!(
+            "cluster voters of {} shards each",
+            redlock_proxy::dev::SHARDS
+        )
+    } else {
+        "masters".to_string()
+    };
     println!(
-        "redlock-proxy dev: {} masters on ports {:?}, passthrough backend on port {}.\nReady. Try: redis-cli {host_flag}-p {port}",
-        masters,
-        &ports[..masters],
-        ports[masters]
+        "redlock-proxy dev: {masters} {kind} on ports {voters:?}, passthrough backend on port {}.\nReady. Try: redis-cli {host_flag}-p {port}",
+        backend[0]
     );
     proxy.run(shutdown).await;
     cluster.stop().await;

@@ -262,6 +262,35 @@ async fn dev_mode_serves_and_leaves_no_orphans_on_sigterm() {
     poll(|| redis_children_under(dev.tmp.path()).is_empty()).await;
 }
 
+/// `dev --cluster-masters`: each voter a small Redis Cluster, started and
+/// formed by the proxy itself; locks are voted on the shard of each key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_mode_with_cluster_voters() {
+    let mut dev = start_dev(&["--masters", "3", "--cluster-masters"]);
+    assert_eq!(
+        redis_children_under(dev.tmp.path()).len(),
+        10,
+        "3 voters of 3 shards, and a passthrough backend"
+    );
+    let mut c = RawClient::connect(dev.addr.parse().unwrap()).await;
+    for i in 0..10 {
+        let key = format!("lock:dev{i}");
+        assert_eq!(
+            c.cmd_str(&["SET", &key, "t", "NX", "PX", "10000"]).await,
+            "+OK\r\n",
+            "{key}"
+        );
+    }
+    let info = c.cmd_str(&["INFO", "proxy"]).await;
+    assert!(
+        info.contains("master2:cluster=") && info.contains("shards=3"),
+        "{info}"
+    );
+    signal(dev.child.id(), libc::SIGTERM);
+    assert!(wait_exit(&mut dev.child, WAIT).success());
+    poll(|| redis_children_under(dev.tmp.path()).is_empty()).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_mode_children_die_with_a_killed_proxy() {
     let mut dev = start_dev(&["--masters", "1"]);
