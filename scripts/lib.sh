@@ -39,6 +39,13 @@ ensure_redis() {
     fi
 }
 
+# HAProxy, in front of two proxies in the deployment test (config/haproxy.cfg).
+ensure_haproxy() {
+    if ! command -v haproxy >/dev/null 2>&1; then
+        apt_install haproxy
+    fi
+}
+
 # What the benchmark suite's smoke run needs besides Redis: twemproxy.
 ensure_bench_tools() {
     if ! command -v nutcracker >/dev/null 2>&1; then

@@ -23,6 +23,7 @@ mod cluster;
 mod command_table;
 mod config;
 mod declared;
+mod deploy;
 mod differential;
 mod faults;
 mod fencing;
