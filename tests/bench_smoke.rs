@@ -108,3 +108,16 @@ fn the_cpu_benchmark_runs() {
         ],
     );
 }
+
+#[test]
+fn the_cluster_voters_benchmark_runs() {
+    quick_run_prints(
+        "voters.py",
+        &["--quick"],
+        &[
+            "| proxy, 3 masters |",
+            "| proxy, 3 cluster voters x 3 shards |",
+            "| cluster voter 2 |",
+        ],
+    );
+}
