@@ -43,10 +43,11 @@ fn the_cli_contract_is_documented() {
         "--listen ADDR",
         "--passthrough URL",
         "--master URL",
+        "--master-cluster URL",
         "--lock-pattern GLOB",
         "--metrics-listen ADDR",
         "--log-format text|json",
-        "dev [--masters N] [--listen ADDR]",
+        "dev [--masters N] [--cluster-masters] [--listen ADDR]",
     ] {
         assert!(readme.contains(flag), "{flag}");
     }

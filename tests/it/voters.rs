@@ -78,6 +78,41 @@ async fn three_cluster_voters_hold_each_lock_on_the_shard_of_its_slot() {
             .await,
         ":0\r\n"
     );
+    // redis-py's Lock (its release and extend scripts by EVALSHA, learned
+    // after NOSCRIPT) and redis-cli, unchanged.
+    let py = crate::clients::client_env("py-redis8").join("bin/python");
+    let script = "import redis, sys\n\
+        r = redis.Redis(port=int(sys.argv[1]))\n\
+        l = r.lock('lock:py', timeout=10)\n\
+        assert l.acquire(blocking=False)\n\
+        assert not r.lock('lock:py', timeout=10).acquire(blocking=False)\n\
+        assert l.owned()\n\
+        l.extend(5)\n\
+        l.release()\n\
+        assert not l.locked()\n";
+    let out = std::process::Command::new(py)
+        .args(["-c", script, &h.addr.port().to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-p", &h.addr.port().to_string()])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(cli(&["SET", "lock:cli", "me", "NX", "PX", "30000"]), "OK");
+    for cl in &clusters {
+        assert_eq!(held_in(cl, "lock:cli").as_deref(), Some("me"));
+    }
+    assert_eq!(cli(&["GET", "lock:cli"]), "me");
+    assert_eq!(cli(&["DEL", "lock:cli"]), "1");
 }
 
 /// Fencing tokens grow across grants on cluster voters: the counter lives in
