@@ -371,6 +371,43 @@ async fn a_master_that_closes_the_connection_is_back_at_once() {
     assert!(granted >= 99, "{granted} of 100 granted");
 }
 
+/// Connections killed twice within a second on every master (a middlebox,
+/// an operator's `CLIENT KILL TYPE normal`) are churn, not failure: the
+/// masters are healthy and accept new connections at once, so a release sent
+/// right after waits for them and is decided, never `NOQUORUM ... down`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_churn_is_not_a_failure() {
+    let h = Harness::start(3).await;
+    let mut c = h.client().await;
+    assert_eq!(
+        c.cmd_str(&["SET", "lock:churn", "t", "NX", "PX", "30000"])
+            .await,
+        "+OK\r\n"
+    );
+    let engine = h.shared.engine();
+    let masters = engine.masters();
+    for m in &h.masters {
+        m.query(&["CLIENT", "KILL", "TYPE", "normal"]);
+    }
+    poll(|| {
+        masters
+            .iter()
+            .all(|m| m.stats.connects.load(Ordering::Relaxed) == 2)
+    })
+    .await;
+    for m in &h.masters {
+        m.query(&["CLIENT", "KILL", "TYPE", "normal"]);
+    }
+    assert_eq!(
+        c.cmd_str(&["EVAL", RELEASE, "1", "lock:churn", "t"]).await,
+        ":1\r\n"
+    );
+    assert_eq!(holders(&h, "lock:churn", "t"), 0);
+    for m in masters.iter() {
+        assert_eq!(m.stats.refused.load(Ordering::Relaxed), 0, "{}", m.addr());
+    }
+}
+
 // 6. A grant its client can never release is released.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,11 +6,13 @@
 //!   acquisition always runs after it on that master, even when the master was
 //!   paused in between.
 //! - **Reconnecting.** A master that closes the connection (`CLIENT KILL`, its
-//!   `timeout`, a middlebox) is reconnected at once, and requests wait for the
-//!   new connection within their operation's deadline. Only when connecting
-//!   fails again does the master count as down: requests then fail at once and
-//!   the task retries with backoff, logging repeated failures at most every
-//!   [`LOG_EVERY`].
+//!   `timeout`, a middlebox) is reconnected at once, however often it does,
+//!   and requests wait for the new connection within their operation's
+//!   deadline: a close is no failure (connections that close again and again
+//!   are reopened a little later, up to half a second). Only when connecting
+//!   or its handshake fails twice in a row does the master count as down:
+//!   requests then fail at once and the task retries with backoff, logging
+//!   repeated failures at most every [`LOG_EVERY`].
 //! - **Scripts.** An `EVALSHA` goes out after a `SCRIPT LOAD` of its script
 //!   (once per connection), in the same pipeline; a `NOSCRIPT` all the same
 //!   (someone ran `SCRIPT FLUSH`) loads it and sends it again, whether or not
@@ -148,8 +150,14 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Reconnect backoff bounds, after repeated failures.
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
-/// A connection that lived this long was healthy: its end starts no backoff.
+/// A connection that lived this long was healthy: quick closes before it
+/// slow the reconnects down (never to the point of failing requests).
 const HEALTHY: Duration = Duration::from_secs(1);
+/// Reconnect delay per quick close in a row (a connection closed before
+/// [`HEALTHY`]), up to [`CHURN_MAX`]: a master that keeps closing
+/// connections is not spun on, and requests wait meanwhile.
+const CHURN_STEP: Duration = Duration::from_millis(10);
+const CHURN_MAX: Duration = Duration::from_millis(500);
 /// Repeated errors of one master are logged at most this often.
 pub const LOG_EVERY: Duration = Duration::from_secs(10);
 
@@ -595,8 +603,12 @@ impl Master {
         let mut backlog = Backlog::default();
         let mut log = LogLimiter::default();
         let handshake = Handshake::new().ping();
-        // Failures in a row: connect errors, and connections that did not last.
+        // Failures in a row: connects and handshakes that failed. A connection
+        // that closes (CLIENT KILL, the master's timeout, a middlebox) is no
+        // failure: the master is reconnected at once and requests wait for it.
         let mut failures: u32 = 0;
+        // Connections in a row that closed before HEALTHY.
+        let mut quick_closes: u32 = 0;
         loop {
             if failures >= 2 {
                 // Repeated failures: down, and wait before the next attempt.
@@ -647,6 +659,7 @@ impl Master {
                     continue;
                 }
             };
+            failures = 0;
             self.stats.connects.fetch_add(1, Ordering::Relaxed);
             self.set_state(MasterState::Up);
             log.connected(&self.url);
@@ -666,12 +679,25 @@ impl Master {
                     if let Some(router) = self.router() {
                         router.failed();
                     }
-                    failures = if since.elapsed() >= HEALTHY {
-                        1
-                    } else {
-                        failures + 1
-                    };
                     log.error(&self.url, &e.to_string());
+                    quick_closes = if since.elapsed() >= HEALTHY {
+                        0
+                    } else {
+                        quick_closes + 1
+                    };
+                    if quick_closes > 1 {
+                        // Closing again and again: reconnect a little later,
+                        // still connecting (requests wait, within their deadline).
+                        self.set_state(MasterState::Connecting);
+                        let pause = CHURN_STEP.saturating_mul(quick_closes).min(CHURN_MAX);
+                        let stop = tokio::select! {
+                            _ = tokio::time::sleep(pause) => false,
+                            stop = self.wait_connecting(&mut rx, &mut backlog, &shutdown) => stop,
+                        };
+                        if stop {
+                            return;
+                        }
+                    }
                 }
             }
         }
