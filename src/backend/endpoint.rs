@@ -14,6 +14,13 @@ use crate::protocol::encode_command;
 use crate::stream::Stream;
 use crate::tls::TlsClient;
 
+/// TCP keepalive on every connection to a server: a request that may wait
+/// on purpose (a `BLPOP 0`, a long script) has no reply timeout, so a host
+/// that vanished (powered off, partitioned) is found by the kernel instead,
+/// within about 10 s + 3 × 2 s of the last traffic. A stopped process still
+/// answers keepalives; its connection's reply timeout finds it.
+const KEEPALIVE: (Duration, Duration, u32) = (Duration::from_secs(10), Duration::from_secs(2), 3);
+
 /// A Redis server the proxy connects to, with what every connection to it needs.
 #[derive(Debug, Clone)]
 pub(crate) struct Endpoint {
@@ -58,6 +65,12 @@ impl Endpoint {
             .await
             .map_err(|e| BackendError::new(ErrorKind::Connect, addr, e))?;
         let _ = tcp.set_nodelay(true);
+        let (time, interval, retries) = KEEPALIVE;
+        let keepalive = socket2::TcpKeepalive::new()
+            .with_time(time)
+            .with_interval(interval)
+            .with_retries(retries);
+        let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive);
         if !self.url.tls {
             return Ok(Stream::from(tcp));
         }
@@ -212,5 +225,21 @@ mod tests {
         let replica =
             b"*5\r\n$5\r\nslave\r\n$12\r\nredis-master\r\n:6379\r\n$9\r\nconnected\r\n:1\r\n";
         assert!(!role_is_master(replica));
+    }
+
+    #[tokio::test]
+    async fn connections_to_a_server_keep_alive() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let url = RedisUrl::parse(&format!("redis://{addr}")).unwrap();
+        let endpoint = Endpoint::new(url, Duration::from_secs(1), 8);
+        let Ok(Stream::Plain(tcp)) = endpoint.open("127.0.0.1", &addr).await else {
+            panic!("not a plain TCP stream");
+        };
+        let sock = socket2::SockRef::from(&tcp);
+        assert!(sock.keepalive().unwrap());
+        assert_eq!(sock.tcp_keepalive_time().unwrap(), KEEPALIVE.0);
+        assert_eq!(sock.tcp_keepalive_interval().unwrap(), KEEPALIVE.1);
+        assert_eq!(sock.tcp_keepalive_retries().unwrap(), KEEPALIVE.2);
     }
 }

@@ -211,9 +211,10 @@ pub struct PassthroughConfig {
     /// The URL is a seed node of a Redis Cluster: commands are routed by hash
     /// slot to the master that serves it.
     pub cluster: bool,
-    /// Cluster backend: how long a master may send nothing back while
-    /// requests wait on a shared connection to it; past it the connection
-    /// fails (its requests get an error) and is opened again.
+    /// How long a backend connection (to the backend, or a cluster master)
+    /// may send nothing back while it owes a reply that should come at once;
+    /// past it the connection fails (its requests get an error). Requests
+    /// that may wait on purpose (blocking commands, scripts, ...) are exempt.
     #[serde(with = "duration")]
     pub reply_timeout: Duration,
 }

@@ -79,6 +79,7 @@ impl Live {
         let settings = connection::Settings {
             default_db: config.passthrough.url.db,
             idle_timeout: config.server.timeout,
+            reply_timeout: config.passthrough.reply_timeout,
             max_output_buffer: config.limits.max_output_buffer,
             output_high_water: config.limits.output_high_water,
             max_query_buffer: config.limits.max_query_buffer,

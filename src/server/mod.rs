@@ -360,7 +360,7 @@ impl Shared {
         let lanes = (p.max_shared_connections, p.stall_after);
         let multiplex = p
             .multiplex
-            .then(|| multiplex::MultiplexPool::new(backend.clone(), lanes.0, lanes.1));
+            .then(|| multiplex::MultiplexPool::new(backend.clone(), lanes, p.reply_timeout));
         let auth = crate::auth::Authenticator::new(&config.server.requirepass, &config.users);
         let scripts = Arc::new(ScriptRegistry::new(&config.redlock.scripts));
         let cluster = config.passthrough.cluster.then(|| {
@@ -377,7 +377,7 @@ impl Shared {
         });
         let warm = cluster.is_none().then(|| warm::Warm::new(backend.clone()));
         Shared {
-            side: multiplex::MultiplexPool::new(backend.clone(), 1, lanes.1),
+            side: multiplex::MultiplexPool::new(backend.clone(), (1, lanes.1), p.reply_timeout),
             warm,
             cluster,
             backend,

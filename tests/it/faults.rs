@@ -165,3 +165,49 @@ async fn backend_killed_mid_pipeline_fails_every_pending_command_in_order() {
     h.backend.restart();
     assert_eq!(c.cmd_str(&["SET", "a", "2"]).await, "+OK\r\n");
 }
+
+/// Whether `reply` is the error of a request whose backend fell silent.
+fn timed_out(reply: &[u8]) -> bool {
+    text(reply).starts_with("-ERR passthrough backend unavailable: no answer from")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_backend_fails_prompt_requests_and_lets_waiting_ones_wait() {
+    let h = Harness::start_with(1, |c| {
+        c.passthrough.reply_timeout = Duration::from_millis(300);
+    })
+    .await;
+    // A plain read takes a shared connection; a read after WATCH, the
+    // client's own; a BLPOP and a script may wait on purpose.
+    let mut shared = h.client().await;
+    assert_eq!(shared.cmd_str(&["SET", "k", "v"]).await, "+OK\r\n");
+    let mut own = h.client().await;
+    assert_eq!(own.cmd_str(&["WATCH", "w"]).await, "+OK\r\n");
+    let mut blocked = h.client().await;
+    blocked.send(&enc(&["BLPOP", "q", "0"])).await;
+    poll(|| {
+        h.backend
+            .query_str(&["INFO", "clients"])
+            .contains("blocked_clients:1")
+    })
+    .await;
+    h.backend.pause();
+    let mut script = h.client().await;
+    script.send(&enc(&["EVAL", "return 7", "0"])).await;
+    // Stopped (SIGSTOP): the sockets stay open and nothing answers. Prompt
+    // requests get an error after the reply timeout, not a wait without end.
+    shared.send(&enc(&["GET", "k"])).await;
+    own.send(&enc(&["GET", "k"])).await;
+    let (a, b) = (shared.read().await, own.read().await);
+    assert!(timed_out(&a), "{}", text(&a));
+    assert!(timed_out(&b), "{}", text(&b));
+    h.backend.resume();
+    // Both go on, on new connections.
+    assert_eq!(shared.cmd_str(&["GET", "k"]).await, "$1\r\nv\r\n");
+    assert_eq!(own.cmd_str(&["GET", "k"]).await, "$1\r\nv\r\n");
+    // The blocked command and the script were left to wait: their replies
+    // are the first thing their clients get, no error before them.
+    assert_eq!(text(&script.read().await), ":7\r\n");
+    assert_eq!(shared.cmd_str(&["RPUSH", "q", "x"]).await, ":1\r\n");
+    assert_eq!(text(&blocked.read().await), "*2\r\n$1\r\nq\r\n$1\r\nx\r\n");
+}

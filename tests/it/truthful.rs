@@ -402,7 +402,8 @@ async fn connection_churn_is_not_a_failure() {
         c.cmd_str(&["EVAL", RELEASE, "1", "lock:churn", "t"]).await,
         ":1\r\n"
     );
-    assert_eq!(holders(&h, "lock:churn", "t"), 0);
+    // Decided by the first two; the third's release may still be on its way.
+    poll(|| holders(&h, "lock:churn", "t") == 0).await;
     for m in masters.iter() {
         assert_eq!(m.stats.refused.load(Ordering::Relaxed), 0, "{}", m.addr());
     }

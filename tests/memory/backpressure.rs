@@ -223,7 +223,7 @@ async fn refused_acquisitions_against_a_stalled_master_do_not_pile_up() {
     let port = masters[2].port;
     let metric = |name: &str| {
         proxy.metric(&format!(
-            "redlock_proxy_master_{name}{{master=\"127.0.0.1:{port}\"}}"
+            "redlock_proxy_master_{name}{{master=\"127.0.0.1:{port}\","
         ))
     };
     // Every refusal owes the stalled master a release: owed or shed, once its

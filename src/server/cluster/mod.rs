@@ -190,7 +190,7 @@ impl Cluster {
             Lanes::new(self.lanes.0, self.lanes.1, |i| {
                 let r = Some(redirects.clone());
                 let t = Timeouts {
-                    reply: Some(self.reply_timeout),
+                    reply: Lanes::reply_timeout(i, self.reply_timeout),
                     idle: (!Lanes::first_of_group(i)).then_some(SPARE_IDLE),
                 };
                 SharedConnection::new(proto, endpoint.clone(), r, t)

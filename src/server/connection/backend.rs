@@ -82,6 +82,22 @@ impl BackendLink {
         self.state = Link::Connecting(Box::pin(async move { backend.connect(&handshake).await }));
     }
 
+    /// The connection went silent too long while it owed a reply that should
+    /// have come at once (see `Settings::reply_timeout`).
+    pub(super) fn silence(&self, waited: std::time::Duration) -> BackendError {
+        let peer = match &self.state {
+            Link::Open(conn) => conn.peer(),
+            Link::Closed | Link::Connecting(_) => "",
+        };
+        let what = format!("{waited:?} (a reply owed)");
+        BackendError::new(ErrorKind::Timeout, peer, what)
+    }
+
+    /// Whether the connection is open (not closed, not still connecting).
+    pub(super) fn open_now(&self) -> bool {
+        matches!(self.state, Link::Open(_))
+    }
+
     /// Takes `conn`, already open to `backend`, if there is no connection.
     pub(super) fn attach_open(&mut self, backend: &Endpoint, mut conn: Connection) {
         if self.attached() {

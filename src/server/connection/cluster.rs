@@ -248,6 +248,7 @@ impl State {
             self.queue.push(Slot::Backend {
                 hook: Hook::Swallow,
                 silent: true,
+                patient: false,
             });
         }
         self.counting.forwarded();

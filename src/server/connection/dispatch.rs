@@ -145,6 +145,7 @@ impl State {
                         self.queue.push(Slot::Backend {
                             hook: Hook::Swallow,
                             silent: true,
+                            patient: false,
                         });
                     }
                     return;
@@ -164,6 +165,7 @@ impl State {
         self.queue.push(Slot::Backend {
             hook: Hook::Swallow,
             silent: true,
+            patient: false,
         });
         true
     }
@@ -288,6 +290,16 @@ impl State {
         // for the command itself, nothing is (see `resync.rs`).
         let counted =
             self.counting.counted() && !matches!(effect, Effect::Subscribe | Effect::Monitor);
+        // No reply timeout for what may wait on purpose: what cannot share a
+        // connection (a blocking command, `WAIT`, a module's command), and
+        // what shared connections give lanes of their own (see `class`).
+        let patient = matches!(
+            effect,
+            Effect::Plain {
+                shareable: false,
+                ..
+            }
+        ) || self.class(&req.args, &effect) == Class::Held;
         let s = &mut self.session;
         match effect {
             Effect::Exec => {
@@ -301,6 +313,7 @@ impl State {
                     self.queue.push(Slot::Backend {
                         hook: Hook::Replace(bytes),
                         silent,
+                        patient: false,
                     });
                     self.counting.forwarded();
                     return;
@@ -337,7 +350,11 @@ impl State {
         self.counting.forwarded();
         let silent = self.session.take_silent();
         if counted {
-            self.queue.push(Slot::Backend { hook, silent });
+            self.queue.push(Slot::Backend {
+                hook,
+                silent,
+                patient,
+            });
         }
     }
 

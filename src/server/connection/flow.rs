@@ -147,7 +147,7 @@ impl State {
         };
         match self.queue.front() {
             Some(Slot::Backend { .. }) if !push => {
-                if let Some(Slot::Backend { hook, silent }) = self.queue.pop() {
+                if let Some(Slot::Backend { hook, silent, .. }) = self.queue.pop() {
                     apply_hook(
                         hook,
                         silent,
@@ -204,7 +204,7 @@ impl State {
     /// The backend connection failed: every reply still expected from it becomes
     /// an error, in place; state the backend held is marked lost. A client that
     /// had part of a reply already can only be closed: nothing can follow it.
-    fn fail_backend(&mut self, e: BackendError) {
+    pub(super) fn fail_backend(&mut self, e: BackendError) {
         if self.backend.ending() {
             // The client left and the backend dropped what it had not
             // answered (a blocked command): nothing is written for those,

@@ -126,6 +126,7 @@ impl State {
             self.queue.push(Slot::Backend {
                 hook: Hook::Replace(reply.to_bytes(new)),
                 silent,
+                patient: false,
             });
             return;
         }

@@ -90,6 +90,9 @@ pub(crate) struct Settings {
     pub(crate) default_db: u32,
     /// Close a client idle this long (zero: never).
     pub(crate) idle_timeout: Duration,
+    /// How long the client's own backend connection may stay silent while it
+    /// owes a reply that should come at once.
+    pub(crate) reply_timeout: Duration,
     /// Most bytes buffered for a client (0: no limit).
     pub(crate) max_output_buffer: usize,
     /// Past this many buffered bytes, requests and the client's backend
@@ -288,6 +291,8 @@ impl Conn {
         let idle = self.st.settings.idle_timeout;
         let mut last_activity = Instant::now();
         let mut draining = false;
+        // Since when the backend owes a prompt reply and has said nothing.
+        let mut silent_since: Option<Instant> = None;
         loop {
             let flags = &self.st.shared.shutdown;
             if flags.forced.load(Ordering::Relaxed) {
@@ -361,6 +366,20 @@ impl Conn {
                 && self.st.ready_for_requests();
             let want_write = !self.st.output.is_empty() || self.client.wants_write();
             let backend_read = self.st.backend_read();
+            // A backend that owes a reply which should come at once (not a
+            // blocked command's), to a client taking its replies, and stays
+            // silent past the reply timeout is taken for gone (stopped,
+            // partitioned): the client gets errors, not a wait without end.
+            let owed = backend_read > 0
+                && self.st.counting.counted()
+                && self.st.backend.open_now()
+                && self.st.queue.oldest_backend_patient() == Some(false);
+            if !owed {
+                silent_since = None;
+            }
+            let reply_timeout = self.st.settings.reply_timeout;
+            let silent_until =
+                owed.then(|| *silent_since.get_or_insert_with(Instant::now) + reply_timeout);
             let idle_at = (!idle.is_zero()).then(|| last_activity + idle);
             let revoke_at = self.st.output.next_deadline();
             let st = &mut self.st;
@@ -373,7 +392,14 @@ impl Conn {
                 (seq, reply) = mailbox_recv(&st.route), if st.route.awaiting().is_some() => {
                     st.shared_replies(seq, reply);
                 }
-                ev = st.backend.event(backend_read) => st.on_backend(ev),
+                ev = st.backend.event(backend_read) => {
+                    silent_since = None;
+                    st.on_backend(ev);
+                }
+                _ = sleep_until_opt(silent_until) => {
+                    let e = st.backend.silence(reply_timeout);
+                    st.fail_backend(e);
+                }
                 ev = poll_fn(|cx| poll_client(cx, &mut self.client, &mut self.inbuf, st.output.buf(), want_read)),
                     if want_read || want_write =>
                 {

@@ -100,6 +100,10 @@ pub(super) enum Slot {
         hook: Hook,
         /// `CLIENT REPLY OFF/SKIP` in effect: consume the reply, write nothing.
         silent: bool,
+        /// The backend may take its time to answer (a blocking command,
+        /// `WAIT`, a module's command): no reply timeout while it is the
+        /// oldest waiting.
+        patient: bool,
     },
     /// Waits for a lock operation to finish.
     Pending,
@@ -158,6 +162,19 @@ impl ReplyQueue {
     /// Replies the client's own backend connection still owes.
     pub(super) fn backend_waiting(&self) -> usize {
         self.backend_waiting
+    }
+
+    /// Whether the oldest reply the backend owes may take its time (`None`:
+    /// it owes none, or it is a resynchronisation's).
+    pub(super) fn oldest_backend_patient(&self) -> Option<bool> {
+        if self.backend_waiting == 0 {
+            return None;
+        }
+        self.slots.iter().find_map(|s| match s {
+            Slot::Backend { patient, .. } => Some(*patient),
+            Slot::Resync => Some(true),
+            _ => None,
+        })
     }
 
     /// Bytes of the replies ready and waiting for the slots ahead of them.

@@ -20,6 +20,10 @@
 //!   carries nothing else, so they reach the server at once, never behind the
 //!   command they are meant to stop.
 //!
+//! The server is taken for gone when a lane owes replies and sends nothing
+//! for the reply timeout, except on held lanes: their requests may wait on
+//! purpose.
+//!
 //! A client with requests in flight keeps their lane, so its commands run in
 //! the order it sent them (see `connection/route.rs`). Lanes past the first
 //! of each group close after a minute with nothing to do.
@@ -99,6 +103,13 @@ impl Lanes {
             stall_after: u64::try_from(stall_after.as_nanos()).unwrap_or(u64::MAX),
             stalls: AtomicU64::new(0),
         }
+    }
+
+    /// The reply timeout of lane `i`: none for the held group, whose
+    /// requests the server may hold for long on purpose (a script, a write
+    /// during a pause); `reply` for the others.
+    pub(crate) fn reply_timeout(i: usize, reply: Duration) -> Option<Duration> {
+        (Group::of(i) != Some(Group::Held)).then_some(reply)
     }
 
     /// Whether lane `i` is the first of its group (kept open while idle).

@@ -45,12 +45,20 @@ pub(crate) struct MultiplexPool {
 impl MultiplexPool {
     /// Shared connections to the backend (opened at first use): up to `max`
     /// lanes per protocol, a lane counting as stalled after `stall_after`
-    /// without a reply (see `lanes.rs`).
-    pub(crate) fn new(backend: Endpoint, max: usize, stall_after: Duration) -> Self {
+    /// without a reply (see `lanes.rs`), and the backend taken for gone when
+    /// a lane that owes prompt replies is silent for `reply_timeout`.
+    pub(crate) fn new(
+        backend: Endpoint,
+        (max, stall_after): (usize, Duration),
+        reply_timeout: Duration,
+    ) -> Self {
         let lanes = |proto| {
             Lanes::new(max, stall_after, |i| {
                 let idle = (!Lanes::first_of_group(i)).then_some(SPARE_IDLE);
-                let t = Timeouts { reply: None, idle };
+                let t = Timeouts {
+                    reply: Lanes::reply_timeout(i, reply_timeout),
+                    idle,
+                };
                 SharedConnection::new(proto, backend.clone(), None, t)
             })
         };
