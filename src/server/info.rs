@@ -77,7 +77,7 @@ pub(crate) fn proxy_section(shared: &Shared) -> String {
     }
     let master_line = |m: &Master| {
         format!(
-            "addr={},state={},quarantined={},latency_us={},version={},persistence={},owed_releases={},sentinel_switches={}",
+            "addr={},state={},quarantined={},latency_us={},version={},persistence={},owed_releases={},sentinel_switches={},clock_offset_ms={},clock_jumps={},clock_steps_back={}",
             m.addr(),
             state_name(m.state()),
             m.quarantined() as u8,
@@ -86,6 +86,9 @@ pub(crate) fn proxy_section(shared: &Shared) -> String {
             durability(m),
             m.stats.owed.load(Ordering::Relaxed),
             m.switches(),
+            m.stats.clock_offset_us.load(Ordering::Relaxed) / 1000,
+            m.stats.clock_jumps.load(Ordering::Relaxed),
+            m.stats.clock_steps_back.load(Ordering::Relaxed),
         )
     };
     for (i, v) in voters.iter().enumerate() {
@@ -192,6 +195,18 @@ fn master_map(m: &Master) -> Reply {
         field(
             "requests",
             Reply::Int(m.stats.sent.load(Ordering::Relaxed) as i64),
+        ),
+        field(
+            "clock_offset_ms",
+            Reply::Int(m.stats.clock_offset_us.load(Ordering::Relaxed) / 1000),
+        ),
+        field(
+            "clock_jumps",
+            Reply::Int(m.stats.clock_jumps.load(Ordering::Relaxed) as i64),
+        ),
+        field(
+            "clock_steps_back",
+            Reply::Int(m.stats.clock_steps_back.load(Ordering::Relaxed) as i64),
         ),
     ])
 }

@@ -284,10 +284,34 @@ impl Collector for ProxyCollector {
         out.per_master(
             masters,
             "redlock_proxy_master_quarantined",
-            "Whether the master's votes are distrusted since it restarted (the restart guard).",
+            "Whether the master's votes are distrusted: it restarted, failed over, or its clock ran ahead (the restart and clock guards).",
             None,
             gauge,
             |m| ConstGauge::new(m.quarantined() as i64),
+        )?;
+        out.per_master(
+            masters,
+            "redlock_proxy_master_clock_jumps",
+            "Times the master's clock was seen to run ahead of the proxy's beyond the drift allowed (the clock guard quarantines it).",
+            None,
+            counter,
+            |m| ConstCounter::new(get(&m.stats.clock_jumps)),
+        )?;
+        out.per_master(
+            masters,
+            "redlock_proxy_master_clock_steps_back",
+            "Times the master's clock was seen to go back or run slow (its locks last longer; nothing is at risk).",
+            None,
+            counter,
+            |m| ConstCounter::new(get(&m.stats.clock_steps_back)),
+        )?;
+        out.per_master(
+            masters,
+            "redlock_proxy_master_clock_offset_seconds",
+            "The master's wall clock minus the proxy's, at the last reading.",
+            None,
+            gauge,
+            |m| ConstGauge::new(m.stats.clock_offset_us.load(Ordering::Relaxed) as f64 / 1e6),
         )?;
         out.per_master(
             masters,

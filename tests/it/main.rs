@@ -19,6 +19,7 @@ mod auth;
 mod chaos;
 mod cli;
 mod clients;
+mod clock;
 mod cluster;
 mod command_table;
 mod config;

@@ -194,6 +194,7 @@ impl From<&RedlockConfig> for EngineConfig {
                 quarantine_on_start: r.quarantine_on_start,
                 health_interval: r.health_interval,
                 drift_factor: r.drift_factor,
+                drift_floor: r.drift_floor,
             },
         }
     }

@@ -108,7 +108,7 @@ impl Engine {
         };
         let success = |f: &BytesFrame| vote::success(conv, f, nkeys);
         let round = self
-            .collect(cmd, Some(preload), timeout, Role::None, |a| {
+            .collect(cmd, Some(preload), timeout, Role::Extends, |a| {
                 Votes::count_distrusting(a, success).decided(q)
             })
             .await;

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::clock_guard::TIME;
 use super::owed::Id;
 use super::restart::ProbeNext;
 use super::{Backlog, Master, Message, Preload, Request, Role};
@@ -52,6 +53,8 @@ enum Awaiting {
     ProbeMarker,
     /// An owed release.
     Owed(Id),
+    /// The clock guard's `TIME`, written at `sent` (see `clock_guard.rs`).
+    Time { sent: Instant },
 }
 
 /// An open connection to one master.
@@ -61,6 +64,11 @@ pub(super) struct MasterConnection {
     pending: VecDeque<Awaiting>,
     /// Scripts loaded on this connection.
     loaded: HashSet<Bytes>,
+    /// `TIME`s written whose reply has not come.
+    times_pending: usize,
+    /// Answers that count only once the `TIME` behind them shows the
+    /// master's clock did not run ahead.
+    held: Vec<(Request, BytesFrame)>,
 }
 
 fn is_noscript(f: &BytesFrame) -> bool {
@@ -74,7 +82,30 @@ impl MasterConnection {
             master,
             pending: VecDeque::new(),
             loaded: HashSet::new(),
+            times_pending: 0,
+            held: Vec::new(),
         }
+    }
+
+    /// Writes the clock guard's `TIME`: the answers written before it wait
+    /// for its reply.
+    fn write_time(&mut self, sent: Instant) {
+        if self.master.clock_guarded() {
+            self.conn.out().extend_from_slice(TIME);
+            self.pending.push_back(Awaiting::Time { sent });
+            self.times_pending += 1;
+        }
+    }
+
+    /// Hands an answer to its operation: not trusted from a master
+    /// distrusted now (the restart and clock guards).
+    fn answer(&self, req: Request, frame: BytesFrame) {
+        let answer = if self.master.quarantined() {
+            Err(NoReply::Quarantined)
+        } else {
+            Ok(frame)
+        };
+        req.reply_to.push((self.master.index, answer));
     }
 
     /// Writes a request: after `ASKING` when a migrating slot's node is
@@ -109,6 +140,7 @@ impl MasterConnection {
         } else {
             Instant::now()
         };
+        let mut granting = false;
         while self.conn.out().len() < WRITE_HIGH_WATER && self.pending.len() < MAX_PENDING {
             let Some((seq, req)) = backlog.ops.pop_front() else {
                 break;
@@ -132,11 +164,17 @@ impl MasterConnection {
                 continue;
             }
             self.write_request(&req);
+            // What grants is checked against the clock; reads and releases
+            // grant nothing.
+            granting |= matches!(req.lock, Role::Acquires(_) | Role::Extends);
             self.pending.push_back(Awaiting::Op {
                 req,
                 sent: now,
                 resent: false,
             });
+        }
+        if granting {
+            self.write_time(now);
         }
         self.write_owed(backlog, now);
         self.master.publish_owed(backlog);
@@ -174,7 +212,6 @@ impl MasterConnection {
 
     /// Matches every complete reply to its request.
     fn read_replies(&mut self, backlog: &mut Backlog) -> Result<(), BackendError> {
-        let index = self.master.index;
         while let Some(info) = self.conn.next_reply()? {
             let mut bytes = self.conn.take(info.len);
             let decoded = redis_protocol::resp2::decode::decode_bytes_mut(&mut bytes)
@@ -202,6 +239,7 @@ impl MasterConnection {
                         sent,
                         resent: true,
                     });
+                    self.write_time(now);
                 }
                 Awaiting::Op { req, sent, .. } => {
                     let took = now.saturating_duration_since(sent);
@@ -219,13 +257,18 @@ impl MasterConnection {
                         tracing::debug!(master = %self.master.url, error = %e, "a lock request failed on a master");
                         self.master.owe_now(backlog, &req.lock, now);
                     }
-                    // A master distrusted now (the restart guard) casts no vote.
-                    let answer = if self.master.quarantined() {
-                        Err(NoReply::Quarantined)
+                    if self.times_pending > 0 {
+                        self.held.push((req, frame));
                     } else {
-                        Ok(frame)
-                    };
-                    req.reply_to.push((index, answer));
+                        self.answer(req, frame);
+                    }
+                }
+                Awaiting::Time { sent } => {
+                    self.times_pending = self.times_pending.saturating_sub(1);
+                    self.master.clock_read(&frame, sent, now);
+                    for (req, frame) in std::mem::take(&mut self.held) {
+                        self.answer(req, frame);
+                    }
                 }
                 Awaiting::Load => {
                     if let BytesFrame::Error(e) = frame {
@@ -339,6 +382,7 @@ impl MasterConnection {
         }
         self.conn.out().extend_from_slice(PROBE);
         self.pending.push_back(Awaiting::ProbeInfo);
+        self.write_time(Instant::now());
     }
 
     /// Shutdown: delivers what is queued (owed releases above all), briefly.
@@ -369,6 +413,12 @@ impl MasterConnection {
     /// owed again.
     pub(super) fn lost(&mut self, backlog: &mut Backlog) {
         let index = self.master.index;
+        // Answered, but the clock that would vouch for them was not read.
+        for (req, _) in self.held.drain(..) {
+            req.reply_to.push((index, Err(NoReply::Lost)));
+            self.master.owe_now(backlog, &req.lock, Instant::now());
+        }
+        self.times_pending = 0;
         for awaiting in self.pending.drain(..) {
             if let Awaiting::Op { req, .. } = awaiting {
                 req.reply_to.push((index, Err(NoReply::Lost)));
@@ -431,6 +481,7 @@ mod tests {
             quarantine_on_start: false,
             health_interval: Duration::from_secs(60),
             drift_factor: 0.01,
+            drift_floor: Duration::from_millis(2),
         }));
         let cad = Preload::new(Bytes::from_static(b"cadsha"), b"return 1");
         let endpoint = Endpoint::new(url, Duration::from_millis(50), 16);

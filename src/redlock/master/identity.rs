@@ -40,6 +40,8 @@ pub struct GuardConfig {
     pub health_interval: Duration,
     /// Clock drift allowance as a fraction, added to quarantines.
     pub drift_factor: f64,
+    /// Clock drift allowed whatever the span (the clock guard's floor).
+    pub drift_floor: Duration,
 }
 
 /// What the masters' guards share: the settings and the longest TTL granted.
@@ -296,6 +298,7 @@ mod tests {
             quarantine_on_start: false,
             health_interval: Duration::from_secs(1),
             drift_factor: 0.01,
+            drift_floor: Duration::from_millis(2),
         })
     }
 

@@ -26,6 +26,8 @@
 //!   take ten times as many), and owed releases to [`owed::MAX_OWED`] — those
 //!   owed and, as many again, those on their way to the task.
 
+mod clock;
+mod clock_guard;
 mod connection;
 pub mod identity;
 pub(crate) mod owed;
@@ -105,6 +107,12 @@ pub struct MasterStats {
     pub errors: AtomicU64,
     /// Request latency, an exponentially weighted moving average, in µs.
     pub latency_avg_us: AtomicU64,
+    /// Times its clock was seen to run ahead of the proxy's (the clock guard).
+    pub clock_jumps: AtomicU64,
+    /// Times its clock was seen to go back, or run slow.
+    pub clock_steps_back: AtomicU64,
+    /// Its wall clock minus the proxy's at the last reading, in µs.
+    pub clock_offset_us: std::sync::atomic::AtomicI64,
 }
 
 impl Default for MasterStats {
@@ -126,6 +134,9 @@ impl Default for MasterStats {
             timeouts: AtomicU64::default(),
             errors: AtomicU64::default(),
             latency_avg_us: AtomicU64::default(),
+            clock_jumps: AtomicU64::default(),
+            clock_steps_back: AtomicU64::default(),
+            clock_offset_us: std::sync::atomic::AtomicI64::default(),
         }
     }
 }
@@ -231,6 +242,9 @@ pub(crate) enum Role {
     None,
     /// It takes the lock: releases of it owed before it are not sent after it.
     Acquires(Arc<LockRef>),
+    /// It extends a lock's TTL: like an acquisition, its answer counts only
+    /// once the master's clock is read behind it (the clock guard).
+    Extends,
     /// It releases the lock: if it does not succeed (not sent, lost, an error
     /// reply), the release is owed.
     Releases(Arc<LockRef>),
@@ -349,6 +363,8 @@ pub struct Master {
     /// A quarantine of this proxy's (a restart, a failover) whose marker the
     /// master has not confirmed yet: the probe writes it.
     marker_owed: std::sync::atomic::AtomicBool,
+    /// The clock guard's readings (see `clock_guard.rs`).
+    clock: std::sync::Mutex<clock_guard::ClockState>,
     /// Counters.
     pub stats: MasterStats,
 }
@@ -396,6 +412,7 @@ impl Master {
             marker_tag: std::sync::Mutex::default(),
             retired: std::sync::atomic::AtomicBool::new(false),
             marker_owed: std::sync::atomic::AtomicBool::new(false),
+            clock: std::sync::Mutex::default(),
             stats: MasterStats::default(),
         });
         tracker.spawn(Arc::clone(&master).run(rx, shutdown));

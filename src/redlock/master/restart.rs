@@ -93,6 +93,10 @@ impl Master {
 
     /// Right after connecting: who the master is now, and what that means.
     pub(super) async fn identify(&self, conn: &mut Connection) -> Result<(), BackendError> {
+        // The clock guard's first reading on this connection.
+        let sent = tokio::time::Instant::now();
+        let time = query(conn, super::clock_guard::TIME, 1).await?;
+        self.clock_read(&time[0], sent, tokio::time::Instant::now());
         let frames = query(conn, &identify_commands(), 3).await?;
         let id = identity(&frames[0], &frames[1], &frames[2]);
         let Some(run_id) = id.run_id.clone() else {

@@ -3,6 +3,7 @@
 //! so a failing test leaves no process behind.
 
 pub mod cluster;
+pub mod fake_clock;
 pub mod pki;
 pub mod relay;
 pub mod sentinel;
@@ -84,6 +85,8 @@ pub struct RedisServer {
     child: Option<Child>,
     dir: tempfile::TempDir,
     extra: Vec<String>,
+    /// Environment of the process (a fake clock's preload).
+    env: Vec<(String, String)>,
     /// TLS only (`--port 0 --tls-port`): the CA, and the client certificate
     /// the test presents.
     tls: Option<(PathBuf, PathBuf, PathBuf)>,
@@ -97,12 +100,22 @@ impl RedisServer {
 
     /// Starts a redis-server with extra `--option value` arguments.
     pub fn start_with(extra: &[&str]) -> RedisServer {
+        Self::start_with_env(extra, Vec::new())
+    }
+
+    /// Starts a redis-server whose wall clock `clock` sets.
+    pub fn start_with_clock(clock: &fake_clock::FakeClock) -> RedisServer {
+        Self::start_with_env(&[], clock.env())
+    }
+
+    fn start_with_env(extra: &[&str], env: Vec<(String, String)>) -> RedisServer {
         for _ in 0..5 {
             let mut s = RedisServer {
                 port: free_port(),
                 child: None,
                 dir: tempfile::tempdir().unwrap(),
                 extra: extra.iter().map(|s| s.to_string()).collect(),
+                env: env.clone(),
                 tls: None,
             };
             if s.spawn() {
@@ -138,6 +151,7 @@ impl RedisServer {
                 child: None,
                 dir: tempfile::tempdir().unwrap(),
                 extra: extra.to_vec(),
+                env: Vec::new(),
                 tls: Some((
                     pki.ca.clone(),
                     pki.client_cert.clone(),
@@ -188,6 +202,7 @@ impl RedisServer {
             // DEBUG SLEEP stalls a master in the tests; Redis 7 refuses DEBUG by default.
             .args(["--enable-debug-command", "local"])
             .args(&self.extra)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
