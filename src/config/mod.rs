@@ -171,7 +171,7 @@ impl Default for LimitsConfig {
             max_query_buffer: 1024 * 1024 * 1024,
             output_high_water: 1024 * 1024,
             max_output_buffer: 512 * 1024 * 1024,
-            max_client_memory: 2 * 1024 * 1024 * 1024,
+            max_client_memory: 256 * 1024 * 1024,
         }
     }
 }

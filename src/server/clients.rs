@@ -7,19 +7,26 @@
 //! of [`GRANULE`] or more to a shared total (so small clients never touch it).
 //! The memory guard (`max_client_memory`, like Redis's `maxmemory-clients`)
 //! looks a few times a second, and at once when the total passes the cap; then
-//! it closes the clients holding the most until the rest fits.
+//! it closes clients until the rest fits: first those that have not read for
+//! [`STUCK`] (a client that never reads is what the cap is for), the largest
+//! first, then the others, the largest first. A client reading a large reply
+//! as fast as it can is the last to go.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::task::AtomicWaker;
 
+use super::multiplex::clock;
+
 /// How often the memory guard looks.
 const GUARD_EVERY: Duration = Duration::from_millis(100);
 /// Changes in a client's buffers smaller than this are not added to the total.
 pub(crate) const GRANULE: usize = 64 * 1024;
+/// A client holding bytes it has not taken any of for this long is stuck.
+const STUCK: Duration = Duration::from_millis(500);
 
 /// One client, as its connection and the server share it.
 #[derive(Debug, Default)]
@@ -31,6 +38,29 @@ pub(crate) struct Client {
     pub(crate) buffered: AtomicUsize,
     /// Closed by the memory guard.
     pub(crate) evicted: AtomicBool,
+    /// Since when it has held bytes without taking any ([`clock`]
+    /// nanoseconds; 0: it is taking them, or holds none).
+    stuck_since: AtomicU64,
+}
+
+impl Client {
+    /// Whether the client took some of its replies since the last call (or
+    /// holds none): a client that stops taking them is stuck from then on.
+    pub(crate) fn progress(&self, moving: bool) {
+        let since = self.stuck_since.load(Ordering::Relaxed);
+        if moving && since != 0 {
+            self.stuck_since.store(0, Ordering::Relaxed);
+        } else if !moving && since == 0 {
+            self.stuck_since
+                .store(clock::now().max(1), Ordering::Relaxed);
+        }
+    }
+
+    /// Whether it has held bytes without taking any for [`STUCK`] by `now`.
+    fn stuck(&self, now: u64) -> bool {
+        let since = self.stuck_since.load(Ordering::Relaxed);
+        since != 0 && now.saturating_sub(since) >= STUCK.as_nanos() as u64
+    }
 }
 
 /// The connected clients.
@@ -92,25 +122,30 @@ impl Clients {
         })
     }
 
-    /// Past `cap` bytes in all: picks the clients holding the most, until the
-    /// others fit, marks them evicted and wakes them. Returns how many, and the
-    /// bytes they held.
+    /// Past `cap` bytes in all: picks clients until the others fit, the stuck
+    /// ones first, the largest first; marks them evicted and wakes them.
+    /// Returns how many, and the bytes they held.
     pub(crate) fn evict_over(&self, cap: usize) -> (usize, usize) {
+        self.evict_at(cap, clock::now())
+    }
+
+    /// [`evict_over`](Self::evict_over) at `now` ([`clock`] nanoseconds).
+    fn evict_at(&self, cap: usize, now: u64) -> (usize, usize) {
         let Ok(m) = self.map.lock() else {
             return (0, 0);
         };
-        let mut held: Vec<(usize, &Arc<Client>)> = m
+        let mut held: Vec<(bool, usize, &Arc<Client>)> = m
             .values()
             .filter(|c| !c.evicted.load(Ordering::Relaxed))
-            .map(|c| (c.buffered.load(Ordering::Relaxed), c))
+            .map(|c| (c.stuck(now), c.buffered.load(Ordering::Relaxed), c))
             .collect();
-        let mut total: usize = held.iter().map(|h| h.0).sum();
+        let mut total: usize = held.iter().map(|h| h.1).sum();
         if total <= cap {
             return (0, 0);
         }
-        held.sort_unstable_by_key(|h| std::cmp::Reverse(h.0));
+        held.sort_unstable_by_key(|h| std::cmp::Reverse((h.0, h.1)));
         let (mut n, mut freed) = (0, 0);
-        for (bytes, c) in held {
+        for (_, bytes, c) in held {
             if total <= cap || bytes == 0 {
                 break;
             }
@@ -174,5 +209,50 @@ mod tests {
         assert_eq!(evicted, [false, true, false, true]);
         clients.unregister(1);
         assert_eq!(clients.buffered(), 350);
+    }
+
+    #[test]
+    fn stuck_clients_go_before_larger_ones_that_read() {
+        let clients = Clients::default();
+        // A reader of a large reply, and two smaller clients that stopped reading.
+        let sizes = [600usize, 200, 300];
+        let handles: Vec<_> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| {
+                let c = clients.register(i as u64);
+                c.buffered.store(b, Ordering::Relaxed);
+                c
+            })
+            .collect();
+        handles[0].progress(true);
+        for c in &handles[1..] {
+            c.progress(false);
+        }
+        let later = clock::now() + STUCK.as_nanos() as u64;
+        assert_eq!(clients.evict_at(700, later), (2, 500));
+        let evicted: Vec<bool> = handles
+            .iter()
+            .map(|c| c.evicted.load(Ordering::Relaxed))
+            .collect();
+        assert_eq!(evicted, [false, true, true]);
+        // Past the cap with only readers left: the largest goes after all.
+        assert_eq!(clients.evict_at(100, later), (1, 600));
+    }
+
+    #[test]
+    fn a_client_is_stuck_only_while_it_takes_nothing() {
+        let c = Client::default();
+        c.progress(false);
+        assert_ne!(c.stuck_since.load(Ordering::Relaxed), 0);
+        let since = c.stuck_since.load(Ordering::Relaxed);
+        c.progress(false);
+        assert_eq!(
+            c.stuck_since.load(Ordering::Relaxed),
+            since,
+            "kept from the first"
+        );
+        c.progress(true);
+        assert_eq!(c.stuck_since.load(Ordering::Relaxed), 0);
     }
 }

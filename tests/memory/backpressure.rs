@@ -275,3 +275,55 @@ async fn refused_acquisitions_against_a_stalled_master_do_not_pile_up() {
     assert!(grown < 128 * MIB, "RSS grew by {} MiB", grown / MIB);
     masters[2].resume();
 }
+
+/// The case, on the defaults: 100 clients each pipeline 20 GETs of a
+/// 1 MiB value and never read. The proxy stays near `max_client_memory`
+/// (256 MiB), closing the hogs, while a client of small commands and one
+/// that reads the large value again and again are served throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_clients_that_never_read_stay_bounded_on_the_defaults() {
+    use tokio::io::AsyncWriteExt;
+    let masters: Vec<RedisServer> = (0..3).map(|_| RedisServer::start()).collect();
+    let backend = backend_with_big_value();
+    let proxy = ProxyProcess::start(&masters, &backend, &[]);
+    let base = proxy.rss();
+    // A reader of the large value, reading each reply whole before the next.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (addr, stop) = (proxy.addr, stop.clone());
+        tokio::spawn(async move {
+            let mut c = RawClient::connect(addr).await;
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                c.stream.write_all(&enc(&["GET", "big"])).await.unwrap();
+                assert_eq!(c.read().await.len(), MIB + 12, "read {n}");
+                n += 1;
+            }
+            n
+        })
+    };
+    let mut hogs = Vec::new();
+    for _ in 0..100 {
+        hogs.push(hog(&proxy, 20).await);
+    }
+    // Until most hogs are closed (before the fix, RSS passed 800 MiB in 8 s
+    // with none closed), then a second more; 15 s at most.
+    let evictions = || proxy.metric("redlock_proxy_client_memory_evictions_total");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut peak = 0;
+    while evictions() < 50.0 && Instant::now() < deadline {
+        peak = peak.max(peak_rss_while_served(&proxy, Duration::from_millis(100)).await);
+    }
+    peak = peak.max(peak_rss_while_served(&proxy, Duration::from_secs(1)).await);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let reads = reader.await.unwrap();
+    let grown = peak.saturating_sub(base);
+    let evicted = evictions();
+    println!(
+        "100 clients x 20 GETs of 1 MiB, never read, defaults: RSS {} MiB -> peak {} MiB; {evicted} evicted; the reader read {reads} replies",
+        base / MIB,
+        peak / MIB
+    );
+    assert!(reads > 10, "the reader read {reads} replies");
+    assert!(grown < 320 * MIB, "RSS grew by {} MiB", grown / MIB);
+}

@@ -293,6 +293,9 @@ impl Conn {
         let mut draining = false;
         // Since when the backend owes a prompt reply and has said nothing.
         let mut silent_since: Option<Instant> = None;
+        // Bytes written to the client by the last turn (the memory guard
+        // closes clients that take nothing first).
+        let mut last_flushed = 0;
         loop {
             let flags = &self.st.shared.shutdown;
             if flags.forced.load(Ordering::Relaxed) {
@@ -342,6 +345,9 @@ impl Conn {
             self.check_output_limit();
             let buffered = self.st.buffered();
             client.buffered.store(buffered, Ordering::Relaxed);
+            let flushed = self.st.output.flushed();
+            client.progress(buffered == 0 || flushed != last_flushed);
+            last_flushed = flushed;
             if buffered.abs_diff(*published) >= GRANULE || (buffered == 0 && *published != 0) {
                 self.st.shared.registry.adjust(*published, buffered);
                 *published = buffered;

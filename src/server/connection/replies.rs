@@ -108,6 +108,11 @@ impl Output {
     }
 
     /// `n` bytes were written: leased replies that are out are settled.
+    /// Bytes written to the client so far.
+    pub(super) fn flushed(&self) -> u64 {
+        self.flushed
+    }
+
     pub(super) fn written(&mut self, n: usize) {
         self.flushed += n as u64;
         let flushed = self.flushed;
