@@ -35,6 +35,7 @@ mod layers;
 mod lock_keys;
 mod multiplex;
 mod operations;
+mod partitions;
 mod passthrough;
 mod readme;
 mod redis_cli;

@@ -1,6 +1,8 @@
-//! A TCP relay between the proxy and a master that can add latency, blackhole
-//! the link (stop forwarding in both directions, holding the bytes, as a network
-//! partition does to a live TCP connection), or sever its connections.
+//! A TCP relay (between the proxy and a master, or a client and the proxy)
+//! that can add latency, blackhole the link in both directions or one
+//! (holding the bytes, as a network partition does to a live TCP
+//! connection), cut it in the middle of a reply, or sever its connections
+//! (closed, or reset).
 
 use std::time::Duration;
 
@@ -17,14 +19,19 @@ pub enum Mode {
     Delay(Duration),
     /// Hold everything until the mode changes.
     Blackhole,
+    /// Hold what goes to the target (requests); let replies through.
+    HoldRequests,
+    /// Hold what comes back (replies); let requests through.
+    HoldReplies,
 }
 
 /// A running relay.
 pub struct Relay {
     pub port: u16,
     mode: watch::Sender<Mode>,
-    /// Bumped to close every connection relayed so far.
-    severed: watch::Sender<u64>,
+    /// Bumped to close every connection relayed so far (how: the latest
+    /// [`Cut`]).
+    severed: watch::Sender<(u64, Cut)>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -34,7 +41,7 @@ impl Relay {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (mode, rx) = watch::channel(Mode::Pass);
-        let (severed, cut) = watch::channel(0u64);
+        let (severed, cut) = watch::channel((0u64, Cut::Close));
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let Ok(server) = TcpStream::connect(("127.0.0.1", target)).await else {
@@ -44,8 +51,8 @@ impl Relay {
                 let (sr, sw) = server.into_split();
                 let mut cut = cut.clone();
                 cut.mark_unchanged();
-                tokio::spawn(pump(cr, sw, rx.clone(), cut.clone()));
-                tokio::spawn(pump(sr, cw, rx.clone(), cut));
+                tokio::spawn(pump(cr, sw, rx.clone(), cut.clone(), Way::Requests));
+                tokio::spawn(pump(sr, cw, rx.clone(), cut, Way::Replies));
             }
         });
         Relay {
@@ -67,8 +74,35 @@ impl Relay {
     /// Closes every connection relayed so far; bytes held are lost, as when a
     /// middlebox drops a connection. New connections are relayed as before.
     pub fn sever(&self) {
-        self.severed.send_modify(|n| *n += 1);
+        self.cut(Cut::Close);
     }
+
+    /// Ends every connection relayed so far as `how` says.
+    pub fn cut(&self, how: Cut) {
+        self.severed.send_modify(|(n, c)| {
+            *n += 1;
+            *c = how;
+        });
+    }
+}
+
+/// How [`Relay::cut`] ends connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// Closed (FIN), bytes held are lost.
+    Close,
+    /// Reset (RST), as a crashed host or a firewall does.
+    Reset,
+    /// The next reply (or what is held of one) passes in part, then the
+    /// connection closes: a reply cut in the middle.
+    MidReply,
+}
+
+/// Which way a pump carries bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Way {
+    Requests,
+    Replies,
 }
 
 impl Drop for Relay {
@@ -78,21 +112,40 @@ impl Drop for Relay {
 }
 
 async fn pump(
-    from: tokio::net::tcp::OwnedReadHalf,
-    to: tokio::net::tcp::OwnedWriteHalf,
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
     mode: watch::Receiver<Mode>,
-    mut cut: watch::Receiver<u64>,
+    mut cut: watch::Receiver<(u64, Cut)>,
+    way: Way,
 ) {
     tokio::select! {
-        _ = forward(from, to, mode) => {}
-        _ = cut.changed() => {} // dropping both halves closes the connection
+        _ = forward(&mut from, &mut to, mode, way) => return,
+        _ = cut.changed() => {}
+    }
+    let how = cut.borrow().1;
+    match how {
+        // Dropping both halves closes the connection.
+        Cut::Close => {}
+        Cut::Reset => {
+            let _ = socket2::SockRef::from(to.as_ref()).set_linger(Some(Duration::ZERO));
+        }
+        Cut::MidReply if way == Way::Replies => {
+            // Part of what comes next, then the end.
+            let mut buf = vec![0u8; 64 * 1024];
+            let read = tokio::time::timeout(Duration::from_secs(1), from.read(&mut buf)).await;
+            if let Ok(Ok(n)) = read {
+                let _ = to.write_all(&buf[..n.div_ceil(2)]).await;
+            }
+        }
+        Cut::MidReply => {}
     }
 }
 
 async fn forward(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
+    from: &mut tokio::net::tcp::OwnedReadHalf,
+    to: &mut tokio::net::tcp::OwnedWriteHalf,
     mut mode: watch::Receiver<Mode>,
+    way: Way,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -102,17 +155,21 @@ async fn forward(
         };
         loop {
             let m = *mode.borrow_and_update();
-            match m {
-                Mode::Pass => break,
+            let held = match m {
+                Mode::Pass => false,
                 Mode::Delay(d) => {
                     tokio::time::sleep(d).await;
-                    break;
+                    false
                 }
-                Mode::Blackhole => {
-                    if mode.changed().await.is_err() {
-                        return;
-                    }
-                }
+                Mode::Blackhole => true,
+                Mode::HoldRequests => way == Way::Requests,
+                Mode::HoldReplies => way == Way::Replies,
+            };
+            if !held {
+                break;
+            }
+            if mode.changed().await.is_err() {
+                return;
             }
         }
         if to.write_all(&buf[..n]).await.is_err() {
