@@ -25,6 +25,8 @@ pub struct Metrics {
     pub protocol_errors: AtomicU64,
     /// Backend connections that failed.
     pub backend_errors: AtomicU64,
+    /// Clients' own backend connections ended by the reply timeout.
+    pub backend_reply_timeouts: AtomicU64,
     /// Clients closed for their output buffer limit.
     pub output_limit: AtomicU64,
     /// Clients closed because all clients' buffers together passed `max_client_memory`.

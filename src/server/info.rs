@@ -58,6 +58,11 @@ pub(crate) fn proxy_section(shared: &Shared) -> String {
     line("shared_connections", &lanes.open);
     line("shared_connections_stalled", &lanes.stalled);
     line("shared_stalls", &lanes.stalls);
+    let own = shared
+        .metrics
+        .backend_reply_timeouts
+        .load(Ordering::Relaxed);
+    line("backend_reply_timeouts", &(lanes.timeouts + own));
     let ready = shared.warm.as_ref().map_or(0, |w| w.ready());
     line("backend_connections_ready", &ready);
     if let Some(cluster) = &shared.cluster {
@@ -77,7 +82,7 @@ pub(crate) fn proxy_section(shared: &Shared) -> String {
     }
     let master_line = |m: &Master| {
         format!(
-            "addr={},state={},quarantined={},latency_us={},version={},persistence={},owed_releases={},sentinel_switches={},clock_offset_ms={},clock_jumps={},clock_steps_back={}",
+            "addr={},state={},quarantined={},latency_us={},version={},persistence={},owed_releases={},connects={},sentinel_switches={},clock_offset_ms={},clock_jumps={},clock_steps_back={}",
             m.addr(),
             state_name(m.state()),
             m.quarantined() as u8,
@@ -85,6 +90,7 @@ pub(crate) fn proxy_section(shared: &Shared) -> String {
             m.version().unwrap_or_else(|| "unknown".into()),
             durability(m),
             m.stats.owed.load(Ordering::Relaxed),
+            m.stats.connects.load(Ordering::Relaxed),
             m.switches(),
             m.stats.clock_offset_us.load(Ordering::Relaxed) / 1000,
             m.stats.clock_jumps.load(Ordering::Relaxed),

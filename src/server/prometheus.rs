@@ -204,6 +204,11 @@ impl Collector for ProxyCollector {
             "Stalled shared backend connections that new requests were steered around.",
             lanes.stalls,
         )?;
+        out.counter(
+            "redlock_proxy_backend_reply_timeouts",
+            "Backend connections (shared, or a client's own) ended by passthrough.reply_timeout: silent while they owed a prompt reply.",
+            lanes.timeouts + get(&m.backend_reply_timeouts),
+        )?;
         if let Some(cluster) = &s.cluster {
             out.gauge(
                 "redlock_proxy_cluster_masters",
@@ -384,6 +389,14 @@ impl Collector for ProxyCollector {
                     .encode(family.encode_family(&labels)?)?;
             }
         }
+        out.per_master(
+            masters,
+            "redlock_proxy_master_connects",
+            "Connections opened to the master, the first included: closes it made (CLIENT KILL, its timeout, a middlebox) are reconnected at once and are no failure.",
+            None,
+            counter,
+            |m| ConstCounter::new(get(&m.stats.connects)),
+        )?;
         out.per_master(
             masters,
             "redlock_proxy_master_connection_failures",

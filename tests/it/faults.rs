@@ -201,6 +201,8 @@ async fn a_stopped_backend_fails_prompt_requests_and_lets_waiting_ones_wait() {
     let (a, b) = (shared.read().await, own.read().await);
     assert!(timed_out(&a), "{}", text(&a));
     assert!(timed_out(&b), "{}", text(&b));
+    // Counted: the shared lane's connection and the client's own.
+    until_info(h.addr, |i| i.contains("backend_reply_timeouts:2\r\n")).await;
     h.backend.resume();
     // Both go on, on new connections.
     assert_eq!(shared.cmd_str(&["GET", "k"]).await, "$1\r\nv\r\n");

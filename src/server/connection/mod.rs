@@ -403,6 +403,7 @@ impl Conn {
                     st.on_backend(ev);
                 }
                 _ = sleep_until_opt(silent_until) => {
+                    st.shared.metrics.backend_reply_timeouts.fetch_add(1, Ordering::Relaxed);
                     let e = st.backend.silence(reply_timeout);
                     st.fail_backend(e);
                 }

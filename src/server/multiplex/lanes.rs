@@ -175,6 +175,11 @@ impl Lanes {
         self.stalls.load(Ordering::Relaxed)
     }
 
+    /// Times a lane's reply timeout ended its connection.
+    pub(crate) fn timeouts(&self) -> u64 {
+        self.all().map(|l| l.timeouts()).sum()
+    }
+
     /// Lanes stalled now.
     pub(crate) fn stalled_now(&self) -> usize {
         let now = clock::now();

@@ -93,6 +93,8 @@ pub(crate) struct LaneStats {
     pub(crate) stalled: usize,
     /// Stalls requests were steered around so far.
     pub(crate) stalls: u64,
+    /// Connections the reply timeout ended.
+    pub(crate) timeouts: u64,
 }
 
 impl LaneStats {
@@ -101,5 +103,6 @@ impl LaneStats {
         self.open += lanes.open();
         self.stalled += lanes.stalled_now();
         self.stalls += lanes.stalls();
+        self.timeouts += lanes.timeouts();
     }
 }

@@ -145,6 +145,8 @@ struct Progress {
     since: AtomicU64,
     /// This stall was counted already.
     counted: AtomicBool,
+    /// Times the reply timeout ended the connection.
+    timeouts: AtomicU64,
 }
 
 impl SharedConnection {
@@ -184,6 +186,11 @@ impl SharedConnection {
     /// Nanoseconds since the last reply (or since requests started waiting).
     pub(crate) fn waited(&self, now: u64) -> u64 {
         now.saturating_sub(self.progress.since.load(Ordering::Relaxed))
+    }
+
+    /// Times the reply timeout ended the connection.
+    pub(crate) fn timeouts(&self) -> u64 {
+        self.progress.timeouts.load(Ordering::Relaxed)
     }
 
     /// Marks the current stall as counted; true the first time.
@@ -382,6 +389,7 @@ impl SharedConnection {
                     return Err(BackendError::new(ErrorKind::Switched, conn.peer(), ""));
                 }
                 _ = sleep_until_opt(silent_until) => {
+                    self.progress.timeouts.fetch_add(1, Ordering::Relaxed);
                     let waited = self.timeouts.reply.unwrap_or_default();
                     let what = format!("{waited:?} (requests waiting)");
                     return Err(BackendError::new(ErrorKind::Timeout, conn.peer(), what));
