@@ -238,6 +238,14 @@ pub(crate) fn not_through_cluster(command: &[u8]) -> Reply {
     ))
 }
 
+/// `AUTH` with a cluster backend and no authentication of the proxy's own:
+/// each node's connection authenticates with the URL's credentials.
+pub(crate) fn auth_through_cluster() -> Reply {
+    err(format_args!(
+        "AUTH is not passed to a cluster backend: the proxy authenticates to every node with the URL's credentials (set [server] requirepass or [[users]] to have clients authenticate to the proxy)"
+    ))
+}
+
 /// `SYNC`/`PSYNC`: a replica or `redis-cli --rdb` must reach the backend
 /// itself (the reply is an RDB payload and then a stream, not replies).
 pub(crate) fn replication_not_proxied(command: &[u8]) -> Reply {

@@ -19,6 +19,9 @@ pub(crate) struct Handshake {
     name: Option<Bytes>,
     lib_name: Option<Bytes>,
     lib_ver: Option<Bytes>,
+    /// Credentials of the client's own (`AUTH` passed to the backend),
+    /// instead of the URL's.
+    auth: Option<(Option<Bytes>, Bytes)>,
 }
 
 /// One handshake command, and whether an error reply to it fails the connection.
@@ -67,6 +70,12 @@ impl Handshake {
         self
     }
 
+    /// `AUTH` as this user instead of the URL's credentials.
+    pub(crate) fn auth(mut self, auth: Option<(Option<Bytes>, Bytes)>) -> Self {
+        self.auth = auth;
+        self
+    }
+
     /// The steps a connection opened with `base` still needs to reach this
     /// state, when they are all ones whose error fails nothing (client name
     /// and library): encoded, with how many commands they are. `None` when
@@ -74,7 +83,11 @@ impl Handshake {
     /// closing PING): such a connection cannot stand in.
     pub(crate) fn rest_after(&self, base: &Handshake, url: &RedisUrl) -> Option<(BytesMut, usize)> {
         let db = |h: &Handshake| h.db.unwrap_or(url.db);
-        if self.proto != base.proto || db(self) != db(base) || self.ping != base.ping {
+        if self.proto != base.proto
+            || db(self) != db(base)
+            || self.ping != base.ping
+            || self.auth != base.auth
+        {
             return None;
         }
         let rest = Handshake {
@@ -112,9 +125,20 @@ impl Handshake {
         let mut out = BytesMut::new();
         let mut steps = Vec::new();
         let mut step = |what, fatal| steps.push(Step { what, fatal });
-        if let Some(auth) = url.auth_args() {
-            encode_command(&mut out, auth.into_iter());
-            step("AUTH", true);
+        match &self.auth {
+            Some((user, pass)) => {
+                match user {
+                    Some(u) => encode_command(&mut out, [&b"AUTH"[..], u, pass].into_iter()),
+                    None => encode_command(&mut out, [&b"AUTH"[..], pass].into_iter()),
+                }
+                step("AUTH", true);
+            }
+            None => {
+                if let Some(auth) = url.auth_args() {
+                    encode_command(&mut out, auth.into_iter());
+                    step("AUTH", true);
+                }
+            }
         }
         if self.proto == Proto::Resp3 {
             encode_command(&mut out, [&b"HELLO"[..], b"3"].into_iter());

@@ -66,6 +66,10 @@ pub enum Effect {
     },
     /// `SELECT n`.
     Select(u32),
+    /// `AUTH [user] pass` when the proxy does not authenticate clients
+    /// itself: the backend decides, and on success the client's own backend
+    /// connections authenticate as that user from then on.
+    Auth(Option<Bytes>, Bytes),
     /// `MULTI`.
     Multi,
     /// `EXEC`.
@@ -176,6 +180,10 @@ impl Context {
 
 /// The connection state classification depends on.
 #[derive(Debug, Clone, Copy, Default)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "independent facts about one connection, each read on its own"
+)]
 pub struct Context {
     /// Where MULTI stands.
     pub multi: Multi,
@@ -185,6 +193,9 @@ pub struct Context {
     pub attached: bool,
     /// The client has authenticated (or no authentication is required).
     pub authenticated: bool,
+    /// The proxy authenticates clients itself (`requirepass` or `users`):
+    /// `AUTH` is its own. Otherwise `AUTH` goes to the backend.
+    pub proxy_auth: bool,
 }
 
 /// Everything classification needs from the proxy's configuration.
@@ -310,10 +321,15 @@ impl Classifier {
                 };
             }
             b"AUTH" => {
-                return match n {
-                    2 => Command::Local(Local::Auth(None, bytes(1))),
-                    3 => Command::Local(Local::Auth(Some(bytes(1)), bytes(2))),
-                    _ => Command::Refuse(errors::wrong_arity(args.arg(0))),
+                let (user, pass) = match n {
+                    2 => (None, bytes(1)),
+                    3 => (Some(bytes(1)), bytes(2)),
+                    _ => return Command::Refuse(errors::wrong_arity(args.arg(0))),
+                };
+                return if ctx.proxy_auth {
+                    Command::Local(Local::Auth(user, pass))
+                } else {
+                    Command::Forward(Effect::Auth(user, pass))
                 };
             }
             b"RESET" if !ctx.attached => return Command::Local(Local::Reset),

@@ -34,6 +34,10 @@ pub(crate) struct Session {
     pub(crate) reply_mode: ReplyMode,
     /// Authenticated (or no authentication required).
     pub(crate) authenticated: bool,
+    /// The user an `AUTH` passed to the backend authenticated as (the proxy
+    /// does not authenticate clients itself): the client's backend
+    /// connections authenticate so, and it shares none.
+    pub(crate) backend_auth: Option<(Option<Bytes>, Bytes)>,
 }
 
 impl Session {
@@ -52,6 +56,7 @@ impl Session {
             resets_pending: 0,
             reply_mode: ReplyMode::On,
             authenticated,
+            backend_auth: None,
         }
     }
 
@@ -84,6 +89,7 @@ impl Session {
             .db(self.db)
             .name(self.name.clone())
             .lib(self.lib_name.clone(), self.lib_ver.clone())
+            .auth(self.backend_auth.clone())
     }
 }
 

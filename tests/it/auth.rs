@@ -1,4 +1,5 @@
-//! Authentication towards the proxy: requirepass and users.
+//! Authentication: towards the proxy (requirepass and users), or, when the
+//! proxy has none, towards the backend.
 
 use crate::common::*;
 use redlock_proxy::config::{Secret, User};
@@ -119,6 +120,47 @@ async fn without_a_password_auth_answers_like_redis() {
             .await
             .starts_with("%7")
     );
+}
+
+/// What a client sees of `AUTH` on a backend that sets a password and a user
+/// at run time, from `addr` (a redis-server, or the proxy in front of it).
+async fn backend_auth_session(addr: std::net::SocketAddr) -> Vec<String> {
+    let mut c = RawClient::connect(addr).await;
+    let mut seen = Vec::new();
+    for cmd in [
+        &["AUTH", "nopass-yet"][..],
+        &["CONFIG", "SET", "requirepass", "temp"],
+        &["AUTH", "wrong"],
+        &["AUTH", "temp"],
+        &["AUTH", "default", "temp"],
+        &["ACL", "SETUSER", "app", "on", ">pw", "+@all", "~*"],
+        &["AUTH", "app", "pw"],
+        &["ACL", "WHOAMI"],
+        &["SET", "k", "v"],
+        &["GET", "k"],
+        &["AUTH", "temp"],
+        &["ACL", "WHOAMI"],
+        &["CONFIG", "SET", "requirepass", ""],
+        &["ACL", "DELUSER", "app"],
+    ] {
+        let reply = c.cmd_str(cmd).await;
+        // Redis's error texts go on after the first words; compare those.
+        let first: String = reply.chars().take(40).collect();
+        seen.push(format!("{cmd:?} -> {first}"));
+    }
+    seen
+}
+
+/// Without a password of its own, the proxy passes `AUTH` to the backend:
+/// the client's session there is the user it authenticated as, as directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_password_of_its_own_the_proxy_passes_auth_to_the_backend() {
+    let h = Harness::start(3).await;
+    let direct: std::net::SocketAddr = ([127, 0, 0, 1], h.backend.port).into();
+    let want = backend_auth_session(direct).await;
+    let got = backend_auth_session(h.addr).await;
+    assert_eq!(got, want);
+    assert!(want[7].ends_with("$3\r\napp\r\n"), "{want:?}");
 }
 
 #[test]

@@ -117,6 +117,7 @@ impl State {
                 });
             }
             Effect::Monitor => return Via::Reply(errors::not_through_cluster(args.arg(0))),
+            Effect::Auth(..) => return Via::Reply(errors::auth_through_cluster()),
             // Its master is the one of its first key, not known yet.
             Effect::Multi if !in_multi && !watching => return Via::Hold(Reply::OK),
             Effect::Reset => return self.via_link(),

@@ -32,6 +32,7 @@ impl State {
             uncounted: !self.counting.counted(),
             attached: self.backend.attached(),
             authenticated: self.session.authenticated,
+            proxy_auth: self.settings.auth_required,
         }
     }
 
@@ -184,6 +185,7 @@ impl State {
             _ => false,
         };
         command_ok
+            && s.backend_auth.is_none()
             && !s.transaction.in_multi()
             && !s.transaction.watching()
             && self.counting.counted()
@@ -325,6 +327,7 @@ impl State {
             Effect::Watch => s.transaction.watch(),
             Effect::Unwatch => s.transaction.unwatch(),
             Effect::Select(db) if !s.transaction.in_multi() => hook = Hook::Select(db),
+            Effect::Auth(user, pass) => hook = Hook::Auth(user, pass),
             Effect::Subscribe => self.counting = Counting::Uncounted { synced: false },
             Effect::Monitor => {
                 self.counting = Counting::Uncounted { synced: false };

@@ -83,6 +83,9 @@ pub(super) enum Hook {
     Replace(Bytes),
     /// `SELECT n`: on success the session's database becomes `n`.
     Select(u32),
+    /// `AUTH [user] pass`: on success the session's backend connections
+    /// authenticate so.
+    Auth(Option<Bytes>, Bytes),
     /// `RESET`: on `+RESET` the session starts afresh.
     Reset,
     /// `SCRIPT EXISTS`: overwrite the answers at these positions with these values.

@@ -203,6 +203,12 @@ pub(super) fn apply_hook(
             }
             write(frame);
         }
+        Hook::Auth(user, pass) => {
+            if frame.first() == Some(&b'+') {
+                session.backend_auth = Some((user, pass));
+            }
+            write(frame);
+        }
         Hook::Reset => {
             if frame == b"+RESET\r\n" {
                 session.reset(ctx.default_db, ctx.auth_required);
