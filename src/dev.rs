@@ -107,10 +107,15 @@ impl DevCluster {
             _dir: dir,
         };
         if clusters {
+            let mut nodes = Vec::new();
             for _ in 0..masters {
-                let seed = cluster.start_voter_cluster(redis_server).await?;
-                cluster.cluster_voters.push(seed);
+                nodes.push(cluster.spawn_voter_nodes(redis_server).await?);
             }
+            // Each takes a few seconds of gossip to agree: all at once.
+            let formed = nodes
+                .iter()
+                .map(|(ports, buses)| form_cluster(ports, buses));
+            cluster.cluster_voters = futures_util::future::try_join_all(formed).await?;
             let port = cluster.spawn_one(redis_server, &[]).await?;
             cluster.backend =
                 RedisUrl::parse(&format!("redis://127.0.0.1:{port}")).map_err(|e| e.to_string())?;
@@ -129,9 +134,12 @@ impl DevCluster {
         Ok(cluster)
     }
 
-    /// Starts [`SHARDS`] cluster nodes, gives each its share of the slots,
-    /// introduces them, and waits until the cluster is ok; returns the seed.
-    async fn start_voter_cluster(&mut self, redis_server: &Path) -> Result<RedisUrl, String> {
+    /// Starts [`SHARDS`] cluster nodes for one voter; returns their ports
+    /// and cluster bus ports.
+    async fn spawn_voter_nodes(
+        &mut self,
+        redis_server: &Path,
+    ) -> Result<(Vec<u16>, Vec<u16>), String> {
         let (mut ports, mut buses) = (Vec::new(), Vec::new());
         for _ in 0..SHARDS {
             let bus = free_port().map_err(|e| format!("cannot find a free port: {e}"))?;
@@ -146,38 +154,7 @@ impl DevCluster {
             ports.push(self.spawn_one(redis_server, &extra).await?);
             buses.push(bus);
         }
-        let per = crate::backend::cluster::SLOTS / SHARDS;
-        for (i, port) in ports.iter().enumerate() {
-            let start = i * per;
-            let end = if i + 1 == SHARDS {
-                crate::backend::cluster::SLOTS - 1
-            } else {
-                start + per - 1
-            };
-            let (s, e) = (start.to_string(), end.to_string());
-            command(*port, &["CLUSTER", "ADDSLOTSRANGE", &s, &e]).await?;
-        }
-        for (port, bus) in ports.iter().zip(&buses).skip(1) {
-            let (p, b) = (port.to_string(), bus.to_string());
-            command(ports[0], &["CLUSTER", "MEET", "127.0.0.1", &p, &b]).await?;
-        }
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-        loop {
-            let mut ok = true;
-            for port in &ports {
-                let info = command(*port, &["CLUSTER", "INFO"]).await?;
-                ok &= info.contains("cluster_state:ok")
-                    && info.contains(&format!("cluster_known_nodes:{SHARDS}"));
-            }
-            if ok {
-                break;
-            }
-            if tokio::time::Instant::now() > deadline {
-                return Err("a dev cluster voter did not come up within 15 s".into());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        RedisUrl::parse(&format!("redis://127.0.0.1:{}", ports[0])).map_err(|e| e.to_string())
+        Ok((ports, buses))
     }
 
     async fn spawn_one(&mut self, redis_server: &Path, extra: &[String]) -> Result<u16, String> {
@@ -251,6 +228,43 @@ impl DevCluster {
             }
         }
     }
+}
+
+/// Gives each node of one voter its share of the slots, introduces them,
+/// and waits until the cluster is ok; returns the seed.
+async fn form_cluster(ports: &[u16], buses: &[u16]) -> Result<RedisUrl, String> {
+    let per = crate::backend::cluster::SLOTS / SHARDS;
+    for (i, port) in ports.iter().enumerate() {
+        let start = i * per;
+        let end = if i + 1 == SHARDS {
+            crate::backend::cluster::SLOTS - 1
+        } else {
+            start + per - 1
+        };
+        let (s, e) = (start.to_string(), end.to_string());
+        command(*port, &["CLUSTER", "ADDSLOTSRANGE", &s, &e]).await?;
+    }
+    for (port, bus) in ports.iter().zip(buses).skip(1) {
+        let (p, b) = (port.to_string(), bus.to_string());
+        command(ports[0], &["CLUSTER", "MEET", "127.0.0.1", &p, &b]).await?;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut ok = true;
+        for port in ports {
+            let info = command(*port, &["CLUSTER", "INFO"]).await?;
+            ok &= info.contains("cluster_state:ok")
+                && info.contains(&format!("cluster_known_nodes:{SHARDS}"));
+        }
+        if ok {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err("a dev cluster voter did not come up within 15 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    RedisUrl::parse(&format!("redis://127.0.0.1:{}", ports[0])).map_err(|e| e.to_string())
 }
 
 async fn wait_ready(port: u16, child: &mut Child) -> Result<(), String> {

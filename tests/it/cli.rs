@@ -231,7 +231,9 @@ fn start_dev(extra: &[&str]) -> Dev {
             let _ = tx.send(line);
         }
     });
-    let deadline = Instant::now() + WAIT;
+    // A hang guard: cluster voters take seconds of gossip to form (15 s at
+    // most each, all at once), on a loaded host more.
+    let deadline = Instant::now() + 6 * WAIT;
     loop {
         let line = rx
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
