@@ -238,6 +238,15 @@ pub(crate) fn not_through_cluster(command: &[u8]) -> Reply {
     ))
 }
 
+/// `CLIENT TRACKING ... REDIRECT id` naming a client of the proxy that has
+/// no backend connection of its own, which alone could receive the
+/// invalidations (a subscribed client has one).
+pub(crate) fn redirect_without_connection(id: u64) -> Reply {
+    err(format_args!(
+        "client {id} has no backend connection of its own to receive invalidation messages: subscribe it to __redis__:invalidate first"
+    ))
+}
+
 /// `AUTH` with a cluster backend and no authentication of the proxy's own:
 /// each node's connection authenticates with the URL's credentials.
 pub(crate) fn auth_through_cluster() -> Reply {

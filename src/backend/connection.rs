@@ -27,6 +27,8 @@ pub(crate) struct Connection {
     writes: Writes,
     /// Which of a Sentinel-managed master's generations it was opened to.
     generation: u64,
+    /// Its id on the server, if the handshake asked (`CLIENT ID`).
+    server_id: Option<u64>,
 }
 
 /// Whether the proxy still writes to the server.
@@ -50,12 +52,22 @@ impl Connection {
             scanner: ReplyScanner::new(max_depth),
             writes: Writes::Open,
             generation: 0,
+            server_id: None,
         }
     }
 
     /// Records the Sentinel generation the connection was opened at.
     pub(super) fn set_generation(&mut self, generation: u64) {
         self.generation = generation;
+    }
+
+    pub(super) fn set_server_id(&mut self, id: Option<u64>) {
+        self.server_id = id;
+    }
+
+    /// Its id on the server, if its handshake asked for it.
+    pub(crate) fn server_id(&self) -> Option<u64> {
+        self.server_id
     }
 
     /// The Sentinel generation it was opened at (0 otherwise): see

@@ -7,7 +7,7 @@ use tokio::net::TcpStream;
 
 use super::connection::Connection;
 use super::error::{BackendError, ErrorKind};
-use super::handshake::{Handshake, Step};
+use super::handshake::{CLIENT_ID, Handshake, Step};
 use super::sentinel::SentinelWatch;
 use crate::config::RedisUrl;
 use crate::protocol::encode_command;
@@ -109,6 +109,11 @@ impl Endpoint {
         &self.url
     }
 
+    /// How long a connection (and its handshake) may take.
+    pub(crate) fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
     /// `host:port`.
     pub(crate) fn addr(&self) -> &str {
         &self.addr
@@ -159,6 +164,9 @@ impl Endpoint {
                     let detail = format!("{} failed: {}", step.what, text.trim_end());
                     return Err(BackendError::new(ErrorKind::Handshake, &addr, detail));
                 }
+                if step.what == CLIENT_ID {
+                    conn.set_server_id(integer_reply(&frame));
+                }
                 if step.what == "ROLE" && !role_is_master(&frame) {
                     let detail = "ROLE: a replica, not the master the sentinels named";
                     return Err(BackendError::new(ErrorKind::Handshake, &addr, detail));
@@ -203,6 +211,12 @@ impl Endpoint {
     pub(crate) fn switches(&self) -> u64 {
         self.sentinel.as_ref().map_or(0, |s| s.switches())
     }
+}
+
+/// The value of an integer reply (`:n`), if it is one.
+fn integer_reply(frame: &[u8]) -> Option<u64> {
+    let digits = frame.strip_prefix(b":")?.strip_suffix(b"\r\n")?;
+    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 /// Whether a `ROLE` reply is a master's: its first element is `master` (a

@@ -22,7 +22,13 @@ pub(crate) struct Handshake {
     /// Credentials of the client's own (`AUTH` passed to the backend),
     /// instead of the URL's.
     auth: Option<(Option<Bytes>, Bytes)>,
+    /// Ask the server for the connection's id (`CLIENT ID`), kept in
+    /// [`Connection::server_id`](super::Connection::server_id).
+    client_id: bool,
 }
+
+/// The step whose reply is the connection's id on the server.
+pub(crate) const CLIENT_ID: &str = "CLIENT ID";
 
 /// One handshake command, and whether an error reply to it fails the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +76,13 @@ impl Handshake {
         self
     }
 
+    /// Learn the connection's id on the server (a client's own connection:
+    /// `CLIENT UNBLOCK` and `CLIENT TRACKING REDIRECT` name it by that id).
+    pub(crate) fn client_id(mut self) -> Self {
+        self.client_id = true;
+        self
+    }
+
     /// `AUTH` as this user instead of the URL's credentials.
     pub(crate) fn auth(mut self, auth: Option<(Option<Bytes>, Bytes)>) -> Self {
         self.auth = auth;
@@ -87,6 +100,7 @@ impl Handshake {
             || db(self) != db(base)
             || self.ping != base.ping
             || self.auth != base.auth
+            || self.client_id != base.client_id
         {
             return None;
         }
@@ -163,6 +177,10 @@ impl Handshake {
                 // Older servers do not know SETINFO; clients ignore that too.
                 step("CLIENT SETINFO", false);
             }
+        }
+        if self.client_id {
+            encode_command(&mut out, [&b"CLIENT"[..], b"ID"].into_iter());
+            step(CLIENT_ID, false);
         }
         if self.ping {
             encode_command(&mut out, [&b"PING"[..]].into_iter());

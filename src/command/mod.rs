@@ -5,6 +5,7 @@
 //! This module is pure: it reads the arguments and a little connection state
 //! and decides; the connection carries the decision out.
 
+mod client_filter;
 mod getkeys;
 mod lock;
 mod pattern;
@@ -14,6 +15,7 @@ mod table;
 
 use bytes::Bytes;
 
+pub use client_filter::{Filter, Kill, parse_kill, parse_list};
 pub use getkeys::{KeyArg, PARSED as KEYS_PARSED, for_each_key};
 pub use lock::LockRules;
 pub use pattern::LockPatterns;
@@ -82,10 +84,29 @@ pub enum Effect {
     Unwatch,
     /// A (un)subscribe command: replies stop being one per request.
     Subscribe,
-    /// `MONITOR`.
-    Monitor,
     /// `RESET`.
     Reset,
+    /// `CLIENT ID`: the client's own backend connection opens (a later
+    /// `CLIENT UNBLOCK` or `TRACKING REDIRECT` of this id finds it), and the
+    /// proxy's id is the answer, as in `HELLO` and `CLIENT LIST`.
+    ClientId,
+    /// `CLIENT UNBLOCK id` (`unblock`) or `CLIENT TRACKING ... REDIRECT id`:
+    /// argument `at` names a client by the proxy's id; the backend gets the
+    /// id of that client's own connection there.
+    ClientRef {
+        /// Which argument.
+        at: usize,
+        /// The proxy's id.
+        id: u64,
+        /// `CLIENT UNBLOCK` (else `TRACKING ... REDIRECT`).
+        unblock: bool,
+    },
+    /// `CLIENT TRACKING ON|OFF` without `REDIRECT`: while on, the client's
+    /// reads must go over its own connection, where the backend tracks them.
+    Tracking(bool),
+    /// `CLIENT GETREDIR`: the backend's answer names a connection by its id
+    /// there, turned into the proxy's id of its client.
+    ClientGetRedir,
     /// `SCRIPT FLUSH`: the proxy forgets the lock scripts it learned, too.
     ScriptFlush,
     /// `SCRIPT EXISTS` with some lock scripts among others: patch these answers.
@@ -141,6 +162,14 @@ pub enum Local {
     },
     /// `CLIENT REPLY ON|OFF|SKIP`.
     ClientReply(ReplyMode),
+    /// `CLIENT INFO`: the client's own line.
+    ClientInfo,
+    /// `CLIENT LIST [TYPE t] [ID id ...]`: the proxy's clients.
+    ClientList(Filter),
+    /// `CLIENT KILL ...`: closes the proxy's clients.
+    ClientKill(Kill),
+    /// `MONITOR`: every command the proxy receives, from now on.
+    Monitor,
     /// `SCRIPT LOAD` of a lock script: reply its SHA1.
     ScriptLoad(Bytes),
     /// `SCRIPT EXISTS` of lock scripts only.
@@ -351,7 +380,7 @@ impl Classifier {
             {
                 return Command::Forward(Effect::Subscribe);
             }
-            b"MONITOR" if !ctx.in_multi() => return Command::Forward(Effect::Monitor),
+            b"MONITOR" if answer_locally => return Command::Local(Local::Monitor),
             // The reply is an RDB payload and then the replication stream,
             // neither of them RESP replies to count.
             b"SYNC" | b"PSYNC" => return Command::Refuse(errors::replication_not_proxied(name)),
@@ -402,6 +431,44 @@ impl Classifier {
                 }
             }
             b"GETNAME" if n == 2 => Command::Local(Local::ClientGetName),
+            // The proxy's clients, not the backend's connections (several of
+            // them may share one): see `server/client_list.rs`.
+            b"ID" if n == 2 => Command::Forward(Effect::ClientId),
+            b"INFO" if n == 2 => Command::Local(Local::ClientInfo),
+            b"LIST" => match parse_list(args, 2) {
+                Ok(filter) => Command::Local(Local::ClientList(filter)),
+                Err(e) => Command::Refuse(e),
+            },
+            b"KILL" => match parse_kill(args, 2) {
+                Ok(kill) => Command::Local(Local::ClientKill(kill)),
+                Err(e) => Command::Refuse(e),
+            },
+            b"UNBLOCK" if n == 3 || n == 4 => {
+                // Not a number: the backend explains.
+                let id = parse_i64(args.arg(2)).and_then(|i| u64::try_from(i).ok())?;
+                Command::Forward(Effect::ClientRef {
+                    at: 2,
+                    id,
+                    unblock: true,
+                })
+            }
+            b"TRACKING" if n >= 3 => {
+                let on = args.arg(2).eq_ignore_ascii_case(b"ON");
+                let at = (3..n.saturating_sub(1))
+                    .find(|&i| args.arg(i).eq_ignore_ascii_case(b"REDIRECT"))
+                    .map(|i| i + 1);
+                let id =
+                    at.and_then(|at| parse_i64(args.arg(at)).and_then(|i| u64::try_from(i).ok()));
+                match (at, id) {
+                    (Some(at), Some(id)) if on => Command::Forward(Effect::ClientRef {
+                        at,
+                        id,
+                        unblock: false,
+                    }),
+                    _ => Command::Forward(Effect::Tracking(on)),
+                }
+            }
+            b"GETREDIR" if n == 2 => Command::Forward(Effect::ClientGetRedir),
             b"SETINFO" if n == 4 => {
                 let mut abuf = [0u8; 24];
                 let lib_name = match upper(args.arg(2), &mut abuf) {

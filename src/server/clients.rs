@@ -11,14 +11,19 @@
 //! [`STUCK`] (a client that never reads is what the cap is for), the largest
 //! first, then the others, the largest first. A client reading a large reply
 //! as fast as it can is the last to go.
+//!
+//! Each client also publishes what `CLIENT LIST` shows of it (see
+//! `client_list.rs`): its [`Profile`] when it changes it, its state and the
+//! time of its last request once per turn of its loop.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::task::AtomicWaker;
 
+use super::client_list::{self, Filter, Moment, Profile, matches};
 use super::multiplex::clock;
 
 /// How often the memory guard looks.
@@ -29,8 +34,19 @@ pub(crate) const GRANULE: usize = 64 * 1024;
 const STUCK: Duration = Duration::from_millis(500);
 
 /// One client, as its connection and the server share it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Client {
+    /// What `CLIENT LIST` shows of it.
+    pub(crate) profile: Mutex<Profile>,
+    /// The name of the last command it sent, lowercase.
+    pub(crate) cmd: Mutex<String>,
+    /// When it connected, and last sent something ([`clock`] nanoseconds).
+    created: u64,
+    pub(crate) last_active: AtomicU64,
+    /// `client_list::state` bits.
+    pub(crate) state: AtomicU8,
+    /// Closed by `CLIENT KILL`.
+    pub(crate) killed: AtomicBool,
     /// Woken when the server has something to tell the connection.
     pub(crate) waker: AtomicWaker,
     /// Bytes the connection holds for this client (replies, requests, backend
@@ -44,6 +60,42 @@ pub(crate) struct Client {
 }
 
 impl Client {
+    fn new(profile: Profile) -> Self {
+        let now = clock::now();
+        Client {
+            profile: Mutex::new(profile),
+            cmd: Mutex::new("NULL".into()),
+            created: now,
+            last_active: AtomicU64::new(now),
+            state: AtomicU8::new(0),
+            killed: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
+            buffered: AtomicUsize::new(0),
+            evicted: AtomicBool::new(false),
+            stuck_since: AtomicU64::new(0),
+        }
+    }
+
+    /// Its numbers now.
+    fn moment(&self, now: u64) -> Moment {
+        let secs = |since: u64| now.saturating_sub(since) / 1_000_000_000;
+        Moment {
+            age: secs(self.created),
+            idle: secs(self.last_active.load(Ordering::Relaxed)),
+            state: self.state.load(Ordering::Relaxed),
+            buffered: self.buffered.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Its `CLIENT LIST` line.
+    pub(crate) fn line(&self, out: &mut String, id: u64) {
+        let m = self.moment(clock::now());
+        let cmd = self.cmd.lock().map(|c| c.clone()).unwrap_or_default();
+        if let Ok(p) = self.profile.lock() {
+            client_list::line(out, id, &p, m, &cmd);
+        }
+    }
+
     /// Whether the client took some of its replies since the last call (or
     /// holds none): a client that stops taking them is stuck from then on.
     pub(crate) fn progress(&self, moving: bool) {
@@ -77,8 +129,8 @@ pub(crate) struct Clients {
 
 impl Clients {
     /// A new connection.
-    pub(crate) fn register(&self, id: u64) -> Arc<Client> {
-        let c = Arc::new(Client::default());
+    pub(crate) fn register(&self, id: u64, profile: Profile) -> Arc<Client> {
+        let c = Arc::new(Client::new(profile));
         if let Ok(mut m) = self.map.lock() {
             m.insert(id, Arc::clone(&c));
         }
@@ -90,6 +142,78 @@ impl Clients {
         if let Ok(mut m) = self.map.lock() {
             m.remove(&id);
         }
+    }
+
+    /// `CLIENT LIST`: a line per client `filter` matches, by id.
+    pub(crate) fn list(&self, filter: &Filter) -> String {
+        let now = clock::now();
+        let mut out = String::new();
+        let Ok(m) = self.map.lock() else {
+            return out;
+        };
+        let mut ids: Vec<u64> = m.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids {
+            let c = &m[&id];
+            if c.killed.load(Ordering::Relaxed) || c.evicted.load(Ordering::Relaxed) {
+                // On its way out: gone, as far as the others can tell.
+                continue;
+            }
+            let matched = c
+                .profile
+                .lock()
+                .is_ok_and(|p| matches(filter, id, &p, &c.moment(now)));
+            if matched {
+                c.line(&mut out, id);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// `CLIENT KILL`: closes the clients `filter` matches (`me` too unless
+    /// it skips it); how many.
+    pub(crate) fn kill(&self, filter: &Filter, me: u64) -> usize {
+        let now = clock::now();
+        let Ok(m) = self.map.lock() else {
+            return 0;
+        };
+        let mut n = 0;
+        for (&id, c) in m.iter() {
+            if (filter.skip_me && id == me) || c.killed.load(Ordering::Relaxed) {
+                continue;
+            }
+            let matched = c
+                .profile
+                .lock()
+                .is_ok_and(|p| matches(filter, id, &p, &c.moment(now)));
+            if matched {
+                c.killed.store(true, Ordering::Relaxed);
+                c.waker.wake();
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Client `id`'s own backend connection's id there: `None` for no such
+    /// client, `Some(None)` for one without an own connection.
+    pub(crate) fn backend_id(&self, id: u64) -> Option<Option<u64>> {
+        let m = self.map.lock().ok()?;
+        let c = m.get(&id)?;
+        c.profile.lock().ok().map(|p| p.backend_id)
+    }
+
+    /// The proxy's id of the client whose own backend connection has
+    /// `backend_id` there.
+    pub(crate) fn by_backend_id(&self, backend_id: u64) -> Option<u64> {
+        let m = self.map.lock().ok()?;
+        m.iter().find_map(|(&id, c)| {
+            c.profile
+                .lock()
+                .is_ok_and(|p| p.backend_id == Some(backend_id))
+                .then_some(id)
+        })
     }
 
     /// Wakes every connection.
@@ -186,6 +310,29 @@ pub(crate) async fn guard_memory(
 mod tests {
     use super::*;
 
+    fn test_profile() -> Profile {
+        let a = "127.0.0.1:1".parse().unwrap();
+        Profile::new(a, a, 0, 0)
+    }
+
+    #[test]
+    fn kill_closes_the_matching_clients_and_list_shows_the_rest() {
+        let clients = Clients::default();
+        let a = clients.register(1, test_profile());
+        let b = clients.register(2, test_profile());
+        let list = clients.list(&Filter::default());
+        assert!(
+            list.starts_with("id=1 ") && list.contains("\nid=2 "),
+            "{list}"
+        );
+        let kill = crate::command::parse_kill(&["CLIENT", "KILL", "ADDR", "127.0.0.1:1"][..], 2)
+            .unwrap()
+            .filter();
+        assert_eq!(clients.kill(&kill, 1), 1, "SKIPME yes by default");
+        assert!(!a.killed.load(Ordering::Relaxed) && b.killed.load(Ordering::Relaxed));
+        assert_eq!(clients.kill(&kill, 1), 0, "killed once");
+    }
+
     #[test]
     fn the_largest_go_first_until_the_rest_fits() {
         let clients = Clients::default();
@@ -194,7 +341,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, &b)| {
-                let c = clients.register(i as u64);
+                let c = clients.register(i as u64, test_profile());
                 c.buffered.store(b, Ordering::Relaxed);
                 c
             })
@@ -220,7 +367,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, &b)| {
-                let c = clients.register(i as u64);
+                let c = clients.register(i as u64, test_profile());
                 c.buffered.store(b, Ordering::Relaxed);
                 c
             })
@@ -242,7 +389,7 @@ mod tests {
 
     #[test]
     fn a_client_is_stuck_only_while_it_takes_nothing() {
-        let c = Client::default();
+        let c = Client::new(test_profile());
         c.progress(false);
         assert_ne!(c.stuck_since.load(Ordering::Relaxed), 0);
         let since = c.stuck_since.load(Ordering::Relaxed);

@@ -5,6 +5,7 @@
 //! master connections flush their queues (releases included) and the proxy
 //! returns.
 
+mod client_list;
 mod clients;
 mod cluster;
 mod connection;
@@ -12,6 +13,7 @@ mod health;
 mod http;
 mod info;
 mod live;
+mod monitor;
 mod multiplex;
 mod prometheus;
 mod session;
@@ -76,6 +78,8 @@ pub struct Shared {
     pub(crate) shutdown: ShutdownFlags,
     /// The connected clients and their buffers.
     pub(crate) registry: Arc<clients::Clients>,
+    /// The clients in `MONITOR`.
+    pub(crate) monitors: Arc<monitor::Monitors>,
     /// What the health probes found.
     pub(crate) health: health::Health,
     /// When the proxy started (for `INFO`).
@@ -302,6 +306,11 @@ fn accept(
         let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&ka);
     }
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let profile = {
+        use std::os::fd::AsRawFd;
+        let local = stream.local_addr().unwrap_or(peer);
+        client_list::Profile::new(peer, local, stream.as_raw_fd(), live.settings.default_db)
+    };
     let acceptor = tls.then(|| live.tls_acceptor.clone()).flatten();
     let timeout = live.config.tls.handshake_timeout;
     let shared = Arc::clone(shared);
@@ -333,7 +342,7 @@ fn accept(
         };
         if let Some(stream) = stream {
             tracing::debug!(id, %peer, tls, "client connected");
-            connection::serve(stream, id, Arc::clone(&shared)).await;
+            connection::serve(stream, id, Arc::clone(&shared), profile).await;
             tracing::debug!(id, %peer, "client closed");
         }
         shared.clients.fetch_sub(1, Ordering::AcqRel);
@@ -392,6 +401,7 @@ impl Shared {
             writes_paused_until: AtomicU64::new(0),
             shutdown: ShutdownFlags::default(),
             registry: Arc::default(),
+            monitors: Arc::default(),
             health: health::Health::default(),
             started: Instant::now(),
             masters_shutdown,

@@ -34,6 +34,11 @@ pub(crate) struct Session {
     pub(crate) reply_mode: ReplyMode,
     /// Authenticated (or no authentication required).
     pub(crate) authenticated: bool,
+    /// `CLIENT TRACKING ON` was sent: its reads stay on its own backend
+    /// connection, where the backend tracks them.
+    pub(crate) tracking: bool,
+    /// The user it authenticated as (`None`: the default user).
+    pub(crate) user: Option<Bytes>,
     /// The user an `AUTH` passed to the backend authenticated as (the proxy
     /// does not authenticate clients itself): the client's backend
     /// connections authenticate so, and it shares none.
@@ -56,6 +61,8 @@ impl Session {
             resets_pending: 0,
             reply_mode: ReplyMode::On,
             authenticated,
+            user: None,
+            tracking: false,
             backend_auth: None,
         }
     }
@@ -90,6 +97,7 @@ impl Session {
             .name(self.name.clone())
             .lib(self.lib_name.clone(), self.lib_ver.clone())
             .auth(self.backend_auth.clone())
+            .client_id()
     }
 }
 

@@ -28,14 +28,15 @@ impl ShutdownFlags {
         clients.wake_all();
     }
 
-    /// Ready when shutdown (or the memory guard) has something new for this
-    /// connection (the loop then reads the flags).
+    /// Ready when shutdown (or the memory guard, or a `CLIENT KILL`) has
+    /// something new for this connection (the loop then reads the flags).
     pub(crate) async fn signal(&self, client: &Client, draining: bool) {
         poll_fn(|cx| {
             client.waker.register(cx.waker());
             if self.forced.load(Ordering::SeqCst)
                 || (!draining && self.draining.load(Ordering::SeqCst))
                 || client.evicted.load(Ordering::Relaxed)
+                || client.killed.load(Ordering::Relaxed)
             {
                 Poll::Ready(())
             } else {

@@ -51,7 +51,7 @@ impl Warm {
 
     /// The handshake the ready connections of `proto` have.
     pub(crate) fn handshake(proto: Proto) -> Handshake {
-        Handshake::new().proto(proto)
+        Handshake::new().proto(proto).client_id()
     }
 
     /// How many are ready now.

@@ -30,6 +30,7 @@ mod faults;
 mod fencing;
 mod frames;
 mod fuzz_corpus;
+mod introspection;
 mod isolation;
 mod layers;
 mod lock_keys;

@@ -93,6 +93,14 @@ impl BackendLink {
         BackendError::new(ErrorKind::Timeout, peer, what)
     }
 
+    /// The open connection's id on the backend, if its handshake asked.
+    pub(super) fn server_id(&self) -> Option<u64> {
+        match &self.state {
+            Link::Open(conn) => conn.server_id(),
+            Link::Closed | Link::Connecting(_) => None,
+        }
+    }
+
     /// Whether the connection is open (not closed, not still connecting).
     pub(super) fn open_now(&self) -> bool {
         matches!(self.state, Link::Open(_))

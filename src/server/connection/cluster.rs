@@ -104,8 +104,8 @@ impl State {
                 self.pin = None;
             }
         }
-        // Subscribed or monitoring: the node answers, in the pub/sub shape.
-        if !self.counting.counted() || self.session.monitor {
+        // Subscribed: the node answers, in the pub/sub shape.
+        if !self.counting.counted() {
             return self.via_link();
         }
         match effect {
@@ -116,7 +116,12 @@ impl State {
                     errors::select_in_cluster()
                 });
             }
-            Effect::Monitor => return Via::Reply(errors::not_through_cluster(args.arg(0))),
+            Effect::ClientId => return Via::Reply(Reply::Int(self.session.id as i64)),
+            // Which master's connection: one a blocked client is pinned to
+            // is not tracked.
+            Effect::ClientRef { .. } | Effect::ClientGetRedir | Effect::Tracking(_) => {
+                return Via::Reply(errors::not_through_cluster(args.arg(1)));
+            }
             Effect::Auth(..) => return Via::Reply(errors::auth_through_cluster()),
             // Its master is the one of its first key, not known yet.
             Effect::Multi if !in_multi && !watching => return Via::Hold(Reply::OK),
@@ -281,6 +286,7 @@ impl State {
                 return Some(Via::Wait);
             }
             self.backend.reset();
+            self.changed.profile = true;
         }
         self.pin = Some(pin);
         None

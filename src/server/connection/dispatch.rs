@@ -49,15 +49,52 @@ impl State {
                 return Flow::Retry;
             }
         }
+        self.note_command(&args);
+        // A monitor may not touch keys (Redis refuses it, as to a replica).
+        let monitor_refused =
+            self.session.monitor && matches!(cmd, Command::Forward(_)) && touches_keys(&args);
+        if self.shared.monitors.active() && !matches!(cmd, Command::Refuse(_)) && !monitor_refused {
+            self.shared
+                .monitors
+                .feed(self.session.db, &self.origin, &args);
+        }
         let m = &self.shared.metrics;
         match cmd {
+            Command::Forward(_) if monitor_refused => {
+                self.reply(errors::err("Replica can't interact with the keyspace"));
+            }
             Command::Forward(effect) => {
                 m.forwarded.fetch_add(1, Ordering::Relaxed);
                 let text = match &effect {
                     Effect::EvalText(text) => Some(text.clone()),
                     _ => None,
                 };
-                let req = Outgoing::new(args, raw, inline).sent_as_eval(text);
+                let mut swap = None;
+                if let (Effect::ClientRef { at, id, unblock }, None) =
+                    (&effect, &self.shared.cluster)
+                {
+                    match self.shared.registry.backend_id(*id) {
+                        Some(Some(there)) => swap = Some((*at, Bytes::from(there.to_string()))),
+                        // Not blocked: it has no connection to block on.
+                        _ if *unblock => {
+                            self.reply(Reply::Int(0));
+                            return Flow::Done;
+                        }
+                        Some(None) => {
+                            self.reply(errors::redirect_without_connection(*id));
+                            return Flow::Done;
+                        }
+                        None => {
+                            self.reply(errors::err(
+                                "The client ID you want redirect to does not exist",
+                            ));
+                            return Flow::Done;
+                        }
+                    }
+                }
+                let req = Outgoing::new(args, raw, inline)
+                    .sent_as_eval(text)
+                    .with_arg(swap);
                 if self.shared.cluster.is_some() {
                     return self.forward_cluster(&req, effect);
                 }
@@ -141,6 +178,7 @@ impl State {
             if let Some((rest, n)) = handshake.rest_after(&base, warm.backend().url()) {
                 if let Some(conn) = warm.take(self.session.proto) {
                     self.backend.attach_open(warm.backend(), conn);
+                    self.changed.profile = true;
                     self.backend.out().extend_from_slice(&rest);
                     for _ in 0..n {
                         self.queue.push(Slot::Backend {
@@ -186,6 +224,7 @@ impl State {
         };
         command_ok
             && s.backend_auth.is_none()
+            && !s.tracking
             && !s.transaction.in_multi()
             && !s.transaction.watching()
             && self.counting.counted()
@@ -290,8 +329,7 @@ impl State {
         let mut hook = Hook::None;
         // (Un)subscribe and MONITOR replies cannot be counted: from here on, and
         // for the command itself, nothing is (see `resync.rs`).
-        let counted =
-            self.counting.counted() && !matches!(effect, Effect::Subscribe | Effect::Monitor);
+        let counted = self.counting.counted() && !matches!(effect, Effect::Subscribe);
         // No reply timeout for what may wait on purpose: what cannot share a
         // connection (a blocking command, `WAIT`, a module's command), and
         // what shared connections give lanes of their own (see `class`).
@@ -329,10 +367,13 @@ impl State {
             Effect::Select(db) if !s.transaction.in_multi() => hook = Hook::Select(db),
             Effect::Auth(user, pass) => hook = Hook::Auth(user, pass),
             Effect::Subscribe => self.counting = Counting::Uncounted { synced: false },
-            Effect::Monitor => {
-                self.counting = Counting::Uncounted { synced: false };
-                s.monitor = true;
+            Effect::ClientId => {
+                let id = Reply::Int(s.id as i64).to_bytes(s.proto);
+                hook = Hook::Replace(id);
             }
+            Effect::ClientGetRedir => hook = Hook::ToProxyId,
+            Effect::Tracking(on) => s.tracking = on,
+            Effect::ClientRef { unblock: false, .. } => s.tracking = true,
             Effect::Reset if counted => hook = Hook::Reset,
             Effect::Reset => s.resets_pending += 1,
             Effect::ScriptFlush => self.live.classifier.scripts.flush(),
@@ -344,6 +385,7 @@ impl State {
             Effect::PauseWrites(ms) => self.shared.pause_writes(ms),
             Effect::Select(_)
             | Effect::None
+            | Effect::ClientRef { unblock: true, .. }
             | Effect::Plain { .. }
             | Effect::EvalText(_)
             | Effect::Control => {}
@@ -450,6 +492,7 @@ impl State {
         // Closed first: the backend cancels what the client left blocked
         // there before anything else is awaited.
         self.backend.reset();
+        self.changed.profile = true;
         self.route.close();
         let engine = Arc::clone(&self.live.engine);
         // However the connection ended (EOF, reset, eviction, a limit, idle
@@ -492,4 +535,11 @@ fn send_data_part(shared: &crate::server::Shared, request: &[u8], db: u32, defau
     all.extend_from_slice(request);
     encode_command(&mut all, [&b"SELECT"[..], back.as_bytes()].into_iter());
     shared.side.conn(Proto::Resp2).send_unanswered(&all, 3);
+}
+
+/// Whether a command reads or writes keys: a client in `MONITOR` may not
+/// (Redis refuses it to a monitor, as to a replica).
+fn touches_keys(args: &Args<'_>) -> bool {
+    use crate::command::{flags, lookup};
+    lookup(args).is_some_and(|s| s.has(flags::READONLY) || s.has(flags::WRITE))
 }

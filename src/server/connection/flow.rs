@@ -148,6 +148,12 @@ impl State {
         match self.queue.front() {
             Some(Slot::Backend { .. }) if !push => {
                 if let Some(Slot::Backend { hook, silent, .. }) = self.queue.pop() {
+                    self.changed.profile |=
+                        matches!(hook, Hook::Select(_) | Hook::Auth(..) | Hook::Reset);
+                    let hook = match hook {
+                        Hook::ToProxyId => Hook::Replace(self.proxy_id_reply(frame)),
+                        hook => hook,
+                    };
                     apply_hook(
                         hook,
                         silent,
@@ -161,7 +167,7 @@ impl State {
             Some(Slot::Resync) => match self.counting.marker_reply(frame) {
                 Some(still_subscribed) => {
                     self.queue.pop();
-                    self.counting = if self.session.monitor || still_subscribed {
+                    self.counting = if still_subscribed {
                         Counting::Uncounted { synced: true }
                     } else {
                         Counting::Counted
@@ -175,6 +181,7 @@ impl State {
                 if self.session.resets_pending > 0 && frame == b"+RESET\r\n" {
                     self.session.resets_pending -= 1;
                     if self.session.resets_pending == 0 {
+                        self.changed.profile = true;
                         self.session.reset(ctx.default_db, ctx.auth_required);
                         self.counting = Counting::Counted;
                     }
@@ -185,8 +192,29 @@ impl State {
         self.backend.consume(len);
     }
 
+    /// `CLIENT GETREDIR`'s answer with the proxy's id of the client whose
+    /// backend connection it names (`:0`, "gone", if none; -1 and errors
+    /// as they are).
+    fn proxy_id_reply(&self, frame: &[u8]) -> bytes::Bytes {
+        let id = frame
+            .strip_prefix(b":")
+            .and_then(|d| d.strip_suffix(b"\r\n"))
+            .and_then(|d| std::str::from_utf8(d).ok()?.parse::<i64>().ok());
+        match id {
+            Some(id) if id > 0 => {
+                let mine = self.shared.registry.by_backend_id(id as u64).unwrap_or(0);
+                bytes::Bytes::from(format!(":{mine}\r\n"))
+            }
+            _ => bytes::Bytes::copy_from_slice(frame),
+        }
+    }
+
     /// Something happened on the backend connection.
     pub(super) fn on_backend(&mut self, ev: Event) {
+        if let Event::Connected(_) = ev {
+            // Its id on the backend, for `CLIENT LIST` and `CLIENT UNBLOCK`.
+            self.changed.profile = true;
+        }
         match ev {
             Event::Connected(Ok(())) => self.flush_backend(),
             Event::Connected(Err(e)) | Event::Io(Err(e)) => self.fail_backend(e),
@@ -231,16 +259,18 @@ impl State {
         let err = e.reply().to_bytes(self.session.proto);
         self.queue.fail_backend(&err);
         self.backend.reset();
+        self.changed.profile = true;
         self.wake |= self.counting.paused();
         let was_uncounted = !self.counting.counted();
         self.counting = Counting::Counted;
         let s = &mut self.session;
         s.transaction.backend_lost();
+        // Tracking was the lost connection's.
+        s.tracking = false;
         s.resets_pending = 0;
         if was_uncounted {
-            // Subscriptions and MONITOR died with the connection; a client can only
+            // Subscriptions died with the connection; a client can only
             // learn that by losing its own connection, and will resubscribe.
-            s.monitor = false;
             self.finish();
         }
     }

@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use super::State;
 use super::queue::{Hook, Slot};
-use crate::command::{Local, ReplyMode};
+use crate::command::{Kill, Local, ReplyMode};
 use crate::errors;
 use crate::protocol::{Proto, Reply, encode_command};
 use crate::server::info;
@@ -16,6 +16,10 @@ use crate::server::info;
 impl State {
     /// Answers a command the proxy handles itself.
     pub(super) fn local(&mut self, local: Local) {
+        if !matches!(local, Local::Ping(_) | Local::Echo(_)) {
+            // It may change what `CLIENT LIST` shows.
+            self.changed.profile = true;
+        }
         match local {
             Local::Ping(None) => self.reply(Reply::Simple("PONG")),
             Local::Ping(Some(m)) | Local::Echo(m) => self.reply(Reply::Bulk(m)),
@@ -74,6 +78,35 @@ impl State {
                     self.reply(Reply::OK);
                 }
             }
+            Local::ClientInfo => {
+                self.publish_cmd();
+                let mut line = String::new();
+                self.me.line(&mut line, self.session.id);
+                line.push('\n');
+                self.reply(Reply::Bulk(Bytes::from(line)));
+            }
+            Local::ClientList(filter) => {
+                self.publish_cmd();
+                let list = self.shared.registry.list(&filter);
+                self.reply(Reply::Bulk(Bytes::from(list)));
+            }
+            Local::ClientKill(kill) => {
+                let me = self.session.id;
+                let n = self.shared.registry.kill(&kill.filter(), me);
+                // Itself among them: closed once this reply is written.
+                let itself = self.me.killed.swap(false, Ordering::Relaxed);
+                match kill {
+                    Kill::Addr(_) if n == 0 => self.reply(errors::err("No such client")),
+                    Kill::Addr(_) => self.reply(Reply::OK),
+                    Kill::Filter(_) => self.reply(Reply::Int(n as i64)),
+                }
+                if itself {
+                    self.finish();
+                }
+            }
+            // Already monitoring: Redis ignores it, without a reply.
+            Local::Monitor if self.session.monitor => {}
+            Local::Monitor => self.start_monitor(),
             Local::ScriptLoad(sha) => self.reply(Reply::Bulk(sha)),
             Local::ScriptExists(v) => {
                 self.reply(Reply::Array(
@@ -164,6 +197,7 @@ impl State {
         };
         if ok {
             self.session.authenticated = true;
+            self.session.user = user.map(Bytes::copy_from_slice);
         } else {
             self.shared
                 .metrics

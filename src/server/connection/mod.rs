@@ -35,6 +35,7 @@
 //! - `request.rs`: a forwarded request as it is written to a backend.
 //! - `queue.rs`: the reply queue; `replies.rs`: the output and reply hooks.
 //! - `resync.rs`: counting replies again after pub/sub.
+//! - `visible.rs`: what `CLIENT LIST` and `MONITOR` show of the connection.
 
 mod backend;
 mod cluster;
@@ -48,6 +49,7 @@ mod resync;
 mod route;
 #[cfg(test)]
 mod tests;
+mod visible;
 
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
@@ -66,7 +68,9 @@ use self::queue::ReplyQueue;
 use self::replies::Output;
 use self::resync::Counting;
 use self::route::Route;
+use super::client_list::{Profile, state as client_state};
 use super::clients::{Client, GRANULE};
+use super::monitor::Feed;
 use super::multiplex::clock;
 use super::session::Session;
 use super::{Live, Shared};
@@ -193,6 +197,17 @@ struct State {
     /// if they were read in this turn of the loop: picking a shared lane
     /// needs the time, and this saves reading the clock per request.
     now: Option<u64>,
+    /// This client in the server's registry: what `CLIENT LIST` shows of it,
+    /// published by [`State::publish`].
+    me: Arc<Client>,
+    /// The client's address, as `MONITOR` lines show it.
+    origin: String,
+    /// The last command's name, as `CLIENT LIST` shows it (`client|list`).
+    last_cmd: String,
+    /// What changed since [`State::publish`] last published.
+    changed: visible::Changed,
+    /// In `MONITOR`: the lines for this client.
+    feed: Option<Arc<Feed>>,
 }
 
 struct Conn {
@@ -205,10 +220,12 @@ struct Conn {
 }
 
 /// Serves one client until it leaves, the proxy shuts down, or a limit is hit.
-pub(crate) async fn serve(client: Stream, id: u64, shared: Arc<Shared>) {
+pub(crate) async fn serve(client: Stream, id: u64, shared: Arc<Shared>, profile: Profile) {
     let generation = shared.generation.load(Ordering::Acquire);
     let live = shared.live.load_full();
     let settings = live.settings;
+    let origin = profile.addr.to_string();
+    let me = shared.registry.register(id, profile);
     let mut conn = Conn {
         client,
         // Buffers grow with use: an idle client costs little.
@@ -235,20 +252,38 @@ pub(crate) async fn serve(client: Stream, id: u64, shared: Arc<Shared>) {
             own_conns: (settings.cluster && !settings.multiplex).then(Default::default),
             link_barrier: false,
             now: None,
+            me: Arc::clone(&me),
+            origin,
+            last_cmd: String::new(),
+            changed: visible::Changed {
+                cmd: false,
+                profile: true,
+            },
+            feed: None,
             settings,
             live,
             generation,
             shared,
         },
     };
-    let client = conn.st.shared.registry.register(id);
     let mut published = 0;
-    conn.run(&client, &mut published).await;
+    conn.run(&me, &mut published).await;
+    if conn.st.feed.take().is_some() {
+        conn.st.shared.monitors.unsubscribe(id);
+    }
     conn.st.shared.registry.adjust(published, 0);
     // Counted until its locks are cleaned up: a test (or an operator) that
     // sees the client gone sees what it held released or on its way.
     conn.st.abandon().await;
     conn.st.shared.registry.unregister(id);
+}
+
+/// Resolves when a monitor's feed has lines (never without a feed).
+async fn feed_ready(feed: Option<&Feed>) {
+    match feed {
+        Some(f) => f.ready.notified().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// What happened on the client socket.
@@ -311,6 +346,11 @@ impl Conn {
                 self.st.close = Close::Abandon;
                 return;
             }
+            if client.killed.load(Ordering::Relaxed) {
+                tracing::debug!(id = self.st.session.id, "client closed by CLIENT KILL");
+                self.st.close = Close::Abandon;
+                return;
+            }
             if !draining && flags.draining.load(Ordering::Relaxed) {
                 // Read no more requests; finish and answer the ones in flight.
                 draining = true;
@@ -355,6 +395,7 @@ impl Conn {
             if buffered >= self.st.settings.output_high_water {
                 self.st.route.too_heavy();
             }
+            self.st.publish();
             match self.st.close {
                 Close::Abandon => return,
                 Close::AfterWrite if self.st.output.is_empty() => return,
@@ -388,6 +429,7 @@ impl Conn {
                 owed.then(|| *silent_since.get_or_insert_with(Instant::now) + reply_timeout);
             let idle_at = (!idle.is_zero()).then(|| last_activity + idle);
             let revoke_at = self.st.output.next_deadline();
+            let feed = self.st.feed.clone();
             let st = &mut self.st;
             st.now = None;
             tokio::select! {
@@ -402,6 +444,7 @@ impl Conn {
                     silent_since = None;
                     st.on_backend(ev);
                 }
+                _ = feed_ready(feed.as_deref()) => {}
                 _ = sleep_until_opt(silent_until) => {
                     st.shared.metrics.backend_reply_timeouts.fetch_add(1, Ordering::Relaxed);
                     let e = st.backend.silence(reply_timeout);
@@ -416,7 +459,9 @@ impl Conn {
                         ClientEvent::Read(Ok(0)) => st.client_closed(),
                         ClientEvent::Read(Ok(_)) => {
                             last_activity = Instant::now();
-                            st.now = Some(clock::at(last_activity));
+                            let now = clock::at(last_activity);
+                            st.now = Some(now);
+                            st.me.last_active.store(now, Ordering::Relaxed);
                         }
                         ClientEvent::Read(Err(e)) | ClientEvent::Wrote(Err(e))
                             if e.kind() == std::io::ErrorKind::WouldBlock => {}

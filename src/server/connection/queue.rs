@@ -92,6 +92,9 @@ pub(super) enum Hook {
     ScriptExists(Vec<(usize, bool)>),
     /// `INFO`: append the proxy's section (rendered when the command was sent).
     AppendInfo(Bytes),
+    /// `CLIENT GETREDIR`: the backend's connection id becomes the proxy's
+    /// id of the client it belongs to.
+    ToProxyId,
 }
 
 /// One pending reply.

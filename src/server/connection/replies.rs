@@ -205,6 +205,7 @@ pub(super) fn apply_hook(
         }
         Hook::Auth(user, pass) => {
             if frame.first() == Some(&b'+') {
+                session.user.clone_from(&user);
                 session.backend_auth = Some((user, pass));
             }
             write(frame);
@@ -215,6 +216,8 @@ pub(super) fn apply_hook(
             }
             write(frame);
         }
+        // Translated by the caller, which knows the clients.
+        Hook::ToProxyId => write(frame),
         Hook::ScriptExists(_) | Hook::AppendInfo(_) => match rewrite(&hook, frame, session.proto) {
             Some(b) => write(&b),
             None => write(frame),

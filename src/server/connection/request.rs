@@ -23,6 +23,9 @@ pub(super) struct Outgoing<'a> {
     inline: bool,
     /// Sent as `EVAL` (or `EVAL_RO`) with this text instead of `EVALSHA`.
     eval_text: Option<Bytes>,
+    /// This argument replaced (a client named by the proxy's id goes to the
+    /// backend with its connection's id there).
+    arg_swap: Option<(usize, Bytes)>,
 }
 
 impl<'a> Outgoing<'a> {
@@ -33,7 +36,14 @@ impl<'a> Outgoing<'a> {
             raw,
             inline,
             eval_text: None,
+            arg_swap: None,
         }
+    }
+
+    /// Argument `at` goes out as `value`.
+    pub(super) fn with_arg(mut self, swap: Option<(usize, Bytes)>) -> Self {
+        self.arg_swap = swap;
+        self
     }
 
     /// This `EVALSHA` goes out as `EVAL` with `text`: the backend runs it
@@ -46,7 +56,7 @@ impl<'a> Outgoing<'a> {
 
     /// Whether the received bytes can go as they are.
     fn verbatim(&self) -> bool {
-        !self.inline && self.eval_text.is_none()
+        !self.inline && self.eval_text.is_none() && self.arg_swap.is_none()
     }
 
     /// Appends the request to `out`.
@@ -70,6 +80,14 @@ impl<'a> Outgoing<'a> {
     }
 
     fn encode(&self, out: &mut BytesMut) {
+        if let Some((at, value)) = &self.arg_swap {
+            let parts = self.args.iter().enumerate().map(|(i, a)| match i {
+                i if i == *at => &value[..],
+                _ => a,
+            });
+            encode_command(out, parts);
+            return;
+        }
         let Some(text) = &self.eval_text else {
             encode_command(out, self.args.iter());
             return;
@@ -119,6 +137,19 @@ mod tests {
         parsed(req, |o| o.with_bytes(|b| assert_eq!(b, req)));
         parsed(b"GET k\r\n", |o| {
             o.with_bytes(|b| assert_eq!(b, b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"));
+        });
+    }
+
+    #[test]
+    fn a_swapped_argument_goes_out_instead() {
+        parsed(b"CLIENT UNBLOCK 7 ERROR\r\n", |o| {
+            let mut out = BytesMut::new();
+            o.with_arg(Some((2, Bytes::from_static(b"1234"))))
+                .write_to(&mut out);
+            assert_eq!(
+                &out[..],
+                b"*4\r\n$6\r\nCLIENT\r\n$7\r\nUNBLOCK\r\n$4\r\n1234\r\n$5\r\nERROR\r\n"
+            );
         });
     }
 

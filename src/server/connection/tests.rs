@@ -30,6 +30,11 @@ struct Fixture {
     backend: DuplexStream,
 }
 
+fn profile() -> crate::server::client_list::Profile {
+    let a = "127.0.0.1:1".parse().unwrap();
+    crate::server::client_list::Profile::new(a, a, 0, 0)
+}
+
 fn fixture() -> Fixture {
     let config = Config::default();
     let engine = Engine::start(
@@ -69,6 +74,11 @@ fn fixture() -> Fixture {
             own_conns: None,
             link_barrier: false,
             now: None,
+            me: shared.registry.register(1, profile()),
+            origin: "127.0.0.1:1".into(),
+            last_cmd: String::new(),
+            changed: Default::default(),
+            feed: None,
             settings,
             live,
             generation: 0,
