@@ -40,6 +40,25 @@ for entry in "${python_envs[@]}"; do
     echo "$reqs" >"$stamp"
 done
 
+# redis-py's own test suite, run through the proxy (tests/suite): the sdist
+# from PyPI (its tests are not in the wheel) and what the tests import.
+suite_version=6.4.0
+suite_reqs="redis==$suite_version redis-entraid==1.0.0 pytest==9.2.0 pytest-asyncio==1.5.0 pytest-timeout==2.4.0 mock==5.2.0 packaging==26.4"
+dir=$root/py-redis-suite
+stamp="$dir/.installed"
+if ! { [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$suite_reqs" ]; }; then
+    echo "installing py-redis-suite: $suite_reqs, and the redis $suite_version sdist" >&2
+    rm -rf "$dir"
+    "$python" -m venv "$dir"
+    # shellcheck disable=SC2086
+    "$dir/bin/pip" install --quiet --disable-pip-version-check $suite_reqs
+    "$dir/bin/pip" download --quiet --disable-pip-version-check --no-deps \
+        --no-binary :all: "redis==$suite_version" -d "$dir/sdist"
+    tar -xzf "$dir/sdist/redis-$suite_version.tar.gz" -C "$dir"
+    mv "$dir/redis-$suite_version" "$dir/source"
+    echo "$suite_reqs" >"$stamp"
+fi
+
 for entry in "${node_envs[@]}"; do
     name=${entry%%|*}
     pkgs=${entry#*|}

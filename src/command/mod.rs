@@ -72,6 +72,19 @@ pub enum Effect {
     /// itself: the backend decides, and on success the client's own backend
     /// connections authenticate as that user from then on.
     Auth(Option<Bytes>, Bytes),
+    /// `HELLO [proto] AUTH user pass [SETNAME name]` when the proxy does
+    /// not authenticate clients itself: the backend checks the credentials
+    /// (as for [`Effect::Auth`]); on success the proxy answers `HELLO`.
+    HelloAuth {
+        /// The protocol to switch to.
+        proto: Option<Proto>,
+        /// The user.
+        user: Bytes,
+        /// The password.
+        pass: Bytes,
+        /// `SETNAME name`.
+        setname: Option<Bytes>,
+    },
     /// `MULTI`.
     Multi,
     /// `EXEC`.
@@ -90,7 +103,7 @@ pub enum Effect {
     /// `CLIENT UNBLOCK` or `TRACKING REDIRECT` of this id finds it), and the
     /// proxy's id is the answer, as in `HELLO` and `CLIENT LIST`.
     ClientId,
-    /// `CLIENT UNBLOCK id` (`unblock`) or `CLIENT TRACKING ... REDIRECT id`:
+    /// `CLIENT UNBLOCK id` or `CLIENT TRACKING ON|OFF ... REDIRECT id`:
     /// argument `at` names a client by the proxy's id; the backend gets the
     /// id of that client's own connection there.
     ClientRef {
@@ -98,8 +111,8 @@ pub enum Effect {
         at: usize,
         /// The proxy's id.
         id: u64,
-        /// `CLIENT UNBLOCK` (else `TRACKING ... REDIRECT`).
-        unblock: bool,
+        /// `None`: `CLIENT UNBLOCK`; `Some(on)`: `CLIENT TRACKING ON|OFF`.
+        tracking: Option<bool>,
     },
     /// `CLIENT TRACKING ON|OFF` without `REDIRECT`: while on, the client's
     /// reads must go over its own connection, where the backend tracks them.
@@ -346,6 +359,17 @@ impl Classifier {
                     Command::Local(Local::Hello { auth: None, .. }) if !ctx.authenticated => {
                         Command::Refuse(errors::noauth_hello())
                     }
+                    // Credentials are the backend's to check, as with `AUTH`.
+                    Command::Local(Local::Hello {
+                        proto,
+                        auth: Some((user, pass)),
+                        setname,
+                    }) if !ctx.proxy_auth => Command::Forward(Effect::HelloAuth {
+                        proto,
+                        user,
+                        pass,
+                        setname,
+                    }),
                     other => other,
                 };
             }
@@ -449,7 +473,7 @@ impl Classifier {
                 Command::Forward(Effect::ClientRef {
                     at: 2,
                     id,
-                    unblock: true,
+                    tracking: None,
                 })
             }
             b"TRACKING" if n >= 3 => {
@@ -460,10 +484,10 @@ impl Classifier {
                 let id =
                     at.and_then(|at| parse_i64(args.arg(at)).and_then(|i| u64::try_from(i).ok()));
                 match (at, id) {
-                    (Some(at), Some(id)) if on => Command::Forward(Effect::ClientRef {
+                    (Some(at), Some(id)) => Command::Forward(Effect::ClientRef {
                         at,
                         id,
-                        unblock: false,
+                        tracking: Some(on),
                     }),
                     _ => Command::Forward(Effect::Tracking(on)),
                 }

@@ -140,6 +140,12 @@ async fn backend_auth_session(addr: std::net::SocketAddr) -> Vec<String> {
         &["GET", "k"],
         &["AUTH", "temp"],
         &["ACL", "WHOAMI"],
+        // HELLO's AUTH too (RESP3 clients authenticate so).
+        &["HELLO", "3", "AUTH", "app", "wrong"],
+        &["HELLO", "3", "AUTH", "app", "pw", "SETNAME", "n"],
+        &["ACL", "WHOAMI"],
+        &["CLIENT", "GETNAME"],
+        &["HELLO", "2"],
         &["CONFIG", "SET", "requirepass", ""],
         &["ACL", "DELUSER", "app"],
     ] {

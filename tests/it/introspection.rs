@@ -209,6 +209,20 @@ async fn tracking_redirects_to_the_client_the_proxys_id_names() {
         format!(":{id}\r\n")
     );
     assert_eq!(tracker.cmd_str(&["GET", "tracked"]).await, "$-1\r\n");
+    // OFF names the client too (Redis checks it exists).
+    let mut second = h.client().await;
+    assert_eq!(
+        second
+            .cmd_str(&["CLIENT", "TRACKING", "ON", "REDIRECT", &id])
+            .await,
+        "+OK\r\n"
+    );
+    assert_eq!(
+        second
+            .cmd_str(&["CLIENT", "TRACKING", "OFF", "REDIRECT", &id])
+            .await,
+        "+OK\r\n"
+    );
     let mut writer = h.client().await;
     assert_eq!(writer.cmd_str(&["SET", "tracked", "1"]).await, "+OK\r\n");
     let msg = text(&listener.read().await);

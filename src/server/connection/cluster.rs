@@ -122,7 +122,9 @@ impl State {
             Effect::ClientRef { .. } | Effect::ClientGetRedir | Effect::Tracking(_) => {
                 return Via::Reply(errors::not_through_cluster(args.arg(1)));
             }
-            Effect::Auth(..) => return Via::Reply(errors::auth_through_cluster()),
+            Effect::Auth(..) | Effect::HelloAuth { .. } => {
+                return Via::Reply(errors::auth_through_cluster());
+            }
             // Its master is the one of its first key, not known yet.
             Effect::Multi if !in_multi && !watching => return Via::Hold(Reply::OK),
             Effect::Reset => return self.via_link(),

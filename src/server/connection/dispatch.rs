@@ -70,13 +70,13 @@ impl State {
                     _ => None,
                 };
                 let mut swap = None;
-                if let (Effect::ClientRef { at, id, unblock }, None) =
+                if let (Effect::ClientRef { at, id, tracking }, None) =
                     (&effect, &self.shared.cluster)
                 {
                     match self.shared.registry.backend_id(*id) {
                         Some(Some(there)) => swap = Some((*at, Bytes::from(there.to_string()))),
                         // Not blocked: it has no connection to block on.
-                        _ if *unblock => {
+                        _ if tracking.is_none() => {
                             self.reply(Reply::Int(0));
                             return Flow::Done;
                         }
@@ -366,6 +366,22 @@ impl State {
             Effect::Unwatch => s.transaction.unwatch(),
             Effect::Select(db) if !s.transaction.in_multi() => hook = Hook::Select(db),
             Effect::Auth(user, pass) => hook = Hook::Auth(user, pass),
+            Effect::HelloAuth {
+                proto,
+                user,
+                pass,
+                setname,
+            } => {
+                let proto = proto.unwrap_or(s.proto);
+                let reply = self.hello_reply(proto).to_bytes(proto);
+                hook = Hook::HelloAuth {
+                    user,
+                    pass,
+                    proto,
+                    setname,
+                    reply,
+                };
+            }
             Effect::Subscribe => self.counting = Counting::Uncounted { synced: false },
             Effect::ClientId => {
                 let id = Reply::Int(s.id as i64).to_bytes(s.proto);
@@ -373,7 +389,9 @@ impl State {
             }
             Effect::ClientGetRedir => hook = Hook::ToProxyId,
             Effect::Tracking(on) => s.tracking = on,
-            Effect::ClientRef { unblock: false, .. } => s.tracking = true,
+            Effect::ClientRef {
+                tracking: Some(on), ..
+            } => s.tracking = on,
             Effect::Reset if counted => hook = Hook::Reset,
             Effect::Reset => s.resets_pending += 1,
             Effect::ScriptFlush => self.live.classifier.scripts.flush(),
@@ -385,7 +403,7 @@ impl State {
             Effect::PauseWrites(ms) => self.shared.pause_writes(ms),
             Effect::Select(_)
             | Effect::None
-            | Effect::ClientRef { unblock: true, .. }
+            | Effect::ClientRef { tracking: None, .. }
             | Effect::Plain { .. }
             | Effect::EvalText(_)
             | Effect::Control => {}

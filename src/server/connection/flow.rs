@@ -148,8 +148,10 @@ impl State {
         match self.queue.front() {
             Some(Slot::Backend { .. }) if !push => {
                 if let Some(Slot::Backend { hook, silent, .. }) = self.queue.pop() {
-                    self.changed.profile |=
-                        matches!(hook, Hook::Select(_) | Hook::Auth(..) | Hook::Reset);
+                    self.changed.profile |= matches!(
+                        hook,
+                        Hook::Select(_) | Hook::Auth(..) | Hook::Reset | Hook::HelloAuth { .. }
+                    );
                     let hook = match hook {
                         Hook::ToProxyId => Hook::Replace(self.proxy_id_reply(frame)),
                         hook => hook,

@@ -167,7 +167,7 @@ impl State {
     }
 
     /// The `HELLO` reply: what Redis reports, with the backend's version.
-    fn hello_reply(&self, proto: Proto) -> Reply {
+    pub(super) fn hello_reply(&self, proto: Proto) -> Reply {
         let version = self
             .shared
             .backend_version

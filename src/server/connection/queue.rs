@@ -86,6 +86,16 @@ pub(super) enum Hook {
     /// `AUTH [user] pass`: on success the session's backend connections
     /// authenticate so.
     Auth(Option<Bytes>, Bytes),
+    /// `HELLO ... AUTH` checked by the backend: on success the session
+    /// authenticates so, switches to `proto`, takes the name, and the client
+    /// gets `reply` (the proxy's `HELLO` answer); an error passes as it is.
+    HelloAuth {
+        user: Bytes,
+        pass: Bytes,
+        proto: crate::protocol::Proto,
+        setname: Option<Bytes>,
+        reply: Bytes,
+    },
     /// `RESET`: on `+RESET` the session starts afresh.
     Reset,
     /// `SCRIPT EXISTS`: overwrite the answers at these positions with these values.

@@ -210,6 +210,25 @@ pub(super) fn apply_hook(
             }
             write(frame);
         }
+        Hook::HelloAuth {
+            user,
+            pass,
+            proto,
+            setname,
+            reply,
+        } => {
+            if frame.first() == Some(&b'-') {
+                write(frame);
+            } else {
+                session.user = Some(user.clone());
+                session.backend_auth = Some((Some(user), pass));
+                session.proto = proto;
+                if let Some(name) = setname {
+                    session.name = (!name.is_empty()).then_some(name);
+                }
+                write(&reply);
+            }
+        }
         Hook::Reset => {
             if frame == b"+RESET\r\n" {
                 session.reset(ctx.default_db, ctx.auth_required);
