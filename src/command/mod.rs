@@ -5,7 +5,7 @@
 //! This module is pure: it reads the arguments and a little connection state
 //! and decides; the connection carries the decision out.
 
-mod client_filter;
+mod client;
 mod getkeys;
 mod lock;
 mod pattern;
@@ -15,7 +15,7 @@ mod table;
 
 use bytes::Bytes;
 
-pub use client_filter::{Filter, Kill, parse_kill, parse_list};
+pub use client::{Filter, Kill, parse_kill, parse_list};
 pub use getkeys::{KeyArg, PARSED as KEYS_PARSED, for_each_key};
 pub use lock::LockRules;
 pub use pattern::LockPatterns;
@@ -409,7 +409,7 @@ impl Classifier {
             // neither of them RESP replies to count.
             b"SYNC" | b"PSYNC" => return Command::Refuse(errors::replication_not_proxied(name)),
             b"CLIENT" if answer_locally && n >= 2 => {
-                if let Some(cmd) = self.classify_client(args) {
+                if let Some(cmd) = client::classify(args) {
                     return cmd;
                 }
             }
@@ -438,109 +438,6 @@ impl Classifier {
             b"EVAL" | b"EVALSHA" | b"EVAL_RO" | b"EVALSHA_RO" | b"FCALL" | b"FCALL_RO"
         );
         Command::Forward(Effect::Plain { shareable, script })
-    }
-
-    fn classify_client<A: ArgList + ?Sized>(&self, args: &A) -> Option<Command> {
-        let mut buf = [0u8; 24];
-        let sub = upper(args.arg(1), &mut buf);
-        let n = args.len();
-        let bytes = |i: usize| Bytes::copy_from_slice(args.arg(i));
-        Some(match sub {
-            b"SETNAME" if n == 3 => {
-                let name = args.arg(2);
-                if name.iter().any(|&c| !(b'!'..=b'~').contains(&c)) {
-                    Command::Refuse(errors::bad_client_name())
-                } else {
-                    Command::Local(Local::ClientSetName(bytes(2)))
-                }
-            }
-            b"GETNAME" if n == 2 => Command::Local(Local::ClientGetName),
-            // The proxy's clients, not the backend's connections (several of
-            // them may share one): see `server/client_list.rs`.
-            b"ID" if n == 2 => Command::Forward(Effect::ClientId),
-            b"INFO" if n == 2 => Command::Local(Local::ClientInfo),
-            b"LIST" => match parse_list(args, 2) {
-                Ok(filter) => Command::Local(Local::ClientList(filter)),
-                Err(e) => Command::Refuse(e),
-            },
-            b"KILL" => match parse_kill(args, 2) {
-                Ok(kill) => Command::Local(Local::ClientKill(kill)),
-                Err(e) => Command::Refuse(e),
-            },
-            b"UNBLOCK" if n == 3 || n == 4 => {
-                // Not a number: the backend explains.
-                let id = parse_i64(args.arg(2)).and_then(|i| u64::try_from(i).ok())?;
-                Command::Forward(Effect::ClientRef {
-                    at: 2,
-                    id,
-                    tracking: None,
-                })
-            }
-            b"TRACKING" if n >= 3 => {
-                let on = args.arg(2).eq_ignore_ascii_case(b"ON");
-                let at = (3..n.saturating_sub(1))
-                    .find(|&i| args.arg(i).eq_ignore_ascii_case(b"REDIRECT"))
-                    .map(|i| i + 1);
-                let id =
-                    at.and_then(|at| parse_i64(args.arg(at)).and_then(|i| u64::try_from(i).ok()));
-                match (at, id) {
-                    (Some(at), Some(id)) => Command::Forward(Effect::ClientRef {
-                        at,
-                        id,
-                        tracking: Some(on),
-                    }),
-                    _ => Command::Forward(Effect::Tracking(on)),
-                }
-            }
-            b"GETREDIR" if n == 2 => Command::Forward(Effect::ClientGetRedir),
-            b"SETINFO" if n == 4 => {
-                let mut abuf = [0u8; 24];
-                let lib_name = match upper(args.arg(2), &mut abuf) {
-                    b"LIB-NAME" => true,
-                    b"LIB-VER" => false,
-                    _ => {
-                        return Some(Command::Refuse(errors::err(format_args!(
-                            "Unrecognized option '{}'",
-                            String::from_utf8_lossy(args.arg(2))
-                        ))));
-                    }
-                };
-                let value = args.arg(3);
-                if value.iter().any(|&c| !(b'!'..=b'~').contains(&c)) {
-                    return Some(Command::Refuse(errors::err(
-                        "lib-name and lib-ver cannot contain spaces, newlines or special characters.",
-                    )));
-                }
-                Command::Local(Local::ClientSetInfo {
-                    lib_name,
-                    value: bytes(3),
-                })
-            }
-            b"REPLY" if n == 3 => {
-                let mut mbuf = [0u8; 24];
-                match upper(args.arg(2), &mut mbuf) {
-                    b"ON" => Command::Local(Local::ClientReply(ReplyMode::On)),
-                    b"OFF" => Command::Local(Local::ClientReply(ReplyMode::Off)),
-                    b"SKIP" => Command::Local(Local::ClientReply(ReplyMode::Skip)),
-                    _ => Command::Refuse(errors::syntax()),
-                }
-            }
-            // The backend holds writes until the pause ends (ALL holds
-            // everything, as it does for clients of Redis itself).
-            b"PAUSE" if n == 4 && args.arg(3).eq_ignore_ascii_case(b"WRITE") => {
-                match parse_i64(args.arg(2)).and_then(|ms| u64::try_from(ms).ok()) {
-                    Some(ms) => Command::Forward(Effect::PauseWrites(Some(ms))),
-                    None => return None,
-                }
-            }
-            b"UNPAUSE" if n == 2 => Command::Forward(Effect::PauseWrites(None)),
-            // Maintenance notifications describe the server endpoint, which the
-            // proxy hides; answer what a server without the feature answers.
-            b"MAINT_NOTIFICATIONS" => {
-                Command::Refuse(errors::unknown_subcommand(args.arg(1), "CLIENT"))
-            }
-            _ => return None,
-        })
     }
 
     fn classify_script<A: ArgList + ?Sized>(&self, args: &A, ctx: Context) -> Command {

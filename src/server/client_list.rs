@@ -3,7 +3,7 @@
 //! with the name, library, database, protocol and user it set *here* — a
 //! backend's `CLIENT LIST` shows the proxy's connections instead, several
 //! clients on one when they share it. `LIST` and `KILL` match clients with
-//! the same [`Filter`] (parsed in `command/client_filter.rs`).
+//! the same [`Filter`] (parsed in `command/client.rs`).
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
