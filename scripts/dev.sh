@@ -6,5 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_redis
-cargo build --release --quiet
+# The first release build takes minutes: its progress shows.
+cargo build --release
 exec target/release/redlock-proxy dev "$@"

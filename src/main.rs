@@ -269,7 +269,11 @@ fn init_logging(format: LogFormat, level: &str) -> LogLevel {
         Err(_) => (EnvFilter::new(level), false),
     };
     let (filter, handle) = reload::Layer::new(filter);
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colours only for a person at a terminal, never in a file or a pipe.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     let registry = tracing_subscriber::registry().with(filter);
     match format {
         LogFormat::Json => registry.with(fmt.json()).init(),
@@ -400,6 +404,8 @@ async fn run_dev(
     config.redlock.masters = cluster.masters.clone();
     config.redlock.cluster_masters = cluster.cluster_voters.clone();
     config.passthrough.url = cluster.backend.clone();
+    // Said once in the banner, not as a warning per master.
+    config.redlock.volatile_masters = true;
     let (proxy, addr) = match start(config, "redlock-proxy dev").await {
         Ok(p) => p,
         Err(code) => {
@@ -424,7 +430,7 @@ async fn run_dev(
         "masters".to_string()
     };
     println!(
-        "redlock-proxy dev: {masters} {kind} on ports {voters:?}, passthrough backend on port {}.\nReady. Try: redis-cli {host_flag}-p {port}",
+        "redlock-proxy dev: {masters} {kind} on ports {voters:?}, passthrough backend on port {}.\nThe masters run without persistence (appendonly no): a restarted one forgets its locks, which a real deployment avoids with appendonly yes.\nReady. Try: redis-cli {host_flag}-p {port}",
         backend[0]
     );
     proxy.run(shutdown).await;

@@ -282,6 +282,11 @@ pub struct RedlockConfig {
     pub quarantine_on_start: bool,
     /// Extra lock scripts, by SHA1.
     pub scripts: Vec<ScriptConfig>,
+    /// Set by `redlock-proxy dev`, whose masters run without persistence by
+    /// choice (its banner says so once): their start lines are then
+    /// information, not warnings. Not a configuration option.
+    #[serde(skip)]
+    pub volatile_masters: bool,
 }
 
 impl Default for RedlockConfig {
@@ -302,6 +307,7 @@ impl Default for RedlockConfig {
             health_interval: Duration::from_secs(1),
             quarantine_on_start: false,
             scripts: Vec::new(),
+            volatile_masters: false,
         }
     }
 }

@@ -209,6 +209,10 @@ struct Dev {
     child: Child,
     tmp: tempfile::TempDir,
     addr: String,
+    /// What it printed before `Ready`.
+    banner: String,
+    /// Its log.
+    log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 fn start_dev(extra: &[&str]) -> Dev {
@@ -219,11 +223,14 @@ fn start_dev(extra: &[&str]) -> Dev {
         .args(["dev", "--listen", &addr])
         .args(extra)
         .env("TMPDIR", tmp.path())
+        // What a newcomer sees: dev mode's own log level.
+        .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let log = collect_stderr(&mut child);
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -234,6 +241,7 @@ fn start_dev(extra: &[&str]) -> Dev {
     // A hang guard: cluster voters take seconds of gossip to form (15 s at
     // most each, all at once), on a loaded host more.
     let deadline = Instant::now() + 6 * WAIT;
+    let mut banner = String::new();
     loop {
         let line = rx
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
@@ -242,8 +250,16 @@ fn start_dev(extra: &[&str]) -> Dev {
             assert!(line.contains(&format!("redis-cli -p {port}")), "{line}");
             break;
         }
+        banner.push_str(&line);
+        banner.push('\n');
     }
-    Dev { child, tmp, addr }
+    Dev {
+        child,
+        tmp,
+        addr,
+        banner,
+        log,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -259,6 +275,15 @@ async fn dev_mode_serves_and_leaves_no_orphans_on_sigterm() {
         "+OK\r\n"
     );
     assert_eq!(c.cmd_str(&["SET", "k", "v"]).await, "+OK\r\n");
+    // Its masters run without persistence, by choice: said once, not warned
+    // about per master.
+    assert!(dev.banner.contains("without persistence"), "{}", dev.banner);
+    poll(|| dev.log.lock().unwrap().matches("as in dev mode").count() == 3).await;
+    assert!(
+        !dev.log.lock().unwrap().contains("WARN"),
+        "{}",
+        dev.log.lock().unwrap()
+    );
     signal(dev.child.id(), libc::SIGTERM);
     assert!(wait_exit(&mut dev.child, WAIT).success());
     poll(|| redis_children_under(dev.tmp.path()).is_empty()).await;
@@ -415,6 +440,11 @@ async fn sighup_changes_the_lock_patterns_while_clients_stay_connected() {
     assert_eq!(c.cmd_str(&["PING"]).await, "+PONG\r\n");
     signal(child.id(), libc::SIGTERM);
     assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
+    // Logs to a pipe carry no terminal colour codes.
+    assert!(
+        !log.lock().unwrap().contains('\x1b'),
+        "colour codes in a piped log"
+    );
 }
 
 /// `ENV`, `COPY`, `EXPOSE`, `USER`, `HEALTHCHECK` and `ENTRYPOINT` of the

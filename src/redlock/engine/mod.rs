@@ -195,6 +195,7 @@ impl From<&RedlockConfig> for EngineConfig {
                 health_interval: r.health_interval,
                 drift_factor: r.drift_factor,
                 drift_floor: r.drift_floor,
+                volatile_expected: r.volatile_masters,
             },
         }
     }

@@ -482,6 +482,7 @@ mod tests {
             health_interval: Duration::from_secs(60),
             drift_factor: 0.01,
             drift_floor: Duration::from_millis(2),
+            volatile_expected: false,
         }));
         let cad = Preload::new(Bytes::from_static(b"cadsha"), b"return 1");
         let endpoint = Endpoint::new(url, Duration::from_millis(50), 16);

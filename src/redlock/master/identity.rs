@@ -42,6 +42,9 @@ pub struct GuardConfig {
     pub drift_factor: f64,
     /// Clock drift allowed whatever the span (the clock guard's floor).
     pub drift_floor: Duration,
+    /// Masters without persistence are expected (`redlock-proxy dev`): not
+    /// worth a warning each.
+    pub volatile_expected: bool,
 }
 
 /// What the masters' guards share: the settings and the longest TTL granted.
@@ -299,6 +302,7 @@ mod tests {
             health_interval: Duration::from_secs(1),
             drift_factor: 0.01,
             drift_floor: Duration::from_millis(2),
+            volatile_expected: false,
         })
     }
 

@@ -216,6 +216,11 @@ impl Master {
                 version,
                 "master fsyncs its AOF only every second: a crash can lose the last locks and fencing counters (appendfsync always keeps them)"
             ),
+            Durability::None if self.guard.cfg.volatile_expected => tracing::info!(
+                master = %self.url,
+                version,
+                "master does not persist locks (appendonly no), as in dev mode"
+            ),
             Durability::None => tracing::warn!(
                 master = %self.url,
                 version,
