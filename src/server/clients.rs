@@ -38,8 +38,8 @@ const STUCK: Duration = Duration::from_millis(500);
 pub(crate) struct Client {
     /// What `CLIENT LIST` shows of it.
     pub(crate) profile: Mutex<Profile>,
-    /// The name of the last command it sent, lowercase.
-    pub(crate) cmd: Mutex<String>,
+    /// The name of the last command it sent, as in the command table.
+    pub(crate) cmd: Mutex<&'static str>,
     /// When it connected, and last sent something ([`clock`] nanoseconds).
     created: u64,
     pub(crate) last_active: AtomicU64,
@@ -47,6 +47,8 @@ pub(crate) struct Client {
     pub(crate) state: AtomicU8,
     /// Closed by `CLIENT KILL`.
     pub(crate) killed: AtomicBool,
+    /// In `MONITOR`: lines are waiting in its feed.
+    pub(crate) lines: AtomicBool,
     /// Woken when the server has something to tell the connection.
     pub(crate) waker: AtomicWaker,
     /// Bytes the connection holds for this client (replies, requests, backend
@@ -60,15 +62,16 @@ pub(crate) struct Client {
 }
 
 impl Client {
-    fn new(profile: Profile) -> Self {
+    pub(crate) fn new(profile: Profile) -> Self {
         let now = clock::now();
         Client {
             profile: Mutex::new(profile),
-            cmd: Mutex::new("NULL".into()),
+            cmd: Mutex::new("NULL"),
             created: now,
             last_active: AtomicU64::new(now),
             state: AtomicU8::new(0),
             killed: AtomicBool::new(false),
+            lines: AtomicBool::new(false),
             waker: AtomicWaker::new(),
             buffered: AtomicUsize::new(0),
             evicted: AtomicBool::new(false),
@@ -90,9 +93,9 @@ impl Client {
     /// Its `CLIENT LIST` line.
     pub(crate) fn line(&self, out: &mut String, id: u64) {
         let m = self.moment(clock::now());
-        let cmd = self.cmd.lock().map(|c| c.clone()).unwrap_or_default();
+        let cmd = self.cmd.lock().map_or("NULL", |c| *c);
         if let Ok(p) = self.profile.lock() {
-            client_list::line(out, id, &p, m, &cmd);
+            client_list::line(out, id, &p, m, cmd);
         }
     }
 

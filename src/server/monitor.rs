@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 
+use super::clients::Client;
 use crate::backend::{Endpoint, Handshake};
 use crate::command::{flags, lookup};
 use crate::protocol::{ArgList, encode_command};
@@ -31,13 +32,13 @@ use crate::protocol::{ArgList, encode_command};
 pub(crate) const FEED_CAP: usize = 64 * 1024 * 1024;
 
 /// The lines waiting for one monitoring client.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Feed {
     buf: Mutex<BytesMut>,
     /// Lines were dropped: the monitor fell too far behind, and is closed.
     pub(crate) overflowed: AtomicBool,
-    /// Wakes the monitor's connection.
-    pub(crate) ready: tokio::sync::Notify,
+    /// The monitor's connection, woken when lines come.
+    client: Arc<Client>,
 }
 
 impl Feed {
@@ -75,10 +76,14 @@ impl Monitors {
     /// yet is returned with the feed).
     pub(crate) fn subscribe(
         self: &Arc<Self>,
-        id: u64,
+        (id, client): (u64, Arc<Client>),
         backend: Option<&Endpoint>,
     ) -> (Arc<Feed>, Option<Relaying>) {
-        let feed = Arc::new(Feed::default());
+        let feed = Arc::new(Feed {
+            buf: Mutex::default(),
+            overflowed: AtomicBool::new(false),
+            client,
+        });
         if let Ok(mut f) = self.feeds.lock() {
             f.retain(|(i, _)| *i != id);
             f.push((id, Arc::clone(&feed)));
@@ -125,7 +130,8 @@ impl Monitors {
                     b.extend_from_slice(text);
                 }
             }
-            feed.ready.notify_one();
+            feed.client.lines.store(true, Ordering::Relaxed);
+            feed.client.waker.wake();
         }
     }
 
@@ -321,9 +327,22 @@ mod tests {
     fn every_monitor_gets_the_line() {
         let m = Arc::new(Monitors::default());
         assert!(!m.active());
-        let (a, b) = (m.subscribe(1, None).0, m.subscribe(2, None).0);
+        let at = "127.0.0.1:1".parse().unwrap();
+        let client = || {
+            Arc::new(Client::new(super::super::client_list::Profile::new(
+                at, at, 0, 0,
+            )))
+        };
+        let (a, b) = (
+            m.subscribe((1, client()), None).0,
+            m.subscribe((2, client()), None).0,
+        );
         assert!(m.active());
         m.feed(0, "x:1", &["PING"][..]);
+        assert!(
+            a.client.lines.load(Ordering::Relaxed),
+            "its connection is woken"
+        );
         let (mut oa, mut ob) = (BytesMut::new(), BytesMut::new());
         a.drain_into(&mut oa);
         b.drain_into(&mut ob);

@@ -28,8 +28,8 @@ impl ShutdownFlags {
         clients.wake_all();
     }
 
-    /// Ready when shutdown (or the memory guard, or a `CLIENT KILL`) has
-    /// something new for this connection (the loop then reads the flags).
+    /// Ready when shutdown (or the memory guard, a `CLIENT KILL`, lines for
+    /// a monitor) has something new for this connection (the loop then reads the flags).
     pub(crate) async fn signal(&self, client: &Client, draining: bool) {
         poll_fn(|cx| {
             client.waker.register(cx.waker());
@@ -37,6 +37,7 @@ impl ShutdownFlags {
                 || (!draining && self.draining.load(Ordering::SeqCst))
                 || client.evicted.load(Ordering::Relaxed)
                 || client.killed.load(Ordering::Relaxed)
+                || client.lines.swap(false, Ordering::Relaxed)
             {
                 Poll::Ready(())
             } else {

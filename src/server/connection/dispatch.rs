@@ -39,7 +39,7 @@ impl State {
     /// Handles one request (`raw`: its bytes as received; `inline`: an inline
     /// command, re-encoded as RESP before forwarding).
     pub(super) fn handle(&mut self, args: Args<'_>, raw: &[u8], inline: bool) -> Flow {
-        let cmd = self.live.classifier.classify(&args, self.context());
+        let (cmd, name) = self.live.classifier.classify_named(&args, self.context());
         if self.counting.must_resync() && self.needs_slot(&cmd) {
             if !self.backend.attached() {
                 // The subscriptions died with the connection: counting again.
@@ -49,7 +49,7 @@ impl State {
                 return Flow::Retry;
             }
         }
-        self.note_command(&args);
+        self.note_command(name);
         // A monitor may not touch keys (Redis refuses it, as to a replica).
         let monitor_refused =
             self.session.monitor && matches!(cmd, Command::Forward(_)) && touches_keys(&args);

@@ -203,9 +203,11 @@ struct State {
     /// The client's address, as `MONITOR` lines show it.
     origin: String,
     /// The last command's name, as `CLIENT LIST` shows it (`client|list`).
-    last_cmd: String,
+    last_cmd: &'static str,
     /// What changed since [`State::publish`] last published.
     changed: visible::Changed,
+    /// The `client_list::state` bits last published.
+    published_state: u8,
     /// In `MONITOR`: the lines for this client.
     feed: Option<Arc<Feed>>,
 }
@@ -254,11 +256,12 @@ pub(crate) async fn serve(client: Stream, id: u64, shared: Arc<Shared>, profile:
             now: None,
             me: Arc::clone(&me),
             origin,
-            last_cmd: String::new(),
+            last_cmd: "NULL",
             changed: visible::Changed {
                 cmd: false,
                 profile: true,
             },
+            published_state: 0,
             feed: None,
             settings,
             live,
@@ -276,14 +279,6 @@ pub(crate) async fn serve(client: Stream, id: u64, shared: Arc<Shared>, profile:
     // sees the client gone sees what it held released or on its way.
     conn.st.abandon().await;
     conn.st.shared.registry.unregister(id);
-}
-
-/// Resolves when a monitor's feed has lines (never without a feed).
-async fn feed_ready(feed: Option<&Feed>) {
-    match feed {
-        Some(f) => f.ready.notified().await,
-        None => std::future::pending().await,
-    }
 }
 
 /// What happened on the client socket.
@@ -429,7 +424,6 @@ impl Conn {
                 owed.then(|| *silent_since.get_or_insert_with(Instant::now) + reply_timeout);
             let idle_at = (!idle.is_zero()).then(|| last_activity + idle);
             let revoke_at = self.st.output.next_deadline();
-            let feed = self.st.feed.clone();
             let st = &mut self.st;
             st.now = None;
             tokio::select! {
@@ -444,7 +438,6 @@ impl Conn {
                     silent_since = None;
                     st.on_backend(ev);
                 }
-                _ = feed_ready(feed.as_deref()) => {}
                 _ = sleep_until_opt(silent_until) => {
                     st.shared.metrics.backend_reply_timeouts.fetch_add(1, Ordering::Relaxed);
                     let e = st.backend.silence(reply_timeout);

@@ -21,11 +21,21 @@ pub(super) struct Outgoing<'a> {
     raw: &'a [u8],
     /// Received as an inline command: `raw` is not RESP.
     inline: bool,
+    /// How it is rewritten, if it is.
+    rewrite: Rewrite,
+}
+
+/// A rewrite of a request (one field, so a request that goes as received
+/// checks one thing).
+#[derive(Clone)]
+enum Rewrite {
+    /// As received.
+    None,
     /// Sent as `EVAL` (or `EVAL_RO`) with this text instead of `EVALSHA`.
-    eval_text: Option<Bytes>,
+    Eval(Bytes),
     /// This argument replaced (a client named by the proxy's id goes to the
     /// backend with its connection's id there).
-    arg_swap: Option<(usize, Bytes)>,
+    Arg(usize, Bytes),
 }
 
 impl<'a> Outgoing<'a> {
@@ -35,14 +45,15 @@ impl<'a> Outgoing<'a> {
             args,
             raw,
             inline,
-            eval_text: None,
-            arg_swap: None,
+            rewrite: Rewrite::None,
         }
     }
 
     /// Argument `at` goes out as `value`.
     pub(super) fn with_arg(mut self, swap: Option<(usize, Bytes)>) -> Self {
-        self.arg_swap = swap;
+        if let Some((at, value)) = swap {
+            self.rewrite = Rewrite::Arg(at, value);
+        }
         self
     }
 
@@ -50,13 +61,15 @@ impl<'a> Outgoing<'a> {
     /// whatever scripts it holds (anyone may have flushed its cache), and no
     /// `NOSCRIPT` can come back for a script the client was told exists.
     pub(super) fn sent_as_eval(mut self, text: Option<Bytes>) -> Self {
-        self.eval_text = text;
+        if let Some(text) = text {
+            self.rewrite = Rewrite::Eval(text);
+        }
         self
     }
 
     /// Whether the received bytes can go as they are.
     fn verbatim(&self) -> bool {
-        !self.inline && self.eval_text.is_none() && self.arg_swap.is_none()
+        !self.inline && matches!(self.rewrite, Rewrite::None)
     }
 
     /// Appends the request to `out`.
@@ -80,17 +93,20 @@ impl<'a> Outgoing<'a> {
     }
 
     fn encode(&self, out: &mut BytesMut) {
-        if let Some((at, value)) = &self.arg_swap {
-            let parts = self.args.iter().enumerate().map(|(i, a)| match i {
-                i if i == *at => &value[..],
-                _ => a,
-            });
-            encode_command(out, parts);
-            return;
-        }
-        let Some(text) = &self.eval_text else {
-            encode_command(out, self.args.iter());
-            return;
+        let text = match &self.rewrite {
+            Rewrite::None => {
+                encode_command(out, self.args.iter());
+                return;
+            }
+            Rewrite::Arg(at, value) => {
+                let parts = self.args.iter().enumerate().map(|(i, a)| match i {
+                    i if i == *at => &value[..],
+                    _ => a,
+                });
+                encode_command(out, parts);
+                return;
+            }
+            Rewrite::Eval(text) => text,
         };
         // EVALSHA_RO runs as EVAL_RO: the read-only promise is the client's.
         let name: &[u8] = if self.args.arg(0).len() > b"EVALSHA".len() {

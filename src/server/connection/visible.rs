@@ -6,27 +6,8 @@ use std::sync::atomic::Ordering;
 
 use super::queue::Slot;
 use super::{Close, State, client_state};
-use crate::protocol::{ArgList, Args, Reply};
+use crate::protocol::Reply;
 use crate::redlock::Outcome;
-
-/// Commands `CLIENT LIST` names with their subcommand (`client|list`).
-const CONTAINERS: &[&[u8]] = &[
-    b"ACL",
-    b"CLIENT",
-    b"CLUSTER",
-    b"COMMAND",
-    b"CONFIG",
-    b"FUNCTION",
-    b"LATENCY",
-    b"MEMORY",
-    b"MODULE",
-    b"OBJECT",
-    b"PUBSUB",
-    b"SCRIPT",
-    b"SLOWLOG",
-    b"XINFO",
-    b"XGROUP",
-];
 
 /// What changed since the last [`State::publish`].
 #[derive(Debug, Default)]
@@ -37,38 +18,23 @@ pub(super) struct Changed {
     pub(super) profile: bool,
 }
 
-/// Longest command name kept.
-const NAME_MAX: usize = 48;
-
 impl State {
-    /// Notes the command being handled, for `cmd=` (no allocation unless
-    /// the name changed and is longer than any before).
-    pub(super) fn note_command(&mut self, args: &Args<'_>) {
-        let mut buf = [0u8; NAME_MAX];
-        let mut n = 0;
-        let mut put = |bytes: &[u8]| {
-            for &c in bytes {
-                if n < NAME_MAX {
-                    buf[n] = c.to_ascii_lowercase();
-                    n += 1;
-                }
+    /// Notes the command being handled, for `cmd=`: its name in the command
+    /// table (a pointer compared and stored; unknown commands leave it).
+    #[inline]
+    pub(super) fn note_command(&mut self, name: Option<&'static str>) {
+        if let Some(name) = name {
+            if !std::ptr::eq(name, self.last_cmd) {
+                self.last_cmd = name;
+                self.changed.cmd = true;
             }
-        };
-        let name = args.arg(0);
-        put(name);
-        if args.len() > 1 && CONTAINERS.iter().any(|c| c.eq_ignore_ascii_case(name)) {
-            put(b"|");
-            put(args.arg(1));
-        }
-        let name = &buf[..n];
-        if self.last_cmd.as_bytes() != name {
-            self.last_cmd.clear();
-            self.last_cmd.push_str(&String::from_utf8_lossy(name));
-            self.changed.cmd = true;
         }
     }
 
     /// Publishes what changed this turn; moves monitor lines to the output.
+    /// Once per turn of the loop: nothing but a few compares when nothing
+    /// changed.
+    #[inline]
     pub(super) fn publish(&mut self) {
         let s = &self.session;
         let mut bits = 0;
@@ -83,7 +49,16 @@ impl State {
         if self.queue.oldest_backend_patient() == Some(true) {
             bits |= client_state::BLOCKED;
         }
-        self.me.state.store(bits, Ordering::Relaxed);
+        if bits != self.published_state {
+            self.published_state = bits;
+            self.me.state.store(bits, Ordering::Relaxed);
+        }
+        if self.changed.cmd || self.changed.profile || self.feed.is_some() {
+            self.publish_changes();
+        }
+    }
+
+    fn publish_changes(&mut self) {
         self.publish_cmd();
         if std::mem::take(&mut self.changed.profile) {
             self.publish_profile();
@@ -96,7 +71,7 @@ impl State {
     pub(super) fn publish_cmd(&mut self) {
         if std::mem::take(&mut self.changed.cmd) {
             if let Ok(mut c) = self.me.cmd.lock() {
-                c.clone_from(&self.last_cmd);
+                *c = self.last_cmd;
             }
         }
     }
@@ -127,7 +102,8 @@ impl State {
             .cluster
             .is_none()
             .then_some(&self.shared.backend);
-        let (feed, relaying) = self.shared.monitors.subscribe(self.session.id, backend);
+        let me = (self.session.id, std::sync::Arc::clone(&self.me));
+        let (feed, relaying) = self.shared.monitors.subscribe(me, backend);
         self.feed = Some(feed);
         self.session.monitor = true;
         let Some(mut relaying) = relaying else {
