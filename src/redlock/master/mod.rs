@@ -30,8 +30,10 @@ mod clock;
 mod clock_guard;
 mod connection;
 pub mod identity;
+mod log_limit;
 pub(crate) mod owed;
 mod restart;
+mod stats;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
@@ -45,8 +47,10 @@ use tokio_util::sync::CancellationToken;
 
 use self::connection::MasterConnection;
 use self::identity::{Guard, GuardState, Quarantine};
+use self::log_limit::LogLimiter;
 pub(crate) use self::owed::Debt;
 use self::owed::Owed;
+pub use self::stats::{MasterState, MasterStats};
 use super::vote::{Answer, NoReply};
 use crate::backend::cluster::Redirect;
 use crate::backend::{Endpoint, Handshake};
@@ -59,99 +63,6 @@ pub type Replies = crate::inbox::Inbox<(usize, Answer)>;
 
 /// Where an answer goes.
 pub type ReplySender = Arc<Replies>;
-
-/// Connection state, for logs, health and the restart guard.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum MasterState {
-    /// Connecting (at start or after the connection closed): requests wait.
-    Connecting = 0,
-    /// Connected.
-    Up = 1,
-    /// Connecting failed; waiting before the next attempt: requests fail at once.
-    Down = 2,
-}
-
-/// Counters kept by the master's task and by the engine.
-#[derive(Debug)]
-pub struct MasterStats {
-    /// Requests written.
-    pub sent: AtomicU64,
-    /// Requests refused while the master was down or backlogged.
-    pub refused: AtomicU64,
-    /// Requests skipped because their operation had already given up.
-    pub expired: AtomicU64,
-    /// Connections established (the first one included).
-    pub connects: AtomicU64,
-    /// Connection attempts that failed, and connections that broke.
-    pub failures: AtomicU64,
-    /// Releases owed to this master now.
-    pub owed: AtomicU64,
-    /// Owed releases dropped because too many were owed.
-    pub owed_shed: AtomicU64,
-    /// Restarts seen (a new `run_id`).
-    pub restarts: AtomicU64,
-    /// Quarantines begun or lengthened.
-    pub quarantines: AtomicU64,
-    /// From writing a request to reading its reply, in seconds.
-    pub latency: prometheus_client::metrics::histogram::Histogram,
-    /// Votes on acquisitions and extensions: granted by this master.
-    pub votes_yes: AtomicU64,
-    /// ... refused by it (or distrusted: quarantined).
-    pub votes_no: AtomicU64,
-    /// ... with no answer that counts (timeout, error, down, lost).
-    pub votes_unknown: AtomicU64,
-    /// Requests of operations that stopped waiting before it answered.
-    pub timeouts: AtomicU64,
-    /// Error replies, and requests lost with their connection.
-    pub errors: AtomicU64,
-    /// Request latency, an exponentially weighted moving average, in µs.
-    pub latency_avg_us: AtomicU64,
-    /// Times its clock was seen to run ahead of the proxy's (the clock guard).
-    pub clock_jumps: AtomicU64,
-    /// Times its clock was seen to go back, or run slow.
-    pub clock_steps_back: AtomicU64,
-    /// Its wall clock minus the proxy's at the last reading, in µs.
-    pub clock_offset_us: std::sync::atomic::AtomicI64,
-}
-
-impl Default for MasterStats {
-    fn default() -> Self {
-        MasterStats {
-            sent: AtomicU64::default(),
-            refused: AtomicU64::default(),
-            expired: AtomicU64::default(),
-            connects: AtomicU64::default(),
-            failures: AtomicU64::default(),
-            owed: AtomicU64::default(),
-            owed_shed: AtomicU64::default(),
-            restarts: AtomicU64::default(),
-            quarantines: AtomicU64::default(),
-            latency: crate::metrics::latency_histogram(),
-            votes_yes: AtomicU64::default(),
-            votes_no: AtomicU64::default(),
-            votes_unknown: AtomicU64::default(),
-            timeouts: AtomicU64::default(),
-            errors: AtomicU64::default(),
-            latency_avg_us: AtomicU64::default(),
-            clock_jumps: AtomicU64::default(),
-            clock_steps_back: AtomicU64::default(),
-            clock_offset_us: std::sync::atomic::AtomicI64::default(),
-        }
-    }
-}
-
-impl MasterStats {
-    /// One request's latency, for the histogram and the moving average (kept
-    /// by the master's task alone, so a load and a store suffice).
-    pub(crate) fn observe_latency(&self, took: Duration) {
-        self.latency.observe(took.as_secs_f64());
-        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-        let avg = self.latency_avg_us.load(Ordering::Relaxed);
-        let next = if avg == 0 { us } else { (avg * 7 + us) / 8 };
-        self.latency_avg_us.store(next.max(1), Ordering::Relaxed);
-    }
-}
 
 /// Most operation requests waiting to be written to one master; past this,
 /// new ones fail at once (their vote is unknown).
@@ -782,39 +693,5 @@ impl Master {
         self.stats
             .owed_shed
             .store(backlog.owed.shed() + early, Ordering::Relaxed);
-    }
-}
-
-/// Rate-limits error logs for one master.
-#[derive(Default)]
-struct LogLimiter {
-    last: Option<Instant>,
-    suppressed: u64,
-    failures: u64,
-}
-
-impl LogLimiter {
-    /// A connection is up: says so if failures came before. The rate limit's
-    /// window stays, so a master that flaps warns at most every [`LOG_EVERY`].
-    fn connected(&mut self, url: &RedisUrl) {
-        if self.failures > 0 {
-            tracing::info!(master = %url, failures = self.failures, "master reconnected");
-        } else {
-            tracing::debug!(master = %url, "master connected");
-        }
-        self.failures = 0;
-    }
-
-    fn error(&mut self, url: &RedisUrl, error: &str) {
-        self.failures += 1;
-        let now = Instant::now();
-        match self.last {
-            Some(last) if now.duration_since(last) < LOG_EVERY => self.suppressed += 1,
-            _ => {
-                tracing::warn!(master = %url, error, suppressed = self.suppressed, "master unavailable");
-                self.last = Some(now);
-                self.suppressed = 0;
-            }
-        }
     }
 }
