@@ -63,7 +63,7 @@ pub(super) fn classify<A: ArgList + ?Sized>(args: &A) -> Option<Command> {
                 _ => Command::Forward(Effect::Tracking(on)),
             }
         }
-        b"GETREDIR" if n == 2 => Command::Forward(Effect::ClientGetRedir),
+        b"GETREDIR" | b"TRACKINGINFO" if n == 2 => Command::Forward(Effect::ClientGetRedir),
         b"SETINFO" if n == 4 => {
             let mut abuf = [0u8; 24];
             let lib_name = match upper(args.arg(2), &mut abuf) {

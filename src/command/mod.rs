@@ -117,8 +117,9 @@ pub enum Effect {
     /// `CLIENT TRACKING ON|OFF` without `REDIRECT`: while on, the client's
     /// reads must go over its own connection, where the backend tracks them.
     Tracking(bool),
-    /// `CLIENT GETREDIR`: the backend's answer names a connection by its id
-    /// there, turned into the proxy's id of its client.
+    /// `CLIENT GETREDIR`, `CLIENT TRACKINGINFO`: the backend's answer names
+    /// the redirect target by its connection's id there, turned into the
+    /// proxy's id of its client.
     ClientGetRedir,
     /// `SCRIPT FLUSH`: the proxy forgets the lock scripts it learned, too.
     ScriptFlush,

@@ -138,6 +138,23 @@ pub(crate) fn matches(f: &Filter, id: u64, p: &Profile, m: &Moment) -> bool {
         && f.max_age.is_none_or(|a| m.age >= a)
 }
 
+/// Where the redirect target's id is in a `CLIENT GETREDIR` reply (all of
+/// it: `:id`) or a `CLIENT TRACKINGINFO` reply (the integer after its
+/// `redirect` field, in a RESP2 array or a RESP3 map): offset and length of
+/// its digits.
+pub(crate) fn redirect_span(frame: &[u8]) -> Option<(usize, usize)> {
+    const FIELD: &[u8] = b"$8\r\nredirect\r\n:";
+    let at = if frame.first() == Some(&b':') {
+        1
+    } else {
+        // The field comes before the prefixes, which are the only values a
+        // client chose.
+        frame.windows(FIELD.len()).position(|w| w == FIELD)? + FIELD.len()
+    };
+    let len = frame[at..].iter().position(|&c| c == b'\r')?;
+    Some((at, len))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,6 +169,18 @@ mod tests {
         );
         p.name = Some(Bytes::from_static(b"worker"));
         p
+    }
+
+    #[test]
+    fn the_redirect_id_is_found_in_both_replies() {
+        assert_eq!(redirect_span(b":42\r\n"), Some((1, 2)));
+        let resp2 = b"*6\r\n$5\r\nflags\r\n*1\r\n$2\r\non\r\n$8\r\nredirect\r\n:1234\r\n$8\r\nprefixes\r\n*0\r\n";
+        let (at, len) = redirect_span(resp2).unwrap();
+        assert_eq!(&resp2[at..at + len], b"1234");
+        let resp3 = b"%3\r\n$5\r\nflags\r\n~1\r\n$3\r\noff\r\n$8\r\nredirect\r\n:-1\r\n$8\r\nprefixes\r\n*0\r\n";
+        let (at, len) = redirect_span(resp3).unwrap();
+        assert_eq!(&resp3[at..at + len], b"-1");
+        assert_eq!(redirect_span(b"-ERR no\r\n"), None);
     }
 
     #[test]

@@ -208,6 +208,11 @@ async fn tracking_redirects_to_the_client_the_proxys_id_names() {
         tracker.cmd_str(&["CLIENT", "GETREDIR"]).await,
         format!(":{id}\r\n")
     );
+    let info = tracker.cmd_str(&["CLIENT", "TRACKINGINFO"]).await;
+    assert!(
+        info.contains(&format!("$8\r\nredirect\r\n:{id}\r\n")),
+        "{info}"
+    );
     assert_eq!(tracker.cmd_str(&["GET", "tracked"]).await, "$-1\r\n");
     // OFF names the client too (Redis checks it exists).
     let mut second = h.client().await;

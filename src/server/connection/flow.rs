@@ -194,18 +194,24 @@ impl State {
         self.backend.consume(len);
     }
 
-    /// `CLIENT GETREDIR`'s answer with the proxy's id of the client whose
-    /// backend connection it names (`:0`, "gone", if none; -1 and errors
-    /// as they are).
+    /// `CLIENT GETREDIR`'s or `TRACKINGINFO`'s answer with the proxy's id
+    /// of the client whose backend connection it names as the redirect
+    /// target (0, "gone", if none; -1 and errors as they are).
     fn proxy_id_reply(&self, frame: &[u8]) -> bytes::Bytes {
-        let id = frame
-            .strip_prefix(b":")
-            .and_then(|d| d.strip_suffix(b"\r\n"))
-            .and_then(|d| std::str::from_utf8(d).ok()?.parse::<i64>().ok());
+        let Some((at, len)) = crate::server::client_list::redirect_span(frame) else {
+            return bytes::Bytes::copy_from_slice(frame);
+        };
+        let id = std::str::from_utf8(&frame[at..at + len])
+            .ok()
+            .and_then(|d| d.parse::<i64>().ok());
         match id {
             Some(id) if id > 0 => {
                 let mine = self.shared.registry.by_backend_id(id as u64).unwrap_or(0);
-                bytes::Bytes::from(format!(":{mine}\r\n"))
+                let mut out = Vec::with_capacity(frame.len());
+                out.extend_from_slice(&frame[..at]);
+                out.extend_from_slice(mine.to_string().as_bytes());
+                out.extend_from_slice(&frame[at + len..]);
+                bytes::Bytes::from(out)
             }
             _ => bytes::Bytes::copy_from_slice(frame),
         }

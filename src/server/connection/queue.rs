@@ -102,8 +102,8 @@ pub(super) enum Hook {
     ScriptExists(Vec<(usize, bool)>),
     /// `INFO`: append the proxy's section (rendered when the command was sent).
     AppendInfo(Bytes),
-    /// `CLIENT GETREDIR`: the backend's connection id becomes the proxy's
-    /// id of the client it belongs to.
+    /// `CLIENT GETREDIR`, `CLIENT TRACKINGINFO`: the backend's connection id
+    /// of the redirect target becomes the proxy's id of its client.
     ToProxyId,
 }
 
