@@ -327,3 +327,38 @@ async fn a_tls_cluster_is_reached_over_tls() {
     mget.extend(ks.iter().map(String::as_str));
     assert!(c.cmd(&mget).await.starts_with(b"*20\r\n$3\r\ntls\r\n"));
 }
+
+/// What clients learn about each other is the proxy's with a cluster backend
+/// too: `CLIENT LIST` and `MONITOR` (commands routed to any master show);
+/// what names a backend connection is refused, saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_list_and_monitor_work_with_a_cluster_backend() {
+    let cluster = RedisCluster::start(3, 0);
+    let h = proxy_for(&cluster, true).await;
+    let mut mon = h.client().await;
+    assert_eq!(mon.cmd(&["MONITOR"]).await, b"+OK\r\n");
+    let mut c = h.client().await;
+    assert_eq!(c.cmd(&["CLIENT", "SETNAME", "routed"]).await, b"+OK\r\n");
+    for k in keys(3) {
+        assert_eq!(c.cmd(&["SET", &k, "v"]).await, b"+OK\r\n");
+    }
+    let list = text(&c.cmd(&["CLIENT", "LIST"]).await);
+    assert!(
+        list.contains(" name=routed ") && list.contains(" flags=O "),
+        "{list}"
+    );
+    for k in keys(3) {
+        let want = format!("\"SET\" \"{k}\" \"v\"");
+        loop {
+            let line = text(&mon.read().await);
+            if line.contains(&want) {
+                break;
+            }
+        }
+    }
+    let refused = text(&c.cmd(&["CLIENT", "UNBLOCK", "1"]).await);
+    assert!(
+        refused.starts_with("-ERR 'unblock' is not supported through a cluster backend"),
+        "{refused}"
+    );
+}
