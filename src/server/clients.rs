@@ -90,6 +90,17 @@ impl Client {
         }
     }
 
+    /// Whether `filter` means this client, `id`, at `now` (one on its way out,
+    /// killed or evicted, is gone as far as the others can tell).
+    fn meant(&self, filter: &Filter, id: u64, now: u64) -> bool {
+        !self.killed.load(Ordering::Relaxed)
+            && !self.evicted.load(Ordering::Relaxed)
+            && self
+                .profile
+                .lock()
+                .is_ok_and(|p| matches(filter, id, &p, &self.moment(now)))
+    }
+
     /// Its `CLIENT LIST` line.
     pub(crate) fn line(&self, out: &mut String, id: u64) {
         let m = self.moment(clock::now());
@@ -158,15 +169,7 @@ impl Clients {
         ids.sort_unstable();
         for id in ids {
             let c = &m[&id];
-            if c.killed.load(Ordering::Relaxed) || c.evicted.load(Ordering::Relaxed) {
-                // On its way out: gone, as far as the others can tell.
-                continue;
-            }
-            let matched = c
-                .profile
-                .lock()
-                .is_ok_and(|p| matches(filter, id, &p, &c.moment(now)));
-            if matched {
+            if c.meant(filter, id, now) {
                 c.line(&mut out, id);
                 out.push('\n');
             }
@@ -183,14 +186,10 @@ impl Clients {
         };
         let mut n = 0;
         for (&id, c) in m.iter() {
-            if (filter.skip_me && id == me) || c.killed.load(Ordering::Relaxed) {
+            if filter.skip_me && id == me {
                 continue;
             }
-            let matched = c
-                .profile
-                .lock()
-                .is_ok_and(|p| matches(filter, id, &p, &c.moment(now)));
-            if matched {
+            if c.meant(filter, id, now) {
                 c.killed.store(true, Ordering::Relaxed);
                 c.waker.wake();
                 n += 1;
@@ -313,6 +312,19 @@ pub(crate) async fn guard_memory(
 mod tests {
     use super::*;
 
+    /// A client per size, holding that many bytes, ids 0, 1, ...
+    fn holding(clients: &Clients, sizes: &[usize]) -> Vec<Arc<Client>> {
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| {
+                let c = clients.register(i as u64, test_profile());
+                c.buffered.store(b, Ordering::Relaxed);
+                c
+            })
+            .collect()
+    }
+
     fn test_profile() -> Profile {
         let a = "127.0.0.1:1".parse().unwrap();
         Profile::new(a, a, 0, 0)
@@ -340,15 +352,7 @@ mod tests {
     fn the_largest_go_first_until_the_rest_fits() {
         let clients = Clients::default();
         let sizes = [10usize, 500, 40, 300];
-        let handles: Vec<_> = sizes
-            .iter()
-            .enumerate()
-            .map(|(i, &b)| {
-                let c = clients.register(i as u64, test_profile());
-                c.buffered.store(b, Ordering::Relaxed);
-                c
-            })
-            .collect();
+        let handles = holding(&clients, &sizes);
         assert_eq!(clients.buffered(), 850);
         assert_eq!(clients.evict_over(1000), (0, 0));
         assert_eq!(clients.evict_over(100), (2, 800));
@@ -366,15 +370,7 @@ mod tests {
         let clients = Clients::default();
         // A reader of a large reply, and two smaller clients that stopped reading.
         let sizes = [600usize, 200, 300];
-        let handles: Vec<_> = sizes
-            .iter()
-            .enumerate()
-            .map(|(i, &b)| {
-                let c = clients.register(i as u64, test_profile());
-                c.buffered.store(b, Ordering::Relaxed);
-                c
-            })
-            .collect();
+        let handles = holding(&clients, &sizes);
         handles[0].progress(true);
         for c in &handles[1..] {
             c.progress(false);
