@@ -191,6 +191,19 @@ pub(super) fn parse<A: ArgList + ?Sized>(
                 token: key(2),
                 ttl,
                 at_ms,
+                setnx: false,
+            })
+        }
+        b"SETNX" => {
+            // The same acquisition as `SET key token NX`, answered 1 / 0.
+            check_arity(args, 3)?;
+            rules.check_ttl(None)?;
+            Ok(LockOp::Acquire {
+                key: key(1),
+                token: key(2),
+                ttl: None,
+                at_ms: None,
+                setnx: true,
             })
         }
         b"GET" => {
@@ -471,12 +484,22 @@ mod tests {
                 token: Bytes::from_static(b"t"),
                 ttl: Some(Duration::from_secs(8)),
                 at_ms: None,
+                setnx: false,
             }
         );
         assert!(matches!(
             parse_strs(&["SET", "lock:a", "t", "NX"]).unwrap(),
             LockOp::Acquire { ttl: None, .. }
         ));
+        assert!(matches!(
+            parse_strs(&["setnx", "lock:a", "t"]).unwrap(),
+            LockOp::Acquire {
+                ttl: None,
+                setnx: true,
+                ..
+            }
+        ));
+        assert!(parse_strs(&["SETNX", "lock:a"]).is_err());
         for bad in [
             &["SET", "lock:a", "t"][..],
             &["SET", "lock:a", "t", "XX", "PX", "5"],

@@ -236,6 +236,10 @@ impl Default for PassthroughConfig {
 
 /// `[redlock]`.
 #[derive(Debug, Clone, Deserialize)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "independent on/off options of the configuration file, each read on its own"
+)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedlockConfig {
     /// The independent masters locks are taken on.
@@ -270,6 +274,10 @@ pub struct RedlockConfig {
     pub retry_delay: Duration,
     /// Refuse `SET key token NX` without an expiry.
     pub require_ttl: bool,
+    /// Release a lock without expiry when the connection that took it ends
+    /// (off: it stays until released or deleted, from any connection, as on
+    /// Redis).
+    pub bind_ttl_less_locks: bool,
     /// Longest TTL accepted (0: no limit).
     #[serde(with = "duration")]
     pub max_ttl: Duration,
@@ -303,6 +311,7 @@ impl Default for RedlockConfig {
             retry_count: 0,
             retry_delay: Duration::from_millis(200),
             require_ttl: false,
+            bind_ttl_less_locks: false,
             max_ttl: Duration::ZERO,
             health_interval: Duration::from_secs(1),
             quarantine_on_start: false,

@@ -137,6 +137,12 @@ const OPTIONS: &[(&str, &str, &str, Kind)] = &[
     ("RETRY_COUNT", "redlock", "retry_count", Kind::Int),
     ("RETRY_DELAY", "redlock", "retry_delay", Kind::Str),
     ("REQUIRE_TTL", "redlock", "require_ttl", Kind::Bool),
+    (
+        "BIND_TTL_LESS_LOCKS",
+        "redlock",
+        "bind_ttl_less_locks",
+        Kind::Bool,
+    ),
     ("MAX_TTL", "redlock", "max_ttl", Kind::Str),
     ("HEALTH_INTERVAL", "redlock", "health_interval", Kind::Str),
     ("TLS_LISTEN", "tls", "listen", Kind::Str),

@@ -11,8 +11,8 @@ use crate::metrics::LockKind;
 /// A lock operation, with the data it needs copied out of the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LockOp {
-    /// `SET key token NX [PX|EX|PXAT|EXAT]`. `ttl: None` means no expiry;
-    /// `Some(ZERO)` is an absolute time already past.
+    /// `SET key token NX [PX|EX|PXAT|EXAT]`, or `SETNX key token`. `ttl:
+    /// None` means no expiry; `Some(ZERO)` is an absolute time already past.
     Acquire {
         /// The lock key.
         key: Bytes,
@@ -23,6 +23,8 @@ pub enum LockOp {
         /// `PXAT`/`EXAT`: the Unix time (ms) the lock expires at, from which a
         /// later run computes its TTL afresh.
         at_ms: Option<i64>,
+        /// `SETNX`: answered 1 / 0 rather than `OK` / nil.
+        setnx: bool,
     },
     /// `GET key`.
     Get {

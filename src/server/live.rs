@@ -86,6 +86,7 @@ impl Live {
             auth_required: !config.server.requirepass.is_empty() || !config.users.is_empty(),
             multiplex: config.passthrough.multiplex,
             cluster: config.passthrough.cluster,
+            bind_ttl_less_locks: config.redlock.bind_ttl_less_locks,
         };
         Live {
             tls_acceptor,

@@ -47,6 +47,10 @@ const CORPUS: &[&[&str]] = &[
     &["SET", "K", "t", "NX", "EXAT", "99999999999"],
     &["SET", "K", "t", "NX", "PXAT", "9223372036854775807"],
     &["SET", "K", "t", "PX", "100"],
+    &["SETNX", "K", "t"],
+    &["SETNX", "K"],
+    &["SETNX", "K", "t", "x"],
+    &["setnx", "K", "t"],
     &["GET", "K"],
     &["GET", "K", "x"],
     &["PTTL", "K"],
@@ -102,6 +106,37 @@ async fn lock_key_commands_answer_as_redis_does() {
         }
     }
     assert!(mismatches.is_empty(), "{mismatches:#?}");
+}
+
+/// `SETNX` on a lock key is the acquisition `SET key token NX` is, with its
+/// own replies: a sequence on one key answers as on Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setnx_on_a_lock_key_answers_as_redis_does() {
+    let h = Harness::start(3).await;
+    let mut proxy = h.client().await;
+    let mut redis = RawClient::connect(([127, 0, 0, 1], h.backend.port).into()).await;
+    let steps: &[&[&str]] = &[
+        &["SETNX", "K", "a"],
+        &["SETNX", "K", "b"],
+        &["SET", "K", "b", "NX", "PX", "5000"],
+        &["GET", "K"],
+        &["TTL", "K"],
+        &["EVAL", RELEASE, "1", "K", "b"],
+        &["EVAL", RELEASE, "1", "K", "a"],
+        &["SETNX", "K", "b"],
+        &["DEL", "K"],
+        &["EXISTS", "K"],
+    ];
+    for step in steps {
+        let on = |key: &'static str| -> Vec<&str> {
+            step.iter()
+                .map(|a| if *a == "K" { key } else { *a })
+                .collect()
+        };
+        let p = proxy.cmd_str(&on("lock:setnx")).await;
+        let r = redis.cmd_str(&on("setnx")).await;
+        assert_eq!(p, r, "{step:?}");
+    }
 }
 
 /// An expiry at Redis's very limit is granted as Redis grants it, whatever the

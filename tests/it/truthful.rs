@@ -409,11 +409,72 @@ async fn connection_churn_is_not_a_failure() {
     }
 }
 
-// 6. A grant its client can never release is released.
+// 6. Locks without expiry: kept until released or deleted, from any
+// connection, as on Redis; with `bind_ttl_less_locks`, released with the
+// connection that took them.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_without_expiry_outlives_its_connection_and_anyone_may_release_it() {
+    let h = Harness::start(3).await;
+    // A job queue: the dispatcher takes the unique-job lock, without TTL,
+    // and goes away.
+    let mut dispatcher = h.client().await;
+    assert_eq!(
+        dispatcher.cmd_str(&["SETNX", "lock:job:1", "tok"]).await,
+        ":1\r\n"
+    );
+    assert_eq!(
+        dispatcher
+            .cmd_str(&["SET", "lock:job:2", "tok", "NX"])
+            .await,
+        "+OK\r\n"
+    );
+    poll(|| holders_on(&h.masters, "lock:job:1", "tok") == 3).await;
+    poll(|| holders_on(&h.masters, "lock:job:2", "tok") == 3).await;
+    let connected = h.shared.clients();
+    assert_eq!(dispatcher.cmd_str(&["QUIT"]).await, "+OK\r\n");
+    drop(dispatcher);
+    poll(|| h.shared.clients() < connected).await;
+    // Gone with it, a second dispatch of the same job is refused.
+    let mut again = h.client().await;
+    assert_eq!(
+        again.cmd_str(&["SETNX", "lock:job:1", "other"]).await,
+        ":0\r\n"
+    );
+    assert_eq!(
+        again.cmd_str(&["SET", "lock:job:2", "other", "NX"]).await,
+        "$-1\r\n"
+    );
+    assert_eq!(again.cmd_str(&["PTTL", "lock:job:1"]).await, ":-1\r\n");
+    drop(again);
+    // The worker, another process, releases with the token, or by DEL.
+    let mut worker = h.client().await;
+    assert_eq!(
+        worker.cmd_str(&["GET", "lock:job:1"]).await,
+        "$3\r\ntok\r\n"
+    );
+    assert_eq!(
+        worker
+            .cmd_str(&["EVAL", RELEASE, "1", "lock:job:1", "tok"])
+            .await,
+        ":1\r\n"
+    );
+    assert_eq!(worker.cmd_str(&["DEL", "lock:job:2"]).await, ":1\r\n");
+    poll(|| holders_on(&h.masters, "lock:job:1", "tok") == 0).await;
+    poll(|| holders_on(&h.masters, "lock:job:2", "tok") == 0).await;
+    assert_eq!(
+        worker.cmd_str(&["SETNX", "lock:job:1", "next"]).await,
+        ":1\r\n"
+    );
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lock_without_expiry_is_released_when_the_proxy_closes_its_client() {
-    let h = Harness::start_with(3, |c| c.server.timeout = Duration::from_millis(300)).await;
+    let h = Harness::start_with(3, |c| {
+        c.server.timeout = Duration::from_millis(300);
+        c.redlock.bind_ttl_less_locks = true;
+    })
+    .await;
     let mut c = h.client().await;
     assert_eq!(c.cmd_str(&["SET", "lock:idle", "t", "NX"]).await, "+OK\r\n");
     poll(|| holders_on(&h.masters, "lock:idle", "t") == 3).await;
@@ -424,7 +485,7 @@ async fn a_lock_without_expiry_is_released_when_the_proxy_closes_its_client() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lock_without_expiry_is_released_when_its_client_goes() {
-    let h = Harness::start(3).await;
+    let h = Harness::start_with(3, |c| c.redlock.bind_ttl_less_locks = true).await;
     // One that sends and closes before reading cannot release it, ever.
     let granted = h.shared.engine().stats.granted.load(Ordering::Relaxed);
     let mut gone = tokio::net::TcpStream::connect(h.addr).await.unwrap();

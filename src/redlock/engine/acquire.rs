@@ -52,6 +52,7 @@ impl Engine {
         token: Bytes,
         ttl: Option<Duration>,
         at_ms: Option<i64>,
+        setnx: bool,
     ) -> Outcome {
         let ttl = match at_ms {
             Some(at) => Some(Duration::from_millis(
@@ -79,6 +80,7 @@ impl Engine {
             token,
             ttl,
             at_ms,
+            setnx,
         };
         self.acquire(a, again).await
     }

@@ -138,7 +138,7 @@ impl Engine {
     /// no fence can be issued, or no validity is left after it.
     pub(super) async fn acquire_fenced(&self, key: Bytes, token: Bytes, ttl: Duration) -> Outcome {
         let mut outcome = self
-            .acquire_set(key.clone(), token.clone(), Some(ttl), None)
+            .acquire_set(key.clone(), token.clone(), Some(ttl), None, false)
             .await;
         let Some(mut lease) = outcome.lease.take() else {
             return outcome; // refused: nil

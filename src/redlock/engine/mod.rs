@@ -152,6 +152,25 @@ pub struct Outcome {
     pub lease: Option<Lease>,
 }
 
+impl Outcome {
+    /// `SETNX`'s replies: 1 where `SET NX` says `OK`, 0 where it says nil
+    /// (errors stay errors).
+    fn into_setnx(mut self) -> Self {
+        fn one_zero(r: &mut Reply) {
+            match r {
+                Reply::Simple(_) | Reply::Status(_) => *r = Reply::Int(1),
+                Reply::Nil => *r = Reply::Int(0),
+                _ => {}
+            }
+        }
+        one_zero(&mut self.reply);
+        if let Some(lease) = &mut self.lease {
+            one_zero(&mut lease.instead);
+        }
+        self
+    }
+}
+
 impl From<Reply> for Outcome {
     fn from(reply: Reply) -> Self {
         Outcome { reply, lease: None }
@@ -435,7 +454,11 @@ impl Engine {
                 token,
                 ttl,
                 at_ms,
-            } => self.acquire_set(key, token, ttl, at_ms).await,
+                setnx,
+            } => {
+                let outcome = self.acquire_set(key, token, ttl, at_ms, setnx).await;
+                if setnx { outcome.into_setnx() } else { outcome }
+            }
             LockOp::Get { key } => self.get(key).await,
             LockOp::Exists { keys } => self.exists(keys).await,
             LockOp::Ttl { key, millis } => self.ttl(key, millis).await,

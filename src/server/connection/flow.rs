@@ -7,7 +7,6 @@ use std::sync::atomic::Ordering;
 
 use tokio::time::Instant;
 
-use super::Input;
 use super::backend::Event;
 use super::queue::{Hook, Revocable, Slot, Stale};
 use super::replies::{HookContext, apply_hook};
@@ -25,7 +24,7 @@ impl State {
         loop {
             match self.queue.front() {
                 Some(Slot::Ready(_, Some(lease))) => {
-                    let stale = lease.stale(Instant::now(), self.input == Input::Eof);
+                    let stale = lease.stale(Instant::now(), self.ttl_less_unreleasable());
                     let seq = self.queue.front_seq();
                     let Some(Slot::Ready(b, Some(lease))) = self.queue.pop() else {
                         return;
@@ -100,8 +99,9 @@ impl State {
     /// Leased replies in the output that went stale before the client read any
     /// of them are replaced, and their grants released.
     pub(super) fn revoke_stale_output(&mut self) {
-        let input_closed = self.input == Input::Eof;
-        let revoked = self.output.revoke_stale(Instant::now(), input_closed);
+        let revoked = self
+            .output
+            .revoke_stale(Instant::now(), self.ttl_less_unreleasable());
         self.shared
             .metrics
             .leases_revoked

@@ -89,6 +89,10 @@ const MAX_BOUND: usize = 64 * 1024;
 
 /// What a connection takes from the configuration, computed once for all.
 #[derive(Debug, Clone, Copy)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "independent options from the configuration, each read on its own"
+)]
 pub(crate) struct Settings {
     /// The backend URL's database: where a session starts and a RESET returns.
     pub(crate) default_db: u32,
@@ -110,6 +114,9 @@ pub(crate) struct Settings {
     pub(crate) multiplex: bool,
     /// The backend is a Redis Cluster.
     pub(crate) cluster: bool,
+    /// Locks without expiry are released when the connection that took them
+    /// ends (`redlock.bind_ttl_less_locks`).
+    pub(crate) bind_ttl_less_locks: bool,
 }
 
 type OpFuture = Pin<Box<dyn Future<Output = (Option<u64>, Proto, Outcome)> + Send>>;
@@ -166,9 +173,9 @@ struct State {
     route: Route,
     input: Input,
     close: Close,
-    /// Locks without expiry granted on this connection and not released on it:
-    /// released when the client's input closes, since it could never release
-    /// them after that.
+    /// With `bind_ttl_less_locks`, locks without expiry granted on this
+    /// connection and not released on it: released when the client's input
+    /// closes, since it could never release them after that.
     bound: Vec<Grant>,
     /// Replies awaited from a shared connection that the proxy rewrites, by
     /// sequence number: `INFO` gets the proxy's section, `SCRIPT EXISTS` the
@@ -597,6 +604,12 @@ impl State {
         }
     }
 
+    /// Whether a grant of a lock without expiry can no longer be kept: such
+    /// locks are bound to their connection, and its client closed its side.
+    fn ttl_less_unreleasable(&self) -> bool {
+        self.settings.bind_ttl_less_locks && self.input == Input::Eof
+    }
+
     /// The client closed its side: no more requests, and replies granting
     /// locks it could never release are revoked.
     fn client_closed(&mut self) {
@@ -612,11 +625,12 @@ impl State {
         }
     }
 
-    /// A lock without expiry was granted to this client: it is bound to the
-    /// connection (up to [`MAX_BOUND`] of them; past that, like on Redis, it
-    /// stays until released).
+    /// A lock without expiry was granted to this client: with
+    /// `bind_ttl_less_locks` it is bound to the connection (up to
+    /// [`MAX_BOUND`] of them; past that, like on Redis, it stays until
+    /// released). Otherwise it stays until released, as on Redis.
     fn bind(&mut self, grant: &Grant) {
-        if !grant.has_ttl() && self.bound.len() < MAX_BOUND {
+        if self.settings.bind_ttl_less_locks && !grant.has_ttl() && self.bound.len() < MAX_BOUND {
             self.bound.push(grant.clone());
         }
     }

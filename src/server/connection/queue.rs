@@ -41,14 +41,14 @@ impl Revocable {
     }
 
     /// Why the reply may no longer be written, if it may not: its validity
-    /// ran out, or it grants a lock without expiry to a client that closed its
-    /// connection and so could never release it.
-    pub(super) fn stale(&self, now: Instant, input_closed: bool) -> Option<Stale> {
+    /// ran out, or it grants a lock without expiry and such locks are bound to
+    /// a connection whose client closed it (`ttl_less_unreleasable`).
+    pub(super) fn stale(&self, now: Instant, ttl_less_unreleasable: bool) -> Option<Stale> {
         if self.valid_until.is_some_and(|t| now >= t) {
             return Some(Stale::Expired);
         }
         let unreleasable = self.grant.as_ref().is_some_and(|g| !g.has_ttl());
-        (input_closed && unreleasable).then_some(Stale::Unreleasable)
+        (ttl_less_unreleasable && unreleasable).then_some(Stale::Unreleasable)
     }
 }
 

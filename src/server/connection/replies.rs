@@ -133,7 +133,7 @@ impl Output {
     /// Replaces every leased reply that went stale before any of it was
     /// written (a client that does not read) with what the client gets
     /// instead; returns how many, and their grants, to release.
-    pub(super) fn revoke_stale(&mut self, now: Instant, input_closed: bool) -> Revoked {
+    pub(super) fn revoke_stale(&mut self, now: Instant, ttl_less_unreleasable: bool) -> Revoked {
         let mut grants = Vec::new();
         let mut count = 0;
         let mut shift: i64 = 0;
@@ -141,7 +141,7 @@ impl Output {
         for mut l in std::mem::take(&mut self.leased) {
             l.start = (l.start as i64 + shift) as u64;
             l.end = (l.end as i64 + shift) as u64;
-            let stale = l.lease.stale(now, input_closed);
+            let stale = l.lease.stale(now, ttl_less_unreleasable);
             match stale {
                 // Partly written already: it stands, as Redis's own would.
                 Some(why) if l.start >= self.flushed => {
