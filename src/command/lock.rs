@@ -296,7 +296,7 @@ fn parse_script<A: ArgList + ?Sized>(
         None => None,
         Some(split) => split_call(&mut call, split, &spec, patterns)?,
     };
-    let action = action(&spec, &call.argv);
+    let action = action(&spec, &call.argv, call.keys.len())?;
     // Every way a TTL is set obeys the same policy.
     match &action {
         ScriptAction::Acquire { ttl, .. } => rules.check_ttl(*ttl)?,
@@ -368,8 +368,23 @@ fn split_call(
     }))
 }
 
-/// What a call of a script with this spec does, given its ARGV.
-fn action(spec: &ScriptSpec, argv: &[Bytes]) -> ScriptAction {
+/// What a call of a script with this spec does, given its ARGV and its
+/// number of keys.
+fn action(spec: &ScriptSpec, argv: &[Bytes], nkeys: usize) -> Result<ScriptAction, Reply> {
+    if spec.batch {
+        // ARGV: one token per key, then the TTL.
+        if argv.len() != nkeys + 1 || nkeys == 0 {
+            return Err(errors::err(format_args!(
+                "{} script: expected one token per key and the TTL after them ({nkeys} keys, {} arguments)",
+                spec.origin,
+                argv.len()
+            )));
+        }
+        return Ok(ScriptAction::Acquire {
+            tokens: argv[..nkeys].to_vec(),
+            ttl: argv.last().and_then(|a| ttl_arg(a, false)),
+        });
+    }
     let ttl = spec
         .ttl_arg
         .and_then(|i| argv.get(i.checked_sub(1)?))
@@ -387,7 +402,7 @@ fn action(spec: &ScriptSpec, argv: &[Bytes]) -> ScriptAction {
             .and_then(|i| argv.get(i))
             .is_none_or(|a| &a[..] != b"1"),
     };
-    match spec.kind {
+    Ok(match spec.kind {
         // redlock-rb: ARGV[3] "no" only extends a lock the caller holds.
         Kind::AcquireOrExtend if argv.get(2).is_some_and(|a| a.eq_ignore_ascii_case(b"no")) => {
             ScriptAction::Extend {
@@ -397,14 +412,14 @@ fn action(spec: &ScriptSpec, argv: &[Bytes]) -> ScriptAction {
             }
         }
         Kind::Acquire | Kind::AcquireOrExtend => ScriptAction::Acquire {
-            token: token.unwrap_or_default(),
+            tokens: vec![token.unwrap_or_default()],
             ttl,
         },
         Kind::Extend => ScriptAction::Extend { ttl, adds, token },
         Kind::Release => ScriptAction::Release { token },
         // Refused by `parse_script` before this is reached; a read is harmless.
         Kind::Query | Kind::Unsupported(_) => ScriptAction::Query,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -511,6 +526,27 @@ mod tests {
     }
 
     #[test]
+    fn batch_acquisitions_take_a_token_per_key() {
+        let spec = ScriptSpec {
+            batch: true,
+            ..crate::redlock::scripts::KNOWN[0].1
+        };
+        let argv: Vec<Bytes> = ["t1", "t2", "5000"]
+            .iter()
+            .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+            .collect();
+        assert_eq!(
+            action(&spec, &argv, 2),
+            Ok(ScriptAction::Acquire {
+                tokens: vec![Bytes::from_static(b"t1"), Bytes::from_static(b"t2")],
+                ttl: Some(Duration::from_secs(5)),
+            })
+        );
+        assert!(action(&spec, &argv, 3).is_err());
+        assert!(action(&spec, &argv[..0], 0).is_err());
+    }
+
+    #[test]
     fn absolute_expiry_becomes_relative() {
         assert_eq!(
             ttl_of(Expiry::At(10_500), 10_000),
@@ -574,6 +610,7 @@ mod tests {
             ttl_in_seconds: false,
             ttl_mode: TtlMode::Set,
             origin: "test",
+            batch: false,
         };
         let argv = |third: &str| -> Vec<Bytes> {
             ["tok", "1500", third]
@@ -583,14 +620,14 @@ mod tests {
         };
         let ttl = Some(Duration::from_millis(1500));
         assert_eq!(
-            action(&spec, &argv("yes")),
-            ScriptAction::Acquire {
-                token: Bytes::from_static(b"tok"),
+            action(&spec, &argv("yes"), 1),
+            Ok(ScriptAction::Acquire {
+                tokens: vec![Bytes::from_static(b"tok")],
                 ttl
-            }
+            })
         );
         assert_eq!(
-            action(&spec, &argv("NO")),
+            action(&spec, &argv("NO"), 1).unwrap(),
             ScriptAction::Extend {
                 ttl,
                 adds: false,

@@ -123,8 +123,8 @@ pub struct ScriptCall {
 pub enum ScriptAction {
     /// Takes the lock; on refusal the proxy releases it on every master.
     Acquire {
-        /// The owner's token.
-        token: Bytes,
+        /// The owner's token: one for every key, or one per key (a batch).
+        tokens: Vec<Bytes>,
         /// The TTL (`None`: no expiry).
         ttl: Option<Duration>,
     },

@@ -599,3 +599,75 @@ async fn scripts_flushed_on_the_masters_are_loaded_again() {
         poll(|| holders(&h, "lock:fl", &token) == 0).await; // decided at a quorum; the last master follows
     }
 }
+
+/// redlock-universal's batch acquisition, as `LockManager.acquireBatch` sends it.
+const BATCH_ACQUIRE: &str = r#"-- Phase 1: Check all keys are available
+  for i = 1, #KEYS do
+    if redis.call("EXISTS", KEYS[i]) == 1 then
+      return {0, i, KEYS[i]}
+    end
+  end
+
+  -- Phase 2: All keys available, acquire atomically
+  local ttl = tonumber(ARGV[#ARGV])
+  for i = 1, #KEYS do
+    redis.call("SET", KEYS[i], ARGV[i], "PX", ttl)
+  end
+
+  return {1, #KEYS}"#;
+
+/// A batch takes each key with its own token; a refused batch is taken back
+/// on every master key by key, each with its own token, and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_batch_is_released_key_by_key_with_each_token() {
+    let h = Harness::start(3).await;
+    let mut c = h.client().await;
+    let batch = |keys: [&'static str; 2], tokens: [&'static str; 2]| {
+        let mut args = vec!["EVAL", BATCH_ACQUIRE, "2"];
+        args.extend(keys);
+        args.extend(tokens);
+        args.push("30000");
+        args
+    };
+    let granted = c
+        .cmd_str(&batch(["lock:ba", "lock:bb"], ["ta", "tb"]))
+        .await;
+    assert_eq!(granted, "*2\r\n:1\r\n:2\r\n");
+    poll(|| holders(&h, "lock:ba", "ta") == 3 && holders(&h, "lock:bb", "tb") == 3).await;
+    // Someone else holds lock:bd on two masters: the batch is taken on the
+    // third only, refused, and released there.
+    for m in &h.masters[..2] {
+        m.query(&["SET", "lock:bd", "other", "PX", "30000"]);
+    }
+    let refused = c
+        .cmd_str(&batch(["lock:bc", "lock:bd"], ["tc", "td"]))
+        .await;
+    assert_eq!(refused, "*3\r\n:0\r\n:2\r\n$7\r\nlock:bd\r\n");
+    poll(|| h.masters[2].get("lock:bc").is_none() && h.masters[2].get("lock:bd").is_none()).await;
+    for m in &h.masters[..2] {
+        assert_eq!(m.get("lock:bd").as_deref(), Some("other"));
+    }
+    // The granted batch stands, and is released key by key.
+    assert_eq!(holders(&h, "lock:ba", "ta"), 3);
+    assert_eq!(
+        c.cmd_str(&["EVAL", RELEASE, "1", "lock:bb", "tb"]).await,
+        ":1\r\n"
+    );
+    assert_eq!(
+        c.cmd_str(&["EVAL", RELEASE, "1", "lock:ba", "tb"]).await,
+        ":0\r\n"
+    );
+    // Not one token per key: refused before anything is sent.
+    let wrong = c
+        .cmd_str(&[
+            "EVAL",
+            BATCH_ACQUIRE,
+            "2",
+            "lock:be",
+            "lock:bf",
+            "t",
+            "30000",
+        ])
+        .await;
+    assert!(wrong.contains("one token per key"), "{wrong}");
+}

@@ -21,7 +21,8 @@ struct Acquisition {
     cmd: Bytes,
     script: Option<Arc<Preload>>,
     keys: Vec<Bytes>,
-    token: Bytes,
+    /// One token for every key, or one per key (a batch).
+    tokens: Vec<Bytes>,
     ttl: Option<Duration>,
     /// The script's reply convention; `None` for `SET NX` (OK / nil).
     conv: Option<Convention>,
@@ -71,7 +72,7 @@ impl Engine {
             cmd: set_nx(&key, &token, ttl),
             script: None,
             keys: vec![key.clone()],
-            token: token.clone(),
+            tokens: vec![token.clone()],
             ttl,
             conv: None,
         };
@@ -87,7 +88,7 @@ impl Engine {
 
     /// An acquire script.
     pub(super) async fn acquire_script(&self, op: ScriptOp) -> Outcome {
-        let ScriptAction::Acquire { token, ttl } = &op.action else {
+        let ScriptAction::Acquire { tokens, ttl } = &op.action else {
             return self.script(op).await;
         };
         let (cmd, preload) = super::script_call(&op.call);
@@ -95,7 +96,7 @@ impl Engine {
             cmd,
             script: Some(preload),
             keys: op.call.keys.clone(),
-            token: token.clone(),
+            tokens: tokens.clone(),
             ttl: *ttl,
             conv: Some(op.convention),
         };
@@ -114,7 +115,7 @@ impl Engine {
         let params = &self.cfg.params;
         let timeout = quorum::node_timeout(a.ttl, params);
         let mut last = Vec::new();
-        let takes = Role::Acquires(LockRef::new(a.keys.clone(), a.token.clone(), None));
+        let takes = Role::Acquires(LockRef::with_tokens(a.keys.clone(), a.tokens.clone(), None));
         for attempt in 0..=self.cfg.retry_count {
             let round = self
                 .collect(
@@ -145,7 +146,7 @@ impl Engine {
                     let instead = a.failure(&[], q);
                     let grant = Grant {
                         keys: a.keys,
-                        token: a.token,
+                        tokens: a.tokens,
                         ttl: a.ttl,
                     };
                     let lease = Lease {
@@ -169,7 +170,7 @@ impl Engine {
                 Decision::Expired => count(&self.stats.expired),
             }
             let expires = a.ttl.map(|t| round.start + t);
-            self.release_everywhere(&a.keys, &a.token, expires);
+            self.release_everywhere(&a.keys, &a.tokens, expires);
             last = round.answers;
             if attempt < self.cfg.retry_count {
                 let base = self.cfg.retry_delay;

@@ -91,7 +91,8 @@ pub struct LockStats {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
     keys: Vec<Bytes>,
-    token: Bytes,
+    /// One token for every key, or one per key (a batch).
+    tokens: Vec<Bytes>,
     ttl: Option<Duration>,
 }
 
@@ -106,7 +107,7 @@ impl Grant {
     pub(crate) fn for_test(key: &'static str, token: &'static str, ttl: Option<Duration>) -> Grant {
         Grant {
             keys: vec![Bytes::from_static(key.as_bytes())],
-            token: Bytes::from_static(token.as_bytes()),
+            tokens: vec![Bytes::from_static(token.as_bytes())],
             ttl,
         }
     }
@@ -118,7 +119,7 @@ impl Grant {
             LockOp::Delete { keys } => touches(keys),
             LockOp::Script(s) => match &s.action {
                 ScriptAction::Release { token } => {
-                    token.as_ref() == Some(&self.token) && touches(&s.call.keys)
+                    token.as_ref().is_some_and(|t| self.tokens.contains(t)) && touches(&s.call.keys)
                 }
                 _ => false,
             },
@@ -486,12 +487,13 @@ impl Engine {
     /// Releases a granted lock whose reply never reached its client.
     pub fn release_grant(&self, grant: &Grant) {
         let expires = grant.ttl.map(|t| Instant::now() + t);
-        self.release_everywhere(&grant.keys, &grant.token, expires);
+        self.release_everywhere(&grant.keys, &grant.tokens, expires);
     }
 
-    /// Owes a compare-and-delete of `keys` with `token` to every master.
-    fn release_everywhere(&self, keys: &[Bytes], token: &Bytes, expires: Option<Instant>) {
-        let lock = LockRef::new(keys.to_vec(), token.clone(), expires);
+    /// Owes a compare-and-delete of `keys` with their tokens (one for all, or
+    /// one each) to every master.
+    fn release_everywhere(&self, keys: &[Bytes], tokens: &[Bytes], expires: Option<Instant>) {
+        let lock = LockRef::with_tokens(keys.to_vec(), tokens.to_vec(), expires);
         for v in &self.voters {
             v.owe(Arc::clone(&lock));
         }

@@ -161,11 +161,13 @@ pub(crate) enum Role {
     Releases(Arc<LockRef>),
 }
 
-/// A lock by its keys and token, shared by the requests of one operation.
+/// A lock by its keys and token (or a token per key: a batch), shared by the
+/// requests of one operation.
 #[derive(Debug)]
 pub(crate) struct LockRef {
     keys: Vec<Bytes>,
-    token: Bytes,
+    /// One token for every key, or one per key.
+    tokens: Vec<Bytes>,
     /// When its TTL has certainly passed (`None`: no expiry, or unknown).
     expires: Option<Instant>,
     /// The compare-and-delete of each key, encoded when first owed.
@@ -175,38 +177,52 @@ pub(crate) struct LockRef {
 impl LockRef {
     /// The lock on `keys` held with `token`.
     pub(crate) fn new(keys: Vec<Bytes>, token: Bytes, expires: Option<Instant>) -> Arc<LockRef> {
+        Self::with_tokens(keys, vec![token], expires)
+    }
+
+    /// The locks on `keys`, each held with its token in `tokens` (or all
+    /// with the one token there).
+    pub(crate) fn with_tokens(
+        keys: Vec<Bytes>,
+        tokens: Vec<Bytes>,
+        expires: Option<Instant>,
+    ) -> Arc<LockRef> {
         Arc::new(LockRef {
             keys,
-            token,
+            tokens,
             expires,
             releases: OnceLock::new(),
         })
     }
 
+    /// The token of key `i`.
+    fn token(&self, i: usize) -> Bytes {
+        let t = self.tokens.get(i).or(self.tokens.first());
+        t.cloned().unwrap_or_default()
+    }
+
     /// Its (key, token) pairs.
     fn ids(&self) -> impl Iterator<Item = owed::Id> + '_ {
-        self.keys.iter().map(|k| (k.clone(), self.token.clone()))
+        (self.keys.iter().enumerate()).map(|(i, k)| (k.clone(), self.token(i)))
     }
 
     /// The releases of it, one per key, by `EVALSHA` of the script `cad`.
     pub(crate) fn debts(&self, cad: &[u8]) -> Vec<Debt> {
         let cmds = self.releases.get_or_init(|| {
-            self.keys
-                .iter()
-                .map(|k| {
+            self.ids()
+                .map(|(k, token)| {
                     let mut out = BytesMut::new();
-                    let args = [&b"EVALSHA"[..], cad, b"1", k, &self.token];
+                    let args = [&b"EVALSHA"[..], cad, b"1", &k, &token];
                     encode_command(&mut out, args.into_iter());
                     out.freeze()
                 })
                 .collect()
         });
-        self.keys
-            .iter()
+        self.ids()
             .zip(cmds)
-            .map(|(k, cmd)| Debt {
-                key: k.clone(),
-                token: self.token.clone(),
+            .map(|((key, token), cmd)| Debt {
+                key,
+                token,
                 expires: self.expires,
                 cmd: cmd.clone(),
             })

@@ -41,6 +41,12 @@ const fn with_token(mut s: ScriptSpec, token_arg: usize) -> ScriptSpec {
     s
 }
 
+/// A batch acquisition's spec (see [`ScriptSpec::batch`]).
+const fn batch(mut s: ScriptSpec) -> ScriptSpec {
+    s.batch = true;
+    s
+}
+
 /// A spec whose TTL argument is in seconds (`EXPIRE`).
 const fn in_seconds(mut s: ScriptSpec) -> ScriptSpec {
     s.ttl_in_seconds = true;
@@ -152,6 +158,15 @@ pub static KNOWN: &[(&str, ScriptSpec)] = &[
     (
         "4e92fdc63815b3a0a2dd1c1df3694de73607c88d",
         spec(K::Release, C::Count, None, "redlock-py unlock"),
+    ),
+    (
+        "514d8d1b08387624661da2a9098d3949b633eb3a",
+        batch(spec(
+            K::Acquire,
+            C::BatchCode,
+            None,
+            "redlock-universal batch acquire",
+        )),
     ),
     (
         "517e7ed95f00c0c4a209c6a7afcc6ab797d30b85",
@@ -328,6 +343,15 @@ pub static KNOWN: &[(&str, ScriptSpec)] = &[
         spec(K::Acquire, C::KeysZero, Some(2), "node-redlock 5 acquire"),
     ),
     (
+        "994908155dadb1bed08a5af6dee7fedf956c4826",
+        spec(
+            K::Query,
+            C::ValuePttlOrNil,
+            None,
+            "redlock-universal inspect",
+        ),
+    ),
+    (
         "a2c2e4c111924caec00216d4881ed37a644435ce",
         ScriptSpec {
             ttl_in_seconds: true,
@@ -415,6 +439,15 @@ pub static KNOWN: &[(&str, ScriptSpec)] = &[
     (
         "bd75051e9049411d4a96c0df196ac2667d38f481",
         spec(K::Release, C::Count, None, "redis.io release (SET page)"),
+    ),
+    (
+        "c000e088bd4aca36ab429d3b7a16fc736f4cb6f1",
+        spec(
+            K::Extend,
+            C::CodePttl,
+            Some(3),
+            "redlock-universal atomic extend",
+        ),
     ),
     (
         "c1ae6c899d164de076f40ffe82eba8fb8e27af6c",
@@ -518,6 +551,10 @@ pub static KNOWN: &[(&str, ScriptSpec)] = &[
     (
         "f5f7bd3a3aa4a63c507c1155c5ea1219b350d992",
         spec(K::Query, C::PttlOrZero, None, "pottery locked"),
+    ),
+    (
+        "f908d3f43dbcabc68fc0c9ecaf1fa4a285ecdb0a",
+        spec(K::Query, C::TtlOrError, None, "aioredlock get_lock_ttl"),
     ),
     (
         "fc03c85cef965af38f17fef05d68cc66c7d85c96",

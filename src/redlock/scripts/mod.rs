@@ -63,6 +63,18 @@ pub enum Convention {
     PttlOrMinus3,
     /// Least PTTL when owned, nil otherwise (bsm/redislock ≥ 0.10).
     PttlOrNil,
+    /// TTL in seconds when owned, the error `ERROR` otherwise (aioredlock's
+    /// `get_lock_ttl`: that error is the script's "no", not a failure).
+    TtlOrError,
+    /// `[value, pttl]` when the key exists, nil otherwise (redlock-universal's
+    /// inspect).
+    ValuePttlOrNil,
+    /// `[code, pttl]`: 1 extended; 0 held but too little time left; -1 not
+    /// held (pttl -2: missing) (redlock-universal's atomic extend).
+    CodePttl,
+    /// `[1, nkeys]` when every key was free and is now taken, `[0, i,
+    /// KEYS[i]]` naming a key that was held (redlock-universal's batch acquire).
+    BatchCode,
     /// `[value or nil, pttl]` (redlock-rb).
     ValuePttl,
     /// Integer 0 on success; 1 when not owned, 2 when it has no expiry
@@ -94,6 +106,9 @@ pub struct ScriptSpec {
     pub origin: &'static str,
     /// For a script that also touches data keys: how it is split.
     pub split: Option<Split>,
+    /// A batch acquisition: `ARGV[i]` is the token of `KEYS[i]`, and the
+    /// argument after them the TTL in ms (`token_arg` and `ttl_arg` unused).
+    pub batch: bool,
 }
 
 /// A known script that touches a lock key and data keys (python-redis-lock's
@@ -147,6 +162,7 @@ const fn spec(
         ttl_mode: TtlMode::Set,
         origin,
         split: None,
+        batch: false,
     }
 }
 

@@ -66,6 +66,22 @@ fn int(f: &BytesFrame) -> Option<i64> {
     }
 }
 
+/// The first element of an array reply, when it is an integer.
+fn code(f: &BytesFrame) -> Option<i64> {
+    match f {
+        BytesFrame::Array(a) => a.first().and_then(int),
+        _ => None,
+    }
+}
+
+/// The second element of an array reply, when it is an integer.
+fn second(f: &BytesFrame) -> Option<i64> {
+    match f {
+        BytesFrame::Array(a) => a.get(1).and_then(int),
+        _ => None,
+    }
+}
+
 /// Whether a reply is the integer 1.
 pub fn is_one(f: &BytesFrame) -> bool {
     int(f) == Some(1)
@@ -91,6 +107,7 @@ pub fn success(conv: Convention, f: &BytesFrame, nkeys: usize) -> bool {
         Convention::OneZero | Convention::OneNil | Convention::RedsyncRelease => int(f) == Some(1),
         Convention::OkNil | Convention::OkErr => is_ok(f),
         Convention::ZeroOne => int(f) == Some(0),
+        Convention::CodePttl | Convention::BatchCode => code(f) == Some(1),
         Convention::Declared(s, _) => match s {
             ScriptSuccess::OkOrPositive => is_ok(f) || int(f).is_some_and(|i| i >= 1),
             ScriptSuccess::Ok => is_ok(f),
@@ -101,6 +118,8 @@ pub fn success(conv: Convention, f: &BytesFrame, nkeys: usize) -> bool {
         Convention::PttlOrZero
         | Convention::PttlOrMinus3
         | Convention::PttlOrNil
+        | Convention::TtlOrError
+        | Convention::ValuePttlOrNil
         | Convention::ValuePttl => false,
     }
 }
@@ -188,6 +207,19 @@ pub fn success_reply(conv: Convention, answers: &[Answer], nkeys: usize) -> Repl
         Convention::Count | Convention::KeysZero => Reply::Int(nkeys as i64),
         Convention::OkNil | Convention::OkErr => Reply::OK,
         Convention::ZeroOne => Reply::Int(0),
+        Convention::BatchCode => Reply::Array(vec![Reply::Int(1), Reply::Int(nkeys as i64)]),
+        Convention::CodePttl => {
+            // The PTTL left before the extension, as the successful masters
+            // that make a quorum saw it at least.
+            let pttls: Vec<i64> = answers
+                .iter()
+                .filter_map(known)
+                .filter(|f| code(f) == Some(1))
+                .filter_map(second)
+                .collect();
+            let least = pttls.iter().copied().min().unwrap_or(0);
+            Reply::Array(vec![Reply::Int(1), Reply::Int(least)])
+        }
         _ => Reply::Int(1),
     }
 }
@@ -220,6 +252,39 @@ pub fn failure_reply(conv: Convention, answers: &[Answer], q: usize) -> Reply {
             Reply::Int(if missing >= q { -1 } else { 0 })
         }
         Convention::PttlOrMinus3 => Reply::Int(-3),
+        Convention::ValuePttlOrNil => Reply::Nil,
+        Convention::CodePttl => {
+            // "Held, too late" needs a quorum saying so; otherwise the caller
+            // does not hold it, as far as a quorum can tell.
+            let late: Vec<i64> = answers
+                .iter()
+                .filter_map(known)
+                .filter(|f| code(f) == Some(0))
+                .filter_map(second)
+                .collect();
+            match quorum_pttl(late, q) {
+                Some(p) => Reply::Array(vec![Reply::Int(0), Reply::Int(p)]),
+                None => Reply::Array(vec![Reply::Int(-1), Reply::Int(-2)]),
+            }
+        }
+        Convention::BatchCode => {
+            // The key most refusing masters named (the first of them on a tie).
+            let named: Vec<&BytesFrame> = answers
+                .iter()
+                .filter_map(known)
+                .filter(|f| code(f) == Some(0) && second(f).is_some())
+                .collect();
+            let most = named
+                .iter()
+                .max_by_key(|f| {
+                    let i = second(f);
+                    let n = named.iter().filter(|g| second(g) == i).count();
+                    (n, std::cmp::Reverse(i))
+                })
+                .map(|f| to_reply(f));
+            most.unwrap_or_else(|| Reply::Array(vec![Reply::Int(0), Reply::Int(1)]))
+        }
+        Convention::TtlOrError => Reply::Error(TTL_NOT_OWNED.into()),
         Convention::ValuePttl => Reply::Array(vec![Reply::Nil, Reply::Int(-2)]),
         _ => Reply::Int(0),
     }
@@ -320,10 +385,13 @@ fn quorum_pttl(mut pttls: Vec<i64>, q: usize) -> Option<i64> {
     quorum_value(&mut pttls, q).map(pttl_unkey)
 }
 
-/// `[value or nil, pttl]` from one master (the engine's query script, redlock-rb's TTL).
+/// `[value or nil, pttl]` from one master (the engine's query script,
+/// redlock-rb's TTL); nil alone is a key that does not exist
+/// (redlock-universal's inspect).
 fn value_pttl(f: &BytesFrame) -> Option<(Option<Bytes>, i64)> {
     match f {
         BytesFrame::Array(a) if a.len() == 2 => Some((bulk(&a[0]), int(&a[1])?)),
+        BytesFrame::Null => Some((None, -2)),
         _ => None,
     }
 }
@@ -372,9 +440,34 @@ pub fn ttl(answers: &[Answer], q: usize, millis: bool) -> Option<Reply> {
     })
 }
 
+/// What aioredlock's TTL script answers for a lock the caller does not hold.
+const TTL_NOT_OWNED: &str = "ERROR";
+
+/// A script's own "no" that comes as an error reply, as a vote: for
+/// [`Convention::TtlOrError`], `-ERROR` is a master saying the caller does not
+/// hold the lock (any other error still does not count).
+fn own_error_as_no(conv: Convention, answers: &[Answer]) -> Option<Vec<Answer>> {
+    let theirs = |a: &Answer| matches!(a, Ok(BytesFrame::Error(e)) if &e[..] == TTL_NOT_OWNED);
+    (conv == Convention::TtlOrError && answers.iter().any(theirs)).then(|| {
+        answers
+            .iter()
+            .map(|a| {
+                if theirs(a) {
+                    Ok(BytesFrame::Null)
+                } else {
+                    a.clone()
+                }
+            })
+            .collect()
+    })
+}
+
 /// The reply to a read script.
 pub fn query(conv: Convention, answers: &[Answer], q: usize) -> Option<Reply> {
-    if conv == Convention::ValuePttl {
+    if let Some(answers) = own_error_as_no(conv, answers) {
+        return query(conv, &answers, q);
+    }
+    if matches!(conv, Convention::ValuePttl | Convention::ValuePttlOrNil) {
         return Some(match held_pttl(answers, q)? {
             Some((v, p)) => Reply::Array(vec![Reply::Bulk(v), Reply::Int(p)]),
             None => failure_reply(conv, answers, q),

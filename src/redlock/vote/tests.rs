@@ -128,6 +128,29 @@ fn queries_answer_from_a_quorum() {
         query(Convention::PttlOrMinus3, &[i(-1), i(-1), i(5)], 2),
         Some(Reply::Int(-1))
     );
+    // aioredlock's TTL: its -ERROR is a "no"; other errors do not count.
+    let c = Convention::TtlOrError;
+    assert_eq!(
+        query(c, &[i(9), i(10), err("ERROR")], 2),
+        Some(Reply::Int(9))
+    );
+    let not_owned = Some(Reply::Error("ERROR".into()));
+    assert_eq!(query(c, &[i(9), err("ERROR"), err("ERROR")], 2), not_owned);
+    assert_eq!(query(c, &[i(9), err("ERROR"), T], 2), None);
+    assert_eq!(query(c, &[i(9), err("ERROR"), err("OOM no")], 2), None);
+    assert_eq!(query(c, &[err("ERROR"), err("ERROR"), T], 2), not_owned);
+    // redlock-universal's inspect: nil is a key that does not exist.
+    let c = Convention::ValuePttlOrNil;
+    let nil = || Ok(BytesFrame::Null);
+    assert_eq!(
+        query(c, &[pair(Some("x"), 900), pair(Some("x"), 800), nil()], 2),
+        Some(Reply::Array(vec![Reply::Bulk("x".into()), Reply::Int(800)]))
+    );
+    assert_eq!(
+        query(c, &[pair(Some("x"), 900), nil(), nil()], 2),
+        Some(Reply::Nil)
+    );
+    assert_eq!(query(c, &[pair(Some("x"), 900), nil(), T], 2), None);
     // redlock-rb: the value held by a quorum, with the conservative TTL.
     let a = [
         pair(Some("x"), 100),
@@ -400,4 +423,65 @@ fn a_declared_script_refusal_is_the_declared_failure_never_a_master_reply() {
         &BytesFrame::Integer(2),
         1
     ));
+}
+
+fn arr(items: &[i64]) -> Answer {
+    Ok(BytesFrame::Array(
+        items.iter().map(|&n| BytesFrame::Integer(n)).collect(),
+    ))
+}
+
+#[test]
+fn code_arrays_vote_on_their_first_element() {
+    // redlock-universal's atomic extend: [1, pttl before] from a quorum.
+    let c = Convention::CodePttl;
+    assert!(success(c, &arr(&[1, 500]).unwrap(), 1));
+    assert!(!success(c, &arr(&[0, 500]).unwrap(), 1));
+    let answers = [arr(&[1, 500]), arr(&[1, 400]), arr(&[-1, -2])];
+    assert_eq!(
+        success_reply(c, &answers, 1),
+        Reply::Array(vec![Reply::Int(1), Reply::Int(400)])
+    );
+    // "Too late" needs a quorum saying so; otherwise not held.
+    let late = [arr(&[0, 30]), arr(&[0, 20]), arr(&[-1, -2])];
+    assert_eq!(
+        failure_reply(c, &late, 2),
+        Reply::Array(vec![Reply::Int(0), Reply::Int(20)])
+    );
+    let mixed = [arr(&[0, 30]), arr(&[-1, 900]), arr(&[-1, -2])];
+    assert_eq!(
+        failure_reply(c, &mixed, 2),
+        Reply::Array(vec![Reply::Int(-1), Reply::Int(-2)])
+    );
+    // Batch acquire: [1, n] when a quorum took every key; a refusal names
+    // the key most refusing masters named.
+    let c = Convention::BatchCode;
+    assert_eq!(
+        success_reply(c, &[arr(&[1, 3])], 3),
+        Reply::Array(vec![Reply::Int(1), Reply::Int(3)])
+    );
+    let named = |i: i64, k: &'static str| -> Answer {
+        Ok(BytesFrame::Array(vec![
+            BytesFrame::Integer(0),
+            BytesFrame::Integer(i),
+            b(k),
+        ]))
+    };
+    let refused = [named(2, "lock:b"), named(1, "lock:a"), named(2, "lock:b")];
+    assert_eq!(
+        failure_reply(c, &refused, 2),
+        Reply::Array(vec![
+            Reply::Int(0),
+            Reply::Int(2),
+            Reply::Bulk("lock:b".into())
+        ])
+    );
+    assert_eq!(
+        failure_reply(c, &[named(3, "lock:c"), named(1, "lock:a"), T], 2),
+        Reply::Array(vec![
+            Reply::Int(0),
+            Reply::Int(1),
+            Reply::Bulk("lock:a".into())
+        ])
+    );
 }

@@ -31,6 +31,19 @@ async def main():
     await mine.extend(lock, lock_timeout=30)
     wait_pttls("lock:aio", lambda p: p > 20_000, "extended pttl")
 
+    # Read back after the extend: is_locked (GET) and get_lock (its TTL
+    # script, answered from a quorum: the TTL in seconds when the id holds it).
+    check(await mine.is_locked("lock:aio"), "is_locked")
+    check(await rival.is_locked(lock), "is_locked by the Lock")
+    again = await mine.get_lock("lock:aio", lock.id)
+    check(again.valid and 20 < again.lock_timeout <= 30, f"get_lock ttl {again.lock_timeout}")
+    try:
+        await rival.get_lock("lock:aio", "not-the-owner")
+        raise AssertionError("get_lock with another id")
+    except LockError:
+        pass
+    check(not await mine.is_locked("lock:aio-free"), "a free key is not locked")
+
     # Not yours: the rival's unlock is an error, and the lock stays.
     from aioredlock.lock import Lock
 
@@ -43,6 +56,12 @@ async def main():
 
     await mine.unlock(lock)
     assert_free("lock:aio")
+    check(not await mine.is_locked("lock:aio"), "not locked once released")
+    try:
+        await mine.get_lock("lock:aio", lock.id)
+        raise AssertionError("get_lock of a released lock")
+    except LockError:
+        pass
 
     again = await rival.lock("lock:aio", lock_timeout=10)
     check(again.valid, "free again")
