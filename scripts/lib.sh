@@ -46,6 +46,12 @@ ensure_haproxy() {
     fi
 }
 
+# PHP with php-redis, Predis and Symfony Lock (its RedisStore keeps read and
+# write locks), for the Symfony Lock compatibility test.
+ensure_php() {
+    apt_install php-cli php-redis php-predis php-symfony-lock
+}
+
 # What the benchmark suite's smoke run needs besides Redis: twemproxy.
 ensure_bench_tools() {
     if ! command -v nutcracker >/dev/null 2>&1; then

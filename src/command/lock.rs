@@ -9,8 +9,10 @@ use bytes::Bytes;
 use super::set_args::{Expiry, SetArgs};
 use crate::errors;
 use crate::protocol::{ArgList, Reply, parse_i64};
-use crate::redlock::op::{DataPart, LockOp, ScriptAction, ScriptCall, ScriptOp};
-use crate::redlock::scripts::{Kind, ScriptRegistry, ScriptSpec, Split, TtlMode, sha1_hex};
+use crate::redlock::op::{DataPart, LockOp, ScriptAction, ScriptCall, ScriptOp, Takeback};
+use crate::redlock::scripts::{
+    Holders, Kind, ScriptRegistry, ScriptSpec, Split, TtlMode, sha1_hex,
+};
 
 /// Limits on lock operations from the configuration.
 #[derive(Debug, Clone, Copy, Default)]
@@ -223,6 +225,14 @@ pub(super) fn parse<A: ArgList + ?Sized>(
                 millis: name == b"PTTL",
             })
         }
+        b"ZREM" => {
+            // A semaphore's release (redis-semaphore): those seats, on every master.
+            check_arity(args, -3)?;
+            Ok(LockOp::RemoveSeats {
+                key: key(1),
+                members: copy_range(args, 2, args.len()),
+            })
+        }
         b"DEL" | b"UNLINK" => {
             check_arity(args, -2)?;
             Ok(LockOp::Delete {
@@ -303,20 +313,86 @@ fn parse_script<A: ArgList + ?Sized>(
         ScriptAction::Extend { ttl, adds, .. } => rules.check_extension(*ttl, *adds)?,
         ScriptAction::Release { .. } | ScriptAction::Query => {}
     }
+    let (takeback, limit) = holding(&spec, &call.argv, &action)?;
     Ok(LockOp::Script(ScriptOp {
         action,
         convention: spec.convention,
         call,
         data_part,
+        takeback,
+        limit,
     }))
 }
 
-/// Lock scripts recognised by their text that cannot run across independent
-/// masters (their SHA1 varies with the library's version and settings).
+/// Most seats one holder of a semaphore may take in one call (each is a
+/// member the proxy keeps until the masters confirm its release).
+const MAX_PERMITS: i64 = 100_000;
+
+/// How a call of a script with this spec takes its holder off a master, and
+/// for a semaphore the limit its acquisitions and extensions are voted under.
+fn holding(
+    spec: &ScriptSpec,
+    argv: &[Bytes],
+    action: &ScriptAction,
+) -> Result<(Takeback, Option<u64>), Reply> {
+    let (limit_arg, permits_arg) = match spec.holders {
+        Holders::Token => return Ok((Takeback::CompareAndDelete, None)),
+        Holders::ReadWrite => return Ok((Takeback::ReadWrite, None)),
+        Holders::Semaphore {
+            limit_arg,
+            permits_arg,
+        } => (limit_arg, permits_arg),
+    };
+    let int = |i: usize| {
+        i.checked_sub(1)
+            .and_then(|i| argv.get(i))
+            .and_then(|a| parse_i64(a))
+    };
+    let limit = match limit_arg {
+        None => None,
+        Some(i) => match int(i) {
+            Some(l) if l >= 0 => Some(l as u64),
+            _ => {
+                return Err(errors::err(format_args!(
+                    "{} script: its limit (ARGV[{i}]) must be a number of seats",
+                    spec.origin
+                )));
+            }
+        },
+    };
+    let token = match action {
+        ScriptAction::Acquire { tokens, .. } => tokens.first().cloned(),
+        ScriptAction::Extend { token, .. } | ScriptAction::Release { token } => token.clone(),
+        ScriptAction::Query => None,
+    }
+    .unwrap_or_default();
+    let seats = match permits_arg {
+        None => vec![token],
+        Some(i) => match int(i) {
+            Some(p) if (1..=MAX_PERMITS).contains(&p) => (0..p)
+                .map(|n| {
+                    let mut seat = token.to_vec();
+                    seat.extend_from_slice(format!("_{n}").as_bytes());
+                    Bytes::from(seat)
+                })
+                .collect(),
+            _ => {
+                return Err(errors::err(format_args!(
+                    "{} script: its permits (ARGV[{i}]) must be from 1 to {MAX_PERMITS}",
+                    spec.origin
+                )));
+            }
+        },
+    };
+    Ok((Takeback::Seats(seats), limit))
+}
+
+/// Lock scripts recognised by their text, of versions the proxy does not
+/// know (their SHA1 varies with the library's version and settings).
 fn unsupported_by_text(text: &[u8]) -> Option<&'static str> {
     let has = |s: &str| memchr::memmem::find(text, s.as_bytes()).is_some();
     (has("__write__") && has("ZADD")).then_some(
-        "Symfony Lock's RedisStore script cannot run through redlock-proxy: it keeps read and write locks as a sorted set of holders per key (shared locks, promotion), which the proxy cannot vote on as one token per key; use Symfony's CombinedStore with ConsensusStrategy over the masters directly, or a lock library the proxy knows",
+        "a Symfony Lock RedisStore script of a version redlock-proxy does not know: it runs those of Symfony Lock 5.4 (read and write locks voted on by the masters), whose texts it recognises exactly; another version's texts differ and are refused until the proxy learns them",
     )
 }
 
@@ -440,11 +516,11 @@ mod tests {
     }
 
     #[test]
-    fn symfony_lock_scripts_are_refused_by_name() {
+    fn unknown_symfony_lock_scripts_are_refused_by_name() {
         let save = "local key = KEYS[1] redis.call(\"ZADD\", key, now + ttl, uniqueToken) redis.call(\"ZADD\", key, now + ttl, \"__write__\") return true";
         let r = parse_strs(&["EVAL", save, "1", "lock:s", "0", "tok", "1000"]);
         assert!(
-            matches!(r, Err(Reply::Error(ref e)) if e.starts_with("ERR Symfony Lock")),
+            matches!(r, Err(Reply::Error(ref e)) if e.starts_with("ERR a Symfony Lock RedisStore script")),
             "{r:?}"
         );
     }
@@ -611,6 +687,7 @@ mod tests {
             ttl_mode: TtlMode::Set,
             origin: "test",
             batch: false,
+            holders: Holders::Token,
         };
         let argv = |third: &str| -> Vec<Bytes> {
             ["tok", "1500", third]

@@ -50,6 +50,13 @@ pub enum LockOp {
     },
     /// A known lock script, run on every master.
     Script(ScriptOp),
+    /// `ZREM key member...` on a semaphore: a release of those seats.
+    RemoveSeats {
+        /// The lock key.
+        key: Bytes,
+        /// The seats.
+        members: Vec<Bytes>,
+    },
     /// `LOCK.FENCE key token`: a fencing token for the current grant.
     Fence {
         /// The lock key.
@@ -69,6 +76,19 @@ pub enum LockOp {
     },
 }
 
+/// How a holder is taken off a master (a refused acquisition, an owed
+/// release): only what that holder put there, never another's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Takeback {
+    /// Compare-and-delete of the key's token (a mutex).
+    CompareAndDelete,
+    /// `ZREM key <members>`: a semaphore's seats.
+    Seats(Vec<Bytes>),
+    /// The holder's token off a read/write set, with `__write__` when the
+    /// token is there (a writer holds the key alone, so the marker is its).
+    ReadWrite,
+}
+
 /// A lock script call: the client's own script, what it does, and how its
 /// replies read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +102,11 @@ pub struct ScriptOp {
     /// For a split script: its data part, which the caller runs on the
     /// passthrough backend after the vote (the engine never sees data keys).
     pub data_part: Option<DataPart>,
+    /// How a holder is taken off a master.
+    pub takeback: Takeback,
+    /// A semaphore's limit: acquisitions and extensions then need the votes
+    /// `quorum::quorum_for_limit` says.
+    pub limit: Option<u64>,
 }
 
 /// The data part of a split script (`scripts::Split`): a request for the
@@ -154,6 +179,7 @@ impl LockOp {
             LockOp::Acquire { .. } | LockOp::AcquireFenced { .. } => LockKind::Acquire,
             LockOp::Get { .. } | LockOp::Exists { .. } | LockOp::Ttl { .. } => LockKind::Query,
             LockOp::Delete { .. } => LockKind::Delete,
+            LockOp::RemoveSeats { .. } => LockKind::Release,
             LockOp::Fence { .. } => LockKind::Fence,
             LockOp::Script(s) => match s.action {
                 ScriptAction::Acquire { .. } => LockKind::Acquire,

@@ -36,6 +36,27 @@ pub fn quorum(n: usize) -> usize {
     n / 2 + 1
 }
 
+/// Votes needed out of `n` voters for a counting semaphore of `limit` seats
+/// (a shared lock of at most `limit` holders): the least `q` with
+/// `q × (limit + 1) > n × limit`.
+///
+/// Why: each voter admits at most `limit` holders. If `limit + 1` holders
+/// were each granted by `q` voters, they would hold `q × (limit + 1)` seats
+/// among `n × limit`; when that exceeds the seats there are, some voter
+/// admitted `limit + 1` of them, which it never does. So no more than `limit`
+/// hold at once. With `q × (limit + 1) ≤ n × limit`, seats can be dealt out
+/// so that `limit + 1` holders each have `q` voters: a majority is not enough
+/// once `limit` ≥ 2 (3 voters: all three; 5 voters: 4 for a limit of 2 or 3,
+/// all five from 4 on). `limit` 1 (a mutex) and 0 give the majority.
+pub fn quorum_for_limit(n: usize, limit: u64) -> usize {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX).max(1);
+    if limit >= n {
+        // n × limit / (limit + 1) rounds down to n − 1.
+        return n;
+    }
+    n * limit / (limit + 1) + 1
+}
+
 /// Clock drift allowance for a TTL: `ttl × drift_factor + drift_floor`.
 pub fn drift(ttl: Duration, p: &Params) -> Duration {
     ttl.mul_f64(p.drift_factor) + p.drift_floor
@@ -72,16 +93,16 @@ pub enum Decision {
     Expired,
 }
 
-/// Decides a grant: `votes ≥ quorum(n)` and, for a lock with a TTL, validity of
-/// at least `min_validity` after `elapsed` and drift.
+/// Decides a grant: `votes ≥ q` (the quorum) and, for a lock with a TTL,
+/// validity of at least `min_validity` after `elapsed` and drift.
 pub fn decide(
     votes: usize,
-    n: usize,
+    q: usize,
     ttl: Option<Duration>,
     elapsed: Duration,
     p: &Params,
 ) -> Decision {
-    if votes < quorum(n) {
+    if votes < q {
         return Decision::NoQuorum;
     }
     let Some(ttl) = ttl else {
@@ -121,35 +142,51 @@ mod tests {
     }
 
     #[test]
+    fn semaphore_quorums() {
+        assert_eq!(quorum_for_limit(3, 1), 2);
+        assert_eq!(quorum_for_limit(3, 2), 3);
+        assert_eq!(quorum_for_limit(3, 100), 3);
+        assert_eq!(quorum_for_limit(5, 2), 4);
+        assert_eq!(quorum_for_limit(5, 3), 4);
+        assert_eq!(quorum_for_limit(5, 4), 5);
+        assert_eq!(quorum_for_limit(1, 5), 1);
+        assert_eq!(quorum_for_limit(7, 0), 4);
+        assert_eq!(quorum_for_limit(7, u64::MAX), 7);
+    }
+
+    #[test]
     fn validity_follows_the_spec() {
         let p = Params::default();
         // 10 s TTL, 5 ms elapsed: drift = 100 ms + 2 ms.
         assert_eq!(validity(10_000 * MS, 5 * MS, &p), Some(9_893 * MS));
         assert_eq!(
-            decide(2, 3, Some(10_000 * MS), 5 * MS, &p),
+            decide(2, quorum(3), Some(10_000 * MS), 5 * MS, &p),
             Decision::Granted(Some(9_893 * MS))
         );
         assert_eq!(
-            decide(1, 3, Some(10_000 * MS), 5 * MS, &p),
+            decide(1, quorum(3), Some(10_000 * MS), 5 * MS, &p),
             Decision::NoQuorum
         );
-        assert_eq!(decide(2, 3, None, 5 * MS, &p), Decision::Granted(None));
+        assert_eq!(
+            decide(2, quorum(3), None, 5 * MS, &p),
+            Decision::Granted(None)
+        );
     }
 
     #[test]
     fn tiny_ttls_are_never_granted() {
         let p = Params::default();
         assert_eq!(
-            decide(3, 3, Some(MS), Duration::ZERO, &p),
+            decide(3, quorum(3), Some(MS), Duration::ZERO, &p),
             Decision::Expired
         );
         assert_eq!(
-            decide(3, 3, Some(2 * MS), Duration::ZERO, &p),
+            decide(3, quorum(3), Some(2 * MS), Duration::ZERO, &p),
             Decision::Expired
         );
         assert_eq!(validity(MS, 10 * MS, &p), None);
         assert_eq!(
-            decide(3, 3, Some(Duration::ZERO), Duration::ZERO, &p),
+            decide(3, quorum(3), Some(Duration::ZERO), Duration::ZERO, &p),
             Decision::Expired
         );
     }
@@ -184,15 +221,29 @@ mod tests {
                 prop_assert!(v + elapsed + drift(ttl, &p) <= ttl + MS);
             }
             // A grant always leaves at least min_validity.
-            if let Decision::Granted(Some(v)) = decide(3, 3, Some(ttl), elapsed, &p) {
+            if let Decision::Granted(Some(v)) = decide(3, quorum(3), Some(ttl), elapsed, &p) {
                 prop_assert!(v >= p.min_validity);
+            }
+        }
+
+        #[test]
+        fn a_semaphore_quorum_is_the_least_that_keeps_the_limit(n in 1usize..12, limit in 1u64..20) {
+            let q = quorum_for_limit(n, limit);
+            let l = limit as usize;
+            prop_assert!(q >= 1 && q <= n);
+            // Enough: limit + 1 holders would need more seats than there are.
+            prop_assert!(q == n || q * (l + 1) > n * l);
+            // Least: one fewer, and seats can be dealt to limit + 1 holders.
+            prop_assert!(q == 1 || (q - 1) * (l + 1) <= n * l);
+            if limit == 1 {
+                prop_assert_eq!(q, quorum(n));
             }
         }
 
         #[test]
         fn granted_only_with_a_majority(votes in 0usize..10, n in 1usize..10) {
             let votes = votes.min(n);
-            let d = decide(votes, n, None, Duration::ZERO, &Params::default());
+            let d = decide(votes, quorum(n), None, Duration::ZERO, &Params::default());
             prop_assert_eq!(matches!(d, Decision::Granted(_)), votes * 2 > n);
         }
     }

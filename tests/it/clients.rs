@@ -24,8 +24,11 @@ pub(crate) fn client_env(name: &str) -> PathBuf {
 
 async fn harness() -> Harness {
     Harness::start_with(3, |c| {
-        // pottery's keys are redlock:NAME, redis-semaphore's mutex:NAME.
-        c.redlock.lock_patterns = vec!["lock:*".into(), "redlock:*".into(), "mutex:*".into()];
+        // pottery's keys are redlock:NAME, redis-semaphore's mutex:NAME and
+        // semaphore:NAME.
+        c.redlock.lock_patterns = ["lock:*", "redlock:*", "mutex:*", "semaphore:*"]
+            .map(String::from)
+            .to_vec();
         // The scripts check that a grant reaches every master shortly after
         // the quorum. With the default 50 ms node timeout, a master starved of
         // CPU for that long by the rest of the suite is left out (its request
@@ -177,10 +180,10 @@ async fn sesamecare_redlock_with_ioredis_5() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_semaphore_mutex_with_ioredis_5() {
+async fn redis_semaphore_mutex_semaphore_multisemaphore_with_ioredis_5() {
     let out = node("node-semaphore", "semaphore.js").await;
     assert!(
-        out.contains("redis-semaphore 5.8.0 Mutex + ioredis 5: ok"),
+        out.contains("redis-semaphore 5.8.0 Mutex, Semaphore, MultiSemaphore + ioredis 5: ok"),
         "{out}"
     );
 }
@@ -313,4 +316,30 @@ fn parse_intervals(line: &str) -> Vec<(f64, f64)> {
             Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
         })
         .collect()
+}
+
+/// Symfony Lock's `RedisStore` (Debian's `php-symfony-lock`), unchanged,
+/// over php-redis or Predis (`client`).
+async fn symfony(client: &str) -> String {
+    let h = harness().await;
+    let script = root().join("tests/clients/php/symfony_lock.php");
+    run(
+        &h,
+        Path::new("php"),
+        &[script.to_str().unwrap(), client],
+        &[],
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn symfony_lock_with_php_redis() {
+    let out = symfony("phpredis").await;
+    assert!(out.contains("symfony lock 5.4 (phpredis): ok"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn symfony_lock_with_predis() {
+    let out = symfony("predis").await;
+    assert!(out.contains("symfony lock 5.4 (predis): ok"), "{out}");
 }

@@ -11,7 +11,7 @@ use redis_protocol::resp2::types::BytesFrame;
 use super::{Engine, Grant, Lease, Outcome, command, count};
 use crate::protocol::Reply;
 use crate::redlock::master::{LockRef, Preload, Role};
-use crate::redlock::op::{LockOp, ScriptAction, ScriptOp};
+use crate::redlock::op::{LockOp, ScriptAction, ScriptOp, Takeback};
 use crate::redlock::quorum::{self, Decision};
 use crate::redlock::scripts::Convention;
 use crate::redlock::vote::{self, Votes};
@@ -23,6 +23,10 @@ struct Acquisition {
     keys: Vec<Bytes>,
     /// One token for every key, or one per key (a batch).
     tokens: Vec<Bytes>,
+    /// How a holder is taken off a master (a refusal, a revoked grant).
+    takeback: Takeback,
+    /// A semaphore's limit, which sets the votes needed.
+    limit: Option<u64>,
     ttl: Option<Duration>,
     /// The script's reply convention; `None` for `SET NX` (OK / nil).
     conv: Option<Convention>,
@@ -73,6 +77,8 @@ impl Engine {
             script: None,
             keys: vec![key.clone()],
             tokens: vec![token.clone()],
+            takeback: Takeback::CompareAndDelete,
+            limit: None,
             ttl,
             conv: None,
         };
@@ -97,6 +103,8 @@ impl Engine {
             script: Some(preload),
             keys: op.call.keys.clone(),
             tokens: tokens.clone(),
+            takeback: op.takeback.clone(),
+            limit: op.limit,
             ttl: *ttl,
             conv: Some(op.convention),
         };
@@ -106,8 +114,7 @@ impl Engine {
     /// Votes, checks validity, releases everywhere if refused; retried
     /// `retry_count` times, each attempt measured afresh.
     async fn acquire(&self, a: Acquisition, again: LockOp) -> Outcome {
-        let q = self.quorum();
-        let n = self.voters.len();
+        let q = self.quorum_for(a.limit);
         if a.ttl == Some(Duration::ZERO) {
             count(&self.stats.expired);
             return a.failure(&[], q).into();
@@ -115,7 +122,12 @@ impl Engine {
         let params = &self.cfg.params;
         let timeout = quorum::node_timeout(a.ttl, params);
         let mut last = Vec::new();
-        let takes = Role::Acquires(LockRef::with_tokens(a.keys.clone(), a.tokens.clone(), None));
+        let takes = Role::Acquires(LockRef::held(
+            a.keys.clone(),
+            a.tokens.clone(),
+            a.takeback.clone(),
+            None,
+        ));
         for attempt in 0..=self.cfg.retry_count {
             let round = self
                 .collect(
@@ -128,7 +140,7 @@ impl Engine {
                 .await;
             let votes = Votes::count_distrusting(&round.answers, |f| a.success(f));
             self.count_votes(&round, |f| a.success(f));
-            match quorum::decide(votes.yes, n, a.ttl, round.elapsed, params) {
+            match quorum::decide(votes.yes, q, a.ttl, round.elapsed, params) {
                 Decision::Granted(_) => {
                     count(&self.stats.granted);
                     if let Some(ttl) = a.ttl {
@@ -147,6 +159,7 @@ impl Engine {
                     let grant = Grant {
                         keys: a.keys,
                         tokens: a.tokens,
+                        takeback: a.takeback,
                         ttl: a.ttl,
                     };
                     let lease = Lease {
@@ -170,7 +183,7 @@ impl Engine {
                 Decision::Expired => count(&self.stats.expired),
             }
             let expires = a.ttl.map(|t| round.start + t);
-            self.release_everywhere(&a.keys, &a.tokens, expires);
+            self.release_everywhere(&a.keys, &a.tokens, &a.takeback, expires);
             last = round.answers;
             if attempt < self.cfg.retry_count {
                 let base = self.cfg.retry_delay;

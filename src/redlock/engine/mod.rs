@@ -44,7 +44,7 @@ use tokio_util::task::TaskTracker;
 
 use super::master::identity::{Guard, GuardConfig};
 use super::master::{LockRef, Master, Preload};
-use super::op::{LockOp, ScriptAction};
+use super::op::{LockOp, ScriptAction, Takeback};
 use super::quorum::{self, Params};
 use super::scripts::sha1_hex;
 use super::vote;
@@ -93,6 +93,8 @@ pub struct Grant {
     keys: Vec<Bytes>,
     /// One token for every key, or one per key (a batch).
     tokens: Vec<Bytes>,
+    /// How it is taken off a master.
+    takeback: Takeback,
     ttl: Option<Duration>,
 }
 
@@ -108,6 +110,7 @@ impl Grant {
         Grant {
             keys: vec![Bytes::from_static(key.as_bytes())],
             tokens: vec![Bytes::from_static(token.as_bytes())],
+            takeback: Takeback::CompareAndDelete,
             ttl,
         }
     }
@@ -403,6 +406,15 @@ impl Engine {
         quorum::quorum(self.voters.len())
     }
 
+    /// Votes an acquisition or extension needs: a majority, or for a
+    /// semaphore of `limit` seats what keeps the limit.
+    fn quorum_for(&self, limit: Option<u64>) -> usize {
+        match limit {
+            Some(l) => quorum::quorum_for_limit(self.voters.len(), l),
+            None => self.quorum(),
+        }
+    }
+
     /// How many voters make a quorum.
     pub fn quorum_size(&self) -> usize {
         self.quorum()
@@ -468,6 +480,7 @@ impl Engine {
                 ScriptAction::Acquire { .. } => self.acquire_script(op).await,
                 _ => self.script(op).await,
             },
+            LockOp::RemoveSeats { key, members } => self.remove_seats(key, members).await,
             LockOp::Fence { key, token } => self.fence_op(key, token).await,
             LockOp::AcquireFenced { key, token, ttl } => self.acquire_fenced(key, token, ttl).await,
         }
@@ -487,13 +500,19 @@ impl Engine {
     /// Releases a granted lock whose reply never reached its client.
     pub fn release_grant(&self, grant: &Grant) {
         let expires = grant.ttl.map(|t| Instant::now() + t);
-        self.release_everywhere(&grant.keys, &grant.tokens, expires);
+        self.release_everywhere(&grant.keys, &grant.tokens, &grant.takeback, expires);
     }
 
-    /// Owes a compare-and-delete of `keys` with their tokens (one for all, or
-    /// one each) to every master.
-    fn release_everywhere(&self, keys: &[Bytes], tokens: &[Bytes], expires: Option<Instant>) {
-        let lock = LockRef::with_tokens(keys.to_vec(), tokens.to_vec(), expires);
+    /// Owes every master the release of `keys` held with their tokens (one
+    /// for all, or one each), by `takeback`.
+    fn release_everywhere(
+        &self,
+        keys: &[Bytes],
+        tokens: &[Bytes],
+        takeback: &Takeback,
+        expires: Option<Instant>,
+    ) {
+        let lock = LockRef::held(keys.to_vec(), tokens.to_vec(), takeback.clone(), expires);
         for v in &self.voters {
             v.owe(Arc::clone(&lock));
         }

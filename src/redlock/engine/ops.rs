@@ -11,8 +11,9 @@ use tokio::time::Instant;
 use super::{Engine, Lease, Outcome, command, count, script_call};
 use crate::protocol::Reply;
 use crate::redlock::master::{LockRef, Role};
-use crate::redlock::op::{ScriptAction, ScriptOp};
+use crate::redlock::op::{ScriptAction, ScriptOp, Takeback};
 use crate::redlock::quorum::{self, Decision};
+use crate::redlock::scripts::Convention;
 use crate::redlock::vote::{self, Answer, Votes};
 
 impl Engine {
@@ -33,7 +34,9 @@ impl Engine {
                 // compare-and-delete (safe at any time: the token is unique).
                 let expires = self.cfg.max_ttl.map(|t| Instant::now() + t);
                 let lock = match token {
-                    Some(t) => Role::Releases(LockRef::new(keys.clone(), t, expires)),
+                    Some(t) => {
+                        Role::Releases(LockRef::held(keys.clone(), vec![t], op.takeback, expires))
+                    }
                     None => Role::None,
                 };
                 let verdict = |a: &[Answer]| vote::release(conv, a, q, nkeys);
@@ -47,11 +50,11 @@ impl Engine {
             }
             ScriptAction::Extend { ttl, adds, token } => {
                 let keys = op.call.keys.clone();
+                let q = self.quorum_for(op.limit);
                 self.extend(
                     cmd,
                     preload,
-                    conv,
-                    nkeys,
+                    (conv, nkeys, q),
                     ttl,
                     adds.then_some((keys, token)),
                 )
@@ -65,19 +68,47 @@ impl Engine {
         }
     }
 
-    /// An extension. `adds`: the TTL argument is added to the TTL left (the
-    /// lock's keys and the owner's token): the TTL left is read from a quorum
-    /// first, so `max_ttl` and validity apply to the TTL that results.
+    /// `ZREM key member...` on a semaphore: its seats released on every
+    /// master; the reply is the count a quorum removed. A master the release
+    /// does not reach is owed it (safe at any time: the seats are the holder's).
+    pub(super) async fn remove_seats(&self, key: Bytes, members: Vec<Bytes>) -> Outcome {
+        count(&self.stats.releases);
+        let q = self.quorum();
+        let timeout = self.cfg.op_timeout;
+        let mut args: Vec<&[u8]> = vec![b"ZREM", &key];
+        args.extend(members.iter().map(|m| &m[..]));
+        let cmd = command(&args);
+        let expires = self.cfg.max_ttl.map(|t| Instant::now() + t);
+        let nmembers = members.len();
+        let token = members.first().cloned().unwrap_or_default();
+        let lock = Role::Releases(LockRef::held(
+            vec![key],
+            vec![token],
+            Takeback::Seats(members),
+            expires,
+        ));
+        let verdict = |a: &[Answer]| vote::release(Convention::Count, a, q, nmembers);
+        let round = self
+            .collect(cmd, None, timeout, lock, |a| verdict(a).is_some())
+            .await;
+        match verdict(&round.answers) {
+            Some(reply) => reply.into(),
+            None => self.undecided("release", &round.answers, timeout).into(),
+        }
+    }
+
+    /// An extension needing `q` votes, its replies read by `conv` over `nkeys`
+    /// keys. `adds`: the TTL argument is added to the TTL left (the lock's
+    /// keys and the owner's token): the TTL left is read from a quorum first,
+    /// so `max_ttl` and validity apply to the TTL that results.
     async fn extend(
         &self,
         cmd: Bytes,
         preload: std::sync::Arc<crate::redlock::master::Preload>,
-        conv: crate::redlock::scripts::Convention,
-        nkeys: usize,
+        (conv, nkeys, q): (crate::redlock::scripts::Convention, usize, usize),
         ttl: Option<Duration>,
         adds: Option<(Vec<Bytes>, Option<Bytes>)>,
     ) -> Outcome {
-        let q = self.quorum();
         let timeout = self.cfg.op_timeout;
         let read_at = Instant::now();
         let ttl = match (adds, ttl) {
@@ -127,8 +158,7 @@ impl Engine {
             count(&self.stats.extended);
             return vote::success_reply(conv, &round.answers, nkeys).into();
         };
-        let n = self.voters.len();
-        match quorum::decide(votes.yes, n, Some(ttl), round.elapsed, params) {
+        match quorum::decide(votes.yes, q, Some(ttl), round.elapsed, params) {
             Decision::Granted(_) => {
                 count(&self.stats.extended);
                 self.granted_ttl(ttl);

@@ -35,6 +35,7 @@ pub(crate) mod owed;
 mod restart;
 mod stats;
 
+use crate::redlock::op::Takeback;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
@@ -161,6 +162,11 @@ pub(crate) enum Role {
     Releases(Arc<LockRef>),
 }
 
+/// Takes a holder off a read/write set (Symfony Lock's): its token, and the
+/// `__write__` marker with it (a writer holds the set alone, so with the
+/// token there the marker is the token's). Answers 1 when the token was there.
+pub(crate) const READ_WRITE_TAKEBACK: &str = "if redis.call('zscore', KEYS[1], ARGV[1]) then redis.call('zrem', KEYS[1], ARGV[1], '__write__') return 1 end return 0";
+
 /// A lock by its keys and token (or a token per key: a batch), shared by the
 /// requests of one operation.
 #[derive(Debug)]
@@ -168,6 +174,8 @@ pub(crate) struct LockRef {
     keys: Vec<Bytes>,
     /// One token for every key, or one per key.
     tokens: Vec<Bytes>,
+    /// How it is taken off a master.
+    takeback: Takeback,
     /// When its TTL has certainly passed (`None`: no expiry, or unknown).
     expires: Option<Instant>,
     /// The compare-and-delete of each key, encoded when first owed.
@@ -176,20 +184,23 @@ pub(crate) struct LockRef {
 
 impl LockRef {
     /// The lock on `keys` held with `token`.
+    #[cfg(test)]
     pub(crate) fn new(keys: Vec<Bytes>, token: Bytes, expires: Option<Instant>) -> Arc<LockRef> {
-        Self::with_tokens(keys, vec![token], expires)
+        Self::held(keys, vec![token], Takeback::CompareAndDelete, expires)
     }
 
     /// The locks on `keys`, each held with its token in `tokens` (or all
-    /// with the one token there).
-    pub(crate) fn with_tokens(
+    /// with the one token there), taken off a master by `takeback`.
+    pub(crate) fn held(
         keys: Vec<Bytes>,
         tokens: Vec<Bytes>,
+        takeback: Takeback,
         expires: Option<Instant>,
     ) -> Arc<LockRef> {
         Arc::new(LockRef {
             keys,
             tokens,
+            takeback,
             expires,
             releases: OnceLock::new(),
         })
@@ -206,14 +217,30 @@ impl LockRef {
         (self.keys.iter().enumerate()).map(|(i, k)| (k.clone(), self.token(i)))
     }
 
-    /// The releases of it, one per key, by `EVALSHA` of the script `cad`.
+    /// The releases of it, one per key: `EVALSHA` of the script `cad` for a
+    /// mutex, `ZREM` of a semaphore's seats, [`READ_WRITE_TAKEBACK`] for a
+    /// read/write set.
     pub(crate) fn debts(&self, cad: &[u8]) -> Vec<Debt> {
         let cmds = self.releases.get_or_init(|| {
             self.ids()
                 .map(|(k, token)| {
                     let mut out = BytesMut::new();
-                    let args = [&b"EVALSHA"[..], cad, b"1", &k, &token];
-                    encode_command(&mut out, args.into_iter());
+                    match &self.takeback {
+                        Takeback::CompareAndDelete => {
+                            let args = [&b"EVALSHA"[..], cad, b"1", &k, &token];
+                            encode_command(&mut out, args.into_iter());
+                        }
+                        Takeback::Seats(members) => {
+                            let mut args: Vec<&[u8]> = vec![b"ZREM", &k];
+                            args.extend(members.iter().map(|m| &m[..]));
+                            encode_command(&mut out, args.into_iter());
+                        }
+                        Takeback::ReadWrite => {
+                            let text = READ_WRITE_TAKEBACK.as_bytes();
+                            let args = [&b"EVAL"[..], text, b"1", &k, &token];
+                            encode_command(&mut out, args.into_iter());
+                        }
+                    }
                     out.freeze()
                 })
                 .collect()

@@ -3,7 +3,7 @@
 //! library's scripts do and how their replies read was taken from the library
 //! sources; the texts themselves are learned from clients at run time.
 
-use super::{Convention, DataWhen, Kind, ScriptSpec, Split, TtlMode, spec};
+use super::{Convention, DataWhen, Holders, Kind, ScriptSpec, Split, TtlMode, spec};
 use crate::config::{ScriptFailure as Failure, ScriptSuccess as Success};
 
 use Convention as C;
@@ -47,6 +47,35 @@ const fn batch(mut s: ScriptSpec) -> ScriptSpec {
     s
 }
 
+/// Symfony Lock's `RedisStore` script: a read/write set, the token in ARGV[2]
+/// (ARGV[1] in its delete), the TTL in ms in ARGV[3].
+const fn symfony(
+    kind: Kind,
+    token_arg: usize,
+    ttl_arg: Option<usize>,
+    origin: &'static str,
+) -> ScriptSpec {
+    let mut s = with_token(spec(kind, C::OneNil, ttl_arg, origin), token_arg);
+    s.holders = Holders::ReadWrite;
+    s
+}
+
+/// redis-semaphore's `Semaphore` (`permits: false`: ARGV limit, token, TTL
+/// in ms) or `MultiSemaphore` (ARGV limit, permits, token, TTL in ms) script.
+const fn semaphore(kind: Kind, permits: bool, origin: &'static str) -> ScriptSpec {
+    let (token_arg, ttl_arg) = if permits { (3, 4) } else { (2, 3) };
+    let ttl = match kind {
+        K::Acquire | K::Extend => Some(ttl_arg),
+        _ => None,
+    };
+    let mut s = with_token(spec(kind, C::OneZero, ttl, origin), token_arg);
+    s.holders = Holders::Semaphore {
+        limit_arg: Some(1),
+        permits_arg: if permits { Some(2) } else { None },
+    };
+    s
+}
+
 /// A spec whose TTL argument is in seconds (`EXPIRE`).
 const fn in_seconds(mut s: ScriptSpec) -> ScriptSpec {
     s.ttl_in_seconds = true;
@@ -64,8 +93,30 @@ pub static KNOWN: &[(&str, ScriptSpec)] = &[
         spec(K::Extend, C::OkErr, Some(2), "redsync v1 extend"),
     ),
     (
+        "0bd1010c98f1ddd70a6024fd374489a8ea3d2c12",
+        ScriptSpec {
+            holders: Holders::Semaphore {
+                limit_arg: None,
+                permits_arg: Some(1),
+            },
+            ..with_token(
+                spec(
+                    K::Release,
+                    C::Count,
+                    None,
+                    "redis-semaphore MultiSemaphore release",
+                ),
+                2,
+            )
+        },
+    ),
+    (
         "0f0f23b9048b36752b5be114f357ba083449f908",
         spec(K::Release, C::Count, None, "node-redlock 4.2 release"),
+    ),
+    (
+        "10c1c2e05e7c48aa5824d227b8c51abcde87b18e",
+        semaphore(K::Acquire, true, "redis-semaphore MultiSemaphore acquire"),
     ),
     (
         "149c5a8bf18676fd99e9e6e24923bd64d9b62f94",
@@ -123,6 +174,10 @@ pub static KNOWN: &[(&str, ScriptSpec)] = &[
         ),
     ),
     (
+        "2327bcdc5edb5b8687f6d19b5e1f42b815ebddab",
+        semaphore(K::Extend, true, "redis-semaphore MultiSemaphore refresh"),
+    ),
+    (
         "241e4ca540a1cc4ec1f32d9eb9f879e607d7e6e5",
         spec(
             K::Release,
@@ -138,6 +193,14 @@ pub static KNOWN: &[(&str, ScriptSpec)] = &[
     (
         "356d97191f2b63031781ccc0e8e82f02e1995a90",
         spec(K::Release, C::OneNil, None, "Spring SPIN_LOCK release"),
+    ),
+    (
+        "3b6bdbbe16f821f49177b16c7707f331f015a779",
+        symfony(K::Query, 2, None, "Symfony Lock RedisStore exists"),
+    ),
+    (
+        "43ebdb49120d170e08af560cb4e46e36f8585936",
+        semaphore(K::Acquire, false, "redis-semaphore Semaphore acquire"),
     ),
     (
         "4a484ac024e9b025224cd9f8e1d59dbf3c15d00d",
@@ -212,6 +275,15 @@ pub static KNOWN: &[(&str, ScriptSpec)] = &[
         ),
     ),
     (
+        "63be12a3515941092212f15c08327d60916de9fa",
+        symfony(
+            K::Extend,
+            2,
+            Some(3),
+            "Symfony Lock RedisStore putOffExpiration",
+        ),
+    ),
+    (
         "647c65a442733a1aa440f99908d249d13b4d6c4a",
         spec(K::Release, C::Count, None, "redis.io release"),
     ),
@@ -262,6 +334,10 @@ pub static KNOWN: &[(&str, ScriptSpec)] = &[
             Some(2),
             "Spring RedisLockRegistry acquire",
         ),
+    ),
+    (
+        "6fdee501a3714553b74c0d67687b921b90b05d18",
+        symfony(K::Acquire, 2, Some(3), "Symfony Lock RedisStore save"),
     ),
     (
         "7157921a7cc7cfba979acf6d63f073151df17d12",
@@ -352,6 +428,10 @@ pub static KNOWN: &[(&str, ScriptSpec)] = &[
         ),
     ),
     (
+        "999a49a1d07671a8027165641001f5bad44608b3",
+        semaphore(K::Extend, false, "redis-semaphore Semaphore refresh"),
+    ),
+    (
         "a2c2e4c111924caec00216d4881ed37a644435ce",
         ScriptSpec {
             ttl_in_seconds: true,
@@ -370,6 +450,10 @@ pub static KNOWN: &[(&str, ScriptSpec)] = &[
         },
     ),
     (
+        "a70f7f5087a0cb2c2c9ca50d1f64e234c2628f0c",
+        symfony(K::Release, 1, None, "Symfony Lock RedisStore delete"),
+    ),
+    (
         "a7aba3bc5d6e99b3003da8b9d80a63b9f4092ecf",
         spec(
             K::Extend,
@@ -381,6 +465,10 @@ pub static KNOWN: &[(&str, ScriptSpec)] = &[
     (
         "a90bf4be8a6e440e3cc24540eb2f9ff1e16fbcc3",
         spec(K::AcquireOrExtend, C::OkNil, Some(2), "redlock-rb lock"),
+    ),
+    (
+        "abdbb1413a25737fc4cfb9cf79ace1a22dad6ab3",
+        symfony(K::Acquire, 2, Some(3), "Symfony Lock RedisStore save"),
     ),
     (
         "acaf90b4697bb48bb5f603e9e613a54df7536c70",
@@ -418,6 +506,10 @@ pub static KNOWN: &[(&str, ScriptSpec)] = &[
             None,
             "Spring PUB_SUB_LOCK release fallback",
         ),
+    ),
+    (
+        "b5745b5be27d9033eb5d3eb254df2faf502b88df",
+        symfony(K::Acquire, 2, Some(3), "Symfony Lock RedisStore saveRead"),
     ),
     (
         "b6b55c439e02c6f52ffb8be7ec8c0d0ac816ea79",
@@ -509,6 +601,10 @@ pub static KNOWN: &[(&str, ScriptSpec)] = &[
         spec(K::Release, C::Count, None, "rslock unlock"),
     ),
     (
+        "dee54f77398d3c6d122b4111f3af8ccf1a93ac93",
+        symfony(K::Acquire, 2, Some(3), "Symfony Lock RedisStore saveRead"),
+    ),
+    (
         "df51f6837dcfe303d334e6abea9aeae192bab216",
         with_token(
             spec(
@@ -519,6 +615,10 @@ pub static KNOWN: &[(&str, ScriptSpec)] = &[
             ),
             2,
         ),
+    ),
+    (
+        "e27f94ac94f5d96f23f2e8697462233b6349a566",
+        symfony(K::Query, 2, None, "Symfony Lock RedisStore exists"),
     ),
     (
         "e4612211c9f8f51c257e26e056b0a654b3187242",
@@ -559,6 +659,15 @@ pub static KNOWN: &[(&str, ScriptSpec)] = &[
     (
         "fc03c85cef965af38f17fef05d68cc66c7d85c96",
         spec(K::Release, C::Count, None, "PyPI redlock release"),
+    ),
+    (
+        "fe7bee082a8220c6b621ace999a1ab57c4ab5145",
+        symfony(
+            K::Extend,
+            2,
+            Some(3),
+            "Symfony Lock RedisStore putOffExpiration",
+        ),
     ),
     (
         "fed16109024d968d9496e4140fe1355bac05ebff",

@@ -109,6 +109,28 @@ pub struct ScriptSpec {
     /// A batch acquisition: `ARGV[i]` is the token of `KEYS[i]`, and the
     /// argument after them the TTL in ms (`token_arg` and `ttl_arg` unused).
     pub batch: bool,
+    /// How the lock key keeps its holders.
+    pub holders: Holders,
+}
+
+/// How a lock key keeps its holders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holders {
+    /// A string holding the owner's token: one holder (every mutex).
+    Token,
+    /// A sorted set of holders' tokens scored by expiry, with a `__write__`
+    /// member while its one holder writes (Symfony Lock's `RedisStore`):
+    /// readers share the key, a writer holds it alone.
+    ReadWrite,
+    /// A sorted set of at most ARGV[`limit_arg`] seats (redis-semaphore's
+    /// `Semaphore`, one seat per holder: its token; `MultiSemaphore`, with
+    /// `permits_arg`: ARGV[i] seats per holder, `<token>_0` ..).
+    Semaphore {
+        /// 1-based ARGV index of the limit (`None`: a release, which needs none).
+        limit_arg: Option<usize>,
+        /// 1-based ARGV index of the seats one holder takes.
+        permits_arg: Option<usize>,
+    },
 }
 
 /// A known script that touches a lock key and data keys (python-redis-lock's
@@ -163,6 +185,7 @@ const fn spec(
         origin,
         split: None,
         batch: false,
+        holders: Holders::Token,
     }
 }
 
