@@ -44,6 +44,7 @@ mod redlock;
 mod restart_guard;
 mod scripts;
 mod sentinel;
+mod shared_locks;
 mod tls;
 mod truthful;
 mod voters;
