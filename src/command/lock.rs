@@ -26,7 +26,7 @@ pub struct LockRules {
 impl LockRules {
     /// An extension sets the TTL `ttl` (or, with `adds`, adds `ttl` to what is
     /// left: the engine checks the sum once it knows it).
-    fn check_extension(&self, ttl: Option<Duration>, adds: bool) -> Result<(), Reply> {
+    pub(super) fn check_extension(&self, ttl: Option<Duration>, adds: bool) -> Result<(), Reply> {
         match (ttl, self.max_ttl) {
             (None, Some(max)) => Err(errors::err(format_args!(
                 "extension refused: its TTL argument is not a number of milliseconds, so it cannot be checked against max_ttl of {} ms",
@@ -42,7 +42,7 @@ impl LockRules {
         }
     }
 
-    fn check_ttl(&self, ttl: Option<Duration>) -> Result<(), Reply> {
+    pub(super) fn check_ttl(&self, ttl: Option<Duration>) -> Result<(), Reply> {
         match (ttl, self.max_ttl) {
             (None, _) if self.require_ttl => Err(errors::err(
                 "lock without an expiry refused: require_ttl is set, add PX <ms> or EX <seconds>",

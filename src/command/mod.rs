@@ -10,6 +10,7 @@ mod getkeys;
 mod lock;
 mod pattern;
 mod set_args;
+mod shared;
 mod spec;
 mod table;
 
@@ -297,7 +298,9 @@ impl Classifier {
 
         // The proxy's own lock commands (no command table entry).
         if spec.is_none() {
-            if let Some(op) = lock::parse_own(name, args, &self.patterns, &self.lock_rules) {
+            let own = lock::parse_own(name, args, &self.patterns, &self.lock_rules)
+                .or_else(|| shared::parse(name, args, &self.patterns, &self.lock_rules));
+            if let Some(op) = own {
                 if ctx.in_multi() {
                     return Command::Refuse(errors::lock_in_multi(args.arg(0)));
                 }

@@ -322,3 +322,73 @@ fn the_checkers_catch_what_they_look_for() {
     ];
     assert_eq!(most_at_once(&seats), 3);
 }
+
+/// The proxy's own commands: the same quorum operations over the same data
+/// (a read/write set with its write marker, a set of seats).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rwlock_and_semaphore_commands() {
+    let h = Harness::start(3).await;
+    let zcard = |key: &str, n: i64| {
+        (h.masters.iter()).all(|m| m.query(&["ZCARD", key]) == redis::Value::Int(n))
+    };
+    let mut c = h.client().await;
+    let mut say = async |args: &[&str], want: &str| {
+        assert_eq!(c.cmd_str(args).await, want, "{args:?}");
+    };
+    say(&["RWLOCK.READ", "lock:n", "r1", "5000"], ":1\r\n").await;
+    say(&["RWLOCK.READ", "lock:n", "r2", "5000"], ":1\r\n").await;
+    say(&["RWLOCK.WRITE", "lock:n", "w", "5000"], ":0\r\n").await;
+    poll(|| zcard("lock:n", 2)).await;
+    say(&["RWLOCK.RELEASE", "lock:n", "r1"], ":1\r\n").await;
+    say(&["RWLOCK.RELEASE", "lock:n", "r2"], ":1\r\n").await;
+    say(&["RWLOCK.RELEASE", "lock:n", "r2"], ":0\r\n").await;
+    say(&["RWLOCK.WRITE", "lock:n", "w", "5000"], ":1\r\n").await;
+    say(&["RWLOCK.READ", "lock:n", "r3", "5000"], ":0\r\n").await;
+    poll(|| {
+        (h.masters.iter()).all(|m| m.query(&["ZSCORE", "lock:n", "__write__"]) != redis::Value::Nil)
+    })
+    .await;
+    say(&["RWLOCK.REFRESH", "lock:n", "w", "60000"], ":1\r\n").await;
+    poll(|| h.masters.iter().all(|m| m.pttl("lock:n") > 50_000)).await;
+    say(&["RWLOCK.REFRESH", "lock:n", "r3", "60000"], ":0\r\n").await;
+    say(&["RWLOCK.RELEASE", "lock:n", "w"], ":1\r\n").await;
+    poll(|| zcard("lock:n", 0)).await;
+
+    say(
+        &["SEMAPHORE.ACQUIRE", "lock:s", "s1", "2", "5000"],
+        ":1\r\n",
+    )
+    .await;
+    say(
+        &["SEMAPHORE.ACQUIRE", "lock:s", "s2", "2", "5000"],
+        ":1\r\n",
+    )
+    .await;
+    say(
+        &["SEMAPHORE.ACQUIRE", "lock:s", "s3", "2", "5000"],
+        ":0\r\n",
+    )
+    .await;
+    poll(|| zcard("lock:s", 2)).await;
+    say(
+        &["SEMAPHORE.REFRESH", "lock:s", "s2", "2", "60000"],
+        ":1\r\n",
+    )
+    .await;
+    say(
+        &["SEMAPHORE.REFRESH", "lock:s", "s3", "2", "60000"],
+        ":0\r\n",
+    )
+    .await;
+    say(&["SEMAPHORE.RELEASE", "lock:s", "s1"], ":1\r\n").await;
+    say(
+        &["SEMAPHORE.ACQUIRE", "lock:s", "s3", "2", "5000"],
+        ":1\r\n",
+    )
+    .await;
+    say(&["SEMAPHORE.RELEASE", "lock:s", "s1"], ":0\r\n").await;
+    let refused = c
+        .cmd_str(&["SEMAPHORE.ACQUIRE", "data:s", "s", "2", "5000"])
+        .await;
+    assert!(refused.contains("is not a lock key"), "{refused}");
+}

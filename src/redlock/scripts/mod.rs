@@ -20,6 +20,7 @@ use bytes::Bytes;
 use crate::config::{ScriptConfig, ScriptFailure, ScriptKind, ScriptSuccess};
 
 mod known;
+pub mod native;
 
 pub use known::KNOWN;
 
