@@ -18,6 +18,10 @@ Workloads (redis-benchmark, 50 clients):
 - lock acquire (SET lock:<rand> tok NX PX 10000): the proxy over 3 masters,
   against one master directly; release (the compare-and-delete by EVALSHA on a
   key mostly absent) likewise.
+- read/write locks and semaphores (RWLOCK.READ, RWLOCK.WRITE, SEMAPHORE.ACQUIRE
+  with a limit of 1,000 on random keys, and their releases on keys mostly
+  absent): the proxy over 3 masters, against one master running the same
+  script (by EVALSHA; a seat's release is ZREM).
 
 Prints one table per workload: each process's CPU per request (µs, median
 over the rounds, min–max), throughput, and the proxy's CPU as a multiple of
@@ -36,6 +40,32 @@ RELEASE = ('if redis.call("get",KEYS[1]) == ARGV[1] then return redis.call("del"
            'else return 0 end')
 RELEASE_SHA = "b70c2384248f88e6b75b9f89241a180f856ad852"
 TICK = os.sysconf("SC_CLK_TCK")
+
+
+def native_scripts():
+    """The texts of the proxy's own RWLOCK/SEMAPHORE scripts, read from
+    src/redlock/scripts/native.rs: the string literals of each, joined as
+    concat! joins them, with the macros' literals in place of their calls."""
+    import re
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src", "redlock",
+                        "scripts", "native.rs")
+    src = open(path).read()
+    literal = r'"((?:[^"\\]|\\[\s\S])*)"'
+
+    def unescape(text):
+        # A backslash ending a line continues the string past the next
+        # line's leading whitespace.
+        return re.sub(r"\\\n\s*", "", text)
+
+    macros = {}
+    for name, body in re.findall(r"macro_rules! (\w+) \{\s*\(\) => \{(.*?)\};\s*\}", src, re.S):
+        macros[name] = "".join(unescape(t) for t in re.findall(literal, body))
+    scripts = {}
+    for name, body in re.findall(r"pub static (\w+): Native = native\((.*?)\);\n", src, re.S):
+        parts = re.findall(r"(\w+)!\(\)|" + literal, body)
+        scripts[name] = "".join(macros[m] if m and m != "concat" else unescape(t)
+                                for m, t in parts if m != "concat")
+    return scripts
 
 
 def cpu_seconds(pid):
@@ -59,13 +89,16 @@ class CpuCluster(b.Cluster):
 
 
 def command(port, *args):
-    """One command on a fresh connection (RESP), its reply's first line."""
+    """One command on a fresh connection (RESP): its reply's first line, or
+    a bulk string's value."""
     import socket
     with socket.create_connection(("127.0.0.1", port)) as s:
         req = b"*%d\r\n" % len(args) + b"".join(
             b"$%d\r\n%s\r\n" % (len(a.encode()), a.encode()) for a in args)
         s.sendall(req)
-        return s.recv(4096).split(b"\r\n")[0].decode()
+        lines = s.recv(4096).split(b"\r\n")
+        # A bulk string's value is on its second line.
+        return (lines[1] if lines[0].startswith(b"$") else lines[0]).decode()
 
 
 def measure(target_port, watched, pipeline, n, tests=None, cmd=None):
@@ -101,10 +134,15 @@ def main():
     proxies = {"proxy": (c.proxy_port, c.proxy.pid)}
     if c.compare_port:
         proxies["compare"] = (c.compare_port, c.procs[-1].pid)
-    # The proxies learn the release script's text; the lone master loads it.
+    # The proxies learn the release script's text; the lone master loads it,
+    # and the scripts behind RWLOCK/SEMAPHORE.
     for port, _ in proxies.values():
         command(port, "SCRIPT", "LOAD", RELEASE)
     command(c.lone[0], "SCRIPT", "LOAD", RELEASE)
+    native = {name: command(c.lone[0], "SCRIPT", "LOAD", text)
+              for name, text in native_scripts().items()}
+    key = "lock:__rand_int__"
+    sem_key = "lock:sem:__rand_int__"
     scale = 50 if args.quick else 1
     setget = ["set", "get"]
     # workload -> (pipeline, n, tests, command, direct port, direct pid, behind-the-proxy pids)
@@ -117,6 +155,22 @@ def main():
         "release (EVALSHA, key absent)": (1, 100_000, None,
                                           ["EVALSHA", RELEASE_SHA, "1", "lock:__rand_int__", "tok"],
                                           c.lone[0], lone, masters),
+        "read lock (RWLOCK.READ)": (1, 100_000, None, ["RWLOCK.READ", key, "tok", "10000"],
+                                    c.lone[0], lone, masters,
+                                    ["EVALSHA", native["RW_READ"], "1", key, "tok", "10000"]),
+        "write lock (RWLOCK.WRITE)": (1, 100_000, None, ["RWLOCK.WRITE", key, "tok", "10000"],
+                                      c.lone[0], lone, masters,
+                                      ["EVALSHA", native["RW_WRITE"], "1", key, "tok", "10000"]),
+        "read/write release (RWLOCK.RELEASE, key absent)": (
+            1, 100_000, None, ["RWLOCK.RELEASE", key, "tok"], c.lone[0], lone, masters,
+            ["EVALSHA", native["RW_RELEASE"], "1", key, "tok"]),
+        "semaphore seat (SEMAPHORE.ACQUIRE, limit 1000)": (
+            1, 100_000, None, ["SEMAPHORE.ACQUIRE", sem_key, "tok", "1000", "10000"],
+            c.lone[0], lone, masters,
+            ["EVALSHA", native["SEM_ACQUIRE"], "1", sem_key, "1000", "tok", "10000"]),
+        "semaphore release (SEMAPHORE.RELEASE, key absent)": (
+            1, 100_000, None, ["SEMAPHORE.RELEASE", sem_key, "tok"], c.lone[0], lone, masters,
+            ["ZREM", sem_key, "tok"]),
     }
     if args.only:
         workloads = {k: v for k, v in workloads.items() if any(o == k for o in args.only.split(";"))}
@@ -124,20 +178,25 @@ def main():
     results = {}
     try:
         for r in range(rounds):
-            for name, (p, n, tests, cmd, dport, dpid, behind) in workloads.items():
+            for name, (p, n, tests, cmd, dport, dpid, behind, *direct_cmd) in workloads.items():
                 n = max(n // scale, 200)
                 # target -> (port, its own process, the servers behind it)
                 targets = {"direct": (dport, dpid, [])}
                 if tests:
                     targets["twemproxy"] = (c.twemproxy[0], c.twemproxy[1].pid, [backend])
                 for t, (port, pid) in proxies.items():
+                    # Another build may not have these commands.
+                    if t == "compare" and cmd and cmd[0].startswith(("RWLOCK.", "SEMAPHORE.")):
+                        continue
                     targets[t] = (port, pid, behind)
                 order = list(targets)
                 order = order[r % len(order):] + order[:r % len(order)]
                 for t in order:
                     port, own, servers = targets[t]
                     watch = [("own", own)] + [(f"server{i}", q) for i, q in enumerate(servers)]
-                    rps, per = measure(port, watch, p, n, tests, cmd)
+                    # One master runs the script the proxy's command runs on each.
+                    run_cmd = direct_cmd[0] if t == "direct" and direct_cmd else cmd
+                    rps, per = measure(port, watch, p, n, tests, run_cmd)
                     servers_cpu = sum(v for k, v in per.items() if k != "own") if servers else None
                     results.setdefault((name, t), []).append((rps, per["own"], servers_cpu))
     finally:

@@ -104,6 +104,8 @@ fn the_cpu_benchmark_runs() {
             "| twemproxy |",
             "### lock acquire (SET NX PX)",
             "### release (EVALSHA, key absent)",
+            "### read lock (RWLOCK.READ)",
+            "### semaphore release (SEMAPHORE.RELEASE, key absent)",
             "| proxy |",
         ],
     );

@@ -112,3 +112,36 @@ pub static SEM_REFRESH: Native = native(
        redis.call('zadd', key, now, token) redis.call('pexpire', key, ttl) return 1 \
      end return 0",
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `bench/cpu.py` reads these texts from this file for its direct
+    /// baseline; their SHA1s pin what it must find.
+    #[test]
+    fn texts_are_what_the_benchmark_reads() {
+        let shas: Vec<&str> = [
+            &RW_READ,
+            &RW_WRITE,
+            &RW_REFRESH,
+            &RW_RELEASE,
+            &SEM_ACQUIRE,
+            &SEM_REFRESH,
+        ]
+        .iter()
+        .map(|n| n.sha())
+        .collect();
+        assert_eq!(
+            shas,
+            [
+                "400b8d5abed1901f70f4eb5bfc601f411928c7ed",
+                "bc5ea82641fdb81587851bdbe2c58438f1c94dc2",
+                "5982fc530969b3dd421d52d9f706ca53895a8cbe",
+                "a961f32e245f51f872929b7fe25bc688d2d2e501",
+                "a3984457ff09b0cd9ee27c322d108b9a5e0630e3",
+                "0c8c6790f84a14a1078bf8918059f9ee7f8deb73",
+            ]
+        );
+    }
+}
