@@ -9,7 +9,7 @@ use bytes::Bytes;
 use super::set_args::{Expiry, SetArgs};
 use crate::errors;
 use crate::protocol::{ArgList, Reply, parse_i64};
-use crate::redlock::op::{DataPart, LockOp, ScriptAction, ScriptCall, ScriptOp, Takeback};
+use crate::redlock::op::{DataPart, LockOp, ScriptAction, ScriptCall, ScriptOp, Takeback, Tokens};
 use crate::redlock::scripts::{
     Holders, Kind, ScriptRegistry, ScriptSpec, Split, TtlMode, sha1_hex,
 };
@@ -314,14 +314,14 @@ fn parse_script<A: ArgList + ?Sized>(
         ScriptAction::Release { .. } | ScriptAction::Query => {}
     }
     let (takeback, limit) = holding(&spec, &call.argv, &action)?;
-    Ok(LockOp::Script(ScriptOp {
+    Ok(LockOp::Script(Box::new(ScriptOp {
         action,
         convention: spec.convention,
         call,
         data_part,
         takeback,
         limit,
-    }))
+    })))
 }
 
 /// Most seats one holder of a semaphore may take in one call (each is a
@@ -361,7 +361,7 @@ fn holding(
         },
     };
     let token = match action {
-        ScriptAction::Acquire { tokens, .. } => tokens.first().cloned(),
+        ScriptAction::Acquire { tokens, .. } => tokens.of(0).cloned(),
         ScriptAction::Extend { token, .. } | ScriptAction::Release { token } => token.clone(),
         ScriptAction::Query => None,
     }
@@ -457,7 +457,7 @@ fn action(spec: &ScriptSpec, argv: &[Bytes], nkeys: usize) -> Result<ScriptActio
             )));
         }
         return Ok(ScriptAction::Acquire {
-            tokens: argv[..nkeys].to_vec(),
+            tokens: Tokens::PerKey(argv[..nkeys].into()),
             ttl: argv.last().and_then(|a| ttl_arg(a, false)),
         });
     }
@@ -488,7 +488,7 @@ fn action(spec: &ScriptSpec, argv: &[Bytes], nkeys: usize) -> Result<ScriptActio
             }
         }
         Kind::Acquire | Kind::AcquireOrExtend => ScriptAction::Acquire {
-            tokens: vec![token.unwrap_or_default()],
+            tokens: Tokens::One(token.unwrap_or_default()),
             ttl,
         },
         Kind::Extend => ScriptAction::Extend { ttl, adds, token },
@@ -614,7 +614,9 @@ mod tests {
         assert_eq!(
             action(&spec, &argv, 2),
             Ok(ScriptAction::Acquire {
-                tokens: vec![Bytes::from_static(b"t1"), Bytes::from_static(b"t2")],
+                tokens: Tokens::PerKey(
+                    vec![Bytes::from_static(b"t1"), Bytes::from_static(b"t2")].into()
+                ),
                 ttl: Some(Duration::from_secs(5)),
             })
         );
@@ -669,7 +671,7 @@ mod tests {
         let op = parse_strs(&["EVAL", release, "1", "lock:a", "t"]).unwrap();
         assert!(matches!(
             op,
-            LockOp::Script(ScriptOp { action: ScriptAction::Release { token: Some(ref t) }, .. }) if &t[..] == b"t"
+            LockOp::Script(ref op) if matches!(op.action, ScriptAction::Release { token: Some(ref t) } if &t[..] == b"t")
         ));
         assert!(parse_strs(&["EVAL", release, "2", "lock:a"]).is_err());
         assert!(parse_strs(&["EVAL", release, "-1", "lock:a"]).is_err());
@@ -699,7 +701,7 @@ mod tests {
         assert_eq!(
             action(&spec, &argv("yes"), 1),
             Ok(ScriptAction::Acquire {
-                tokens: vec![Bytes::from_static(b"tok")],
+                tokens: Tokens::One(Bytes::from_static(b"tok")),
                 ttl
             })
         );

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use super::lock::LockRules;
 use crate::errors;
 use crate::protocol::{ArgList, Reply, parse_i64};
-use crate::redlock::op::{LockOp, ScriptAction, ScriptCall, ScriptOp, Takeback};
+use crate::redlock::op::{LockOp, ScriptAction, ScriptCall, ScriptOp, Takeback, Tokens};
 use crate::redlock::scripts::Convention;
 use crate::redlock::scripts::native::{self, Native};
 
@@ -121,7 +121,7 @@ fn build<A: ArgList + ?Sized>(
         Does::Acquire => {
             rules.check_ttl(ttl_duration)?;
             ScriptAction::Acquire {
-                tokens: vec![token.clone()],
+                tokens: Tokens::One(token.clone()),
                 ttl: ttl_duration,
             }
         }
@@ -145,7 +145,7 @@ fn build<A: ArgList + ?Sized>(
             .collect(),
         None => std::iter::once(token.clone()).chain(ttl_arg).collect(),
     };
-    Ok(LockOp::Script(ScriptOp {
+    Ok(LockOp::Script(Box::new(ScriptOp {
         call: ScriptCall {
             sha: Bytes::from(script.sha().to_owned()),
             text: Bytes::from_static(script.text.as_bytes()),
@@ -161,7 +161,7 @@ fn build<A: ArgList + ?Sized>(
             Takeback::ReadWrite
         },
         limit,
-    }))
+    })))
 }
 
 #[cfg(test)]
@@ -200,10 +200,7 @@ mod tests {
         ));
         assert!(matches!(
             parse_strs(&["RWLOCK.RELEASE", "lock:r", "t"]),
-            Some(Ok(LockOp::Script(ScriptOp {
-                action: ScriptAction::Release { .. },
-                ..
-            })))
+            Some(Ok(LockOp::Script(ref op))) if matches!(op.action, ScriptAction::Release { .. })
         ));
         assert!(parse_strs(&["GET", "lock:r"]).is_none());
     }

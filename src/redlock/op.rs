@@ -48,8 +48,9 @@ pub enum LockOp {
         /// The lock keys.
         keys: Vec<Bytes>,
     },
-    /// A known lock script, run on every master.
-    Script(ScriptOp),
+    /// A known lock script, run on every master (boxed: it is the largest
+    /// operation, and every operation is moved through the engine's futures).
+    Script(Box<ScriptOp>),
     /// `ZREM key member...` on a semaphore: a release of those seats.
     RemoveSeats {
         /// The lock key.
@@ -74,6 +75,33 @@ pub enum LockOp {
         /// The TTL.
         ttl: Duration,
     },
+}
+
+/// The tokens of a lock's keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tokens {
+    /// One token for every key (cloned without allocating: every mutex).
+    One(Bytes),
+    /// Key `i`'s token is the `i`-th (a batch acquisition).
+    PerKey(std::sync::Arc<[Bytes]>),
+}
+
+impl Tokens {
+    /// The token of key `i`.
+    pub fn of(&self, i: usize) -> Option<&Bytes> {
+        match self {
+            Tokens::One(t) => Some(t),
+            Tokens::PerKey(ts) => ts.get(i),
+        }
+    }
+
+    /// Whether `token` is one of them.
+    pub fn contains(&self, token: &Bytes) -> bool {
+        match self {
+            Tokens::One(t) => t == token,
+            Tokens::PerKey(ts) => ts.contains(token),
+        }
+    }
 }
 
 /// How a holder is taken off a master (a refused acquisition, an owed
@@ -149,7 +177,7 @@ pub enum ScriptAction {
     /// Takes the lock; on refusal the proxy releases it on every master.
     Acquire {
         /// The owner's token: one for every key, or one per key (a batch).
-        tokens: Vec<Bytes>,
+        tokens: Tokens,
         /// The TTL (`None`: no expiry).
         ttl: Option<Duration>,
     },

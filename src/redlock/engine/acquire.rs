@@ -11,7 +11,7 @@ use redis_protocol::resp2::types::BytesFrame;
 use super::{Engine, Grant, Lease, Outcome, command, count};
 use crate::protocol::Reply;
 use crate::redlock::master::{LockRef, Preload, Role};
-use crate::redlock::op::{LockOp, ScriptAction, ScriptOp, Takeback};
+use crate::redlock::op::{LockOp, ScriptAction, ScriptOp, Takeback, Tokens};
 use crate::redlock::quorum::{self, Decision};
 use crate::redlock::scripts::Convention;
 use crate::redlock::vote::{self, Votes};
@@ -22,7 +22,7 @@ struct Acquisition {
     script: Option<Arc<Preload>>,
     keys: Vec<Bytes>,
     /// One token for every key, or one per key (a batch).
-    tokens: Vec<Bytes>,
+    tokens: Tokens,
     /// How a holder is taken off a master (a refusal, a revoked grant).
     takeback: Takeback,
     /// A semaphore's limit, which sets the votes needed.
@@ -76,7 +76,7 @@ impl Engine {
             cmd: set_nx(&key, &token, ttl),
             script: None,
             keys: vec![key.clone()],
-            tokens: vec![token.clone()],
+            tokens: Tokens::One(token.clone()),
             takeback: Takeback::CompareAndDelete,
             limit: None,
             ttl,
@@ -93,7 +93,7 @@ impl Engine {
     }
 
     /// An acquire script.
-    pub(super) async fn acquire_script(&self, op: ScriptOp) -> Outcome {
+    pub(super) async fn acquire_script(&self, op: Box<ScriptOp>) -> Outcome {
         let ScriptAction::Acquire { tokens, ttl } = &op.action else {
             return self.script(op).await;
         };

@@ -44,7 +44,7 @@ use tokio_util::task::TaskTracker;
 
 use super::master::identity::{Guard, GuardConfig};
 use super::master::{LockRef, Master, Preload};
-use super::op::{LockOp, ScriptAction, Takeback};
+use super::op::{LockOp, ScriptAction, Takeback, Tokens};
 use super::quorum::{self, Params};
 use super::scripts::sha1_hex;
 use super::vote;
@@ -92,7 +92,7 @@ pub struct LockStats {
 pub struct Grant {
     keys: Vec<Bytes>,
     /// One token for every key, or one per key (a batch).
-    tokens: Vec<Bytes>,
+    tokens: Tokens,
     /// How it is taken off a master.
     takeback: Takeback,
     ttl: Option<Duration>,
@@ -109,7 +109,7 @@ impl Grant {
     pub(crate) fn for_test(key: &'static str, token: &'static str, ttl: Option<Duration>) -> Grant {
         Grant {
             keys: vec![Bytes::from_static(key.as_bytes())],
-            tokens: vec![Bytes::from_static(token.as_bytes())],
+            tokens: Tokens::One(Bytes::from_static(token.as_bytes())),
             takeback: Takeback::CompareAndDelete,
             ttl,
         }
@@ -508,11 +508,11 @@ impl Engine {
     fn release_everywhere(
         &self,
         keys: &[Bytes],
-        tokens: &[Bytes],
+        tokens: &Tokens,
         takeback: &Takeback,
         expires: Option<Instant>,
     ) {
-        let lock = LockRef::held(keys.to_vec(), tokens.to_vec(), takeback.clone(), expires);
+        let lock = LockRef::held(keys.to_vec(), tokens.clone(), takeback.clone(), expires);
         for v in &self.voters {
             v.owe(Arc::clone(&lock));
         }

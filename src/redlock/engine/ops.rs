@@ -11,14 +11,15 @@ use tokio::time::Instant;
 use super::{Engine, Lease, Outcome, command, count, script_call};
 use crate::protocol::Reply;
 use crate::redlock::master::{LockRef, Role};
-use crate::redlock::op::{ScriptAction, ScriptOp, Takeback};
+use crate::redlock::op::{ScriptAction, ScriptOp, Takeback, Tokens};
 use crate::redlock::quorum::{self, Decision};
 use crate::redlock::scripts::Convention;
 use crate::redlock::vote::{self, Answer, Votes};
 
 impl Engine {
     /// A script that releases, extends or reads.
-    pub(super) async fn script(&self, op: ScriptOp) -> Outcome {
+    pub(super) async fn script(&self, op: Box<ScriptOp>) -> Outcome {
+        let op = *op;
         let (cmd, preload) = script_call(&op.call);
         let conv = op.convention;
         let keys = &op.call.keys;
@@ -27,16 +28,19 @@ impl Engine {
         let timeout = self.cfg.op_timeout;
         match op.action {
             // Run by the acquisition path; kept here so every action has an answer.
-            ScriptAction::Acquire { .. } => Box::pin(self.acquire_script(op)).await,
+            ScriptAction::Acquire { .. } => Box::pin(self.acquire_script(Box::new(op))).await,
             ScriptAction::Release { token } => {
                 count(&self.stats.releases);
                 // A master the release does not reach, or where it fails, is owed a
                 // compare-and-delete (safe at any time: the token is unique).
                 let expires = self.cfg.max_ttl.map(|t| Instant::now() + t);
                 let lock = match token {
-                    Some(t) => {
-                        Role::Releases(LockRef::held(keys.clone(), vec![t], op.takeback, expires))
-                    }
+                    Some(t) => Role::Releases(LockRef::held(
+                        keys.clone(),
+                        Tokens::One(t),
+                        op.takeback,
+                        expires,
+                    )),
                     None => Role::None,
                 };
                 let verdict = |a: &[Answer]| vote::release(conv, a, q, nkeys);
@@ -83,7 +87,7 @@ impl Engine {
         let token = members.first().cloned().unwrap_or_default();
         let lock = Role::Releases(LockRef::held(
             vec![key],
-            vec![token],
+            Tokens::One(token),
             Takeback::Seats(members),
             expires,
         ));

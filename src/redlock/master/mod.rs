@@ -35,7 +35,7 @@ pub(crate) mod owed;
 mod restart;
 mod stats;
 
-use crate::redlock::op::Takeback;
+use crate::redlock::op::{Takeback, Tokens};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
@@ -173,7 +173,7 @@ pub(crate) const READ_WRITE_TAKEBACK: &str = "if redis.call('zscore', KEYS[1], A
 pub(crate) struct LockRef {
     keys: Vec<Bytes>,
     /// One token for every key, or one per key.
-    tokens: Vec<Bytes>,
+    tokens: Tokens,
     /// How it is taken off a master.
     takeback: Takeback,
     /// When its TTL has certainly passed (`None`: no expiry, or unknown).
@@ -186,14 +186,19 @@ impl LockRef {
     /// The lock on `keys` held with `token`.
     #[cfg(test)]
     pub(crate) fn new(keys: Vec<Bytes>, token: Bytes, expires: Option<Instant>) -> Arc<LockRef> {
-        Self::held(keys, vec![token], Takeback::CompareAndDelete, expires)
+        Self::held(
+            keys,
+            Tokens::One(token),
+            Takeback::CompareAndDelete,
+            expires,
+        )
     }
 
     /// The locks on `keys`, each held with its token in `tokens` (or all
     /// with the one token there), taken off a master by `takeback`.
     pub(crate) fn held(
         keys: Vec<Bytes>,
-        tokens: Vec<Bytes>,
+        tokens: Tokens,
         takeback: Takeback,
         expires: Option<Instant>,
     ) -> Arc<LockRef> {
@@ -208,8 +213,7 @@ impl LockRef {
 
     /// The token of key `i`.
     fn token(&self, i: usize) -> Bytes {
-        let t = self.tokens.get(i).or(self.tokens.first());
-        t.cloned().unwrap_or_default()
+        self.tokens.of(i).cloned().unwrap_or_default()
     }
 
     /// Its (key, token) pairs.
