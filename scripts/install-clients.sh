@@ -23,6 +23,7 @@ node_envs=(
     "node-sesame|@sesamecare-oss/redlock@1.4.0 ioredis@5.9.3"
     "node-semaphore|redis-semaphore@5.8.0 ioredis@5.9.3"
     "node-universal|redlock-universal@0.8.5 ioredis@5.9.3"
+    "node-mutexes|simple-redis-mutex@3.0.0 redis@5.10.0 redis-lock@1.0.0 redis4@npm:redis@4.7.1 ioredis@5.9.3"
 )
 
 python=${PYTHON:-python3}

@@ -225,6 +225,27 @@ pub(super) fn parse<A: ArgList + ?Sized>(
                 millis: name == b"PTTL",
             })
         }
+        b"PEXPIRE" | b"EXPIRE" | b"PEXPIREAT" | b"EXPIREAT" => {
+            check_arity(args, -3)?;
+            let n = parse_i64(args.arg(2)).ok_or_else(errors::not_integer)?;
+            let ms = match name {
+                b"PEXPIRE" => n,
+                b"EXPIRE" => n.saturating_mul(1000),
+                b"PEXPIREAT" => n.saturating_sub(now_ms()),
+                _ => n.saturating_mul(1000).saturating_sub(now_ms()),
+            };
+            if ms <= 0 {
+                return Err(errors::err(
+                    "an expiry in the past deletes a lock key: release it, or force it with DEL",
+                ));
+            }
+            let ttl = Duration::from_millis(ms as u64);
+            rules.check_extension(Some(ttl), false)?;
+            Ok(LockOp::Expire {
+                args: copy_range(args, 0, args.len()),
+                ttl,
+            })
+        }
         b"ZREM" => {
             // A semaphore's release (redis-semaphore): those seats, on every master.
             check_arity(args, -3)?;
@@ -427,14 +448,16 @@ fn split_call(
         call.sha = Bytes::from(sha1_hex(text.as_bytes()));
         call.text = Bytes::from_static(text.as_bytes());
     }
-    call.keys = vec![lock_key];
+    call.keys = vec![lock_key.clone()];
     Ok(split.data_part.map(|(text, when)| {
         let numkeys = data_keys.len().to_string();
         let mut request = bytes::BytesMut::new();
+        let lock_key_arg = split.lock_key_arg.then_some(&lock_key[..]);
         let parts = [b"EVAL".as_slice(), text.as_bytes(), numkeys.as_bytes()]
             .into_iter()
             .chain(data_keys.iter().map(|k| &k[..]))
-            .chain(call.argv.iter().map(|a| &a[..]));
+            .chain(call.argv.iter().map(|a| &a[..]))
+            .chain(lock_key_arg);
         let parts: Vec<&[u8]> = parts.collect();
         crate::protocol::encode_command(&mut request, parts.into_iter());
         DataPart {
@@ -742,7 +765,7 @@ mod tests {
     fn other_commands_are_refused() {
         for cmd in [
             &["INCR", "lock:a"][..],
-            &["EXPIRE", "lock:a", "5"],
+            &["PERSIST", "lock:a"],
             &["HSET", "lock:a", "f", "v"],
         ] {
             assert!(parse_strs(cmd).is_err());

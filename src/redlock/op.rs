@@ -51,6 +51,14 @@ pub enum LockOp {
     /// A known lock script, run on every master (boxed: it is the largest
     /// operation, and every operation is moved through the engine's futures).
     Script(Box<ScriptOp>),
+    /// `PEXPIRE key ms`, `EXPIRE key s`, `PEXPIREAT`/`EXPIREAT` (with their
+    /// NX/XX/GT/LT options): an extension without an owner check, as on Redis.
+    Expire {
+        /// The whole command, as the masters get it.
+        args: Vec<Bytes>,
+        /// The TTL it sets, for validity and `max_ttl`.
+        ttl: Duration,
+    },
     /// `ZREM key member...` on a semaphore: a release of those seats.
     RemoveSeats {
         /// The lock key.
@@ -208,6 +216,7 @@ impl LockOp {
             LockOp::Get { .. } | LockOp::Exists { .. } | LockOp::Ttl { .. } => LockKind::Query,
             LockOp::Delete { .. } => LockKind::Delete,
             LockOp::RemoveSeats { .. } => LockKind::Release,
+            LockOp::Expire { .. } => LockKind::Extend,
             LockOp::Fence { .. } => LockKind::Fence,
             LockOp::Script(s) => match s.action {
                 ScriptAction::Acquire { .. } => LockKind::Acquire,

@@ -25,10 +25,18 @@ pub(crate) fn client_env(name: &str) -> PathBuf {
 async fn harness() -> Harness {
     Harness::start_with(3, |c| {
         // pottery's keys are redlock:NAME, redis-semaphore's mutex:NAME and
-        // semaphore:NAME.
-        c.redlock.lock_patterns = ["lock:*", "redlock:*", "mutex:*", "semaphore:*"]
-            .map(String::from)
-            .to_vec();
+        // semaphore:NAME, npm redis-lock's lock.NAME, simple-redis-mutex's
+        // @simple-redis-mutex:lock-NAME.
+        c.redlock.lock_patterns = [
+            "lock:*",
+            "redlock:*",
+            "mutex:*",
+            "semaphore:*",
+            "lock.*",
+            "@simple-redis-mutex:lock-*",
+        ]
+        .map(String::from)
+        .to_vec();
         // The scripts check that a grant reaches every master shortly after
         // the quorum. With the default 50 ms node timeout, a master starved of
         // CPU for that long by the rest of the suite is left out (its request
@@ -342,4 +350,13 @@ async fn symfony_lock_with_php_redis() {
 async fn symfony_lock_with_predis() {
     let out = symfony("predis").await;
     assert!(out.contains("symfony lock 5.4 (predis): ok"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simple_redis_mutex_and_redis_lock() {
+    let out = node("node-mutexes", "mutexes.js").await;
+    assert!(
+        out.contains("simple-redis-mutex 3.0.0 + redis 5, redis-lock 1.0.0 + redis 4: ok"),
+        "{out}"
+    );
 }

@@ -109,7 +109,8 @@ async fn lock_key_commands_answer_as_redis_does() {
 }
 
 /// `SETNX` on a lock key is the acquisition `SET key token NX` is, with its
-/// own replies: a sequence on one key answers as on Redis.
+/// own replies, and `PEXPIRE`/`EXPIRE` an extension: a sequence on one key
+/// answers as on Redis.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn setnx_on_a_lock_key_answers_as_redis_does() {
     let h = Harness::start(3).await;
@@ -126,6 +127,16 @@ async fn setnx_on_a_lock_key_answers_as_redis_does() {
         &["SETNX", "K", "b"],
         &["DEL", "K"],
         &["EXISTS", "K"],
+        // An expiry is an extension with no owner check, as on Redis.
+        &["PEXPIRE", "K", "20000"],
+        &["SET", "K", "c", "NX", "PX", "5000"],
+        &["PEXPIRE", "K", "20000"],
+        &["PEXPIRE", "K", "30000", "NX"],
+        &["PEXPIRE", "K", "30000", "GT"],
+        &["EXPIRE", "K", "40"],
+        &["TTL", "K"],
+        &["EXPIRE", "K", "ten"],
+        &["PEXPIRE", "K"],
     ];
     for step in steps {
         let on = |key: &'static str| -> Vec<&str> {

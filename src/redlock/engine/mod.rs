@@ -481,6 +481,7 @@ impl Engine {
                 _ => self.script(op).await,
             },
             LockOp::RemoveSeats { key, members } => self.remove_seats(key, members).await,
+            LockOp::Expire { args, ttl } => self.expire(args, ttl).await,
             LockOp::Fence { key, token } => self.fence_op(key, token).await,
             LockOp::AcquireFenced { key, token, ttl } => self.acquire_fenced(key, token, ttl).await,
         }

@@ -57,7 +57,7 @@ impl Engine {
                 let q = self.quorum_for(op.limit);
                 self.extend(
                     cmd,
-                    preload,
+                    Some(preload),
                     (conv, nkeys, q),
                     ttl,
                     adds.then_some((keys, token)),
@@ -101,6 +101,18 @@ impl Engine {
         }
     }
 
+    /// `PEXPIRE`/`EXPIRE`/`PEXPIREAT`/`EXPIREAT` on a lock key (`args`, the
+    /// whole command): an extension with no owner check, as on Redis. 1 when
+    /// a quorum set the expiry (judged on validity like any extension), 0
+    /// when a quorum did not (no such key, or an NX/XX/GT/LT condition).
+    pub(super) async fn expire(&self, args: Vec<Bytes>, ttl: Duration) -> Outcome {
+        let args: Vec<&[u8]> = args.iter().map(|a| &a[..]).collect();
+        let q = self.quorum();
+        let conv = Convention::OneZero;
+        self.extend(command(&args), None, (conv, 1, q), Some(ttl), None)
+            .await
+    }
+
     /// An extension needing `q` votes, its replies read by `conv` over `nkeys`
     /// keys. `adds`: the TTL argument is added to the TTL left (the lock's
     /// keys and the owner's token): the TTL left is read from a quorum first,
@@ -108,7 +120,7 @@ impl Engine {
     async fn extend(
         &self,
         cmd: Bytes,
-        preload: std::sync::Arc<crate::redlock::master::Preload>,
+        preload: Option<std::sync::Arc<crate::redlock::master::Preload>>,
         (conv, nkeys, q): (crate::redlock::scripts::Convention, usize, usize),
         ttl: Option<Duration>,
         adds: Option<(Vec<Bytes>, Option<Bytes>)>,
@@ -143,7 +155,7 @@ impl Engine {
         };
         let success = |f: &BytesFrame| vote::success(conv, f, nkeys);
         let round = self
-            .collect(cmd, Some(preload), timeout, Role::Extends, |a| {
+            .collect(cmd, preload, timeout, Role::Extends, |a| {
                 Votes::count_distrusting(a, success).decided(q)
             })
             .await;

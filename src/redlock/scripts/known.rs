@@ -30,9 +30,31 @@ const fn split(
         lock_key: 1,
         lock_part,
         data_part,
+        lock_key_arg: false,
     });
     s
 }
+/// simple-redis-mutex's release, lock part: compare-and-delete, 1 released.
+const SRM_RELEASE_LOCK_PART: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('del', KEYS[1]) return 1 end return 0";
+/// simple-redis-mutex's release notice, the data part: published on the
+/// backend to the channel its release names (ARGV: the lock's value, then the
+/// lock key), so waiters subscribed there try again.
+const SRM_NOTICE: &str = "redis.call('publish', KEYS[1], string.format('{ \"key\": \"%s\", \"value\": \"%s\" }', ARGV[2], ARGV[1])) return 0";
+
+/// simple-redis-mutex's release: its lock part on the masters, then its notice
+/// on the backend whatever the vote (a waiter woken for nothing tries once more).
+const fn srm_release() -> ScriptSpec {
+    let mut s = split(
+        spec(K::Release, C::Silent, None, "simple-redis-mutex release"),
+        Some(SRM_RELEASE_LOCK_PART),
+        Some((SRM_NOTICE, DataWhen::Always)),
+    );
+    if let Some(split) = &mut s.split {
+        split.lock_key_arg = true;
+    }
+    s
+}
+
 const PYTHON_REDIS_LOCK_RESET_ALL: &str = "python-redis-lock's reset_all deletes every key matching lock:* with KEYS on one server: across independent masters it would be a forced release of every lock";
 
 /// A spec whose token is ARGV[`token_arg`] (not the first argument).
@@ -92,6 +114,7 @@ pub static KNOWN: &[(&str, ScriptSpec)] = &[
         "009e6775acf362b837433e2ab6f2b772e391079e",
         spec(K::Extend, C::OkErr, Some(2), "redsync v1 extend"),
     ),
+    ("02718596825c5bf6c57af391b4dc01a6d2d9d88a", srm_release()),
     (
         "0bd1010c98f1ddd70a6024fd374489a8ea3d2c12",
         ScriptSpec {

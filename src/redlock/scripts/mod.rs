@@ -76,6 +76,10 @@ pub enum Convention {
     /// `[1, nkeys]` when every key was free and is now taken, `[0, i,
     /// KEYS[i]]` naming a key that was held (redlock-universal's batch acquire).
     BatchCode,
+    /// Integer 1 on success, 0 otherwise, and the client is answered nil
+    /// either way, as the script itself answers (simple-redis-mutex's
+    /// release returns nothing).
+    Silent,
     /// `[value or nil, pttl]` (redlock-rb).
     ValuePttl,
     /// Integer 0 on success; 1 when not owned, 2 when it has no expiry
@@ -146,6 +150,9 @@ pub struct Split {
     pub lock_part: Option<&'static str>,
     /// The data part, run with the data keys and all of ARGV, and when.
     pub data_part: Option<(&'static str, DataWhen)>,
+    /// The data part gets the lock key too, as the argument after ARGV
+    /// (simple-redis-mutex publishes it).
+    pub lock_key_arg: bool,
 }
 
 /// When a split script's data part runs.

@@ -104,7 +104,10 @@ pub fn bulk(f: &BytesFrame) -> Option<Bytes> {
 pub fn success(conv: Convention, f: &BytesFrame, nkeys: usize) -> bool {
     match conv {
         Convention::Count | Convention::KeysZero => int(f) == Some(nkeys as i64),
-        Convention::OneZero | Convention::OneNil | Convention::RedsyncRelease => int(f) == Some(1),
+        Convention::OneZero
+        | Convention::OneNil
+        | Convention::RedsyncRelease
+        | Convention::Silent => int(f) == Some(1),
         Convention::OkNil | Convention::OkErr => is_ok(f),
         Convention::ZeroOne => int(f) == Some(0),
         Convention::CodePttl | Convention::BatchCode => code(f) == Some(1),
@@ -207,6 +210,7 @@ pub fn success_reply(conv: Convention, answers: &[Answer], nkeys: usize) -> Repl
         Convention::Count | Convention::KeysZero => Reply::Int(nkeys as i64),
         Convention::OkNil | Convention::OkErr => Reply::OK,
         Convention::ZeroOne => Reply::Int(0),
+        Convention::Silent => Reply::Nil,
         Convention::BatchCode => Reply::Array(vec![Reply::Int(1), Reply::Int(nkeys as i64)]),
         Convention::CodePttl => {
             // The PTTL left before the extension, as the successful masters
@@ -232,7 +236,9 @@ pub fn failure_reply(conv: Convention, answers: &[Answer], q: usize) -> Reply {
         Convention::Declared(_, ScriptFailure::Error) => Reply::Error(DECLARED_FAILED.into()),
         Convention::Declared(_, ScriptFailure::Nil) => Reply::Nil,
         Convention::Declared(_, ScriptFailure::Zero) => Reply::Int(0),
-        Convention::OkNil | Convention::OneNil | Convention::PttlOrNil => Reply::Nil,
+        Convention::OkNil | Convention::OneNil | Convention::PttlOrNil | Convention::Silent => {
+            Reply::Nil
+        }
         Convention::OkErr => Reply::bulk_static("ERR"),
         Convention::ZeroOne => {
             // 2 (no expiry) only when a quorum said so; otherwise not owned.
