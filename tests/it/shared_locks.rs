@@ -5,10 +5,10 @@
 //! acquire -> hold briefly -> release on one key; every grant's interval is
 //! recorded, from its reply to the earlier of its release and its validity.
 //! A writer may share no instant with another holder; a semaphore never has
-//! more holders at once than its limit. A third of the way in, one of the
-//! three masters is killed: read/write locks go on with the other two; a
-//! semaphore of limit 2 needs all three (`quorum_for_limit`) and grants
-//! nothing more.
+//! more holders at once than its limit. A sixth of the way in, one master is
+//! paused (SIGSTOP) for 200 ms; a third of the way in, another is killed:
+//! read/write locks go on with the other two; a semaphore of limit 2 needs
+//! all three (`quorum_for_limit`) and grants nothing more.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -216,8 +216,9 @@ enum Scripts {
     },
 }
 
-/// Runs 6 workers for `seconds` on one proxy over 3 masters, and kills
-/// master 0 a third of the way in; returns the report and when the kill was done.
+/// Runs 6 workers for `seconds` on one proxy over 3 masters, pauses master 1
+/// for 200 ms a sixth of the way in and kills master 0 a third of the way in;
+/// returns the report and when the kill was done.
 async fn run(scripts: Scripts, seconds: u64) -> (Report, Instant) {
     let h = Harness::start_with(3, |c| {
         c.redlock.lock_patterns = vec!["lock:*".into(), "semaphore:*".into()];
@@ -238,6 +239,10 @@ async fn run(scripts: Scripts, seconds: u64) -> (Report, Instant) {
             ))
         })
         .collect();
+    tokio::time::sleep_until(start + Duration::from_millis(seconds * 1000 / 6)).await;
+    h.masters[1].pause();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    h.masters[1].resume();
     tokio::time::sleep_until(start + Duration::from_millis(seconds * 1000 / 3)).await;
     let mut h = h;
     h.masters[0].kill();
