@@ -8,6 +8,7 @@
 mod client;
 mod getkeys;
 mod lock;
+mod lookup;
 mod pattern;
 mod set_args;
 mod shared;
@@ -19,8 +20,9 @@ use bytes::Bytes;
 pub use client::{Filter, Kill, parse_kill, parse_list};
 pub use getkeys::{KeyArg, PARSED as KEYS_PARSED, for_each_key};
 pub use lock::LockRules;
+pub use lookup::lookup;
 pub use pattern::LockPatterns;
-pub use spec::{BeginSearch, CommandSpec, FindKeys, KeySpec, flags, lookup};
+pub use spec::{BeginSearch, CommandSpec, FindKeys, KeySpec, flags};
 
 use crate::errors;
 use crate::protocol::{ArgList, Proto, Reply, parse_i64};

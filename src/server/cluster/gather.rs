@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::protocol::{elements, parse_i64};
-use crate::server::multiplex::ReplyTo;
+use crate::server::multiplex::{Parts, ReplyTo};
 
 /// Nesting the merges look into (their replies are flat arrays of strings).
 const DEPTH: usize = 8;
@@ -59,9 +59,11 @@ impl Gather {
             parts: Mutex::new((vec![None; n], n)),
         }
     }
+}
 
+impl Parts for Gather {
     /// Part `i`'s reply; the last one sends the merged reply.
-    pub(crate) fn part(&self, i: usize, frame: Bytes) {
+    fn part(&self, i: usize, frame: Bytes) {
         let done = {
             let Ok(mut p) = self.parts.lock() else {
                 return;

@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 pub(crate) use self::gather::{Gather, Merge, split_cursor};
 pub(crate) use self::plan::{Plan, plan, upper};
+pub(crate) use super::multiplex::OwnConnections;
 use super::multiplex::{
     Lane, LaneStats, Lanes, Redirects, ReplyTo, Routed, SPARE_IDLE, SharedConnection, Timeouts,
 };
@@ -80,21 +81,6 @@ impl Node {
 
     fn retire(&self) {
         self.lanes.iter().for_each(Lanes::retire);
-    }
-}
-
-/// A client's own connections to the masters, for `multiplex = false`:
-/// opened as it needs them, closed when it leaves.
-#[derive(Debug, Default)]
-pub(crate) struct OwnConnections {
-    conns: Mutex<HashMap<(NodeAddr, bool), Arc<SharedConnection>>>,
-}
-
-impl Drop for OwnConnections {
-    fn drop(&mut self) {
-        if let Ok(conns) = self.conns.lock() {
-            conns.values().for_each(|c| c.retire());
-        }
     }
 }
 
@@ -271,21 +257,16 @@ impl Cluster {
         let Some(own) = own else {
             return shared();
         };
-        let Ok(mut conns) = own.conns.lock() else {
-            return shared();
-        };
         let redirects: Weak<dyn Redirects> = self.me.clone();
-        Arc::clone(
-            conns
-                .entry((node.addr.clone(), proto == Proto::Resp3))
-                .or_insert_with(|| {
-                    let t = Timeouts {
-                        reply: Some(self.reply_timeout),
-                        idle: None,
-                    };
-                    SharedConnection::new(proto, node.endpoint.clone(), Some(redirects), t)
-                }),
-        )
+        let open = || {
+            let t = Timeouts {
+                reply: Some(self.reply_timeout),
+                idle: None,
+            };
+            SharedConnection::new(proto, node.endpoint.clone(), Some(redirects), t)
+        };
+        own.get_or_open(&node.addr, proto == Proto::Resp3, open)
+            .unwrap_or_else(shared)
     }
 
     /// The lane a client with nothing in flight takes for a request to the

@@ -16,7 +16,7 @@ use crate::protocol::{ArgList, Args, Reply, encode_command};
 use crate::server::cluster::{
     Cluster, Conduit, Gather, Merge, Plan, key_slot, plan, split_cursor, upper,
 };
-use crate::server::multiplex::ReplyTo;
+use crate::server::multiplex::{Parts, ReplyTo};
 
 /// Which connection a command takes with a cluster backend.
 #[derive(Debug)]
@@ -327,7 +327,8 @@ impl State {
             Plan::Any => req.with_bytes(|r| c.send_master(proto, 0, r, to)),
             Plan::All(merge) => req.with_bytes(|r| fan_out(c, proto, merge, r, to)),
             Plan::Split(split) => {
-                let gather = Arc::new(Gather::new(split.merge, split.parts.len(), to));
+                let gather: Arc<dyn Parts> =
+                    Arc::new(Gather::new(split.merge, split.parts.len(), to));
                 let mut sub = BytesMut::new();
                 for (i, (slot, indices)) in split.parts.into_iter().enumerate() {
                     sub.clear();
@@ -363,7 +364,7 @@ fn fan_out(cluster: &Cluster, proto: Conduit<'_>, merge: Merge, request: &[u8], 
         // No topology yet: the error says so.
         return cluster.send_master(proto, 0, request, to);
     }
-    let gather = Arc::new(Gather::new(merge, n, to));
+    let gather: Arc<dyn Parts> = Arc::new(Gather::new(merge, n, to));
     for i in 0..n {
         let part = ReplyTo::Part(Arc::clone(&gather), i);
         cluster.send_master(proto, i, request, part);

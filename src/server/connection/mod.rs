@@ -196,7 +196,7 @@ struct State {
     tx_held: Option<(bytes::BytesMut, usize)>,
     /// Cluster backend with `multiplex = false`: the client's own connections
     /// to the masters.
-    own_conns: Option<Arc<crate::server::cluster::OwnConnections>>,
+    own_conns: Option<Arc<crate::server::multiplex::OwnConnections>>,
     /// Cluster backend: the next request waits until the client's own
     /// connection has answered everything (it goes to a shared one next).
     link_barrier: bool,

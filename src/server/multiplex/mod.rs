@@ -15,9 +15,13 @@
 //! - `lanes.rs`: several shared connections to one server, and which one a
 //!   request takes, so nobody waits behind another client's long command.
 //! - `shared.rs`: one shared connection and its task, also used per node of a
-//!   cluster backend.
+//!   cluster backend; where its replies go ([`ReplyTo`], [`Parts`]) and who
+//!   follows a routed request's redirection ([`Redirects`]) are given to it,
+//!   so it knows nothing of clusters.
+//! - `own.rs`: a client's own connections to several nodes.
 
 mod lanes;
+mod own;
 mod shared;
 
 use std::sync::Arc;
@@ -26,7 +30,8 @@ use std::time::Duration;
 use bytes::Bytes;
 
 pub(crate) use self::lanes::{CONTROL, Group, Lane, Lanes, SPARE_IDLE, clock};
-pub(crate) use self::shared::{Redirects, ReplyTo, Routed, SharedConnection, Timeouts};
+pub(crate) use self::own::OwnConnections;
+pub(crate) use self::shared::{Parts, Redirects, ReplyTo, Routed, SharedConnection, Timeouts};
 use crate::backend::Endpoint;
 use crate::protocol::Proto;
 

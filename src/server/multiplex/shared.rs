@@ -18,7 +18,6 @@ use super::{Mailbox, clock};
 use crate::backend::cluster::Redirect;
 use crate::backend::{BackendError, Connection, Endpoint, ErrorKind, Handshake};
 use crate::protocol::{Proto, encode_command};
-use crate::server::cluster::Gather;
 
 /// Replies larger than this are copied out of the read buffer (see `deliver`).
 const OWN_ALLOCATION_OVER: usize = 64 * 1024;
@@ -33,7 +32,13 @@ pub(crate) enum ReplyTo {
     /// the client silenced it with `CLIENT REPLY`).
     Client(Arc<Mailbox>, Option<u64>),
     /// Part `usize` of a command split across cluster nodes.
-    Part(Arc<Gather>, usize),
+    Part(Arc<dyn Parts>, usize),
+}
+
+/// Who gathers the parts of a command split across nodes into one reply.
+pub(crate) trait Parts: Send + Sync + std::fmt::Debug {
+    /// Part `i`'s reply arrived.
+    fn part(&self, i: usize, frame: Bytes);
 }
 
 impl ReplyTo {
@@ -63,7 +68,7 @@ pub(crate) struct Routed {
     pub(crate) lane: usize,
     /// The client's own connections (`multiplex = false`), which a
     /// redirection also takes; `None`: the shared ones.
-    pub(crate) own: Option<Weak<crate::server::cluster::OwnConnections>>,
+    pub(crate) own: Option<Weak<super::OwnConnections>>,
 }
 
 /// Who follows a routed request's redirection.
