@@ -52,6 +52,13 @@ ensure_php() {
     apt_install php-cli php-redis php-predis php-symfony-lock
 }
 
+# Headless Chromium, which loads the status page in its test.
+ensure_chromium() {
+    if ! command -v chromium >/dev/null 2>&1; then
+        apt_install chromium
+    fi
+}
+
 # What the benchmark suite's smoke run needs besides Redis: twemproxy.
 ensure_bench_tools() {
     if ! command -v nutcracker >/dev/null 2>&1; then

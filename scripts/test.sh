@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs what the tests need (redis-server,
-# redis-tools, haproxy, PHP with Symfony Lock and, for the benchmark smoke run, nutcracker from Debian; client
+# redis-tools, haproxy, PHP with Symfony Lock, headless Chromium and, for the benchmark smoke run, nutcracker from Debian; client
 # libraries from PyPI and npm at pinned versions), then checks formatting, lints,
 # and runs every test.
 set -euo pipefail
@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 ensure_redis
 ensure_haproxy
 ensure_php
+ensure_chromium
 ensure_bench_tools
 if [ -x scripts/install-clients.sh ]; then
     scripts/install-clients.sh

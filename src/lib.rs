@@ -12,7 +12,8 @@
 //!    own replies, integers as Redis parses them); `stream` (a socket, plain or
 //!    TLS); [`tls`] (certificates and keys into rustls configurations); `inbox`
 //!    (the small queue that gathers replies for one task); `auth`
-//!    (`requirepass` and `[[users]]`); [`metrics`] (counters and histograms).
+//!    (`requirepass` and `[[users]]`); [`metrics`] (counters and histograms);
+//!    [`warnings`] (the last warnings logged, for the status page).
 //! 2. `errors` (every error text a client can get from the proxy itself) and
 //!    [`config`] (defaults < file < environment < flags, parsed into typed
 //!    values once).
@@ -47,6 +48,7 @@ pub mod redlock;
 pub mod server;
 mod stream;
 pub mod tls;
+pub mod warnings;
 
 pub use config::Config;
 pub use server::Proxy;

@@ -274,7 +274,9 @@ fn init_logging(format: LogFormat, level: &str) -> LogLevel {
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(ansi);
-    let registry = tracing_subscriber::registry().with(filter);
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(redlock_proxy::warnings::RecentWarnings);
     match format {
         LogFormat::Json => registry.with(fmt.json()).init(),
         LogFormat::Text => registry.with(fmt).init(),

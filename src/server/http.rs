@@ -1,7 +1,8 @@
-//! The operations endpoint (`--metrics-listen`), served by hyper:
-//! `GET /metrics` (OpenMetrics text), `GET /healthz` (200 while the process
-//! serves) and `GET /readyz` (200 while a quorum of masters and the backend
-//! are reachable, 503 with the reason otherwise).
+//! The operations endpoint (`--metrics-listen`), served by hyper: `GET /`
+//! (the status page, HTML), `GET /metrics` (OpenMetrics text), `GET
+//! /healthz` (200 while the process serves) and `GET /readyz` (200 while a
+//! quorum of masters and the backend are reachable, 503 with the reason
+//! otherwise).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -40,6 +41,11 @@ fn route(
         return text(StatusCode::METHOD_NOT_ALLOWED, PLAIN, "GET only\n".into());
     }
     match req.uri().path() {
+        "/" => text(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            super::status::render(shared),
+        ),
         "/metrics" => text(
             StatusCode::OK,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -57,7 +63,7 @@ fn route(
         _ => text(
             StatusCode::NOT_FOUND,
             PLAIN,
-            "try /metrics, /healthz or /readyz\n".into(),
+            "try /, /metrics, /healthz or /readyz\n".into(),
         ),
     }
 }

@@ -18,6 +18,7 @@ mod multiplex;
 mod prometheus;
 mod session;
 mod shutdown;
+mod status;
 mod warm;
 
 use std::net::SocketAddr;
@@ -84,6 +85,8 @@ pub struct Shared {
     pub(crate) health: health::Health,
     /// When the proxy started (for `INFO`).
     pub(crate) started: Instant,
+    /// What the status page's rates are computed from.
+    pub(crate) status: status::Rates,
     /// The TLS client configuration of `rediss://` connections (a reload re-reads its files).
     pub(crate) tls_client: Option<TlsClient>,
     /// Stops the masters' connection tasks (after the clients, at shutdown).
@@ -404,6 +407,7 @@ impl Shared {
             monitors: Arc::default(),
             health: health::Health::default(),
             started: Instant::now(),
+            status: status::Rates::default(),
             masters_shutdown,
             masters_tracker,
             clients: AtomicUsize::new(0),

@@ -14,6 +14,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("metrics", 1),
     ("stream", 1),
     ("tls", 1),
+    ("warnings", 1),
     // Client-visible error texts, and the configuration.
     ("errors", 2),
     ("config", 2),

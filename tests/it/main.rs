@@ -45,6 +45,7 @@ mod restart_guard;
 mod scripts;
 mod sentinel;
 mod shared_locks;
+mod status_page;
 mod tls;
 mod truthful;
 mod voters;

@@ -193,6 +193,9 @@ impl Master {
         let before = self.quarantine_left();
         self.quarantine.at_least(&self.guard, d);
         if d > before + Duration::from_secs(1) {
+            if let Ok(mut w) = self.stats.quarantine_why.lock() {
+                *w = why.to_string();
+            }
             self.stats
                 .quarantines
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -58,7 +58,14 @@ pub struct MasterStats {
     pub clock_steps_back: AtomicU64,
     /// Its wall clock minus the proxy's at the last reading, in µs.
     pub clock_offset_us: std::sync::atomic::AtomicI64,
+    /// Round trips by power of two: bucket `i` counts those under 2^(i+1) µs.
+    rtt: [AtomicU64; RTT_BUCKETS],
+    /// Why its last quarantine began (the status page shows it).
+    pub quarantine_why: std::sync::Mutex<String>,
 }
+
+/// Round-trip buckets: up to 2^24 µs (about 17 s); longer ones count in the last.
+const RTT_BUCKETS: usize = 24;
 
 impl Default for MasterStats {
     fn default() -> Self {
@@ -82,6 +89,8 @@ impl Default for MasterStats {
             clock_jumps: AtomicU64::default(),
             clock_steps_back: AtomicU64::default(),
             clock_offset_us: std::sync::atomic::AtomicI64::default(),
+            rtt: std::array::from_fn(|_| AtomicU64::default()),
+            quarantine_why: std::sync::Mutex::default(),
         }
     }
 }
@@ -92,8 +101,50 @@ impl MasterStats {
     pub(crate) fn observe_latency(&self, took: Duration) {
         self.latency.observe(took.as_secs_f64());
         let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let bucket = (u64::BITS - us.leading_zeros()) as usize;
+        self.rtt[bucket.saturating_sub(1).min(RTT_BUCKETS - 1)].fetch_add(1, Ordering::Relaxed);
         let avg = self.latency_avg_us.load(Ordering::Relaxed);
         let next = if avg == 0 { us } else { (avg * 7 + us) / 8 };
         self.latency_avg_us.store(next.max(1), Ordering::Relaxed);
+    }
+
+    /// The round trip that a fraction `q` (0.5: the median) of requests took
+    /// at most, as the upper bound of its power-of-two bucket; `None` before
+    /// any.
+    pub fn rtt_quantile(&self, q: f64) -> Option<Duration> {
+        let counts: Vec<u64> = self.rtt.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let want = ((total as f64) * q.clamp(0.0, 1.0)).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, n) in counts.iter().enumerate() {
+            seen += n;
+            if seen >= want {
+                return Some(Duration::from_micros(1 << (i + 1)));
+            }
+        }
+        Some(Duration::from_micros(1 << RTT_BUCKETS))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_quantiles_bound_what_was_seen() {
+        let s = MasterStats::default();
+        assert_eq!(s.rtt_quantile(0.5), None);
+        for us in [100, 120, 130, 900, 5000] {
+            s.observe_latency(Duration::from_micros(us));
+        }
+        // 100-130 µs fall under 128 or 256; 900 under 1024; 5000 under 8192.
+        assert_eq!(s.rtt_quantile(0.5), Some(Duration::from_micros(256)));
+        assert_eq!(s.rtt_quantile(0.8), Some(Duration::from_micros(1024)));
+        assert_eq!(s.rtt_quantile(0.99), Some(Duration::from_micros(8192)));
+        s.observe_latency(Duration::from_secs(100));
+        assert_eq!(s.rtt_quantile(1.0), Some(Duration::from_micros(1 << 24)));
     }
 }
