@@ -532,9 +532,15 @@ async fn retries_measure_each_attempt_afresh() {
             .await,
         "+OK\r\n"
     );
-    // The grant comes from a later attempt, with the full TTL ahead of it.
-    poll(|| holders(&h, "lock:r", "mine") == 3).await;
-    assert!(h.masters.iter().all(|m| m.pttl("lock:r") > 29_000));
+    // The grant comes from a later attempt, with the full TTL ahead of it,
+    // on the quorum that granted it. (The third master may still have held
+    // the other's lock at that attempt: its SET came last, so it expired
+    // last; under load that gap decides, and a quorum is all a grant needs.)
+    let granted: Vec<&RedisServer> = (h.masters.iter())
+        .filter(|m| m.get("lock:r").as_deref() == Some("mine"))
+        .collect();
+    assert!(granted.len() >= 2, "{} masters hold it", granted.len());
+    assert!(granted.iter().all(|m| m.pttl("lock:r") > 29_000));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
