@@ -92,6 +92,9 @@ pub(super) fn parse_script<A: ArgList + ?Sized>(
 /// member the proxy keeps until the masters confirm its release).
 const MAX_PERMITS: i64 = 100_000;
 
+/// Most bytes the names of one holder's seats may take together.
+const MAX_SEAT_BYTES: usize = 16 << 20;
+
 /// How a call of a script with this spec takes its holder off a master, and
 /// for a semaphore the limit its acquisitions and extensions are voted under.
 fn holding(
@@ -124,15 +127,29 @@ fn holding(
             }
         },
     };
+    // Only what takes seats or gives them back needs their names.
     let token = match action {
         ScriptAction::Acquire { tokens, .. } => tokens.of(0).cloned(),
-        ScriptAction::Extend { token, .. } | ScriptAction::Release { token } => token.clone(),
-        ScriptAction::Query => None,
+        ScriptAction::Release { token } => token.clone(),
+        ScriptAction::Extend { .. } | ScriptAction::Query => {
+            return Ok((Takeback::Seats(Vec::new()), limit));
+        }
     }
     .unwrap_or_default();
     let seats = match permits_arg {
         None => vec![token],
         Some(i) => match int(i) {
+            Some(p)
+                if (p as usize).saturating_mul(token.len() + 8) > MAX_SEAT_BYTES
+                    && (1..=MAX_PERMITS).contains(&p) =>
+            {
+                return Err(errors::err(format_args!(
+                    "{} script: {p} seats named after a token of {} bytes exceed {} MiB",
+                    spec.origin,
+                    token.len(),
+                    MAX_SEAT_BYTES >> 20
+                )));
+            }
             Some(p) if (1..=MAX_PERMITS).contains(&p) => (0..p)
                 .map(|n| {
                     let mut seat = token.to_vec();
@@ -445,5 +462,50 @@ mod tests {
             "{r:?}"
         );
         assert!(parse_with(&["EVAL", extend, "1", "lock:a", "t", "60000"]).is_ok());
+    }
+
+    #[test]
+    fn semaphore_seats_are_named_and_bounded() {
+        use crate::redlock::scripts::KNOWN;
+        let multi = |sha: &str| KNOWN.iter().find(|(s, _)| *s == sha).unwrap().1;
+        let acquire = multi("10c1c2e05e7c48aa5824d227b8c51abcde87b18e");
+        let refresh = multi("2327bcdc5edb5b8687f6d19b5e1f42b815ebddab");
+        let argv = |permits: &str, token: &str| -> Vec<Bytes> {
+            ["5", permits, token, "1000", "0"]
+                .iter()
+                .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+                .collect()
+        };
+        let a = argv("3", "id");
+        let act = action(&acquire, &a, 1).unwrap();
+        let (takeback, limit) = holding(&acquire, &a, &act).unwrap();
+        assert_eq!(limit, Some(5));
+        assert_eq!(
+            takeback,
+            Takeback::Seats(vec![
+                Bytes::from("id_0"),
+                Bytes::from("id_1"),
+                Bytes::from("id_2")
+            ])
+        );
+        // A refresh takes no seats and names none.
+        let act = action(&refresh, &a, 1).unwrap();
+        assert_eq!(
+            holding(&refresh, &a, &act).unwrap().0,
+            Takeback::Seats(vec![])
+        );
+        // Permits out of range, or too many bytes of seat names, are refused.
+        for bad in [argv("0", "id"), argv("100001", "id")] {
+            let act = action(&acquire, &bad, 1).unwrap();
+            assert!(holding(&acquire, &bad, &act).is_err());
+        }
+        let long = "x".repeat(1 << 10);
+        let big = argv("100000", &long);
+        let act = action(&acquire, &big, 1).unwrap();
+        let err = holding(&acquire, &big, &act).unwrap_err();
+        assert!(
+            matches!(err, Reply::Error(ref e) if e.contains("MiB")),
+            "{err:?}"
+        );
     }
 }
