@@ -11,7 +11,7 @@ mod lock;
 mod lookup;
 mod pattern;
 mod set_args;
-mod shared;
+mod shared_locks;
 mod spec;
 mod table;
 
@@ -301,7 +301,7 @@ impl Classifier {
         // The proxy's own lock commands (no command table entry).
         if spec.is_none() {
             let own = lock::parse_own(name, args, &self.patterns, &self.lock_rules)
-                .or_else(|| shared::parse(name, args, &self.patterns, &self.lock_rules));
+                .or_else(|| shared_locks::parse(name, args, &self.patterns, &self.lock_rules));
             if let Some(op) = own {
                 if ctx.in_multi() {
                     return Command::Refuse(errors::lock_in_multi(args.arg(0)));
