@@ -59,6 +59,19 @@ ensure_chromium() {
     fi
 }
 
+# mdBook from crates.io (the Rust ecosystem's docs tool), for the book under
+# docs/: built into target/tools once per checkout.
+MDBOOK_VERSION=0.4.52
+ensure_mdbook() {
+    bin=target/tools/bin/mdbook
+    if [ -x "$bin" ] && "$bin" --version | grep -q "v$MDBOOK_VERSION"; then
+        return 0
+    fi
+    echo "installing mdbook $MDBOOK_VERSION" >&2
+    cargo install mdbook --version "$MDBOOK_VERSION" --locked --no-default-features \
+        --root target/tools --quiet
+}
+
 # What the benchmark suite's smoke run needs besides Redis: twemproxy.
 ensure_bench_tools() {
     if ! command -v nutcracker >/dev/null 2>&1; then

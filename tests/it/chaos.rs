@@ -7,7 +7,7 @@
 //! wrong. Only a killed holder may leave them undecided (`NOQUORUM`).
 //!
 //! A killed master is restarted only after the longest TTL has passed, as the
-//! README asks of operators (the masters here have no persistence): that is the
+//! book (limitations) asks of operators (the masters here have no persistence): that is the
 //! RedLock precondition the proxy cannot yet enforce by itself.
 //!
 //! The soak version runs for minutes outside CI:

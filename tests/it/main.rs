@@ -16,6 +16,7 @@
 mod common;
 
 mod auth;
+mod book;
 mod chaos;
 mod cli;
 mod clients;

@@ -37,7 +37,7 @@ fn ci_runs_the_readme_test_command() {
 
 #[test]
 fn the_cli_contract_is_documented() {
-    let readme = read("README.md");
+    let readme = read("docs/src/running.md");
     for flag in [
         "--config FILE",
         "--listen ADDR",

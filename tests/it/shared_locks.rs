@@ -397,25 +397,3 @@ async fn rwlock_and_semaphore_commands() {
         .await;
     assert!(refused.contains("is not a lock key"), "{refused}");
 }
-
-/// The README's redis-cli lines for these commands, replayed against a proxy.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_readme_session_replays() {
-    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
-    let section = readme
-        .split("**Without a library**")
-        .nth(1)
-        .expect("the README's section on the commands");
-    let block = section.split("```").nth(1).expect("its redis-cli block");
-    let h = Harness::start(3).await;
-    let mut c = h.client().await;
-    let mut lines = 0;
-    for line in block.lines().filter(|l| l.starts_with("$ redis-cli")) {
-        let (command, want) = line.split_once("->").expect("a line with its reply");
-        let args: Vec<&str> = command.split_whitespace().skip(4).collect();
-        let want = want.trim().trim_start_matches("(integer) ");
-        assert_eq!(c.cmd_str(&args).await, format!(":{want}\r\n"), "{line}");
-        lines += 1;
-    }
-    assert_eq!(lines, 4);
-}

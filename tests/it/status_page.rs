@@ -149,7 +149,7 @@ async fn the_status_page_shows_a_master_down_and_one_quarantined() {
         png.len()
     );
     if std::env::var_os("UPDATE_STATUS_SCREENSHOT").is_some() {
-        let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/status-page.png");
+        let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/src/status-page.png");
         std::fs::copy(&shot, docs).unwrap();
     }
     let _ = std::fs::remove_file(shot);

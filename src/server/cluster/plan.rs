@@ -2,7 +2,7 @@
 //! arguments alone (pure): the node of its keys' slot, split per slot, every
 //! master, any one master, or refused.
 //!
-//! The keyless commands' table (documented in the README's "Redis Cluster
+//! The keyless commands' table (documented in the book's "Redis Cluster
 //! backend" section) follows what a single Redis would answer where a merge
 //! can give it: counts add up (`DBSIZE`), lists concatenate (`KEYS`), writes
 //! to every node succeed everywhere or report the first error (`FLUSHALL`,
