@@ -8,6 +8,7 @@ against every target in interleaved rounds (A B C A B C ...); a process's CPU
 per request is its CPU time over the run divided by the requests served.
 
     cargo build --release --bins && python3 bench/cpu.py [--rounds 3] [--compare OLD_BINARY]
+    python3 bench/cpu.py --tls [--rounds 3]   # the same over TLS (below)
     python3 bench/cpu.py --quick        # smoke run: tiny counts, one round, debug build
 
 Workloads (redis-benchmark, 50 clients):
@@ -22,6 +23,10 @@ Workloads (redis-benchmark, 50 clients):
   with a limit of 1,000 on random keys, and their releases on keys mostly
   absent): the proxy over 3 masters, against one master running the same
   script (by EVALSHA; a seat's release is ZREM).
+
+With --tls: SET/GET at P=1 and P=16 with clients on TLS (the proxy's TLS
+listener, its backend plain) against Redis's own TLS port, and the lock
+acquisition with the proxy's masters on rediss:// against one master's TLS port.
 
 Prints one table per workload: each process's CPU per request (µs, median
 over the rounds, min–max), throughput, and the proxy's CPU as a multiple of
@@ -119,13 +124,79 @@ def cell(xs):
     return f"{statistics.median(xs):.2f} ({min(xs):.2f}–{max(xs):.2f})"
 
 
+def main_tls(args):
+    """CPU per request with TLS on the client side and on the master side."""
+    import tls as t
+    proxy_bin = b.built("redlock-proxy", args.quick)
+    rounds = 1 if args.quick else args.rounds
+    scale = 50 if args.quick else 1
+    c = t.TlsCluster(proxy_bin)
+    ca = c.certs["ca"]
+    lone = c.redis_tls()
+    pid = c.pids
+    backend, masters = pid[c.backend[0]], [pid[m[0]] for m in c.masters]
+    # workload -> (pipeline, n, tests, command, {target: (port, CA or None, own pid, behind pids)})
+    setget = ["set", "get"]
+    client_side = {
+        "direct TLS": (c.backend[1], ca, backend, []),
+        "proxy, TLS clients": (c.tls_port, ca, c.proxy.pid, [backend]),
+    }
+    lock_side = {
+        "direct TLS": (lone[1], ca, pid[lone[0]], []),
+        "proxy, rediss:// masters": (c.rediss_port, None, c.rediss.pid, masters),
+    }
+    workloads = {
+        "SET/GET, P=1, TLS clients": (1, 100_000, setget, None, client_side),
+        "SET/GET, P=16, TLS clients": (16, 1_000_000, setget, None, client_side),
+        "lock acquire (SET NX PX), TLS to the masters": (1, 100_000, None, b.LOCK_CMD, lock_side),
+    }
+    results = {}
+    try:
+        for r in range(rounds):
+            for name, (p, n, tests, cmd, targets) in workloads.items():
+                n = max(n // scale, 200)
+                order = list(targets)
+                order = order[r % len(order):] + order[:r % len(order)]
+                for tname in order:
+                    port, cafile, own, servers = targets[tname]
+                    watch = [("own", own)] + [(f"s{i}", q) for i, q in enumerate(servers)]
+                    before = {k: cpu_seconds(q) for k, q in watch}
+                    rps = t.benchmark(port, p, n, cafile, command=cmd, tests=tests)
+                    after = {k: cpu_seconds(q) for k, q in watch}
+                    served = n * (len(tests) if tests else 1)
+                    per = {k: (after[k] - before[k]) * 1e6 / served for k, _ in watch}
+                    srv = sum(v for k, v in per.items() if k != "own") if servers else None
+                    results.setdefault((name, tname), []).append((rps, per["own"], srv))
+    finally:
+        c.stop()
+    m = b.machine()
+    print(f"{m['cpus']} CPUs ({m['cpu']}); {rounds} round(s); TLS; CPU µs per request, "
+          "median (min–max) over the rounds\n")
+    for name, (_, _, _, _, targets) in workloads.items():
+        print(f"### {name}\n")
+        print("| target | requests/s | own CPU/request | servers' CPU/request | own ÷ Redis direct |")
+        print("|---|---|---|---|---|")
+        direct_med = statistics.median(o for _, o, _ in results[(name, "direct TLS")])
+        for tname in targets:
+            rows = results[(name, tname)]
+            own = [o for _, o, _ in rows]
+            servers = [s for _, _, s in rows if s is not None]
+            ratio = statistics.median(own) / direct_med if direct_med else float("nan")
+            print(f"| {tname} | {statistics.median(r for r, _, _ in rows):,.0f} | {cell(own)} "
+                  f"| {cell(servers)} | {ratio:.2f}× |")
+        print()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--tls", action="store_true", help="the client side and the masters on TLS")
     ap.add_argument("--compare", help="another build of the proxy, measured in the same rounds")
     ap.add_argument("--quick", action="store_true", help="tiny counts, one round, debug build")
     ap.add_argument("--only", help="run only these workloads (names as printed, separated by ;)")
     args = ap.parse_args()
+    if args.tls:
+        return main_tls(args)
     proxy_bin = b.built("redlock-proxy", args.quick)
     rounds = 1 if args.quick else args.rounds
     c = CpuCluster(proxy_bin, args.compare)

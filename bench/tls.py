@@ -73,8 +73,8 @@ class TlsCluster(b.Cluster):
         }
         self.proxy_port, self.proxy = self.start_proxy(proxy_bin, tls_env)
         wait_listening(self.tls_port, self.proxy)
-        self.rediss_port, _ = self.start_proxy(proxy_bin, tls_env | {"REDLOCK_PROXY_TLS_LISTEN": ""},
-                                               scheme="rediss")
+        self.rediss_port, self.rediss = self.start_proxy(
+            proxy_bin, tls_env | {"REDLOCK_PROXY_TLS_LISTEN": ""}, scheme="rediss")
 
     def redis_tls(self):
         """A Redis on a plain port and a TLS port (the pair: plain, tls)."""
@@ -88,6 +88,7 @@ class TlsCluster(b.Cluster):
              "--save", "", "--appendonly", "no", "--dir", d, "--loglevel", "warning"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.procs.append(p)
+        self.pids = getattr(self, "pids", {}) | {port: p.pid, tls: p.pid}
         b.wait_port(port, p)
         wait_listening(tls, p)
         return port, tls

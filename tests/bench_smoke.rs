@@ -112,6 +112,19 @@ fn the_cpu_benchmark_runs() {
 }
 
 #[test]
+fn the_cpu_benchmark_runs_over_tls() {
+    quick_run_prints(
+        "cpu.py",
+        &["--tls", "--quick"],
+        &[
+            "### SET/GET, P=16, TLS clients",
+            "| proxy, TLS clients |",
+            "| proxy, rediss:// masters |",
+        ],
+    );
+}
+
+#[test]
 fn the_cluster_voters_benchmark_runs() {
     quick_run_prints(
         "voters.py",
