@@ -516,3 +516,67 @@ async fn a_restarted_shard_is_quarantined_and_marked_on_itself() {
 
     poll(|| marker().contains("redlock-proxy:quarantine:{m")).await;
 }
+
+/// Read/write locks and semaphores on cluster voters: each key's holders live
+/// on the shard of its slot in every voter, and a refusal is taken back there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_write_locks_and_semaphores_on_cluster_voters() {
+    let clusters: Vec<RedisCluster> = (0..3).map(|_| RedisCluster::start(3, 0)).collect();
+    let h = over_clusters(&clusters, vec![]).await;
+    let mut c = h.client().await;
+    let zcard = |key: &str| -> Vec<redis::Value> {
+        (clusters.iter())
+            .map(|cl| cl.owner(key).query(&["ZCARD", key]))
+            .collect()
+    };
+    let all = |n: i64| vec![redis::Value::Int(n); 3];
+    for i in 0..6 {
+        let key = format!("lock:rw:{i}");
+        let k = key.as_str();
+        assert_eq!(
+            c.cmd_str(&["RWLOCK.READ", k, "r1", "30000"]).await,
+            ":1\r\n"
+        );
+        assert_eq!(
+            c.cmd_str(&["RWLOCK.READ", k, "r2", "30000"]).await,
+            ":1\r\n"
+        );
+        assert_eq!(
+            c.cmd_str(&["RWLOCK.WRITE", k, "w", "30000"]).await,
+            ":0\r\n"
+        );
+        poll(|| zcard(k) == all(2)).await;
+        for r in ["r1", "r2"] {
+            assert_eq!(c.cmd_str(&["RWLOCK.RELEASE", k, r]).await, ":1\r\n");
+        }
+        assert_eq!(
+            c.cmd_str(&["RWLOCK.WRITE", k, "w", "30000"]).await,
+            ":1\r\n"
+        );
+        poll(|| zcard(k) == all(2)).await; // the writer and its marker
+        assert_eq!(c.cmd_str(&["RWLOCK.RELEASE", k, "w"]).await, ":1\r\n");
+        poll(|| zcard(k) == all(0)).await;
+
+        let key = format!("lock:sem:{i}");
+        let k = key.as_str();
+        for (s, want) in [("s1", ":1\r\n"), ("s2", ":1\r\n"), ("s3", ":0\r\n")] {
+            let got = c.cmd_str(&["SEMAPHORE.ACQUIRE", k, s, "2", "30000"]).await;
+            assert_eq!(got, want, "{k} {s}");
+        }
+        // s3 was taken on no voter, or taken back: two seats everywhere.
+        poll(|| zcard(k) == all(2)).await;
+        assert_eq!(c.cmd_str(&["SEMAPHORE.RELEASE", k, "s1"]).await, ":1\r\n");
+        assert_eq!(c.cmd_str(&["SEMAPHORE.RELEASE", k, "s2"]).await, ":1\r\n");
+        poll(|| zcard(k) == all(0)).await;
+    }
+    // A writer that two voters' shards already hold refuses a reader, which
+    // the third voter's shard had admitted and gives back.
+    let k = "lock:rw:held";
+    for cl in &clusters[..2] {
+        let far = "99999999999999";
+        cl.owner(k)
+            .query(&["ZADD", k, far, "other", far, "__write__"]);
+    }
+    assert_eq!(c.cmd_str(&["RWLOCK.READ", k, "r", "30000"]).await, ":0\r\n");
+    poll(|| clusters[2].owner(k).query(&["ZCARD", k]) == redis::Value::Int(0)).await;
+}

@@ -109,13 +109,13 @@ impl RedisCluster {
         self.nodes[0].url()
     }
 
-    /// The running master that serves `key` (the one that answers `GET` on it
-    /// without a redirection).
+    /// The running master that serves `key` (the one that answers `EXISTS`
+    /// on it without a redirection, whatever the key's type).
     pub fn owner(&self, key: &str) -> &RedisServer {
         self.nodes
             .iter()
             .filter(|n| n.is_running())
-            .find(|n| n.try_query(&["GET", key]).is_ok())
+            .find(|n| n.try_query(&["EXISTS", key]).is_ok())
             .unwrap_or_else(|| panic!("no node serves {key}"))
     }
 
