@@ -106,15 +106,47 @@ def command(port, *args):
         return (lines[1] if lines[0].startswith(b"$") else lines[0]).decode()
 
 
-def measure(target_port, watched, pipeline, n, tests=None, cmd=None):
-    """Runs redis-benchmark against `target_port`; returns rps and, for each
-    (name, pid) in `watched`, its CPU µs per request."""
+def measure(target_port, watched, pipeline, n, tests=None, cmd=None, tls=None):
+    """Runs redis-benchmark against `target_port` (over TLS with `tls`, the
+    CA file); returns rps and, for each (name, pid) in `watched`, its CPU µs
+    per request."""
     before = {name: cpu_seconds(pid) for name, pid in watched}
-    got = b.redis_benchmark(target_port, pipeline, n, tests=tests, command=cmd)
+    if tls:
+        import tls as t
+        rps = t.benchmark(target_port, pipeline, n, tls, command=cmd, tests=tests)
+    else:
+        got = b.redis_benchmark(target_port, pipeline, n, tests=tests, command=cmd)
+        rps = statistics.mean(v["rps"] for v in got.values()) if got else 0.0
     after = {name: cpu_seconds(pid) for name, pid in watched}
     served = n * (len(tests) if tests else 1)
-    rps = statistics.mean(v["rps"] for v in got.values()) if got else 0.0
     return rps, {name: (after[name] - before[name]) * 1e6 / served for name, _ in watched}
+
+
+def record(results, key, rps, per, servers):
+    """Keeps one run: requests/s, the target's own CPU per request, and its
+    servers' together (`None` when nothing is behind it)."""
+    servers_cpu = sum(v for k, v in per.items() if k != "own") if servers else None
+    results.setdefault(key, []).append((rps, per["own"], servers_cpu))
+
+
+def print_tables(results, names, targets, direct):
+    """One table per workload in `names`: each of `targets` that ran it, its
+    own CPU against `direct`'s."""
+    for name in names:
+        print(f"### {name}\n")
+        print("| target | requests/s | own CPU/request | servers' CPU/request | own ÷ Redis direct |")
+        print("|---|---|---|---|---|")
+        direct_med = statistics.median(o for _, o, _ in results[(name, direct)])
+        for t in targets:
+            rows = results.get((name, t))
+            if not rows:
+                continue
+            rps = statistics.median(r for r, _, _ in rows)
+            own = [o for _, o, _ in rows]
+            servers = [s for _, _, s in rows if s is not None]
+            ratio = statistics.median(own) / direct_med if direct_med else float("nan")
+            print(f"| {t} | {rps:,.0f} | {cell(own)} | {cell(servers)} | {ratio:.2f}× |")
+        print()
 
 
 def cell(xs):
@@ -160,31 +192,15 @@ def main_tls(args):
                 for tname in order:
                     port, cafile, own, servers = targets[tname]
                     watch = [("own", own)] + [(f"s{i}", q) for i, q in enumerate(servers)]
-                    before = {k: cpu_seconds(q) for k, q in watch}
-                    rps = t.benchmark(port, p, n, cafile, command=cmd, tests=tests)
-                    after = {k: cpu_seconds(q) for k, q in watch}
-                    served = n * (len(tests) if tests else 1)
-                    per = {k: (after[k] - before[k]) * 1e6 / served for k, _ in watch}
-                    srv = sum(v for k, v in per.items() if k != "own") if servers else None
-                    results.setdefault((name, tname), []).append((rps, per["own"], srv))
+                    rps, per = measure(port, watch, p, n, tests, cmd, tls=cafile)
+                    record(results, (name, tname), rps, per, servers)
     finally:
         c.stop()
     m = b.machine()
     print(f"{m['cpus']} CPUs ({m['cpu']}); {rounds} round(s); TLS; CPU µs per request, "
           "median (min–max) over the rounds\n")
-    for name, (_, _, _, _, targets) in workloads.items():
-        print(f"### {name}\n")
-        print("| target | requests/s | own CPU/request | servers' CPU/request | own ÷ Redis direct |")
-        print("|---|---|---|---|---|")
-        direct_med = statistics.median(o for _, o, _ in results[(name, "direct TLS")])
-        for tname in targets:
-            rows = results[(name, tname)]
-            own = [o for _, o, _ in rows]
-            servers = [s for _, _, s in rows if s is not None]
-            ratio = statistics.median(own) / direct_med if direct_med else float("nan")
-            print(f"| {tname} | {statistics.median(r for r, _, _ in rows):,.0f} | {cell(own)} "
-                  f"| {cell(servers)} | {ratio:.2f}× |")
-        print()
+    targets = [*client_side, *(k for k in lock_side if k not in client_side)]
+    print_tables(results, workloads, targets, "direct TLS")
 
 
 def main():
@@ -268,28 +284,13 @@ def main():
                     # One master runs the script the proxy's command runs on each.
                     run_cmd = direct_cmd[0] if t == "direct" and direct_cmd else cmd
                     rps, per = measure(port, watch, p, n, tests, run_cmd)
-                    servers_cpu = sum(v for k, v in per.items() if k != "own") if servers else None
-                    results.setdefault((name, t), []).append((rps, per["own"], servers_cpu))
+                    record(results, (name, t), rps, per, servers)
     finally:
         c.stop()
     m = b.machine()
     print(f"{m['cpus']} CPUs ({m['cpu']}); {rounds} round(s); CPU µs per request, "
           "median (min–max) over the rounds\n")
-    for name in workloads:
-        print(f"### {name}\n")
-        print("| target | requests/s | own CPU/request | servers' CPU/request | own ÷ Redis direct |")
-        print("|---|---|---|---|---|")
-        direct_med = statistics.median(own for _, own, _ in results[(name, "direct")])
-        for t in ["direct", "twemproxy", *proxies]:
-            rows = results.get((name, t))
-            if not rows:
-                continue
-            rps = statistics.median(r for r, _, _ in rows)
-            own = [o for _, o, _ in rows]
-            servers = [s for _, _, s in rows if s is not None]
-            ratio = statistics.median(own) / direct_med if direct_med else float("nan")
-            print(f"| {t} | {rps:,.0f} | {cell(own)} | {cell(servers)} | {ratio:.2f}× |")
-        print()
+    print_tables(results, workloads, ["direct", "twemproxy", *proxies], "direct")
 
 
 if __name__ == "__main__":

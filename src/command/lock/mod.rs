@@ -273,7 +273,9 @@ pub(super) fn parse<A: ArgList + ?Sized>(
 mod tests {
     use super::*;
 
-    fn parse_strs(args: &[&str]) -> Result<LockOp, Reply> {
+    /// Parses a request on the default lock patterns (also used by
+    /// `script.rs`'s tests).
+    pub(super) fn parse_strs(args: &[&str]) -> Result<LockOp, Reply> {
         let reg = ScriptRegistry::new(&[]);
         let name = args[0].to_ascii_uppercase();
         let patterns = crate::command::LockPatterns::new(&["lock:*"]);

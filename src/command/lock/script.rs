@@ -286,21 +286,9 @@ mod tests {
     use std::time::Duration;
 
     use super::super::parse;
+    use super::super::tests::parse_strs;
     use super::*;
     use crate::redlock::scripts::Convention;
-
-    fn parse_strs(args: &[&str]) -> Result<LockOp, Reply> {
-        let reg = ScriptRegistry::new(&[]);
-        let name = args[0].to_ascii_uppercase();
-        let patterns = crate::command::LockPatterns::new(&["lock:*"]);
-        parse(
-            name.as_bytes(),
-            args,
-            &reg,
-            &LockRules::default(),
-            &patterns,
-        )
-    }
 
     #[test]
     fn unknown_symfony_lock_scripts_are_refused_by_name() {
