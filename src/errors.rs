@@ -3,6 +3,7 @@
 //! CR or LF (which would break the reply framing).
 
 use std::fmt::Display;
+use std::time::Duration;
 
 use crate::protocol::{ProtocolError, Reply};
 
@@ -161,7 +162,24 @@ pub(crate) fn noauth_hello() -> Reply {
     )
 }
 
-/// A wrong user name or password (Redis's text).
+/// `AUTH` from an address past `server.auth_failure_limit`: refused unchecked.
+pub(crate) fn auth_throttled(limit: u32, window: Duration, wait: Duration) -> Reply {
+    err(format_args!(
+        "too many failed authentication attempts from this address ({limit} within {}s, server.auth_failure_limit): try again in {}s",
+        window.as_secs(),
+        wait.as_secs().max(1)
+    ))
+}
+
+/// An `ACL` subcommand that changes users, or reads them as Redis stores them.
+pub(crate) fn acl_not_served(sub: &[u8]) -> Reply {
+    err(format_args!(
+        "ACL {} is not served by redlock-proxy: its users and their rules live in its configuration ([[users]] rules), reloaded on SIGHUP",
+        String::from_utf8_lossy(sub).to_uppercase()
+    ))
+}
+
+/// `AUTH` / `HELLO AUTH`: wrong password, unknown or disabled user (Redis's text).
 pub(crate) fn wrongpass() -> Reply {
     with_code(
         "WRONGPASS",

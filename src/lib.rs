@@ -33,6 +33,7 @@
 //! 7. [`dev`] (`redlock-proxy dev`: local redis-server children), `fuzzing`
 //!    (entry points for `fuzz/`), and the binary, `main.rs`.
 
+pub mod acl;
 mod auth;
 mod backend;
 pub mod command;

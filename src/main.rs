@@ -170,13 +170,25 @@ fn main() -> ExitCode {
     let is_dev = dev.is_some();
     let config_path = cli.config.clone();
     let load = move || {
-        Config::load(config_path.as_deref(), std::env::vars(), &flags).and_then(|c| {
-            if is_dev {
-                Ok(c)
-            } else {
-                c.require_masters().map(|_| c)
-            }
-        })
+        Config::load(config_path.as_deref(), std::env::vars(), &flags)
+            .and_then(|c| {
+                if is_dev {
+                    Ok(c)
+                } else {
+                    c.require_masters().map(|_| c)
+                }
+            })
+            .and_then(|c| {
+                // The users' rules need the command table: checked here,
+                // so a bad rule fails `check-config`, a start and a reload alike.
+                redlock_proxy::acl::validate(&c).map(|_| c).map_err(|e| {
+                    redlock_proxy::config::ConfigError {
+                        option: "users".into(),
+                        source: String::new(),
+                        message: e.0,
+                    }
+                })
+            })
     };
     let config = load();
     let config = match config {

@@ -33,6 +33,10 @@ pub struct Metrics {
     pub client_memory_evictions: AtomicU64,
     /// Failed AUTH / HELLO AUTH attempts.
     pub auth_failures: AtomicU64,
+    /// AUTH / HELLO AUTH refused unchecked: too many failures from the address.
+    pub auth_throttled: AtomicU64,
+    /// Requests refused by the user's ACL rules (`-NOPERM`).
+    pub acl_denied: AtomicU64,
     /// TLS handshakes with clients that failed or timed out.
     pub tls_handshake_failures: AtomicU64,
     /// Grant or extension replies not delivered because their validity ran out

@@ -6,8 +6,9 @@ Usage:
     python3 tools/gen_command_table.py /tmp/command.json > src/command/table.rs
     cargo fmt
 
-The table gives every command's arity, the flags the proxy cares about and its
-key specs (Redis 7 "begin_search" / "find_keys"), so the proxy can find the keys
+The table gives every command's arity, the flags the proxy cares about, its
+ACL categories (a bit per category, in `ACL CAT` order), an id (for the ACL
+checks' command bitmaps) and its key specs, each with the permission it needs (Redis 7 "begin_search" / "find_keys"), so the proxy can find the keys
 of any command exactly as Redis does and keep lock keys off the passthrough
 backend. A key spec that may miss keys is marked `incomplete`; the proxy finds
 those commands' keys with hand-written parsers (`src/command/getkeys.rs`), as
@@ -16,6 +17,13 @@ against the redis-server the test suite runs.
 """
 import json
 import sys
+
+# ACL categories, in the order `ACL CAT` lists them: bit i is CATEGORIES[i].
+CATEGORIES = [
+    "keyspace", "read", "write", "set", "sortedset", "list", "hash", "string",
+    "bitmap", "hyperloglog", "geo", "stream", "pubsub", "admin", "fast", "slow",
+    "blocking", "dangerous", "connection", "transaction", "scripting",
+]
 
 FLAGS = [
     "write", "readonly", "blocking", "pubsub", "no_multi", "admin",
@@ -30,6 +38,30 @@ def rust_str(s):
 def flags_expr(flags):
     bits = [f"flags::{f.upper()}" for f in FLAGS if f in flags]
     return " | ".join(bits) if bits else "0"
+
+
+def acl_expr(cats):
+    bits = [f"1 << {CATEGORIES.index(c.lstrip('@'))}" for c in cats]
+    return " | ".join(bits) if bits else "0"
+
+
+def access_expr(k):
+    """What ACL permission a key spec needs: `access` reads the key's value,
+    `insert`/`delete`/`update` write it (Redis's ACLSelectorCheckKey)."""
+    flags = [f.lower() for f in k.get("flags", [])]
+    bits = []
+    if "access" in flags:
+        bits.append("access::READ")
+    if {"insert", "delete", "update"} & set(flags):
+        bits.append("access::WRITE")
+    if "not_key" in flags:
+        bits.append("access::NOT_KEY")
+    if "variable_flags" in flags:
+        bits.append("access::VARIABLE")
+    return " | ".join(bits) if bits else "0"
+
+
+NEXT_ID = [0]
 
 
 def begin_search(bs):
@@ -63,12 +95,14 @@ def incomplete(k):
 
 
 def spec_expr(c, indent):
-    name, arity, flags = c[0], c[1], c[2]
+    name, arity, flags, cats = c[0], c[1], c[2], c[6]
     keyspecs = c[8]
+    ident = NEXT_ID[0]
+    NEXT_ID[0] += 1
     subs = sorted(c[9], key=lambda s: s[0])
     ks = ", ".join(
         f"KeySpec {{ begin: {begin_search(k['begin_search'])}, find: {find_keys(k['find_keys'])}, "
-        f"incomplete: {'true' if incomplete(k) else 'false'} }}"
+        f"incomplete: {'true' if incomplete(k) else 'false'}, access: {access_expr(k)} }}"
         for k in keyspecs
     )
     sub = ""
@@ -78,7 +112,8 @@ def spec_expr(c, indent):
     else:
         sub = "&[]"
     pad = " " * indent
-    return (f"{pad}CommandSpec {{ name: {rust_str(name)}, arity: {arity}, flags: {flags_expr(flags)}, "
+    return (f"{pad}CommandSpec {{ name: {rust_str(name)}, id: {ident}, arity: {arity}, "
+            f"flags: {flags_expr(flags)}, acl: {acl_expr(cats)}, "
             f"key_specs: &[{ks}], subcommands: {sub} }}")
 
 
@@ -92,13 +127,16 @@ def main():
     print("//     cargo fmt")
     print("// tests/it/command_table.rs checks the table against the suite's redis-server.")
     print()
-    print("use super::spec::{flags, BeginSearch, CommandSpec, FindKeys, KeySpec};")
+    print("use super::spec::{access, flags, BeginSearch, CommandSpec, FindKeys, KeySpec};")
     print()
     print("/// Every command redis-server knows, sorted by name (lowercase).")
     print("pub(super) static COMMANDS: &[CommandSpec] = &[")
     for c in data:
         print(spec_expr(c, 4) + ",")
     print("];")
+    print()
+    print("/// How many commands and subcommands the table has: every `id` is below it.")
+    print(f"pub(super) const COUNT: u16 = {NEXT_ID[0]};")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@
 //! which `sortGetKeys` misses), this module follows the command: what matters
 //! is what the backend would touch.
 
-use super::spec::{CommandSpec, for_each_spec_key};
+use super::spec::{CommandSpec, access, for_each_key_of, for_each_spec_key};
 use crate::protocol::ArgList;
 
 /// One argument that names a key, or may form keys.
@@ -46,6 +46,80 @@ pub fn for_each_key<A: ArgList + ?Sized>(spec: &CommandSpec, args: &A, mut f: im
         // A table from a newer Redis with another incomplete command: its
         // complete specs still count (the table test names it for a parser).
         _ => for_each_spec_key(spec, args, |i| f(KeyArg::Key(i))),
+    }
+}
+
+/// Calls `f` with every key argument of `args` and the permission it needs
+/// ([`access`] bits: read, write), as Redis's ACL check finds them: each key
+/// spec's own flags; `SET` and `BITFIELD` read their arguments for them
+/// (`VARIABLE_FLAGS`, as `setGetKeys`/`bitfieldGetKeys` do); shard channels
+/// are no keys.
+pub fn for_each_key_access<A: ArgList + ?Sized>(
+    spec: &CommandSpec,
+    args: &A,
+    mut f: impl FnMut(usize, u8),
+) {
+    let rw = access::READ | access::WRITE;
+    if !spec.keys_complete() {
+        // `SORT` reads its key and writes its `STORE` destination (as
+        // `sortGetKeys` flags them); `MIGRATE` reads and deletes each.
+        let sort = matches!(spec.name, "sort" | "sort_ro");
+        let need = spec.key_specs.iter().fold(0, |a, ks| a | ks.access) & rw;
+        return for_each_key(spec, args, |k| {
+            if let KeyArg::Key(i) = k {
+                f(
+                    i,
+                    match (sort, i) {
+                        (true, 1) => access::READ,
+                        (true, _) => access::WRITE,
+                        (false, _) => need,
+                    },
+                );
+            }
+        });
+    }
+    for ks in spec.key_specs {
+        if ks.access & access::NOT_KEY != 0 {
+            continue;
+        }
+        let need = if ks.access & access::VARIABLE == 0 {
+            ks.access & rw
+        } else {
+            variable_access(spec.name, args)
+        };
+        for_each_key_of(ks, args, |i| f(i, need));
+    }
+}
+
+/// `SET key value ... GET` reads and writes, without `GET` it only writes;
+/// `BITFIELD` with only `GET`s (and `OVERFLOW`s) reads, otherwise it reads and
+/// writes (a syntax error counts as a write, as in Redis).
+fn variable_access<A: ArgList + ?Sized>(name: &str, args: &A) -> u8 {
+    let rw = access::READ | access::WRITE;
+    match name {
+        "set" => {
+            if (3..args.len()).any(|i| is(args.arg(i), "get")) {
+                rw
+            } else {
+                access::WRITE
+            }
+        }
+        "bitfield" => {
+            let mut i = 2;
+            while i < args.len() {
+                let left = args.len() - i - 1;
+                let a = args.arg(i);
+                if is(a, "get") && left >= 2 {
+                    i += 3;
+                } else if is(a, "overflow") && left >= 1 {
+                    i += 2;
+                } else {
+                    return rw;
+                }
+            }
+            access::READ
+        }
+        _ => rw,
     }
 }
 

@@ -1,6 +1,8 @@
 //! Finding a command's spec by its name (and subcommand) in the generated
-//! table: an open-addressing index over `COMMANDS`, built once.
+//! table: an open-addressing index over `COMMANDS`, built once; and in the
+//! proxy's own commands (`own.rs`), for ACL rules.
 
+use super::own::OWN;
 use super::spec::CommandSpec;
 use super::table::COMMANDS;
 use crate::protocol::ArgList;
@@ -97,6 +99,40 @@ pub fn lookup<A: ArgList + ?Sized>(args: &A) -> Option<&'static CommandSpec> {
         Some(sub) => find(spec.subcommands, sub, true).or(Some(spec)),
         None => Some(spec),
     }
+}
+
+/// [`lookup`], and the proxy's own commands (`LOCK.ACQUIRE`, `PROXY
+/// MASTERS`...), which classification finds by name instead.
+pub fn lookup_any<A: ArgList + ?Sized>(args: &A) -> Option<&'static CommandSpec> {
+    lookup(args).or_else(|| {
+        let spec = find(OWN, args.get(0)?, false)?;
+        match args.get(1) {
+            Some(sub) if !spec.subcommands.is_empty() => {
+                find(spec.subcommands, sub, true).or(Some(spec))
+            }
+            _ => Some(spec),
+        }
+    })
+}
+
+/// A command or subcommand by its full name as ACL rules write it (`get`,
+/// `config|get`, any case), the proxy's own included; `None` for an unknown
+/// one (and for `container|unknown`).
+pub fn by_full_name(name: &str) -> Option<&'static CommandSpec> {
+    let (top, sub) = match name.split_once('|') {
+        Some((top, sub)) => (top, Some(sub)),
+        None => (name, None),
+    };
+    let spec = find_top(top.as_bytes()).or_else(|| find(OWN, top.as_bytes(), false))?;
+    match sub {
+        None => Some(spec),
+        Some(sub) => find(spec.subcommands, sub.as_bytes(), true),
+    }
+}
+
+/// Every top-level command, Redis's and then the proxy's own.
+pub fn every() -> impl Iterator<Item = &'static CommandSpec> {
+    COMMANDS.iter().chain(OWN)
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ mod client;
 mod getkeys;
 mod lock;
 mod lookup;
+mod own;
 mod pattern;
 mod set_args;
 mod shared_locks;
@@ -18,11 +19,12 @@ mod table;
 use bytes::Bytes;
 
 pub use client::{Filter, Kill, parse_kill, parse_list};
-pub use getkeys::{KeyArg, PARSED as KEYS_PARSED, for_each_key};
+pub use getkeys::{KeyArg, PARSED as KEYS_PARSED, for_each_key, for_each_key_access};
 pub use lock::LockRules;
-pub use lookup::lookup;
-pub use pattern::LockPatterns;
-pub use spec::{BeginSearch, CommandSpec, FindKeys, KeySpec, flags};
+pub use lookup::{by_full_name, every, lookup, lookup_any};
+pub use own::ID_LIMIT;
+pub use pattern::{Glob, LockPatterns};
+pub use spec::{BeginSearch, CommandSpec, FindKeys, KeySpec, access, category, flags};
 
 use crate::errors;
 use crate::protocol::{ArgList, Proto, Reply, parse_i64};
@@ -203,6 +205,14 @@ pub enum Local {
     ProxyConfig,
     /// `PROXY HELP`.
     ProxyHelp,
+    /// `ACL WHOAMI`.
+    AclWhoami,
+    /// `ACL CAT [category]`.
+    AclCat(Option<Bytes>),
+    /// `ACL LOG [count]` (negative: all); `None`: `ACL LOG RESET`.
+    AclLog(Option<i64>),
+    /// `ACL USERS`.
+    AclUsers,
 }
 
 /// Where a client's MULTI stands, as classification needs to know it.
@@ -253,6 +263,34 @@ pub struct Classifier {
     pub scripts: std::sync::Arc<ScriptRegistry>,
     /// Lock operation parameters.
     pub lock_rules: LockRules,
+}
+
+/// `ACL` when the proxy authenticates clients: what it answers from its own
+/// users, and a refusal for what would change them; `None` (forwarded, for
+/// the backend's answer) for `HELP`, `GENPASS`, unknown subcommands and
+/// wrong arities.
+fn classify_acl<A: ArgList + ?Sized>(args: &A) -> Option<Command> {
+    let mut buf = [0u8; 24];
+    let sub = upper(args.arg(1), &mut buf);
+    let n = args.len();
+    Some(match (sub, n) {
+        (b"WHOAMI", 2) => Command::Local(Local::AclWhoami),
+        (b"USERS", 2) => Command::Local(Local::AclUsers),
+        (b"CAT", 2) => Command::Local(Local::AclCat(None)),
+        (b"CAT", 3) => Command::Local(Local::AclCat(Some(Bytes::copy_from_slice(args.arg(2))))),
+        (b"LOG", 2) => Command::Local(Local::AclLog(Some(10))),
+        (b"LOG", 3) if args.arg(2).eq_ignore_ascii_case(b"RESET") => {
+            Command::Local(Local::AclLog(None))
+        }
+        (b"LOG", 3) => match parse_i64(args.arg(2)) {
+            Some(count) => Command::Local(Local::AclLog(Some(count))),
+            None => Command::Refuse(errors::not_integer()),
+        },
+        (b"SETUSER" | b"DELUSER" | b"GETUSER" | b"LIST" | b"LOAD" | b"SAVE" | b"DRYRUN", _) => {
+            Command::Refuse(errors::acl_not_served(args.arg(1)))
+        }
+        _ => return None,
+    })
 }
 
 fn upper<'a>(name: &[u8], buf: &'a mut [u8; 24]) -> &'a [u8] {
@@ -449,6 +487,12 @@ impl Classifier {
                 }
             }
             b"PROXY" => return classify_proxy(args),
+            // The proxy's users are its own: the backend's are not the client's.
+            b"ACL" if ctx.proxy_auth && n >= 2 => {
+                if let Some(cmd) = classify_acl(args) {
+                    return cmd;
+                }
+            }
             b"FUNCTION" if n == 2 && args.arg(1).eq_ignore_ascii_case(b"KILL") => {
                 return Command::Forward(Effect::Control);
             }

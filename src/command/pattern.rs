@@ -96,15 +96,56 @@ impl ByteSet {
 /// A glob compiled to a nondeterministic automaton: state `i` means "the
 /// first `i` tokens matched", so a match is linear in the key's length
 /// whatever the pattern (the textbook backtracking is exponential in stars).
-/// States are bits of a `u128`, hence [`MAX_LOCK_PATTERN_LEN`](crate::config::MAX_LOCK_PATTERN_LEN).
+/// States are bits of a `u128`, hence [`MAX_LOCK_PATTERN_LEN`](crate::config::MAX_LOCK_PATTERN_LEN)
+/// for the automaton; [`Glob::is_match`] takes any length.
 #[derive(Debug, Clone)]
-struct Glob {
+pub struct Glob {
     tokens: Vec<Token>,
 }
 
 impl Glob {
+    /// Whether `s` matches, as Redis's `stringmatchlen` decides, for a
+    /// pattern of any length: the automaton when it fits, otherwise the
+    /// greedy match that goes back to the last star only (every other token
+    /// reads exactly one byte, so that is enough, and it is quadratic at worst).
+    pub fn is_match(&self, s: &[u8]) -> bool {
+        if self.tokens.len() < 128 {
+            self.matches(s)
+        } else {
+            self.star_backtracking_match(s)
+        }
+    }
+
+    fn star_backtracking_match(&self, s: &[u8]) -> bool {
+        let (mut t, mut i) = (0usize, 0usize);
+        let mut back: Option<(usize, usize)> = None;
+        while i < s.len() {
+            match self.tokens.get(t) {
+                Some(Token::Star) => {
+                    back = Some((t, i));
+                    t += 1;
+                }
+                Some(Token::Byte(set)) if set.contains(s[i]) => {
+                    t += 1;
+                    i += 1;
+                }
+                _ => match back {
+                    Some((star, from)) => {
+                        back = Some((star, from + 1));
+                        t = star + 1;
+                        i = from + 1;
+                    }
+                    None => return false,
+                },
+            }
+        }
+        self.tokens[t.min(self.tokens.len())..]
+            .iter()
+            .all(|x| matches!(x, Token::Star))
+    }
+
     /// Reads the pattern exactly as Redis's `stringmatchlen` does.
-    fn compile(p: &[u8]) -> Self {
+    pub fn compile(p: &[u8]) -> Self {
         let mut tokens = Vec::new();
         let mut i = 0;
         while i < p.len() {
@@ -340,6 +381,19 @@ mod tests {
         ) {
             prop_assert_eq!(
                 matches(&pattern, &key),
+                glob_match(pattern.as_bytes(), key.as_bytes())
+            );
+        }
+
+        /// The match long patterns take (ACL key patterns have no length
+        /// limit) agrees too.
+        #[test]
+        fn long_patterns_match_like_stringmatchlen(
+            pattern in "[ab*?\\[\\]^\\\\-]{0,10}",
+            key in "[ab\\]^\\\\*-]{0,10}",
+        ) {
+            prop_assert_eq!(
+                Glob::compile(pattern.as_bytes()).star_backtracking_match(key.as_bytes()),
                 glob_match(pattern.as_bytes(), key.as_bytes())
             );
         }

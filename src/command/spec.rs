@@ -30,6 +30,69 @@ pub mod flags {
     pub const STALE: u32 = 1 << 10;
 }
 
+/// What ACL permission a key spec needs (Redis's key-spec flags, as
+/// `ACLSelectorCheckKey` reads them), and whether it names keys at all.
+pub mod access {
+    /// The command reads the key's value (`ACCESS`): needs read permission.
+    pub const READ: u8 = 1 << 0;
+    /// The command inserts, deletes or updates (`INSERT`/`DELETE`/`UPDATE`):
+    /// needs write permission.
+    pub const WRITE: u8 = 1 << 1;
+    /// Not a key (a shard channel, `NOT_KEY`): ACL key rules skip it.
+    pub const NOT_KEY: u8 = 1 << 2;
+    /// The flags depend on the arguments (`VARIABLE_FLAGS`: `SET ... GET`,
+    /// `BITFIELD ... GET`); the ACL check reads them as Redis's getkeys does.
+    pub const VARIABLE: u8 = 1 << 3;
+}
+
+/// ACL categories: [`NAMES`](category::NAMES)`[i]` is bit `i` of
+/// [`CommandSpec::acl`], in the order `ACL CAT` lists them.
+pub mod category {
+    /// The categories' names, in `ACL CAT` order.
+    pub const NAMES: [&str; 21] = [
+        "keyspace",
+        "read",
+        "write",
+        "set",
+        "sortedset",
+        "list",
+        "hash",
+        "string",
+        "bitmap",
+        "hyperloglog",
+        "geo",
+        "stream",
+        "pubsub",
+        "admin",
+        "fast",
+        "slow",
+        "blocking",
+        "dangerous",
+        "connection",
+        "transaction",
+        "scripting",
+    ];
+
+    /// A category's bit, by name (any case).
+    pub fn bit(name: &[u8]) -> Option<u32> {
+        NAMES
+            .iter()
+            .position(|n| n.as_bytes().eq_ignore_ascii_case(name))
+            .map(|i| 1 << i)
+    }
+
+    /// `@write`.
+    pub const WRITE: u32 = 1 << 2;
+    /// `@admin`.
+    pub const ADMIN: u32 = 1 << 13;
+    /// `@fast`.
+    pub const FAST: u32 = 1 << 14;
+    /// `@slow`.
+    pub const SLOW: u32 = 1 << 15;
+    /// `@dangerous`.
+    pub const DANGEROUS: u32 = 1 << 17;
+}
+
 /// Where the search for a key spec's first key starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BeginSearch {
@@ -81,6 +144,8 @@ pub struct KeySpec {
     /// The spec may miss keys (Redis's `INCOMPLETE` flag, or an `unknown`
     /// search): the command's keys are found by [`super::getkeys`] instead.
     pub incomplete: bool,
+    /// Bits from [`access`].
+    pub access: u8,
 }
 
 /// What the proxy knows about one command.
@@ -88,10 +153,15 @@ pub struct KeySpec {
 pub struct CommandSpec {
     /// Lowercase name; subcommands are `container|sub`.
     pub name: &'static str,
+    /// A number of its own among every command and subcommand (below
+    /// [`COUNT`](super::table::COUNT)): its bit in an ACL command bitmap.
+    pub id: u16,
     /// Redis arity: positive = exact argument count, negative = at least -arity.
     pub arity: i16,
     /// Bits from [`flags`].
     pub flags: u32,
+    /// Its ACL categories: bit `i` is the `i`th of `ACL CAT`'s list.
+    pub acl: u32,
     /// The command's key specs.
     pub key_specs: &'static [KeySpec],
     /// Subcommands, sorted by name, for container commands.
@@ -125,8 +195,19 @@ pub(super) fn for_each_spec_key<A: ArgList + ?Sized>(
     args: &A,
     mut f: impl FnMut(usize),
 ) {
-    let argc = args.len() as i64;
     for ks in spec.key_specs {
+        for_each_key_of(ks, args, &mut f);
+    }
+}
+
+/// Calls `f` with the index of every key argument one key spec finds.
+pub(super) fn for_each_key_of<A: ArgList + ?Sized>(
+    ks: &KeySpec,
+    args: &A,
+    mut f: impl FnMut(usize),
+) {
+    let argc = args.len() as i64;
+    {
         let first = match ks.begin {
             BeginSearch::Index(i) => i as i64,
             BeginSearch::Keyword {
@@ -156,10 +237,10 @@ pub(super) fn for_each_spec_key<A: ArgList + ?Sized>(
                 }
                 match found {
                     Some(first) => first,
-                    None => continue,
+                    None => return,
                 }
             }
-            BeginSearch::Unknown => continue,
+            BeginSearch::Unknown => return,
         };
         let (first, last, step) = match ks.find {
             FindKeys::Range {
@@ -183,18 +264,18 @@ pub(super) fn for_each_spec_key<A: ArgList + ?Sized>(
             } => {
                 let idx = first + keynum_idx as i64;
                 let Some(n) = usize::try_from(idx).ok().and_then(|i| args.get(i)) else {
-                    continue;
+                    return;
                 };
                 let Some(numkeys) = parse_i64(n).filter(|n| *n > 0) else {
-                    continue;
+                    return;
                 };
                 let first = first + first_key as i64;
                 (first, first + numkeys - 1, key_step as i64)
             }
-            FindKeys::Unknown => continue,
+            FindKeys::Unknown => return,
         };
         if step <= 0 || first < 1 {
-            continue;
+            return;
         }
         let mut i = first;
         while i <= last && i < argc {

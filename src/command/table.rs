@@ -5,104 +5,132 @@
 //     cargo fmt
 // tests/it/command_table.rs checks the table against the suite's redis-server.
 
-use super::spec::{BeginSearch, CommandSpec, FindKeys, KeySpec, flags};
+use super::spec::{BeginSearch, CommandSpec, FindKeys, KeySpec, access, flags};
 
 /// Every command redis-server knows, sorted by name (lowercase).
 pub(super) static COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "acl",
+        id: 0,
         arity: -2,
         flags: 0,
+        acl: 1 << 15,
         key_specs: &[],
         subcommands: &[
             CommandSpec {
                 name: "acl|cat",
+                id: 1,
                 arity: -2,
                 flags: flags::NOSCRIPT | flags::LOADING | flags::STALE,
+                acl: 1 << 15,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "acl|deluser",
+                id: 2,
                 arity: -3,
                 flags: flags::ADMIN | flags::NOSCRIPT | flags::LOADING | flags::STALE,
+                acl: 1 << 13 | 1 << 15 | 1 << 17,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "acl|dryrun",
+                id: 3,
                 arity: -4,
                 flags: flags::ADMIN | flags::NOSCRIPT | flags::LOADING | flags::STALE,
+                acl: 1 << 13 | 1 << 15 | 1 << 17,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "acl|genpass",
+                id: 4,
                 arity: -2,
                 flags: flags::NOSCRIPT | flags::LOADING | flags::STALE,
+                acl: 1 << 15,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "acl|getuser",
+                id: 5,
                 arity: 3,
                 flags: flags::ADMIN | flags::NOSCRIPT | flags::LOADING | flags::STALE,
+                acl: 1 << 13 | 1 << 15 | 1 << 17,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "acl|help",
+                id: 6,
                 arity: 2,
                 flags: flags::LOADING | flags::STALE,
+                acl: 1 << 15,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "acl|list",
+                id: 7,
                 arity: 2,
                 flags: flags::ADMIN | flags::NOSCRIPT | flags::LOADING | flags::STALE,
+                acl: 1 << 13 | 1 << 15 | 1 << 17,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "acl|load",
+                id: 8,
                 arity: 2,
                 flags: flags::ADMIN | flags::NOSCRIPT | flags::LOADING | flags::STALE,
+                acl: 1 << 13 | 1 << 15 | 1 << 17,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "acl|log",
+                id: 9,
                 arity: -2,
                 flags: flags::ADMIN | flags::NOSCRIPT | flags::LOADING | flags::STALE,
+                acl: 1 << 13 | 1 << 15 | 1 << 17,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "acl|save",
+                id: 10,
                 arity: 2,
                 flags: flags::ADMIN | flags::NOSCRIPT | flags::LOADING | flags::STALE,
+                acl: 1 << 13 | 1 << 15 | 1 << 17,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "acl|setuser",
+                id: 11,
                 arity: -3,
                 flags: flags::ADMIN | flags::NOSCRIPT | flags::LOADING | flags::STALE,
+                acl: 1 << 13 | 1 << 15 | 1 << 17,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "acl|users",
+                id: 12,
                 arity: 2,
                 flags: flags::ADMIN | flags::NOSCRIPT | flags::LOADING | flags::STALE,
+                acl: 1 << 13 | 1 << 15 | 1 << 17,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "acl|whoami",
+                id: 13,
                 arity: 2,
                 flags: flags::NOSCRIPT | flags::LOADING | flags::STALE,
+                acl: 1 << 15,
                 key_specs: &[],
                 subcommands: &[],
             },
@@ -110,8 +138,10 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "append",
+        id: 14,
         arity: 3,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 7 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -120,41 +150,52 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "asking",
+        id: 15,
         arity: 1,
         flags: 0,
+        acl: 1 << 14 | 1 << 18,
         key_specs: &[],
         subcommands: &[],
     },
     CommandSpec {
         name: "auth",
+        id: 16,
         arity: -2,
         flags: flags::NOSCRIPT | flags::NO_AUTH | flags::LOADING | flags::STALE,
+        acl: 1 << 14 | 1 << 18,
         key_specs: &[],
         subcommands: &[],
     },
     CommandSpec {
         name: "bgrewriteaof",
+        id: 17,
         arity: 1,
         flags: flags::ADMIN | flags::NOSCRIPT,
+        acl: 1 << 13 | 1 << 15 | 1 << 17,
         key_specs: &[],
         subcommands: &[],
     },
     CommandSpec {
         name: "bgsave",
+        id: 18,
         arity: -1,
         flags: flags::ADMIN | flags::NOSCRIPT,
+        acl: 1 << 13 | 1 << 15 | 1 << 17,
         key_specs: &[],
         subcommands: &[],
     },
     CommandSpec {
         name: "bitcount",
+        id: 19,
         arity: -2,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 8 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -163,13 +204,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "bitfield",
+        id: 20,
         arity: -2,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 8 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -178,13 +222,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ | access::WRITE | access::VARIABLE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "bitfield_ro",
+        id: 21,
         arity: -2,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 8 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -193,13 +240,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "bitop",
+        id: 22,
         arity: -4,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 8 | 1 << 15,
         key_specs: &[
             KeySpec {
                 begin: BeginSearch::Index(2),
@@ -209,6 +259,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                     limit: 0,
                 },
                 incomplete: false,
+                access: access::WRITE,
             },
             KeySpec {
                 begin: BeginSearch::Index(3),
@@ -218,14 +269,17 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                     limit: 0,
                 },
                 incomplete: false,
+                access: access::READ,
             },
         ],
         subcommands: &[],
     },
     CommandSpec {
         name: "bitpos",
+        id: 23,
         arity: -3,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 8 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -234,13 +288,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "blmove",
+        id: 24,
         arity: 6,
         flags: flags::WRITE | flags::BLOCKING | flags::NOSCRIPT,
+        acl: 1 << 2 | 1 << 5 | 1 << 15 | 1 << 16,
         key_specs: &[
             KeySpec {
                 begin: BeginSearch::Index(1),
@@ -250,6 +307,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                     limit: 0,
                 },
                 incomplete: false,
+                access: access::READ | access::WRITE,
             },
             KeySpec {
                 begin: BeginSearch::Index(2),
@@ -259,14 +317,17 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                     limit: 0,
                 },
                 incomplete: false,
+                access: access::WRITE,
             },
         ],
         subcommands: &[],
     },
     CommandSpec {
         name: "blmpop",
+        id: 25,
         arity: -5,
         flags: flags::WRITE | flags::BLOCKING | flags::MOVABLEKEYS,
+        acl: 1 << 2 | 1 << 5 | 1 << 15 | 1 << 16,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(2),
             find: FindKeys::KeyNum {
@@ -275,13 +336,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 key_step: 1,
             },
             incomplete: false,
+            access: access::READ | access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "blpop",
+        id: 26,
         arity: -3,
         flags: flags::WRITE | flags::BLOCKING | flags::NOSCRIPT,
+        acl: 1 << 2 | 1 << 5 | 1 << 15 | 1 << 16,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -290,13 +354,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ | access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "brpop",
+        id: 27,
         arity: -3,
         flags: flags::WRITE | flags::BLOCKING | flags::NOSCRIPT,
+        acl: 1 << 2 | 1 << 5 | 1 << 15 | 1 << 16,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -305,13 +372,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ | access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "brpoplpush",
+        id: 28,
         arity: 4,
         flags: flags::WRITE | flags::BLOCKING | flags::NOSCRIPT,
+        acl: 1 << 2 | 1 << 5 | 1 << 15 | 1 << 16,
         key_specs: &[
             KeySpec {
                 begin: BeginSearch::Index(1),
@@ -321,6 +391,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                     limit: 0,
                 },
                 incomplete: false,
+                access: access::READ | access::WRITE,
             },
             KeySpec {
                 begin: BeginSearch::Index(2),
@@ -330,14 +401,17 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                     limit: 0,
                 },
                 incomplete: false,
+                access: access::WRITE,
             },
         ],
         subcommands: &[],
     },
     CommandSpec {
         name: "bzmpop",
+        id: 29,
         arity: -5,
         flags: flags::WRITE | flags::BLOCKING | flags::MOVABLEKEYS,
+        acl: 1 << 2 | 1 << 4 | 1 << 15 | 1 << 16,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(2),
             find: FindKeys::KeyNum {
@@ -346,13 +420,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 key_step: 1,
             },
             incomplete: false,
+            access: access::READ | access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "bzpopmax",
+        id: 30,
         arity: -3,
         flags: flags::WRITE | flags::BLOCKING | flags::NOSCRIPT,
+        acl: 1 << 2 | 1 << 4 | 1 << 14 | 1 << 16,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -361,13 +438,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ | access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "bzpopmin",
+        id: 31,
         arity: -3,
         flags: flags::WRITE | flags::BLOCKING | flags::NOSCRIPT,
+        acl: 1 << 2 | 1 << 4 | 1 << 14 | 1 << 16,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -376,124 +456,159 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ | access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "client",
+        id: 32,
         arity: -2,
         flags: 0,
+        acl: 1 << 15,
         key_specs: &[],
         subcommands: &[
             CommandSpec {
                 name: "client|caching",
+                id: 33,
                 arity: 3,
                 flags: flags::NOSCRIPT | flags::LOADING | flags::STALE,
+                acl: 1 << 15 | 1 << 18,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "client|getname",
+                id: 34,
                 arity: 2,
                 flags: flags::NOSCRIPT | flags::LOADING | flags::STALE,
+                acl: 1 << 15 | 1 << 18,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "client|getredir",
+                id: 35,
                 arity: 2,
                 flags: flags::NOSCRIPT | flags::LOADING | flags::STALE,
+                acl: 1 << 15 | 1 << 18,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "client|help",
+                id: 36,
                 arity: 2,
                 flags: flags::LOADING | flags::STALE,
+                acl: 1 << 15 | 1 << 18,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "client|id",
+                id: 37,
                 arity: 2,
                 flags: flags::NOSCRIPT | flags::LOADING | flags::STALE,
+                acl: 1 << 15 | 1 << 18,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "client|info",
+                id: 38,
                 arity: 2,
                 flags: flags::NOSCRIPT | flags::LOADING | flags::STALE,
+                acl: 1 << 15 | 1 << 18,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "client|kill",
+                id: 39,
                 arity: -3,
                 flags: flags::ADMIN | flags::NOSCRIPT | flags::LOADING | flags::STALE,
+                acl: 1 << 13 | 1 << 15 | 1 << 17 | 1 << 18,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "client|list",
+                id: 40,
                 arity: -2,
                 flags: flags::ADMIN | flags::NOSCRIPT | flags::LOADING | flags::STALE,
+                acl: 1 << 13 | 1 << 15 | 1 << 17 | 1 << 18,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "client|no-evict",
+                id: 41,
                 arity: 3,
                 flags: flags::ADMIN | flags::NOSCRIPT | flags::LOADING | flags::STALE,
+                acl: 1 << 13 | 1 << 15 | 1 << 17 | 1 << 18,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "client|pause",
+                id: 42,
                 arity: -3,
                 flags: flags::ADMIN | flags::NOSCRIPT | flags::LOADING | flags::STALE,
+                acl: 1 << 13 | 1 << 15 | 1 << 17 | 1 << 18,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "client|reply",
+                id: 43,
                 arity: 3,
                 flags: flags::NOSCRIPT | flags::LOADING | flags::STALE,
+                acl: 1 << 15 | 1 << 18,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "client|setname",
+                id: 44,
                 arity: 3,
                 flags: flags::NOSCRIPT | flags::LOADING | flags::STALE,
+                acl: 1 << 15 | 1 << 18,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "client|tracking",
+                id: 45,
                 arity: -3,
                 flags: flags::NOSCRIPT | flags::LOADING | flags::STALE,
+                acl: 1 << 15 | 1 << 18,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "client|trackinginfo",
+                id: 46,
                 arity: 2,
                 flags: flags::NOSCRIPT | flags::LOADING | flags::STALE,
+                acl: 1 << 15 | 1 << 18,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "client|unblock",
+                id: 47,
                 arity: -3,
                 flags: flags::ADMIN | flags::NOSCRIPT | flags::LOADING | flags::STALE,
+                acl: 1 << 13 | 1 << 15 | 1 << 17 | 1 << 18,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "client|unpause",
+                id: 48,
                 arity: 2,
                 flags: flags::ADMIN | flags::NOSCRIPT | flags::LOADING | flags::STALE,
+                acl: 1 << 13 | 1 << 15 | 1 << 17 | 1 << 18,
                 key_specs: &[],
                 subcommands: &[],
             },
@@ -501,196 +616,252 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "cluster",
+        id: 49,
         arity: -2,
         flags: 0,
+        acl: 1 << 15,
         key_specs: &[],
         subcommands: &[
             CommandSpec {
                 name: "cluster|addslots",
+                id: 50,
                 arity: -3,
                 flags: flags::ADMIN | flags::STALE,
+                acl: 1 << 13 | 1 << 15 | 1 << 17,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "cluster|addslotsrange",
+                id: 51,
                 arity: -4,
                 flags: flags::ADMIN | flags::STALE,
+                acl: 1 << 13 | 1 << 15 | 1 << 17,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "cluster|bumpepoch",
+                id: 52,
                 arity: 2,
                 flags: flags::ADMIN | flags::STALE,
+                acl: 1 << 13 | 1 << 15 | 1 << 17,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "cluster|count-failure-reports",
+                id: 53,
                 arity: 3,
                 flags: flags::ADMIN | flags::STALE,
+                acl: 1 << 13 | 1 << 15 | 1 << 17,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "cluster|countkeysinslot",
+                id: 54,
                 arity: 3,
                 flags: flags::STALE,
+                acl: 1 << 15,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "cluster|delslots",
+                id: 55,
                 arity: -3,
                 flags: flags::ADMIN | flags::STALE,
+                acl: 1 << 13 | 1 << 15 | 1 << 17,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "cluster|delslotsrange",
+                id: 56,
                 arity: -4,
                 flags: flags::ADMIN | flags::STALE,
+                acl: 1 << 13 | 1 << 15 | 1 << 17,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "cluster|failover",
+                id: 57,
                 arity: -2,
                 flags: flags::ADMIN | flags::STALE,
+                acl: 1 << 13 | 1 << 15 | 1 << 17,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "cluster|flushslots",
+                id: 58,
                 arity: 2,
                 flags: flags::ADMIN | flags::STALE,
+                acl: 1 << 13 | 1 << 15 | 1 << 17,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "cluster|forget",
+                id: 59,
                 arity: 3,
                 flags: flags::ADMIN | flags::STALE,
+                acl: 1 << 13 | 1 << 15 | 1 << 17,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "cluster|getkeysinslot",
+                id: 60,
                 arity: 4,
                 flags: flags::STALE,
+                acl: 1 << 15,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "cluster|help",
+                id: 61,
                 arity: 2,
                 flags: flags::LOADING | flags::STALE,
+                acl: 1 << 15,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "cluster|info",
+                id: 62,
                 arity: 2,
                 flags: flags::STALE,
+                acl: 1 << 15,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "cluster|keyslot",
+                id: 63,
                 arity: 3,
                 flags: flags::STALE,
+                acl: 1 << 15,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "cluster|links",
+                id: 64,
                 arity: 2,
                 flags: flags::STALE,
+                acl: 1 << 15,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "cluster|meet",
+                id: 65,
                 arity: -4,
                 flags: flags::ADMIN | flags::STALE,
+                acl: 1 << 13 | 1 << 15 | 1 << 17,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "cluster|myid",
+                id: 66,
                 arity: 2,
                 flags: flags::STALE,
+                acl: 1 << 15,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "cluster|nodes",
+                id: 67,
                 arity: 2,
                 flags: flags::STALE,
+                acl: 1 << 15,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "cluster|replicas",
+                id: 68,
                 arity: 3,
                 flags: flags::ADMIN | flags::STALE,
+                acl: 1 << 13 | 1 << 15 | 1 << 17,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "cluster|replicate",
+                id: 69,
                 arity: 3,
                 flags: flags::ADMIN | flags::STALE,
+                acl: 1 << 13 | 1 << 15 | 1 << 17,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "cluster|reset",
+                id: 70,
                 arity: -2,
                 flags: flags::ADMIN | flags::NOSCRIPT | flags::STALE,
+                acl: 1 << 13 | 1 << 15 | 1 << 17,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "cluster|saveconfig",
+                id: 71,
                 arity: 2,
                 flags: flags::ADMIN | flags::STALE,
+                acl: 1 << 13 | 1 << 15 | 1 << 17,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "cluster|set-config-epoch",
+                id: 72,
                 arity: 3,
                 flags: flags::ADMIN | flags::STALE,
+                acl: 1 << 13 | 1 << 15 | 1 << 17,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "cluster|setslot",
+                id: 73,
                 arity: -4,
                 flags: flags::ADMIN | flags::STALE,
+                acl: 1 << 13 | 1 << 15 | 1 << 17,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "cluster|shards",
+                id: 74,
                 arity: 2,
                 flags: flags::STALE,
+                acl: 1 << 15,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "cluster|slaves",
+                id: 75,
                 arity: 3,
                 flags: flags::ADMIN | flags::STALE,
+                acl: 1 << 13 | 1 << 15 | 1 << 17,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "cluster|slots",
+                id: 76,
                 arity: 2,
                 flags: flags::STALE,
+                acl: 1 << 15,
                 key_specs: &[],
                 subcommands: &[],
             },
@@ -698,56 +869,72 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "command",
+        id: 77,
         arity: -1,
         flags: flags::LOADING | flags::STALE,
+        acl: 1 << 15 | 1 << 18,
         key_specs: &[],
         subcommands: &[
             CommandSpec {
                 name: "command|count",
+                id: 78,
                 arity: 2,
                 flags: flags::LOADING | flags::STALE,
+                acl: 1 << 15 | 1 << 18,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "command|docs",
+                id: 79,
                 arity: -2,
                 flags: flags::LOADING | flags::STALE,
+                acl: 1 << 15 | 1 << 18,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "command|getkeys",
+                id: 80,
                 arity: -4,
                 flags: flags::LOADING | flags::STALE,
+                acl: 1 << 15 | 1 << 18,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "command|getkeysandflags",
+                id: 81,
                 arity: -4,
                 flags: flags::LOADING | flags::STALE,
+                acl: 1 << 15 | 1 << 18,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "command|help",
+                id: 82,
                 arity: 2,
                 flags: flags::LOADING | flags::STALE,
+                acl: 1 << 15 | 1 << 18,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "command|info",
+                id: 83,
                 arity: -2,
                 flags: flags::LOADING | flags::STALE,
+                acl: 1 << 15 | 1 << 18,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "command|list",
+                id: 84,
                 arity: -2,
                 flags: flags::LOADING | flags::STALE,
+                acl: 1 << 15 | 1 << 18,
                 key_specs: &[],
                 subcommands: &[],
             },
@@ -755,42 +942,54 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "config",
+        id: 85,
         arity: -2,
         flags: 0,
+        acl: 1 << 15,
         key_specs: &[],
         subcommands: &[
             CommandSpec {
                 name: "config|get",
+                id: 86,
                 arity: -3,
                 flags: flags::ADMIN | flags::NOSCRIPT | flags::LOADING | flags::STALE,
+                acl: 1 << 13 | 1 << 15 | 1 << 17,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "config|help",
+                id: 87,
                 arity: 2,
                 flags: flags::LOADING | flags::STALE,
+                acl: 1 << 15,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "config|resetstat",
+                id: 88,
                 arity: 2,
                 flags: flags::ADMIN | flags::NOSCRIPT | flags::LOADING | flags::STALE,
+                acl: 1 << 13 | 1 << 15 | 1 << 17,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "config|rewrite",
+                id: 89,
                 arity: 2,
                 flags: flags::ADMIN | flags::NOSCRIPT | flags::LOADING | flags::STALE,
+                acl: 1 << 13 | 1 << 15 | 1 << 17,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "config|set",
+                id: 90,
                 arity: -4,
                 flags: flags::ADMIN | flags::NOSCRIPT | flags::LOADING | flags::STALE,
+                acl: 1 << 13 | 1 << 15 | 1 << 17,
                 key_specs: &[],
                 subcommands: &[],
             },
@@ -798,8 +997,10 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "copy",
+        id: 91,
         arity: -3,
         flags: flags::WRITE,
+        acl: 1 << 0 | 1 << 2 | 1 << 15,
         key_specs: &[
             KeySpec {
                 begin: BeginSearch::Index(1),
@@ -809,6 +1010,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                     limit: 0,
                 },
                 incomplete: false,
+                access: access::READ,
             },
             KeySpec {
                 begin: BeginSearch::Index(2),
@@ -818,28 +1020,35 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                     limit: 0,
                 },
                 incomplete: false,
+                access: access::WRITE,
             },
         ],
         subcommands: &[],
     },
     CommandSpec {
         name: "dbsize",
+        id: 92,
         arity: 1,
         flags: flags::READONLY,
+        acl: 1 << 0 | 1 << 1 | 1 << 14,
         key_specs: &[],
         subcommands: &[],
     },
     CommandSpec {
         name: "debug",
+        id: 93,
         arity: -2,
         flags: flags::ADMIN | flags::NOSCRIPT | flags::LOADING | flags::STALE,
+        acl: 1 << 13 | 1 << 15 | 1 << 17,
         key_specs: &[],
         subcommands: &[],
     },
     CommandSpec {
         name: "decr",
+        id: 94,
         arity: 2,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 7 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -848,13 +1057,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ | access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "decrby",
+        id: 95,
         arity: 3,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 7 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -863,13 +1075,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ | access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "del",
+        id: 96,
         arity: -2,
         flags: flags::WRITE,
+        acl: 1 << 0 | 1 << 2 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -878,20 +1093,25 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "discard",
+        id: 97,
         arity: 1,
         flags: flags::NOSCRIPT | flags::LOADING | flags::STALE,
+        acl: 1 << 14 | 1 << 19,
         key_specs: &[],
         subcommands: &[],
     },
     CommandSpec {
         name: "dump",
+        id: 98,
         arity: 2,
         flags: flags::READONLY,
+        acl: 1 << 0 | 1 << 1 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -900,20 +1120,25 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "echo",
+        id: 99,
         arity: 2,
         flags: flags::LOADING | flags::STALE,
+        acl: 1 << 14 | 1 << 18,
         key_specs: &[],
         subcommands: &[],
     },
     CommandSpec {
         name: "eval",
+        id: 100,
         arity: -3,
         flags: flags::NOSCRIPT | flags::MOVABLEKEYS | flags::STALE,
+        acl: 1 << 15 | 1 << 20,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(2),
             find: FindKeys::KeyNum {
@@ -922,13 +1147,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 key_step: 1,
             },
             incomplete: false,
+            access: access::READ | access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "eval_ro",
+        id: 101,
         arity: -3,
         flags: flags::READONLY | flags::NOSCRIPT | flags::MOVABLEKEYS | flags::STALE,
+        acl: 1 << 15 | 1 << 20,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(2),
             find: FindKeys::KeyNum {
@@ -937,13 +1165,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 key_step: 1,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "evalsha",
+        id: 102,
         arity: -3,
         flags: flags::NOSCRIPT | flags::MOVABLEKEYS | flags::STALE,
+        acl: 1 << 15 | 1 << 20,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(2),
             find: FindKeys::KeyNum {
@@ -952,13 +1183,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 key_step: 1,
             },
             incomplete: false,
+            access: access::READ | access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "evalsha_ro",
+        id: 103,
         arity: -3,
         flags: flags::READONLY | flags::NOSCRIPT | flags::MOVABLEKEYS | flags::STALE,
+        acl: 1 << 15 | 1 << 20,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(2),
             find: FindKeys::KeyNum {
@@ -967,20 +1201,25 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 key_step: 1,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "exec",
+        id: 104,
         arity: 1,
         flags: flags::NOSCRIPT | flags::LOADING | flags::STALE,
+        acl: 1 << 15 | 1 << 19,
         key_specs: &[],
         subcommands: &[],
     },
     CommandSpec {
         name: "exists",
+        id: 105,
         arity: -2,
         flags: flags::READONLY,
+        acl: 1 << 0 | 1 << 1 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -989,13 +1228,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: 0,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "expire",
+        id: 106,
         arity: -3,
         flags: flags::WRITE,
+        acl: 1 << 0 | 1 << 2 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -1004,13 +1246,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "expireat",
+        id: 107,
         arity: -3,
         flags: flags::WRITE,
+        acl: 1 << 0 | 1 << 2 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -1019,13 +1264,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "expiretime",
+        id: 108,
         arity: 2,
         flags: flags::READONLY,
+        acl: 1 << 0 | 1 << 1 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -1034,20 +1282,25 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "failover",
+        id: 109,
         arity: -1,
         flags: flags::ADMIN | flags::NOSCRIPT | flags::STALE,
+        acl: 1 << 13 | 1 << 15 | 1 << 17,
         key_specs: &[],
         subcommands: &[],
     },
     CommandSpec {
         name: "fcall",
+        id: 110,
         arity: -3,
         flags: flags::NOSCRIPT | flags::MOVABLEKEYS | flags::STALE,
+        acl: 1 << 15 | 1 << 20,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(2),
             find: FindKeys::KeyNum {
@@ -1056,13 +1309,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 key_step: 1,
             },
             incomplete: false,
+            access: access::READ | access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "fcall_ro",
+        id: 111,
         arity: -3,
         flags: flags::READONLY | flags::NOSCRIPT | flags::MOVABLEKEYS | flags::STALE,
+        acl: 1 << 15 | 1 << 20,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(2),
             find: FindKeys::KeyNum {
@@ -1071,89 +1327,114 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 key_step: 1,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "flushall",
+        id: 112,
         arity: -1,
         flags: flags::WRITE,
+        acl: 1 << 0 | 1 << 2 | 1 << 15 | 1 << 17,
         key_specs: &[],
         subcommands: &[],
     },
     CommandSpec {
         name: "flushdb",
+        id: 113,
         arity: -1,
         flags: flags::WRITE,
+        acl: 1 << 0 | 1 << 2 | 1 << 15 | 1 << 17,
         key_specs: &[],
         subcommands: &[],
     },
     CommandSpec {
         name: "function",
+        id: 114,
         arity: -2,
         flags: 0,
+        acl: 1 << 15,
         key_specs: &[],
         subcommands: &[
             CommandSpec {
                 name: "function|delete",
+                id: 115,
                 arity: 3,
                 flags: flags::WRITE | flags::NOSCRIPT,
+                acl: 1 << 2 | 1 << 15 | 1 << 20,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "function|dump",
+                id: 116,
                 arity: 2,
                 flags: flags::NOSCRIPT,
+                acl: 1 << 15 | 1 << 20,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "function|flush",
+                id: 117,
                 arity: -2,
                 flags: flags::WRITE | flags::NOSCRIPT,
+                acl: 1 << 2 | 1 << 15 | 1 << 20,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "function|help",
+                id: 118,
                 arity: 2,
                 flags: flags::LOADING | flags::STALE,
+                acl: 1 << 15 | 1 << 20,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "function|kill",
+                id: 119,
                 arity: 2,
                 flags: flags::NOSCRIPT,
+                acl: 1 << 15 | 1 << 20,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "function|list",
+                id: 120,
                 arity: -2,
                 flags: flags::NOSCRIPT,
+                acl: 1 << 15 | 1 << 20,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "function|load",
+                id: 121,
                 arity: -3,
                 flags: flags::WRITE | flags::NOSCRIPT,
+                acl: 1 << 2 | 1 << 15 | 1 << 20,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "function|restore",
+                id: 122,
                 arity: -3,
                 flags: flags::WRITE | flags::NOSCRIPT,
+                acl: 1 << 2 | 1 << 15 | 1 << 20,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "function|stats",
+                id: 123,
                 arity: 2,
                 flags: flags::NOSCRIPT,
+                acl: 1 << 15 | 1 << 20,
                 key_specs: &[],
                 subcommands: &[],
             },
@@ -1161,8 +1442,10 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "geoadd",
+        id: 124,
         arity: -5,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 10 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -1171,13 +1454,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "geodist",
+        id: 125,
         arity: -4,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 10 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -1186,13 +1472,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "geohash",
+        id: 126,
         arity: -2,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 10 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -1201,13 +1490,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "geopos",
+        id: 127,
         arity: -2,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 10 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -1216,13 +1508,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "georadius",
+        id: 128,
         arity: -6,
         flags: flags::WRITE | flags::MOVABLEKEYS,
+        acl: 1 << 2 | 1 << 10 | 1 << 15,
         key_specs: &[
             KeySpec {
                 begin: BeginSearch::Index(1),
@@ -1232,6 +1527,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                     limit: 0,
                 },
                 incomplete: false,
+                access: access::READ,
             },
             KeySpec {
                 begin: BeginSearch::Keyword {
@@ -1244,6 +1540,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                     limit: 0,
                 },
                 incomplete: false,
+                access: access::WRITE,
             },
             KeySpec {
                 begin: BeginSearch::Keyword {
@@ -1256,14 +1553,17 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                     limit: 0,
                 },
                 incomplete: false,
+                access: access::WRITE,
             },
         ],
         subcommands: &[],
     },
     CommandSpec {
         name: "georadius_ro",
+        id: 129,
         arity: -6,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 10 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -1272,13 +1572,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "georadiusbymember",
+        id: 130,
         arity: -5,
         flags: flags::WRITE | flags::MOVABLEKEYS,
+        acl: 1 << 2 | 1 << 10 | 1 << 15,
         key_specs: &[
             KeySpec {
                 begin: BeginSearch::Index(1),
@@ -1288,6 +1591,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                     limit: 0,
                 },
                 incomplete: false,
+                access: access::READ,
             },
             KeySpec {
                 begin: BeginSearch::Keyword {
@@ -1300,6 +1604,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                     limit: 0,
                 },
                 incomplete: false,
+                access: access::WRITE,
             },
             KeySpec {
                 begin: BeginSearch::Keyword {
@@ -1312,14 +1617,17 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                     limit: 0,
                 },
                 incomplete: false,
+                access: access::WRITE,
             },
         ],
         subcommands: &[],
     },
     CommandSpec {
         name: "georadiusbymember_ro",
+        id: 131,
         arity: -5,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 10 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -1328,13 +1636,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "geosearch",
+        id: 132,
         arity: -7,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 10 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -1343,13 +1654,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "geosearchstore",
+        id: 133,
         arity: -8,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 10 | 1 << 15,
         key_specs: &[
             KeySpec {
                 begin: BeginSearch::Index(1),
@@ -1359,6 +1673,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                     limit: 0,
                 },
                 incomplete: false,
+                access: access::WRITE,
             },
             KeySpec {
                 begin: BeginSearch::Index(2),
@@ -1368,14 +1683,17 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                     limit: 0,
                 },
                 incomplete: false,
+                access: access::READ,
             },
         ],
         subcommands: &[],
     },
     CommandSpec {
         name: "get",
+        id: 134,
         arity: 2,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 7 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -1384,13 +1702,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "getbit",
+        id: 135,
         arity: 3,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 8 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -1399,13 +1720,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "getdel",
+        id: 136,
         arity: 2,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 7 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -1414,13 +1738,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ | access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "getex",
+        id: 137,
         arity: -2,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 7 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -1429,13 +1756,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ | access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "getrange",
+        id: 138,
         arity: 4,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 7 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -1444,13 +1774,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "getset",
+        id: 139,
         arity: 3,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 7 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -1459,13 +1792,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ | access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "hdel",
+        id: 140,
         arity: -3,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 6 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -1474,20 +1810,25 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "hello",
+        id: 141,
         arity: -1,
         flags: flags::NOSCRIPT | flags::NO_AUTH | flags::LOADING | flags::STALE,
+        acl: 1 << 14 | 1 << 18,
         key_specs: &[],
         subcommands: &[],
     },
     CommandSpec {
         name: "hexists",
+        id: 142,
         arity: 3,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 6 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -1496,13 +1837,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: 0,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "hget",
+        id: 143,
         arity: 3,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 6 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -1511,13 +1855,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "hgetall",
+        id: 144,
         arity: 2,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 6 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -1526,13 +1873,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "hincrby",
+        id: 145,
         arity: 4,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 6 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -1541,13 +1891,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ | access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "hincrbyfloat",
+        id: 146,
         arity: 4,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 6 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -1556,13 +1909,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ | access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "hkeys",
+        id: 147,
         arity: 2,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 6 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -1571,13 +1927,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "hlen",
+        id: 148,
         arity: 2,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 6 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -1586,13 +1945,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: 0,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "hmget",
+        id: 149,
         arity: -3,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 6 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -1601,13 +1963,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "hmset",
+        id: 150,
         arity: -4,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 6 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -1616,13 +1981,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "hrandfield",
+        id: 151,
         arity: -2,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 6 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -1631,13 +1999,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "hscan",
+        id: 152,
         arity: -3,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 6 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -1646,13 +2017,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "hset",
+        id: 153,
         arity: -4,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 6 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -1661,13 +2035,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "hsetnx",
+        id: 154,
         arity: 4,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 6 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -1676,13 +2053,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "hstrlen",
+        id: 155,
         arity: 3,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 6 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -1691,13 +2071,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: 0,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "hvals",
+        id: 156,
         arity: 2,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 6 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -1706,13 +2089,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "incr",
+        id: 157,
         arity: 2,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 7 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -1721,13 +2107,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ | access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "incrby",
+        id: 158,
         arity: 3,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 7 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -1736,13 +2125,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ | access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "incrbyfloat",
+        id: 159,
         arity: 3,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 7 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -1751,82 +2143,105 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ | access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "info",
+        id: 160,
         arity: -1,
         flags: flags::LOADING | flags::STALE,
+        acl: 1 << 15 | 1 << 17,
         key_specs: &[],
         subcommands: &[],
     },
     CommandSpec {
         name: "keys",
+        id: 161,
         arity: 2,
         flags: flags::READONLY,
+        acl: 1 << 0 | 1 << 1 | 1 << 15 | 1 << 17,
         key_specs: &[],
         subcommands: &[],
     },
     CommandSpec {
         name: "lastsave",
+        id: 162,
         arity: 1,
         flags: flags::LOADING | flags::STALE,
+        acl: 1 << 13 | 1 << 14 | 1 << 17,
         key_specs: &[],
         subcommands: &[],
     },
     CommandSpec {
         name: "latency",
+        id: 163,
         arity: -2,
         flags: 0,
+        acl: 1 << 15,
         key_specs: &[],
         subcommands: &[
             CommandSpec {
                 name: "latency|doctor",
+                id: 164,
                 arity: 2,
                 flags: flags::ADMIN | flags::NOSCRIPT | flags::LOADING | flags::STALE,
+                acl: 1 << 13 | 1 << 15 | 1 << 17,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "latency|graph",
+                id: 165,
                 arity: 3,
                 flags: flags::ADMIN | flags::NOSCRIPT | flags::LOADING | flags::STALE,
+                acl: 1 << 13 | 1 << 15 | 1 << 17,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "latency|help",
+                id: 166,
                 arity: 2,
                 flags: flags::LOADING | flags::STALE,
+                acl: 1 << 15,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "latency|histogram",
+                id: 167,
                 arity: -2,
                 flags: flags::ADMIN | flags::NOSCRIPT | flags::LOADING | flags::STALE,
+                acl: 1 << 13 | 1 << 15 | 1 << 17,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "latency|history",
+                id: 168,
                 arity: 3,
                 flags: flags::ADMIN | flags::NOSCRIPT | flags::LOADING | flags::STALE,
+                acl: 1 << 13 | 1 << 15 | 1 << 17,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "latency|latest",
+                id: 169,
                 arity: 2,
                 flags: flags::ADMIN | flags::NOSCRIPT | flags::LOADING | flags::STALE,
+                acl: 1 << 13 | 1 << 15 | 1 << 17,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "latency|reset",
+                id: 170,
                 arity: -2,
                 flags: flags::ADMIN | flags::NOSCRIPT | flags::LOADING | flags::STALE,
+                acl: 1 << 13 | 1 << 15 | 1 << 17,
                 key_specs: &[],
                 subcommands: &[],
             },
@@ -1834,8 +2249,10 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "lcs",
+        id: 171,
         arity: -3,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 7 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -1844,13 +2261,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "lindex",
+        id: 172,
         arity: 3,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 5 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -1859,13 +2279,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "linsert",
+        id: 173,
         arity: 5,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 5 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -1874,13 +2297,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "llen",
+        id: 174,
         arity: 2,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 5 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -1889,13 +2315,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: 0,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "lmove",
+        id: 175,
         arity: 5,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 5 | 1 << 15,
         key_specs: &[
             KeySpec {
                 begin: BeginSearch::Index(1),
@@ -1905,6 +2334,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                     limit: 0,
                 },
                 incomplete: false,
+                access: access::READ | access::WRITE,
             },
             KeySpec {
                 begin: BeginSearch::Index(2),
@@ -1914,14 +2344,17 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                     limit: 0,
                 },
                 incomplete: false,
+                access: access::WRITE,
             },
         ],
         subcommands: &[],
     },
     CommandSpec {
         name: "lmpop",
+        id: 176,
         arity: -4,
         flags: flags::WRITE | flags::MOVABLEKEYS,
+        acl: 1 << 2 | 1 << 5 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::KeyNum {
@@ -1930,20 +2363,25 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 key_step: 1,
             },
             incomplete: false,
+            access: access::READ | access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "lolwut",
+        id: 177,
         arity: -1,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 14,
         key_specs: &[],
         subcommands: &[],
     },
     CommandSpec {
         name: "lpop",
+        id: 178,
         arity: -2,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 5 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -1952,13 +2390,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ | access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "lpos",
+        id: 179,
         arity: -3,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 5 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -1967,13 +2408,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "lpush",
+        id: 180,
         arity: -3,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 5 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -1982,13 +2426,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "lpushx",
+        id: 181,
         arity: -3,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 5 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -1997,13 +2444,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "lrange",
+        id: 182,
         arity: 4,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 5 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -2012,13 +2462,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "lrem",
+        id: 183,
         arity: 4,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 5 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -2027,13 +2480,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "lset",
+        id: 184,
         arity: 4,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 5 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -2042,13 +2498,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "ltrim",
+        id: 185,
         arity: 4,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 5 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -2057,54 +2516,69 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "memory",
+        id: 186,
         arity: -2,
         flags: 0,
+        acl: 1 << 15,
         key_specs: &[],
         subcommands: &[
             CommandSpec {
                 name: "memory|doctor",
+                id: 187,
                 arity: 2,
                 flags: 0,
+                acl: 1 << 15,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "memory|help",
+                id: 188,
                 arity: 2,
                 flags: flags::LOADING | flags::STALE,
+                acl: 1 << 15,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "memory|malloc-stats",
+                id: 189,
                 arity: 2,
                 flags: 0,
+                acl: 1 << 15,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "memory|purge",
+                id: 190,
                 arity: 2,
                 flags: 0,
+                acl: 1 << 15,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "memory|stats",
+                id: 191,
                 arity: 2,
                 flags: 0,
+                acl: 1 << 15,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "memory|usage",
+                id: 192,
                 arity: -3,
                 flags: flags::READONLY,
+                acl: 1 << 1 | 1 << 15,
                 key_specs: &[KeySpec {
                     begin: BeginSearch::Index(2),
                     find: FindKeys::Range {
@@ -2113,6 +2587,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                         limit: 0,
                     },
                     incomplete: false,
+                    access: 0,
                 }],
                 subcommands: &[],
             },
@@ -2120,8 +2595,10 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "mget",
+        id: 193,
         arity: -2,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 7 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -2130,13 +2607,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "migrate",
+        id: 194,
         arity: -6,
         flags: flags::WRITE | flags::MOVABLEKEYS,
+        acl: 1 << 0 | 1 << 2 | 1 << 15 | 1 << 17,
         key_specs: &[
             KeySpec {
                 begin: BeginSearch::Index(3),
@@ -2146,6 +2626,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                     limit: 0,
                 },
                 incomplete: false,
+                access: access::READ | access::WRITE,
             },
             KeySpec {
                 begin: BeginSearch::Keyword {
@@ -2158,48 +2639,61 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                     limit: 0,
                 },
                 incomplete: true,
+                access: access::READ | access::WRITE,
             },
         ],
         subcommands: &[],
     },
     CommandSpec {
         name: "module",
+        id: 195,
         arity: -2,
         flags: 0,
+        acl: 1 << 15,
         key_specs: &[],
         subcommands: &[
             CommandSpec {
                 name: "module|help",
+                id: 196,
                 arity: 2,
                 flags: flags::LOADING | flags::STALE,
+                acl: 1 << 15,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "module|list",
+                id: 197,
                 arity: 2,
                 flags: flags::ADMIN | flags::NOSCRIPT,
+                acl: 1 << 13 | 1 << 15 | 1 << 17,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "module|load",
+                id: 198,
                 arity: -3,
                 flags: flags::ADMIN | flags::NOSCRIPT,
+                acl: 1 << 13 | 1 << 15 | 1 << 17,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "module|loadex",
+                id: 199,
                 arity: -3,
                 flags: flags::ADMIN | flags::NOSCRIPT,
+                acl: 1 << 13 | 1 << 15 | 1 << 17,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "module|unload",
+                id: 200,
                 arity: 3,
                 flags: flags::ADMIN | flags::NOSCRIPT,
+                acl: 1 << 13 | 1 << 15 | 1 << 17,
                 key_specs: &[],
                 subcommands: &[],
             },
@@ -2207,15 +2701,19 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "monitor",
+        id: 201,
         arity: 1,
         flags: flags::ADMIN | flags::NOSCRIPT | flags::LOADING | flags::STALE,
+        acl: 1 << 13 | 1 << 15 | 1 << 17,
         key_specs: &[],
         subcommands: &[],
     },
     CommandSpec {
         name: "move",
+        id: 202,
         arity: 3,
         flags: flags::WRITE,
+        acl: 1 << 0 | 1 << 2 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -2224,13 +2722,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ | access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "mset",
+        id: 203,
         arity: -3,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 7 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -2239,13 +2740,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "msetnx",
+        id: 204,
         arity: -3,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 7 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -2254,26 +2758,33 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "multi",
+        id: 205,
         arity: 1,
         flags: flags::NOSCRIPT | flags::LOADING | flags::STALE,
+        acl: 1 << 14 | 1 << 19,
         key_specs: &[],
         subcommands: &[],
     },
     CommandSpec {
         name: "object",
+        id: 206,
         arity: -2,
         flags: 0,
+        acl: 1 << 15,
         key_specs: &[],
         subcommands: &[
             CommandSpec {
                 name: "object|encoding",
+                id: 207,
                 arity: 3,
                 flags: flags::READONLY,
+                acl: 1 << 0 | 1 << 1 | 1 << 15,
                 key_specs: &[KeySpec {
                     begin: BeginSearch::Index(2),
                     find: FindKeys::Range {
@@ -2282,13 +2793,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                         limit: 0,
                     },
                     incomplete: false,
+                    access: 0,
                 }],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "object|freq",
+                id: 208,
                 arity: 3,
                 flags: flags::READONLY,
+                acl: 1 << 0 | 1 << 1 | 1 << 15,
                 key_specs: &[KeySpec {
                     begin: BeginSearch::Index(2),
                     find: FindKeys::Range {
@@ -2297,20 +2811,25 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                         limit: 0,
                     },
                     incomplete: false,
+                    access: 0,
                 }],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "object|help",
+                id: 209,
                 arity: 2,
                 flags: flags::LOADING | flags::STALE,
+                acl: 1 << 0 | 1 << 15,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "object|idletime",
+                id: 210,
                 arity: 3,
                 flags: flags::READONLY,
+                acl: 1 << 0 | 1 << 1 | 1 << 15,
                 key_specs: &[KeySpec {
                     begin: BeginSearch::Index(2),
                     find: FindKeys::Range {
@@ -2319,13 +2838,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                         limit: 0,
                     },
                     incomplete: false,
+                    access: 0,
                 }],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "object|refcount",
+                id: 211,
                 arity: 3,
                 flags: flags::READONLY,
+                acl: 1 << 0 | 1 << 1 | 1 << 15,
                 key_specs: &[KeySpec {
                     begin: BeginSearch::Index(2),
                     find: FindKeys::Range {
@@ -2334,6 +2856,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                         limit: 0,
                     },
                     incomplete: false,
+                    access: 0,
                 }],
                 subcommands: &[],
             },
@@ -2341,8 +2864,10 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "persist",
+        id: 212,
         arity: 2,
         flags: flags::WRITE,
+        acl: 1 << 0 | 1 << 2 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -2351,13 +2876,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "pexpire",
+        id: 213,
         arity: -3,
         flags: flags::WRITE,
+        acl: 1 << 0 | 1 << 2 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -2366,13 +2894,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "pexpireat",
+        id: 214,
         arity: -3,
         flags: flags::WRITE,
+        acl: 1 << 0 | 1 << 2 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -2381,13 +2912,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "pexpiretime",
+        id: 215,
         arity: 2,
         flags: flags::READONLY,
+        acl: 1 << 0 | 1 << 1 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -2396,13 +2930,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "pfadd",
+        id: 216,
         arity: -2,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 9 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -2411,13 +2948,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "pfcount",
+        id: 217,
         arity: -2,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 9 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -2426,13 +2966,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "pfdebug",
+        id: 218,
         arity: 3,
         flags: flags::WRITE | flags::ADMIN,
+        acl: 1 << 2 | 1 << 9 | 1 << 13 | 1 << 15 | 1 << 17,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(2),
             find: FindKeys::Range {
@@ -2441,13 +2984,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "pfmerge",
+        id: 219,
         arity: -2,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 9 | 1 << 15,
         key_specs: &[
             KeySpec {
                 begin: BeginSearch::Index(1),
@@ -2457,6 +3003,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                     limit: 0,
                 },
                 incomplete: false,
+                access: access::READ | access::WRITE,
             },
             KeySpec {
                 begin: BeginSearch::Index(2),
@@ -2466,28 +3013,35 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                     limit: 0,
                 },
                 incomplete: false,
+                access: access::READ,
             },
         ],
         subcommands: &[],
     },
     CommandSpec {
         name: "pfselftest",
+        id: 220,
         arity: 1,
         flags: flags::ADMIN,
+        acl: 1 << 9 | 1 << 13 | 1 << 15 | 1 << 17,
         key_specs: &[],
         subcommands: &[],
     },
     CommandSpec {
         name: "ping",
+        id: 221,
         arity: -1,
         flags: 0,
+        acl: 1 << 14 | 1 << 18,
         key_specs: &[],
         subcommands: &[],
     },
     CommandSpec {
         name: "psetex",
+        id: 222,
         arity: 4,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 7 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -2496,27 +3050,34 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "psubscribe",
+        id: 223,
         arity: -2,
         flags: flags::PUBSUB | flags::NOSCRIPT | flags::LOADING | flags::STALE,
+        acl: 1 << 12 | 1 << 15,
         key_specs: &[],
         subcommands: &[],
     },
     CommandSpec {
         name: "psync",
+        id: 224,
         arity: -3,
         flags: flags::NO_MULTI | flags::ADMIN | flags::NOSCRIPT,
+        acl: 1 << 13 | 1 << 15 | 1 << 17,
         key_specs: &[],
         subcommands: &[],
     },
     CommandSpec {
         name: "pttl",
+        id: 225,
         arity: 2,
         flags: flags::READONLY,
+        acl: 1 << 0 | 1 << 1 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -2525,61 +3086,78 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "publish",
+        id: 226,
         arity: 3,
         flags: flags::PUBSUB | flags::LOADING | flags::STALE,
+        acl: 1 << 12 | 1 << 14,
         key_specs: &[],
         subcommands: &[],
     },
     CommandSpec {
         name: "pubsub",
+        id: 227,
         arity: -2,
         flags: 0,
+        acl: 1 << 15,
         key_specs: &[],
         subcommands: &[
             CommandSpec {
                 name: "pubsub|channels",
+                id: 228,
                 arity: -2,
                 flags: flags::PUBSUB | flags::LOADING | flags::STALE,
+                acl: 1 << 12 | 1 << 15,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "pubsub|help",
+                id: 229,
                 arity: 2,
                 flags: flags::LOADING | flags::STALE,
+                acl: 1 << 15,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "pubsub|numpat",
+                id: 230,
                 arity: 2,
                 flags: flags::PUBSUB | flags::LOADING | flags::STALE,
+                acl: 1 << 12 | 1 << 15,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "pubsub|numsub",
+                id: 231,
                 arity: -2,
                 flags: flags::PUBSUB | flags::LOADING | flags::STALE,
+                acl: 1 << 12 | 1 << 15,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "pubsub|shardchannels",
+                id: 232,
                 arity: -2,
                 flags: flags::PUBSUB | flags::LOADING | flags::STALE,
+                acl: 1 << 12 | 1 << 15,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "pubsub|shardnumsub",
+                id: 233,
                 arity: -2,
                 flags: flags::PUBSUB | flags::LOADING | flags::STALE,
+                acl: 1 << 12 | 1 << 15,
                 key_specs: &[],
                 subcommands: &[],
             },
@@ -2587,43 +3165,55 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "punsubscribe",
+        id: 234,
         arity: -1,
         flags: flags::PUBSUB | flags::NOSCRIPT | flags::LOADING | flags::STALE,
+        acl: 1 << 12 | 1 << 15,
         key_specs: &[],
         subcommands: &[],
     },
     CommandSpec {
         name: "quit",
+        id: 235,
         arity: -1,
         flags: flags::NOSCRIPT | flags::NO_AUTH | flags::LOADING | flags::STALE,
+        acl: 1 << 14 | 1 << 18,
         key_specs: &[],
         subcommands: &[],
     },
     CommandSpec {
         name: "randomkey",
+        id: 236,
         arity: 1,
         flags: flags::READONLY,
+        acl: 1 << 0 | 1 << 1 | 1 << 15,
         key_specs: &[],
         subcommands: &[],
     },
     CommandSpec {
         name: "readonly",
+        id: 237,
         arity: 1,
         flags: flags::LOADING | flags::STALE,
+        acl: 1 << 14 | 1 << 18,
         key_specs: &[],
         subcommands: &[],
     },
     CommandSpec {
         name: "readwrite",
+        id: 238,
         arity: 1,
         flags: flags::LOADING | flags::STALE,
+        acl: 1 << 14 | 1 << 18,
         key_specs: &[],
         subcommands: &[],
     },
     CommandSpec {
         name: "rename",
+        id: 239,
         arity: 3,
         flags: flags::WRITE,
+        acl: 1 << 0 | 1 << 2 | 1 << 15,
         key_specs: &[
             KeySpec {
                 begin: BeginSearch::Index(1),
@@ -2633,6 +3223,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                     limit: 0,
                 },
                 incomplete: false,
+                access: access::READ | access::WRITE,
             },
             KeySpec {
                 begin: BeginSearch::Index(2),
@@ -2642,14 +3233,17 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                     limit: 0,
                 },
                 incomplete: false,
+                access: access::WRITE,
             },
         ],
         subcommands: &[],
     },
     CommandSpec {
         name: "renamenx",
+        id: 240,
         arity: 3,
         flags: flags::WRITE,
+        acl: 1 << 0 | 1 << 2 | 1 << 14,
         key_specs: &[
             KeySpec {
                 begin: BeginSearch::Index(1),
@@ -2659,6 +3253,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                     limit: 0,
                 },
                 incomplete: false,
+                access: access::READ | access::WRITE,
             },
             KeySpec {
                 begin: BeginSearch::Index(2),
@@ -2668,35 +3263,44 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                     limit: 0,
                 },
                 incomplete: false,
+                access: access::WRITE,
             },
         ],
         subcommands: &[],
     },
     CommandSpec {
         name: "replconf",
+        id: 241,
         arity: -1,
         flags: flags::ADMIN | flags::NOSCRIPT | flags::LOADING | flags::STALE,
+        acl: 1 << 13 | 1 << 15 | 1 << 17,
         key_specs: &[],
         subcommands: &[],
     },
     CommandSpec {
         name: "replicaof",
+        id: 242,
         arity: 3,
         flags: flags::ADMIN | flags::NOSCRIPT | flags::STALE,
+        acl: 1 << 13 | 1 << 15 | 1 << 17,
         key_specs: &[],
         subcommands: &[],
     },
     CommandSpec {
         name: "reset",
+        id: 243,
         arity: 1,
         flags: flags::NOSCRIPT | flags::NO_AUTH | flags::LOADING | flags::STALE,
+        acl: 1 << 14 | 1 << 18,
         key_specs: &[],
         subcommands: &[],
     },
     CommandSpec {
         name: "restore",
+        id: 244,
         arity: -4,
         flags: flags::WRITE,
+        acl: 1 << 0 | 1 << 2 | 1 << 15 | 1 << 17,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -2705,13 +3309,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "restore-asking",
+        id: 245,
         arity: -4,
         flags: flags::WRITE,
+        acl: 1 << 0 | 1 << 2 | 1 << 15 | 1 << 17,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -2720,20 +3327,25 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "role",
+        id: 246,
         arity: 1,
         flags: flags::NOSCRIPT | flags::LOADING | flags::STALE,
+        acl: 1 << 13 | 1 << 14 | 1 << 17,
         key_specs: &[],
         subcommands: &[],
     },
     CommandSpec {
         name: "rpop",
+        id: 247,
         arity: -2,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 5 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -2742,13 +3354,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ | access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "rpoplpush",
+        id: 248,
         arity: 3,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 5 | 1 << 15,
         key_specs: &[
             KeySpec {
                 begin: BeginSearch::Index(1),
@@ -2758,6 +3373,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                     limit: 0,
                 },
                 incomplete: false,
+                access: access::READ | access::WRITE,
             },
             KeySpec {
                 begin: BeginSearch::Index(2),
@@ -2767,14 +3383,17 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                     limit: 0,
                 },
                 incomplete: false,
+                access: access::WRITE,
             },
         ],
         subcommands: &[],
     },
     CommandSpec {
         name: "rpush",
+        id: 249,
         arity: -3,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 5 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -2783,13 +3402,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "rpushx",
+        id: 250,
         arity: -3,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 5 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -2798,13 +3420,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "sadd",
+        id: 251,
         arity: -3,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 3 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -2813,27 +3438,34 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "save",
+        id: 252,
         arity: 1,
         flags: flags::NO_MULTI | flags::ADMIN | flags::NOSCRIPT,
+        acl: 1 << 13 | 1 << 15 | 1 << 17,
         key_specs: &[],
         subcommands: &[],
     },
     CommandSpec {
         name: "scan",
+        id: 253,
         arity: -2,
         flags: flags::READONLY,
+        acl: 1 << 0 | 1 << 1 | 1 << 15,
         key_specs: &[],
         subcommands: &[],
     },
     CommandSpec {
         name: "scard",
+        id: 254,
         arity: 2,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 3 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -2842,54 +3474,69 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: 0,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "script",
+        id: 255,
         arity: -2,
         flags: 0,
+        acl: 1 << 15,
         key_specs: &[],
         subcommands: &[
             CommandSpec {
                 name: "script|debug",
+                id: 256,
                 arity: 3,
                 flags: flags::NOSCRIPT,
+                acl: 1 << 15 | 1 << 20,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "script|exists",
+                id: 257,
                 arity: -3,
                 flags: flags::NOSCRIPT,
+                acl: 1 << 15 | 1 << 20,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "script|flush",
+                id: 258,
                 arity: -2,
                 flags: flags::NOSCRIPT,
+                acl: 1 << 15 | 1 << 20,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "script|help",
+                id: 259,
                 arity: 2,
                 flags: flags::LOADING | flags::STALE,
+                acl: 1 << 15 | 1 << 20,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "script|kill",
+                id: 260,
                 arity: 2,
                 flags: flags::NOSCRIPT,
+                acl: 1 << 15 | 1 << 20,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "script|load",
+                id: 261,
                 arity: 3,
                 flags: flags::NOSCRIPT | flags::STALE,
+                acl: 1 << 15 | 1 << 20,
                 key_specs: &[],
                 subcommands: &[],
             },
@@ -2897,8 +3544,10 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "sdiff",
+        id: 262,
         arity: -2,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 3 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -2907,13 +3556,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "sdiffstore",
+        id: 263,
         arity: -3,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 3 | 1 << 15,
         key_specs: &[
             KeySpec {
                 begin: BeginSearch::Index(1),
@@ -2923,6 +3575,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                     limit: 0,
                 },
                 incomplete: false,
+                access: access::WRITE,
             },
             KeySpec {
                 begin: BeginSearch::Index(2),
@@ -2932,21 +3585,26 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                     limit: 0,
                 },
                 incomplete: false,
+                access: access::READ,
             },
         ],
         subcommands: &[],
     },
     CommandSpec {
         name: "select",
+        id: 264,
         arity: 2,
         flags: flags::LOADING | flags::STALE,
+        acl: 1 << 14 | 1 << 18,
         key_specs: &[],
         subcommands: &[],
     },
     CommandSpec {
         name: "set",
+        id: 265,
         arity: -3,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 7 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -2955,13 +3613,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ | access::WRITE | access::VARIABLE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "setbit",
+        id: 266,
         arity: 4,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 8 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -2970,13 +3631,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ | access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "setex",
+        id: 267,
         arity: 4,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 7 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -2985,13 +3649,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "setnx",
+        id: 268,
         arity: 3,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 7 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -3000,13 +3667,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "setrange",
+        id: 269,
         arity: 4,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 7 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -3015,20 +3685,25 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "shutdown",
+        id: 270,
         arity: -1,
         flags: flags::NO_MULTI | flags::ADMIN | flags::NOSCRIPT | flags::LOADING | flags::STALE,
+        acl: 1 << 13 | 1 << 15 | 1 << 17,
         key_specs: &[],
         subcommands: &[],
     },
     CommandSpec {
         name: "sinter",
+        id: 271,
         arity: -2,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 3 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -3037,13 +3712,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "sintercard",
+        id: 272,
         arity: -3,
         flags: flags::READONLY | flags::MOVABLEKEYS,
+        acl: 1 << 1 | 1 << 3 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::KeyNum {
@@ -3052,13 +3730,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 key_step: 1,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "sinterstore",
+        id: 273,
         arity: -3,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 3 | 1 << 15,
         key_specs: &[
             KeySpec {
                 begin: BeginSearch::Index(1),
@@ -3068,6 +3749,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                     limit: 0,
                 },
                 incomplete: false,
+                access: access::WRITE,
             },
             KeySpec {
                 begin: BeginSearch::Index(2),
@@ -3077,14 +3759,17 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                     limit: 0,
                 },
                 incomplete: false,
+                access: access::READ,
             },
         ],
         subcommands: &[],
     },
     CommandSpec {
         name: "sismember",
+        id: 274,
         arity: 3,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 3 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -3093,47 +3778,60 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: 0,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "slaveof",
+        id: 275,
         arity: 3,
         flags: flags::ADMIN | flags::NOSCRIPT | flags::STALE,
+        acl: 1 << 13 | 1 << 15 | 1 << 17,
         key_specs: &[],
         subcommands: &[],
     },
     CommandSpec {
         name: "slowlog",
+        id: 276,
         arity: -2,
         flags: 0,
+        acl: 1 << 15,
         key_specs: &[],
         subcommands: &[
             CommandSpec {
                 name: "slowlog|get",
+                id: 277,
                 arity: -2,
                 flags: flags::ADMIN | flags::LOADING | flags::STALE,
+                acl: 1 << 13 | 1 << 15 | 1 << 17,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "slowlog|help",
+                id: 278,
                 arity: 2,
                 flags: flags::LOADING | flags::STALE,
+                acl: 1 << 15,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "slowlog|len",
+                id: 279,
                 arity: 2,
                 flags: flags::ADMIN | flags::LOADING | flags::STALE,
+                acl: 1 << 13 | 1 << 15 | 1 << 17,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "slowlog|reset",
+                id: 280,
                 arity: 2,
                 flags: flags::ADMIN | flags::LOADING | flags::STALE,
+                acl: 1 << 13 | 1 << 15 | 1 << 17,
                 key_specs: &[],
                 subcommands: &[],
             },
@@ -3141,8 +3839,10 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "smembers",
+        id: 281,
         arity: 2,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 3 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -3151,13 +3851,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "smismember",
+        id: 282,
         arity: -3,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 3 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -3166,13 +3869,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "smove",
+        id: 283,
         arity: 4,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 3 | 1 << 14,
         key_specs: &[
             KeySpec {
                 begin: BeginSearch::Index(1),
@@ -3182,6 +3888,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                     limit: 0,
                 },
                 incomplete: false,
+                access: access::READ | access::WRITE,
             },
             KeySpec {
                 begin: BeginSearch::Index(2),
@@ -3191,14 +3898,17 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                     limit: 0,
                 },
                 incomplete: false,
+                access: access::WRITE,
             },
         ],
         subcommands: &[],
     },
     CommandSpec {
         name: "sort",
+        id: 284,
         arity: -2,
         flags: flags::WRITE | flags::MOVABLEKEYS,
+        acl: 1 << 2 | 1 << 3 | 1 << 4 | 1 << 5 | 1 << 15 | 1 << 17,
         key_specs: &[
             KeySpec {
                 begin: BeginSearch::Index(1),
@@ -3208,24 +3918,29 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                     limit: 0,
                 },
                 incomplete: false,
+                access: access::READ,
             },
             KeySpec {
                 begin: BeginSearch::Unknown,
                 find: FindKeys::Unknown,
                 incomplete: true,
+                access: access::READ,
             },
             KeySpec {
                 begin: BeginSearch::Unknown,
                 find: FindKeys::Unknown,
                 incomplete: true,
+                access: access::WRITE,
             },
         ],
         subcommands: &[],
     },
     CommandSpec {
         name: "sort_ro",
+        id: 285,
         arity: -2,
         flags: flags::READONLY | flags::MOVABLEKEYS,
+        acl: 1 << 1 | 1 << 3 | 1 << 4 | 1 << 5 | 1 << 15 | 1 << 17,
         key_specs: &[
             KeySpec {
                 begin: BeginSearch::Index(1),
@@ -3235,19 +3950,23 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                     limit: 0,
                 },
                 incomplete: false,
+                access: access::READ,
             },
             KeySpec {
                 begin: BeginSearch::Unknown,
                 find: FindKeys::Unknown,
                 incomplete: true,
+                access: access::READ,
             },
         ],
         subcommands: &[],
     },
     CommandSpec {
         name: "spop",
+        id: 286,
         arity: -2,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 3 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -3256,13 +3975,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ | access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "spublish",
+        id: 287,
         arity: 3,
         flags: flags::PUBSUB | flags::LOADING | flags::STALE,
+        acl: 1 << 12 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -3271,13 +3993,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::NOT_KEY,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "srandmember",
+        id: 288,
         arity: -2,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 3 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -3286,13 +4011,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "srem",
+        id: 289,
         arity: -3,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 3 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -3301,13 +4029,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "sscan",
+        id: 290,
         arity: -3,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 3 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -3316,13 +4047,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "ssubscribe",
+        id: 291,
         arity: -2,
         flags: flags::PUBSUB | flags::NOSCRIPT | flags::LOADING | flags::STALE,
+        acl: 1 << 12 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -3331,13 +4065,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::NOT_KEY,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "strlen",
+        id: 292,
         arity: 2,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 7 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -3346,20 +4083,25 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: 0,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "subscribe",
+        id: 293,
         arity: -2,
         flags: flags::PUBSUB | flags::NOSCRIPT | flags::LOADING | flags::STALE,
+        acl: 1 << 12 | 1 << 15,
         key_specs: &[],
         subcommands: &[],
     },
     CommandSpec {
         name: "substr",
+        id: 294,
         arity: 4,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 7 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -3368,13 +4110,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "sunion",
+        id: 295,
         arity: -2,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 3 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -3383,13 +4128,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "sunionstore",
+        id: 296,
         arity: -3,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 3 | 1 << 15,
         key_specs: &[
             KeySpec {
                 begin: BeginSearch::Index(1),
@@ -3399,6 +4147,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                     limit: 0,
                 },
                 incomplete: false,
+                access: access::WRITE,
             },
             KeySpec {
                 begin: BeginSearch::Index(2),
@@ -3408,14 +4157,17 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                     limit: 0,
                 },
                 incomplete: false,
+                access: access::READ,
             },
         ],
         subcommands: &[],
     },
     CommandSpec {
         name: "sunsubscribe",
+        id: 297,
         arity: -1,
         flags: flags::PUBSUB | flags::NOSCRIPT | flags::LOADING | flags::STALE,
+        acl: 1 << 12 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -3424,34 +4176,43 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::NOT_KEY,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "swapdb",
+        id: 298,
         arity: 3,
         flags: flags::WRITE,
+        acl: 1 << 0 | 1 << 2 | 1 << 14 | 1 << 17,
         key_specs: &[],
         subcommands: &[],
     },
     CommandSpec {
         name: "sync",
+        id: 299,
         arity: 1,
         flags: flags::NO_MULTI | flags::ADMIN | flags::NOSCRIPT,
+        acl: 1 << 13 | 1 << 15 | 1 << 17,
         key_specs: &[],
         subcommands: &[],
     },
     CommandSpec {
         name: "time",
+        id: 300,
         arity: 1,
         flags: flags::LOADING | flags::STALE,
+        acl: 1 << 14,
         key_specs: &[],
         subcommands: &[],
     },
     CommandSpec {
         name: "touch",
+        id: 301,
         arity: -2,
         flags: flags::READONLY,
+        acl: 1 << 0 | 1 << 1 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -3460,13 +4221,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: 0,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "ttl",
+        id: 302,
         arity: 2,
         flags: flags::READONLY,
+        acl: 1 << 0 | 1 << 1 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -3475,13 +4239,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "type",
+        id: 303,
         arity: 2,
         flags: flags::READONLY,
+        acl: 1 << 0 | 1 << 1 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -3490,13 +4257,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: 0,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "unlink",
+        id: 304,
         arity: -2,
         flags: flags::WRITE,
+        acl: 1 << 0 | 1 << 2 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -3505,34 +4275,43 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "unsubscribe",
+        id: 305,
         arity: -1,
         flags: flags::PUBSUB | flags::NOSCRIPT | flags::LOADING | flags::STALE,
+        acl: 1 << 12 | 1 << 15,
         key_specs: &[],
         subcommands: &[],
     },
     CommandSpec {
         name: "unwatch",
+        id: 306,
         arity: 1,
         flags: flags::NOSCRIPT | flags::LOADING | flags::STALE,
+        acl: 1 << 14 | 1 << 19,
         key_specs: &[],
         subcommands: &[],
     },
     CommandSpec {
         name: "wait",
+        id: 307,
         arity: 3,
         flags: flags::NOSCRIPT,
+        acl: 1 << 15 | 1 << 18,
         key_specs: &[],
         subcommands: &[],
     },
     CommandSpec {
         name: "watch",
+        id: 308,
         arity: -2,
         flags: flags::NOSCRIPT | flags::LOADING | flags::STALE,
+        acl: 1 << 14 | 1 << 19,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -3541,13 +4320,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: 0,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "xack",
+        id: 309,
         arity: -4,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 11 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -3556,13 +4338,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "xadd",
+        id: 310,
         arity: -5,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 11 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -3571,13 +4356,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "xautoclaim",
+        id: 311,
         arity: -6,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 11 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -3586,13 +4374,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "xclaim",
+        id: 312,
         arity: -6,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 11 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -3601,13 +4392,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "xdel",
+        id: 313,
         arity: -3,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 11 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -3616,19 +4410,24 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "xgroup",
+        id: 314,
         arity: -2,
         flags: 0,
+        acl: 1 << 15,
         key_specs: &[],
         subcommands: &[
             CommandSpec {
                 name: "xgroup|create",
+                id: 315,
                 arity: -5,
                 flags: flags::WRITE,
+                acl: 1 << 2 | 1 << 11 | 1 << 15,
                 key_specs: &[KeySpec {
                     begin: BeginSearch::Index(2),
                     find: FindKeys::Range {
@@ -3637,13 +4436,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                         limit: 0,
                     },
                     incomplete: false,
+                    access: access::WRITE,
                 }],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "xgroup|createconsumer",
+                id: 316,
                 arity: 5,
                 flags: flags::WRITE,
+                acl: 1 << 2 | 1 << 11 | 1 << 15,
                 key_specs: &[KeySpec {
                     begin: BeginSearch::Index(2),
                     find: FindKeys::Range {
@@ -3652,13 +4454,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                         limit: 0,
                     },
                     incomplete: false,
+                    access: access::WRITE,
                 }],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "xgroup|delconsumer",
+                id: 317,
                 arity: 5,
                 flags: flags::WRITE,
+                acl: 1 << 2 | 1 << 11 | 1 << 15,
                 key_specs: &[KeySpec {
                     begin: BeginSearch::Index(2),
                     find: FindKeys::Range {
@@ -3667,13 +4472,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                         limit: 0,
                     },
                     incomplete: false,
+                    access: access::WRITE,
                 }],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "xgroup|destroy",
+                id: 318,
                 arity: 4,
                 flags: flags::WRITE,
+                acl: 1 << 2 | 1 << 11 | 1 << 15,
                 key_specs: &[KeySpec {
                     begin: BeginSearch::Index(2),
                     find: FindKeys::Range {
@@ -3682,20 +4490,25 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                         limit: 0,
                     },
                     incomplete: false,
+                    access: access::WRITE,
                 }],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "xgroup|help",
+                id: 319,
                 arity: 2,
                 flags: flags::LOADING | flags::STALE,
+                acl: 1 << 11 | 1 << 15,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "xgroup|setid",
+                id: 320,
                 arity: -5,
                 flags: flags::WRITE,
+                acl: 1 << 2 | 1 << 11 | 1 << 15,
                 key_specs: &[KeySpec {
                     begin: BeginSearch::Index(2),
                     find: FindKeys::Range {
@@ -3704,6 +4517,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                         limit: 0,
                     },
                     incomplete: false,
+                    access: access::WRITE,
                 }],
                 subcommands: &[],
             },
@@ -3711,14 +4525,18 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "xinfo",
+        id: 321,
         arity: -2,
         flags: 0,
+        acl: 1 << 15,
         key_specs: &[],
         subcommands: &[
             CommandSpec {
                 name: "xinfo|consumers",
+                id: 322,
                 arity: 4,
                 flags: flags::READONLY,
+                acl: 1 << 1 | 1 << 11 | 1 << 15,
                 key_specs: &[KeySpec {
                     begin: BeginSearch::Index(2),
                     find: FindKeys::Range {
@@ -3727,13 +4545,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                         limit: 0,
                     },
                     incomplete: false,
+                    access: access::READ,
                 }],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "xinfo|groups",
+                id: 323,
                 arity: 3,
                 flags: flags::READONLY,
+                acl: 1 << 1 | 1 << 11 | 1 << 15,
                 key_specs: &[KeySpec {
                     begin: BeginSearch::Index(2),
                     find: FindKeys::Range {
@@ -3742,20 +4563,25 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                         limit: 0,
                     },
                     incomplete: false,
+                    access: access::READ,
                 }],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "xinfo|help",
+                id: 324,
                 arity: 2,
                 flags: flags::LOADING | flags::STALE,
+                acl: 1 << 11 | 1 << 15,
                 key_specs: &[],
                 subcommands: &[],
             },
             CommandSpec {
                 name: "xinfo|stream",
+                id: 325,
                 arity: -3,
                 flags: flags::READONLY,
+                acl: 1 << 1 | 1 << 11 | 1 << 15,
                 key_specs: &[KeySpec {
                     begin: BeginSearch::Index(2),
                     find: FindKeys::Range {
@@ -3764,6 +4590,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                         limit: 0,
                     },
                     incomplete: false,
+                    access: access::READ,
                 }],
                 subcommands: &[],
             },
@@ -3771,8 +4598,10 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "xlen",
+        id: 326,
         arity: 2,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 11 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -3781,13 +4610,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: 0,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "xpending",
+        id: 327,
         arity: -3,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 11 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -3796,13 +4628,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "xrange",
+        id: 328,
         arity: -4,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 11 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -3811,13 +4646,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "xread",
+        id: 329,
         arity: -4,
         flags: flags::READONLY | flags::BLOCKING | flags::MOVABLEKEYS,
+        acl: 1 << 1 | 1 << 11 | 1 << 15 | 1 << 16,
         key_specs: &[KeySpec {
             begin: BeginSearch::Keyword {
                 keyword: "STREAMS",
@@ -3829,13 +4667,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 2,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "xreadgroup",
+        id: 330,
         arity: -7,
         flags: flags::WRITE | flags::BLOCKING | flags::MOVABLEKEYS,
+        acl: 1 << 2 | 1 << 11 | 1 << 15 | 1 << 16,
         key_specs: &[KeySpec {
             begin: BeginSearch::Keyword {
                 keyword: "STREAMS",
@@ -3847,13 +4688,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 2,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "xrevrange",
+        id: 331,
         arity: -4,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 11 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -3862,13 +4706,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "xsetid",
+        id: 332,
         arity: -3,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 11 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -3877,13 +4724,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "xtrim",
+        id: 333,
         arity: -4,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 11 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -3892,13 +4742,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "zadd",
+        id: 334,
         arity: -4,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 4 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -3907,13 +4760,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "zcard",
+        id: 335,
         arity: 2,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 4 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -3922,13 +4778,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: 0,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "zcount",
+        id: 336,
         arity: 4,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 4 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -3937,13 +4796,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "zdiff",
+        id: 337,
         arity: -3,
         flags: flags::READONLY | flags::MOVABLEKEYS,
+        acl: 1 << 1 | 1 << 4 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::KeyNum {
@@ -3952,13 +4814,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 key_step: 1,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "zdiffstore",
+        id: 338,
         arity: -4,
         flags: flags::WRITE | flags::MOVABLEKEYS,
+        acl: 1 << 2 | 1 << 4 | 1 << 15,
         key_specs: &[
             KeySpec {
                 begin: BeginSearch::Index(1),
@@ -3968,6 +4833,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                     limit: 0,
                 },
                 incomplete: false,
+                access: access::WRITE,
             },
             KeySpec {
                 begin: BeginSearch::Index(2),
@@ -3977,14 +4843,17 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                     key_step: 1,
                 },
                 incomplete: false,
+                access: access::READ,
             },
         ],
         subcommands: &[],
     },
     CommandSpec {
         name: "zincrby",
+        id: 339,
         arity: 4,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 4 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -3993,13 +4862,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ | access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "zinter",
+        id: 340,
         arity: -3,
         flags: flags::READONLY | flags::MOVABLEKEYS,
+        acl: 1 << 1 | 1 << 4 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::KeyNum {
@@ -4008,13 +4880,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 key_step: 1,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "zintercard",
+        id: 341,
         arity: -3,
         flags: flags::READONLY | flags::MOVABLEKEYS,
+        acl: 1 << 1 | 1 << 4 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::KeyNum {
@@ -4023,13 +4898,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 key_step: 1,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "zinterstore",
+        id: 342,
         arity: -4,
         flags: flags::WRITE | flags::MOVABLEKEYS,
+        acl: 1 << 2 | 1 << 4 | 1 << 15,
         key_specs: &[
             KeySpec {
                 begin: BeginSearch::Index(1),
@@ -4039,6 +4917,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                     limit: 0,
                 },
                 incomplete: false,
+                access: access::WRITE,
             },
             KeySpec {
                 begin: BeginSearch::Index(2),
@@ -4048,14 +4927,17 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                     key_step: 1,
                 },
                 incomplete: false,
+                access: access::READ,
             },
         ],
         subcommands: &[],
     },
     CommandSpec {
         name: "zlexcount",
+        id: 343,
         arity: 4,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 4 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -4064,13 +4946,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "zmpop",
+        id: 344,
         arity: -4,
         flags: flags::WRITE | flags::MOVABLEKEYS,
+        acl: 1 << 2 | 1 << 4 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::KeyNum {
@@ -4079,13 +4964,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 key_step: 1,
             },
             incomplete: false,
+            access: access::READ | access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "zmscore",
+        id: 345,
         arity: -3,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 4 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -4094,13 +4982,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "zpopmax",
+        id: 346,
         arity: -2,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 4 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -4109,13 +5000,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ | access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "zpopmin",
+        id: 347,
         arity: -2,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 4 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -4124,13 +5018,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ | access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "zrandmember",
+        id: 348,
         arity: -2,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 4 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -4139,13 +5036,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "zrange",
+        id: 349,
         arity: -4,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 4 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -4154,13 +5054,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "zrangebylex",
+        id: 350,
         arity: -4,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 4 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -4169,13 +5072,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "zrangebyscore",
+        id: 351,
         arity: -4,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 4 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -4184,13 +5090,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "zrangestore",
+        id: 352,
         arity: -5,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 4 | 1 << 15,
         key_specs: &[
             KeySpec {
                 begin: BeginSearch::Index(1),
@@ -4200,6 +5109,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                     limit: 0,
                 },
                 incomplete: false,
+                access: access::WRITE,
             },
             KeySpec {
                 begin: BeginSearch::Index(2),
@@ -4209,14 +5119,17 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                     limit: 0,
                 },
                 incomplete: false,
+                access: access::READ,
             },
         ],
         subcommands: &[],
     },
     CommandSpec {
         name: "zrank",
+        id: 353,
         arity: 3,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 4 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -4225,13 +5138,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "zrem",
+        id: 354,
         arity: -3,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 4 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -4240,13 +5156,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "zremrangebylex",
+        id: 355,
         arity: 4,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 4 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -4255,13 +5174,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "zremrangebyrank",
+        id: 356,
         arity: 4,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 4 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -4270,13 +5192,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "zremrangebyscore",
+        id: 357,
         arity: 4,
         flags: flags::WRITE,
+        acl: 1 << 2 | 1 << 4 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -4285,13 +5210,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::WRITE,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "zrevrange",
+        id: 358,
         arity: -4,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 4 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -4300,13 +5228,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "zrevrangebylex",
+        id: 359,
         arity: -4,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 4 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -4315,13 +5246,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "zrevrangebyscore",
+        id: 360,
         arity: -4,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 4 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -4330,13 +5264,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "zrevrank",
+        id: 361,
         arity: 3,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 4 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -4345,13 +5282,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "zscan",
+        id: 362,
         arity: -3,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 4 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -4360,13 +5300,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "zscore",
+        id: 363,
         arity: 3,
         flags: flags::READONLY,
+        acl: 1 << 1 | 1 << 4 | 1 << 14,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::Range {
@@ -4375,13 +5318,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 limit: 0,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "zunion",
+        id: 364,
         arity: -3,
         flags: flags::READONLY | flags::MOVABLEKEYS,
+        acl: 1 << 1 | 1 << 4 | 1 << 15,
         key_specs: &[KeySpec {
             begin: BeginSearch::Index(1),
             find: FindKeys::KeyNum {
@@ -4390,13 +5336,16 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 key_step: 1,
             },
             incomplete: false,
+            access: access::READ,
         }],
         subcommands: &[],
     },
     CommandSpec {
         name: "zunionstore",
+        id: 365,
         arity: -4,
         flags: flags::WRITE | flags::MOVABLEKEYS,
+        acl: 1 << 2 | 1 << 4 | 1 << 15,
         key_specs: &[
             KeySpec {
                 begin: BeginSearch::Index(1),
@@ -4406,6 +5355,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                     limit: 0,
                 },
                 incomplete: false,
+                access: access::WRITE,
             },
             KeySpec {
                 begin: BeginSearch::Index(2),
@@ -4415,8 +5365,12 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                     key_step: 1,
                 },
                 incomplete: false,
+                access: access::READ,
             },
         ],
         subcommands: &[],
     },
 ];
+
+/// How many commands and subcommands the table has: every `id` is below it.
+pub(super) const COUNT: u16 = 366;

@@ -88,6 +88,12 @@ pub struct ServerConfig {
     pub metrics_listen: String,
     /// Password of the default user; clients must AUTH when set (empty: none).
     pub requirepass: Secret,
+    /// Failed logins from one address within `auth_failure_window` after
+    /// which its next tries are refused until the window ends (0: no limit).
+    pub auth_failure_limit: u32,
+    /// The window `auth_failure_limit` counts in.
+    #[serde(with = "duration")]
+    pub auth_failure_window: Duration,
 }
 
 impl ServerConfig {
@@ -120,6 +126,8 @@ impl Default for ServerConfig {
             log_level: "info".into(),
             metrics_listen: String::new(),
             requirepass: Secret::default(),
+            auth_failure_limit: 10,
+            auth_failure_window: Duration::from_secs(60),
         }
     }
 }
@@ -217,6 +225,22 @@ pub struct PassthroughConfig {
     /// that may wait on purpose (blocking commands, scripts, ...) are exempt.
     #[serde(with = "duration")]
     pub reply_timeout: Duration,
+    /// Who the backend sees: the proxy's own identity (the URL's user) on
+    /// every connection, or each client's own user (`client`: its
+    /// connection logs in to the backend with the client's name and
+    /// password, and shares nothing).
+    pub identity: Identity,
+}
+
+/// `passthrough.identity`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Identity {
+    /// The proxy's identity, the backend URL's user.
+    #[default]
+    Proxy,
+    /// The client's own user and password.
+    Client,
 }
 
 impl Default for PassthroughConfig {
@@ -230,6 +254,7 @@ impl Default for PassthroughConfig {
             stall_after: Duration::from_millis(10),
             cluster: false,
             reply_timeout: Duration::from_secs(5),
+            identity: Identity::Proxy,
         }
     }
 }
@@ -449,6 +474,10 @@ impl Config {
             ("stall_after", d(p.stall_after)),
             ("passthrough_cluster", p.cluster.to_string()),
             ("passthrough_reply_timeout", d(p.reply_timeout)),
+            (
+                "passthrough_identity",
+                format!("{:?}", p.identity).to_lowercase(),
+            ),
             ("masters", masters.join(",")),
             ("cluster_masters", clusters.join(",")),
             ("lock_patterns", r.lock_patterns.join(",")),
@@ -474,6 +503,8 @@ impl Config {
                 .to_string(),
             ),
             ("users", users.join(",")),
+            ("auth_failure_limit", s.auth_failure_limit.to_string()),
+            ("auth_failure_window", d(s.auth_failure_window)),
             ("tls_listen", self.tls.listen.clone()),
             ("tls_cert_file", self.tls.cert_file.clone()),
             ("tls_key_file", self.tls.key_file.clone()),

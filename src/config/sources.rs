@@ -66,6 +66,18 @@ const OPTIONS: &[(&str, &str, &str, Kind)] = &[
     ("LOG_LEVEL", "server", "log_level", Kind::Str),
     ("METRICS_LISTEN", "server", "metrics_listen", Kind::Str),
     ("REQUIREPASS", "server", "requirepass", Kind::Str),
+    (
+        "AUTH_FAILURE_LIMIT",
+        "server",
+        "auth_failure_limit",
+        Kind::Int,
+    ),
+    (
+        "AUTH_FAILURE_WINDOW",
+        "server",
+        "auth_failure_window",
+        Kind::Str,
+    ),
     ("MAX_BULK_LEN", "limits", "max_bulk_len", Kind::Int),
     (
         "MAX_MULTIBULK_LEN",
@@ -126,6 +138,7 @@ const OPTIONS: &[(&str, &str, &str, Kind)] = &[
         "reply_timeout",
         Kind::Str,
     ),
+    ("PASSTHROUGH_IDENTITY", "passthrough", "identity", Kind::Str),
     ("MASTERS", "redlock", "masters", Kind::List),
     ("CLUSTER_MASTERS", "redlock", "cluster_masters", Kind::List),
     ("LOCK_PATTERNS", "redlock", "lock_patterns", Kind::List),

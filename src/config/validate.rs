@@ -109,6 +109,20 @@ impl Config {
                 return Err((option, format!("{} is listed twice", m.addr())));
             }
         }
+        if self.passthrough.identity == super::Identity::Client {
+            if self.passthrough.cluster {
+                return Err((
+                    "passthrough.identity",
+                    "'client' needs a single backend: with a cluster, the proxy logs in to every node as itself".into(),
+                ));
+            }
+            if self.users.is_empty() && self.server.requirepass.is_empty() {
+                return Err((
+                    "passthrough.identity",
+                    "'client' passes on the users the proxy logs in: configure [[users]] or requirepass (without them, AUTH already goes to the backend)".into(),
+                ));
+            }
+        }
         if self.passthrough.cluster && self.passthrough.url.sentinel.is_some() {
             return Err((
                 "passthrough.url",

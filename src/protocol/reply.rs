@@ -27,6 +27,9 @@ pub enum Reply {
     Array(Vec<Reply>),
     /// A map: `%` in RESP3, a flat array in RESP2.
     Map(Vec<(Reply, Reply)>),
+    /// A double: `,` in RESP3, a bulk string in RESP2 (as Redis's
+    /// `addReplyDouble`), written in the shortest form that reads back the same.
+    Double(f64),
 }
 
 impl Reply {
@@ -72,6 +75,21 @@ impl Reply {
                 put_int(out, items.len() as i64);
                 for item in items {
                     item.encode(proto, out);
+                }
+            }
+            Reply::Double(d) => {
+                let text = if d.is_finite() {
+                    format!("{d}")
+                } else if d.is_nan() {
+                    "nan".into()
+                } else if *d > 0.0 {
+                    "inf".into()
+                } else {
+                    "-inf".into()
+                };
+                match proto {
+                    Proto::Resp2 => Reply::Bulk(Bytes::from(text)).encode(proto, out),
+                    Proto::Resp3 => line(out, b',', text.as_bytes()),
                 }
             }
             Reply::Map(pairs) => {

@@ -101,6 +101,15 @@ impl Client {
                 .is_ok_and(|p| matches(filter, id, &p, &self.moment(now)))
     }
 
+    /// Its address's IP.
+    pub(crate) fn ip(&self) -> std::net::IpAddr {
+        self.profile
+            .lock()
+            .map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |p| {
+                p.addr.ip()
+            })
+    }
+
     /// Its `CLIENT LIST` line.
     pub(crate) fn line(&self, out: &mut String, id: u64) {
         let m = self.moment(clock::now());

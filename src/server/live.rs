@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 
 use super::{Shared, connection};
 
+use crate::acl::Users;
 use crate::command::{Classifier, LockPatterns, LockRules};
 use crate::config::Config;
 use crate::protocol::FrameLimits;
@@ -32,6 +33,8 @@ pub struct Live {
     pub(crate) limits: FrameLimits,
     /// The TLS listener's handshake configuration (its files re-read at a reload).
     pub(crate) tls_acceptor: Option<tokio_rustls::TlsAcceptor>,
+    /// The users and their permissions.
+    pub(crate) users: Arc<Users>,
 }
 
 impl std::fmt::Debug for Live {
@@ -66,6 +69,7 @@ impl Live {
         engine: Arc<Engine>,
         scripts: Arc<ScriptRegistry>,
         tls_acceptor: Option<tokio_rustls::TlsAcceptor>,
+        users: Arc<Users>,
     ) -> Live {
         let r = &config.redlock;
         let classifier = Classifier {
@@ -83,7 +87,13 @@ impl Live {
             max_output_buffer: config.limits.max_output_buffer,
             output_high_water: config.limits.output_high_water,
             max_query_buffer: config.limits.max_query_buffer,
-            auth_required: !config.server.requirepass.is_empty() || !config.users.is_empty(),
+            auth_required: users.auth_required(),
+            proxy_auth: !config.server.requirepass.is_empty() || !config.users.is_empty(),
+            client_identity: config.passthrough.identity == crate::config::Identity::Client,
+            auth_limit: (
+                config.server.auth_failure_limit,
+                config.server.auth_failure_window,
+            ),
             multiplex: config.passthrough.multiplex,
             cluster: config.passthrough.cluster,
             bind_ttl_less_locks: config.redlock.bind_ttl_less_locks,
@@ -95,6 +105,7 @@ impl Live {
             classifier,
             engine,
             settings,
+            users,
         }
     }
 }
@@ -114,8 +125,6 @@ const NEEDS_RESTART: &[&str] = &[
     "health_interval",
     "quarantine_on_start",
     "scripts",
-    "requirepass",
-    "users",
     "tls_listen",
 ];
 
@@ -136,13 +145,11 @@ fn effective(old: &Config, mut new: Config) -> Config {
     new.server
         .metrics_listen
         .clone_from(&old.server.metrics_listen);
-    new.server.requirepass = old.server.requirepass.clone();
     new.passthrough = old.passthrough.clone();
     new.limits.max_client_memory = old.limits.max_client_memory;
     new.redlock.health_interval = old.redlock.health_interval;
     new.redlock.quarantine_on_start = old.redlock.quarantine_on_start;
     new.redlock.scripts = old.redlock.scripts.clone();
-    new.users = old.users.clone();
     new.tls.listen.clone_from(&old.tls.listen);
     new
 }
@@ -164,7 +171,17 @@ impl Shared {
                 }
             }
         }
-        let config = effective(&old.config, new);
+        let mut config = effective(&old.config, new);
+        let users = match Users::from_config(&config.server.requirepass, &config.users) {
+            Ok(u) => Arc::new(u),
+            Err(e) => {
+                // Validated before a reload is taken; kept safe all the same.
+                tracing::error!(error = %e, "users: keeping the running ones");
+                config.users.clone_from(&old.config.users);
+                config.server.requirepass = old.config.server.requirepass.clone();
+                Arc::clone(&old.users)
+            }
+        };
         let depth = config.limits.max_nesting_depth;
         let voters = VoterSpec::from_config(&config.redlock, depth, self.tls_client.as_ref());
         let (engine, removed) = old.engine.reconfigured(
@@ -188,6 +205,7 @@ impl Shared {
             Arc::new(engine),
             scripts,
             tls_acceptor,
+            users,
         )));
         self.generation.fetch_add(1, Ordering::Release);
         // Queued requests are delivered before they stop: operations under

@@ -54,8 +54,8 @@ pub struct Shared {
     pub(crate) generation: AtomicU64,
     /// Counters.
     pub(crate) metrics: Metrics,
-    /// Client authentication.
-    pub(crate) auth: crate::auth::Authenticator,
+    /// `ACL LOG` and the failed-login counts (the users are in [`Live`]).
+    pub(crate) acl: crate::acl::AclState,
     /// The passthrough backend.
     pub(crate) backend: Endpoint,
     /// The shared backend connections, when multiplexing.
@@ -111,6 +111,8 @@ pub struct Proxy {
 impl Proxy {
     /// Binds the listener and starts the master connections (needs a Tokio runtime).
     pub async fn bind(config: Config) -> std::io::Result<Proxy> {
+        let users = crate::acl::Users::from_config(&config.server.requirepass, &config.users)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.0))?;
         let bind = |addr: &str| {
             let addr = addr.to_string();
             async move {
@@ -142,6 +144,7 @@ impl Proxy {
         );
         let shared = Arc::new(Shared::new(
             config,
+            Arc::new(users),
             engine,
             tls_client,
             masters_shutdown,
@@ -356,6 +359,7 @@ impl Shared {
     /// The proxy-wide state for `config`, over masters already started.
     fn new(
         config: Config,
+        users: Arc<crate::acl::Users>,
         engine: Engine,
         tls_client: Option<TlsClient>,
         masters_shutdown: CancellationToken,
@@ -373,7 +377,6 @@ impl Shared {
         let multiplex = p
             .multiplex
             .then(|| multiplex::MultiplexPool::new(backend.clone(), lanes, p.reply_timeout));
-        let auth = crate::auth::Authenticator::new(&config.server.requirepass, &config.users);
         let scripts = Arc::new(ScriptRegistry::new(&config.redlock.scripts));
         let cluster = config.passthrough.cluster.then(|| {
             cluster::Cluster::new(
@@ -394,8 +397,14 @@ impl Shared {
             cluster,
             backend,
             multiplex,
-            auth,
-            live: ArcSwap::from_pointee(Live::new(config, Arc::new(engine), scripts, acceptor)),
+            acl: crate::acl::AclState::default(),
+            live: ArcSwap::from_pointee(Live::new(
+                config,
+                Arc::new(engine),
+                scripts,
+                acceptor,
+                users,
+            )),
             tls_client,
             generation: AtomicU64::new(0),
             metrics: Metrics::default(),

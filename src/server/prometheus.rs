@@ -251,6 +251,16 @@ impl Collector for ProxyCollector {
             get(&m.auth_failures),
         )?;
         out.counter(
+            "redlock_proxy_auth_throttled",
+            "Authentication attempts refused unchecked: too many failures from the address (server.auth_failure_limit).",
+            get(&m.auth_throttled),
+        )?;
+        out.counter(
+            "redlock_proxy_acl_denied",
+            "Requests refused by the user's ACL rules (-NOPERM).",
+            get(&m.acl_denied),
+        )?;
+        out.counter(
             "redlock_proxy_output_limit_disconnects",
             "Clients closed for their output buffer limit.",
             get(&m.output_limit),

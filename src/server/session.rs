@@ -39,6 +39,9 @@ pub(crate) struct Session {
     pub(crate) tracking: bool,
     /// The user it authenticated as (`None`: the default user).
     pub(crate) user: Option<Bytes>,
+    /// That user's permissions (`None`: the default user's, whatever they
+    /// are now).
+    pub(crate) perms: Option<std::sync::Arc<crate::acl::User>>,
     /// The user an `AUTH` passed to the backend authenticated as (the proxy
     /// does not authenticate clients itself): the client's backend
     /// connections authenticate so, and it shares none.
@@ -62,6 +65,7 @@ impl Session {
             reply_mode: ReplyMode::On,
             authenticated,
             user: None,
+            perms: None,
             tracking: false,
             backend_auth: None,
         }

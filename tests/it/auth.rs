@@ -10,6 +10,7 @@ async fn secured() -> Harness {
         c.users.push(User {
             name: "alice".into(),
             password: Secret("wonderland".into()),
+            rules: None,
         });
     })
     .await
@@ -176,6 +177,7 @@ fn passwords_never_show_in_the_configuration_line() {
     c.users.push(User {
         name: "bob".into(),
         password: Secret("pa55".into()),
+        rules: Some("on >x ~* +@all".into()),
     });
     let s = c.summary();
     assert!(

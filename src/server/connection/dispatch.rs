@@ -32,14 +32,18 @@ impl State {
             uncounted: !self.counting.counted(),
             attached: self.backend.attached(),
             authenticated: self.session.authenticated,
-            proxy_auth: self.settings.auth_required,
+            proxy_auth: self.settings.proxy_auth,
         }
     }
 
     /// Handles one request (`raw`: its bytes as received; `inline`: an inline
     /// command, re-encoded as RESP before forwarding).
     pub(super) fn handle(&mut self, args: Args<'_>, raw: &[u8], inline: bool) -> Flow {
-        let (cmd, name) = self.live.classifier.classify_named(&args, self.context());
+        let (mut cmd, name) = self.live.classifier.classify_named(&args, self.context());
+        let denied = self.permitted(&args, &cmd).err();
+        if denied.is_some() {
+            cmd = Command::Refuse(Reply::Nil);
+        }
         if self.counting.must_resync() && self.needs_slot(&cmd) {
             if !self.backend.attached() {
                 // The subscriptions died with the connection: counting again.
@@ -50,6 +54,10 @@ impl State {
             }
         }
         self.note_command(name);
+        if let Some(r) = &denied {
+            cmd = Command::Refuse(self.refused_by_acl(&args, r));
+        }
+        let cmd = self.login_through(&args, cmd);
         // A monitor may not touch keys (Redis refuses it, as to a replica).
         let monitor_refused =
             self.session.monitor && matches!(cmd, Command::Forward(_)) && touches_keys(&args);

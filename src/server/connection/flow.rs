@@ -144,6 +144,7 @@ impl State {
         let ctx = HookContext {
             default_db: self.settings.default_db,
             auth_required: self.settings.auth_required,
+            client_identity: self.settings.client_identity,
         };
         match self.queue.front() {
             Some(Slot::Backend { .. }) if !push => {

@@ -2,12 +2,14 @@
 //! the client's name and library, `CLIENT REPLY`, `PING`/`ECHO`, `QUIT`,
 //! `RESET` before a backend connection exists, lock-script bookkeeping.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
 use super::State;
 use super::queue::{Hook, Slot};
+use crate::acl::{Context, Reason};
 use crate::command::{Kill, Local, ReplyMode};
 use crate::errors;
 use crate::protocol::{Proto, Reply, encode_command};
@@ -36,16 +38,13 @@ impl State {
                 auth,
                 setname,
             } => self.hello(proto, auth, setname),
-            Local::Auth(None, _) if !self.settings.auth_required => {
+            Local::Auth(None, _) if self.live.users.default_user().nopass() => {
                 self.reply(errors::auth_not_configured());
             }
-            Local::Auth(user, pass) => {
-                if self.authenticate(user.as_deref(), &pass) {
-                    self.reply(Reply::OK);
-                } else {
-                    self.reply(errors::wrongpass());
-                }
-            }
+            Local::Auth(user, pass) => match self.login(b"AUTH", user.as_deref(), &pass) {
+                Ok(()) => self.reply(Reply::OK),
+                Err(e) => self.reply(e),
+            },
             Local::Reset => {
                 let s = &self.settings;
                 self.session.reset(s.default_db, s.auth_required);
@@ -125,6 +124,48 @@ impl State {
             Local::ProxyMasters => self.reply(info::masters(&self.shared)),
             Local::ProxyConfig => self.reply(info::config(&self.shared)),
             Local::ProxyHelp => self.reply(info::help()),
+            Local::AclWhoami => {
+                let name = self.session.user.clone();
+                self.reply(Reply::Bulk(name.unwrap_or(Bytes::from_static(
+                    crate::auth::DEFAULT_USER.as_bytes(),
+                ))));
+            }
+            Local::AclUsers => {
+                let names = self.live.users.names();
+                self.reply(Reply::Array(
+                    names
+                        .into_iter()
+                        .map(|n| Reply::Bulk(Bytes::copy_from_slice(n.as_bytes())))
+                        .collect(),
+                ));
+            }
+            Local::AclCat(category) => match crate::acl::cat(category.as_deref()) {
+                Some(r) => self.reply(r),
+                None => self.reply(errors::err(format_args!(
+                    "Unknown category '{}'",
+                    String::from_utf8_lossy(category.as_deref().unwrap_or_default())
+                ))),
+            },
+            Local::AclLog(count) => {
+                let mut log = self
+                    .shared
+                    .acl
+                    .log
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                let r = match count {
+                    None => {
+                        log.reset();
+                        Reply::OK
+                    }
+                    Some(n) => {
+                        let n = usize::try_from(n).unwrap_or(usize::MAX);
+                        log.reply(n, std::time::Instant::now())
+                    }
+                };
+                drop(log);
+                self.reply(r);
+            }
         }
     }
 
@@ -136,8 +177,8 @@ impl State {
         setname: Option<Bytes>,
     ) {
         if let Some((user, pass)) = &auth {
-            if !self.authenticate(Some(user), pass) {
-                self.reply(errors::wrongpass());
+            if let Err(e) = self.login(b"HELLO", Some(user), pass) {
+                self.reply(e);
                 return;
             }
         }
@@ -186,25 +227,55 @@ impl State {
         ])
     }
 
-    /// Checks credentials; on success the session is authenticated. Without
-    /// required authentication only the default user exists, with any password.
-    fn authenticate(&mut self, user: Option<&[u8]>, pass: &[u8]) -> bool {
-        let auth = &self.shared.auth;
-        let ok = if auth.required() {
-            auth.check(user, pass)
-        } else {
-            user.is_none_or(|u| u == crate::auth::DEFAULT_USER.as_bytes())
-        };
-        if ok {
-            self.session.authenticated = true;
-            self.session.user = user.map(Bytes::copy_from_slice);
-        } else {
-            self.shared
-                .metrics
-                .auth_failures
-                .fetch_add(1, Ordering::Relaxed);
+    /// Logs the client in as `user` (`None`: the default user) with
+    /// `pass`, checked against the proxy's users: on success the session is
+    /// that user's, permissions and all (and with `passthrough.identity =
+    /// client` its backend connection logs in the same). A failure is
+    /// counted, logged in `ACL LOG` as Redis logs it (`command` is what
+    /// tried: `AUTH`, `HELLO`) and against the client's address; past
+    /// `server.auth_failure_limit` the address's tries are refused unchecked.
+    pub(super) fn login(
+        &mut self,
+        command: &[u8],
+        user: Option<&[u8]>,
+        pass: &[u8],
+    ) -> Result<(), Reply> {
+        let now = std::time::Instant::now();
+        let ip = self.me.ip();
+        let (limit, window) = self.settings.auth_limit;
+        let shared = Arc::clone(&self.shared);
+        let (acl, m) = (&shared.acl, &shared.metrics);
+        if let Err(wait) = acl.limiter.check(ip, (limit, window), now) {
+            m.auth_throttled.fetch_add(1, Ordering::Relaxed);
+            return Err(errors::auth_throttled(limit, window, wait));
         }
-        ok
+        let Some(found) = self.live.users.login(user, pass).map(Arc::clone) else {
+            m.auth_failures.fetch_add(1, Ordering::Relaxed);
+            acl.limiter.failed(ip, window, now);
+            self.publish_cmd();
+            let mut info = String::new();
+            self.me.line(&mut info, self.session.id);
+            let name = user.unwrap_or(crate::auth::DEFAULT_USER.as_bytes());
+            acl.log.lock().unwrap_or_else(|p| p.into_inner()).add(
+                (Reason::Auth, Context::Toplevel),
+                command,
+                name,
+                info,
+                now,
+            );
+            return Err(errors::wrongpass());
+        };
+        let s = &mut self.session;
+        s.authenticated = true;
+        s.user = user.map(Bytes::copy_from_slice);
+        s.perms = Some(found);
+        if self.settings.client_identity {
+            // Set before the backend answers: the requests pipelined after
+            // this one must not take a shared connection (the proxy's identity).
+            s.backend_auth = Some((s.user.clone(), Bytes::copy_from_slice(pass)));
+        }
+        self.changed.profile = true;
+        Ok(())
     }
 
     fn set_name(&mut self, name: Bytes) {

@@ -42,6 +42,7 @@ mod cluster;
 mod dispatch;
 mod flow;
 mod local;
+mod permissions;
 mod queue;
 mod replies;
 mod request;
@@ -108,8 +109,16 @@ pub(crate) struct Settings {
     pub(crate) output_high_water: usize,
     /// Most bytes of an unfinished request.
     pub(crate) max_query_buffer: usize,
-    /// Clients must authenticate first.
+    /// Clients must authenticate first (the default user is off or has a password).
     pub(crate) auth_required: bool,
+    /// The proxy authenticates clients itself (`requirepass` or `[[users]]`):
+    /// otherwise `AUTH` goes to the backend.
+    pub(crate) proxy_auth: bool,
+    /// `passthrough.identity = "client"`: a client's backend connection logs
+    /// in as the client's user.
+    pub(crate) client_identity: bool,
+    /// `server.auth_failure_limit` and `auth_failure_window`.
+    pub(crate) auth_limit: (u32, Duration),
     /// Stateless commands share backend connections.
     pub(crate) multiplex: bool,
     /// The backend is a Redis Cluster.
@@ -601,6 +610,16 @@ impl State {
             self.generation = generation;
             self.live = self.shared.live.load_full();
             self.settings = self.live.settings;
+            // The user's permissions as the new configuration has them; a
+            // user it no longer has is logged out by closing the
+            // connection, as Redis closes a deleted user's clients.
+            if let Some(name) = &self.session.user {
+                match self.live.users.get(name) {
+                    Some(u) => self.session.perms = Some(Arc::clone(u)),
+                    None if self.input == Input::Open => self.finish(),
+                    None => {}
+                }
+            }
         }
     }
 

@@ -176,6 +176,20 @@ pub(super) struct HookContext {
     pub(super) default_db: u32,
     /// Whether a reset session must authenticate again.
     pub(super) auth_required: bool,
+    /// `passthrough.identity = client`: a login the backend refuses logs the
+    /// client out of the proxy too (the proxy had let it in already).
+    pub(super) client_identity: bool,
+}
+
+/// The backend refused a login the proxy accepted (`passthrough.identity =
+/// client` with users that differ): the client is no one's again, and its
+/// connection stays its own, never the proxy's identity.
+fn identity_refused(session: &mut Session, ctx: HookContext) {
+    if ctx.client_identity {
+        session.authenticated = !ctx.auth_required;
+        session.user = None;
+        session.perms = None;
+    }
 }
 
 /// Applies a slot's hook to the backend reply `frame`, updating the session,
@@ -207,6 +221,8 @@ pub(super) fn apply_hook(
             if frame.first() == Some(&b'+') {
                 session.user.clone_from(&user);
                 session.backend_auth = Some((user, pass));
+            } else {
+                identity_refused(session, ctx);
             }
             write(frame);
         }
@@ -218,6 +234,7 @@ pub(super) fn apply_hook(
             reply,
         } => {
             if frame.first() == Some(&b'-') {
+                identity_refused(session, ctx);
                 write(frame);
             } else {
                 session.user = Some(user.clone());
@@ -286,6 +303,7 @@ mod tests {
     const CTX: HookContext = HookContext {
         default_db: 0,
         auth_required: false,
+        client_identity: false,
     };
 
     #[test]
@@ -418,6 +436,7 @@ mod tests {
             HookContext {
                 default_db: 2,
                 auth_required: true,
+                client_identity: false,
             },
         );
         assert_eq!((s.db, s.name.is_none(), s.authenticated), (2, true, false));

@@ -43,8 +43,10 @@ fn fixture() -> Fixture {
         &Default::default(),
         &Default::default(),
     );
+    let users = crate::acl::Users::from_config(&config.server.requirepass, &config.users);
     let shared = Arc::new(Shared::new(
         config,
+        Arc::new(users.expect("no users")),
         engine,
         None,
         Default::default(),
