@@ -123,6 +123,8 @@ enum Multi {
     Queueing,
     /// Inside MULTI, and a command was refused while queueing: EXEC aborts.
     Dirty,
+    /// Inside MULTI, and the user may not run EXEC: it aborts, saying why.
+    ExecDenied,
     /// Inside MULTI, but the backend connection was lost: the backend has no
     /// transaction any more, so queued commands are refused and EXEC aborts.
     Lost,
@@ -169,6 +171,17 @@ impl Transaction {
         }
     }
 
+    /// EXEC is refused by the user's ACL rules: as Redis does, it discards
+    /// the transaction and says why (see [`Transaction::doomed_exec`]).
+    pub(crate) fn exec_denied(&mut self) {
+        if matches!(
+            self.multi,
+            Multi::Queueing | Multi::Dirty | Multi::ExecDenied
+        ) {
+            self.multi = Multi::ExecDenied;
+        }
+    }
+
     /// `WATCH` forwarded (inside MULTI the backend refuses it). A WATCH lost
     /// with a backend connection stays lost until EXEC, DISCARD or UNWATCH.
     pub(crate) fn watch(&mut self) {
@@ -187,6 +200,10 @@ impl Transaction {
     pub(crate) fn doomed_exec(&self) -> Option<Reply> {
         match (self.multi, self.watch) {
             (Multi::Dirty, _) => Some(errors::execabort()),
+            (Multi::ExecDenied, _) => Some(errors::with_code(
+                "EXECABORT",
+                "Transaction discarded because of: NOPERM this user has no permissions to run the 'exec' command",
+            )),
             (Multi::Queueing, Watch::Lost) => Some(Reply::NilArray),
             _ => None,
         }

@@ -15,6 +15,7 @@
 
 mod common;
 
+mod acl;
 mod auth;
 mod book;
 mod chaos;

@@ -41,7 +41,10 @@ impl State {
     pub(super) fn handle(&mut self, args: Args<'_>, raw: &[u8], inline: bool) -> Flow {
         let (mut cmd, name) = self.live.classifier.classify_named(&args, self.context());
         let denied = self.permitted(&args, &cmd).err();
-        if denied.is_some() {
+        // A refused EXEC still ends the transaction, as in Redis: it goes
+        // on as a doomed one (the backend's half discarded).
+        let exec = matches!(cmd, Command::Forward(Effect::Exec));
+        if denied.is_some() && !exec {
             cmd = Command::Refuse(Reply::Nil);
         }
         if self.counting.must_resync() && self.needs_slot(&cmd) {
@@ -55,7 +58,20 @@ impl State {
         }
         self.note_command(name);
         if let Some(r) = &denied {
-            cmd = Command::Refuse(self.refused_by_acl(&args, r));
+            let reply = self.refused_by_acl(&args, r);
+            match (exec, reply) {
+                (true, _) if self.session.transaction.in_multi() => {
+                    self.session.transaction.exec_denied();
+                }
+                // Redis answers any refused EXEC so, in MULTI or not.
+                (true, Reply::Error(e)) => {
+                    cmd = Command::Refuse(errors::with_code(
+                        "EXECABORT",
+                        format_args!("Transaction discarded because of: {e}"),
+                    ));
+                }
+                (_, reply) => cmd = Command::Refuse(reply),
+            }
         }
         let cmd = self.login_through(&args, cmd);
         // A monitor may not touch keys (Redis refuses it, as to a replica).

@@ -265,13 +265,20 @@ impl State {
             );
             return Err(errors::wrongpass());
         };
+        if self.settings.client_identity {
+            // The login goes on to the backend on the client's own
+            // connection, opened as whoever the client was so far (the
+            // backend answers the login itself, not a failed handshake).
+            self.attach();
+        }
         let s = &mut self.session;
         s.authenticated = true;
         s.user = user.map(Bytes::copy_from_slice);
         s.perms = Some(found);
         if self.settings.client_identity {
             // Set before the backend answers: the requests pipelined after
-            // this one must not take a shared connection (the proxy's identity).
+            // this one must not take a shared connection (the proxy's
+            // identity), and a new connection must log in as this user.
             s.backend_auth = Some((s.user.clone(), Bytes::copy_from_slice(pass)));
         }
         self.changed.profile = true;

@@ -14,10 +14,11 @@ use crate::protocol::{ArgList, Args, Reply};
 
 impl State {
     /// Whether the client's user may run `cmd` (classified from `args`).
-    /// Refusals of the proxy's own (unknown command, wrong arity...) stand:
-    /// Redis reports those before permissions too.
+    /// The proxy's own refusals come after permissions, as a Redis
+    /// command's own errors do; those Redis reports before permissions
+    /// (unknown command, wrong arity) pass here (see [`acl::User::check`]).
     pub(super) fn permitted(&self, args: &Args<'_>, cmd: &Command) -> Result<(), Refusal> {
-        if matches!(cmd, Command::Refuse(_)) || !self.session.authenticated {
+        if !self.session.authenticated {
             return Ok(());
         }
         let user = match &self.session.perms {
