@@ -9,6 +9,7 @@ per request is its CPU time over the run divided by the requests served.
 
     cargo build --release --bins && python3 bench/cpu.py [--rounds 3] [--compare OLD_BINARY]
     python3 bench/cpu.py --tls [--rounds 3]   # the same over TLS (below)
+    python3 bench/cpu.py --acl [--rounds 3]   # the ACL check's cost (below)
     python3 bench/cpu.py --quick        # smoke run: tiny counts, one round, debug build
 
 Workloads (redis-benchmark, 50 clients):
@@ -23,6 +24,12 @@ Workloads (redis-benchmark, 50 clients):
   with a limit of 1,000 on random keys, and their releases on keys mostly
   absent): the proxy over 3 masters, against one master running the same
   script (by EVALSHA; a seat's release is ZREM).
+
+With --acl: SET/GET at P=1 and P=16 and the lock acquisition through the
+proxy with no users, logged in as a user with `+@all ~*` (only pub/sub
+commands need a look), and as one with rules that must be checked on every
+request (`~key:* ~lock:* &* +@all -@dangerous`: the command's categories,
+each key against the patterns), against Redis's own CPU.
 
 With --tls: SET/GET at P=1 and P=16 with clients on TLS (the proxy's TLS
 listener, its backend plain) against Redis's own TLS port, and the lock
@@ -106,16 +113,16 @@ def command(port, *args):
         return (lines[1] if lines[0].startswith(b"$") else lines[0]).decode()
 
 
-def measure(target_port, watched, pipeline, n, tests=None, cmd=None, tls=None):
+def measure(target_port, watched, pipeline, n, tests=None, cmd=None, tls=None, extra=()):
     """Runs redis-benchmark against `target_port` (over TLS with `tls`, the
-    CA file); returns rps and, for each (name, pid) in `watched`, its CPU µs
-    per request."""
+    CA file; `extra`: more of its arguments, a login); returns rps and, for
+    each (name, pid) in `watched`, its CPU µs per request."""
     before = {name: cpu_seconds(pid) for name, pid in watched}
     if tls:
         import tls as t
         rps = t.benchmark(target_port, pipeline, n, tls, command=cmd, tests=tests)
     else:
-        got = b.redis_benchmark(target_port, pipeline, n, tests=tests, command=cmd)
+        got = b.redis_benchmark(target_port, pipeline, n, tests=tests, command=cmd, extra=extra)
         rps = statistics.mean(v["rps"] for v in got.values()) if got else 0.0
     after = {name: cpu_seconds(pid) for name, pid in watched}
     served = n * (len(tests) if tests else 1)
@@ -203,16 +210,69 @@ def main_tls(args):
     print_tables(results, workloads, targets, "direct TLS")
 
 
+def main_acl(args):
+    """CPU per request with users and ACL rules, against none."""
+    proxy_bin = b.built("redlock-proxy", args.quick)
+    rounds = 1 if args.quick else args.rounds
+    scale = 50 if args.quick else 1
+    c = CpuCluster(proxy_bin, None)
+    conf = os.path.join(c.dir, "users.toml")
+    with open(conf, "w") as f:
+        f.write('[[users]]\nname = "all"\nrules = "on >pw +@all ~*"\n\n'
+                '[[users]]\nname = "rules"\n'
+                'rules = "on >pw ~key:* ~lock:* &* +@all -@dangerous"\n')
+    users_port, users_proc = c.start_proxy(proxy_bin, {}, ["--config", conf])
+    backend, lone = c.backend[1].pid, c.lone[1].pid
+    masters = [p.pid for _, p in c.masters]
+    setget = ["set", "get"]
+    # target -> (port, own pid, redis-benchmark's login)
+    proxies = {
+        "proxy, no users": (c.proxy_port, c.proxy.pid, ()),
+        "proxy, user +@all ~*": (users_port, users_proc.pid, ("--user", "all", "-a", "pw")),
+        "proxy, user with rules": (users_port, users_proc.pid, ("--user", "rules", "-a", "pw")),
+    }
+    # workload -> (pipeline, n, tests, command, direct port, direct pid, behind-the-proxy pids)
+    workloads = {
+        "SET/GET, P=1": (1, 100_000, setget, None, c.backend[0], backend, [backend]),
+        "SET/GET, P=16": (16, 1_000_000, setget, None, c.backend[0], backend, [backend]),
+        "lock acquire (SET NX PX)": (1, 100_000, None, b.LOCK_CMD, c.lone[0], lone, masters),
+    }
+    results = {}
+    try:
+        for r in range(rounds):
+            for name, (p, n, tests, cmd, dport, dpid, behind) in workloads.items():
+                n = max(n // scale, 200)
+                targets = {"direct": (dport, dpid, [], ())}
+                for t, (port, pid, login) in proxies.items():
+                    targets[t] = (port, pid, behind, login)
+                order = list(targets)
+                order = order[r % len(order):] + order[:r % len(order)]
+                for t in order:
+                    port, own, servers, login = targets[t]
+                    watch = [("own", own)] + [(f"server{i}", q) for i, q in enumerate(servers)]
+                    rps, per = measure(port, watch, p, n, tests, cmd, extra=login)
+                    record(results, (name, t), rps, per, servers)
+    finally:
+        c.stop()
+    m = b.machine()
+    print(f"{m['cpus']} CPUs ({m['cpu']}); {rounds} round(s); ACL rules; CPU µs per request, "
+          "median (min–max) over the rounds\n")
+    print_tables(results, workloads, ["direct", *proxies], "direct")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--tls", action="store_true", help="the client side and the masters on TLS")
+    ap.add_argument("--acl", action="store_true", help="users with ACL rules against none")
     ap.add_argument("--compare", help="another build of the proxy, measured in the same rounds")
     ap.add_argument("--quick", action="store_true", help="tiny counts, one round, debug build")
     ap.add_argument("--only", help="run only these workloads (names as printed, separated by ;)")
     args = ap.parse_args()
     if args.tls:
         return main_tls(args)
+    if args.acl:
+        return main_acl(args)
     proxy_bin = b.built("redlock-proxy", args.quick)
     rounds = 1 if args.quick else args.rounds
     c = CpuCluster(proxy_bin, args.compare)

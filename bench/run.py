@@ -80,10 +80,10 @@ class Cluster:
         self.dedicated_port, _ = self.start_proxy(
             proxy_bin, {"REDLOCK_PROXY_PASSTHROUGH_MULTIPLEX": "false"})
 
-    def start_proxy(self, proxy_bin, extra_env):
+    def start_proxy(self, proxy_bin, extra_env, extra_args=()):
         port = free_port()
         args = [proxy_bin, "--listen", f"127.0.0.1:{port}",
-                "--passthrough", f"redis://127.0.0.1:{self.backend[0]}"]
+                "--passthrough", f"redis://127.0.0.1:{self.backend[0]}", *extra_args]
         for p, _ in self.masters:
             args += ["--master", f"redis://127.0.0.1:{p}"]
         env = dict(os.environ, RUST_LOG="warn", **extra_env)

@@ -12,7 +12,7 @@
 //!    own replies, integers as Redis parses them); `stream` (a socket, plain or
 //!    TLS); [`tls`] (certificates and keys into rustls configurations); `inbox`
 //!    (the small queue that gathers replies for one task); `auth`
-//!    (`requirepass` and `[[users]]`); [`metrics`] (counters and histograms);
+//!    (`requirepass` and `[[users]]` as configured); [`metrics`] (counters and histograms);
 //!    [`warnings`] (the last warnings logged, for the status page).
 //! 2. `errors` (every error text a client can get from the proxy itself) and
 //!    [`config`] (defaults < file < environment < flags, parsed into typed
@@ -24,13 +24,16 @@
 //! 5. [`command`]: classification — each request becomes a typed
 //!    [`command::Command`] once (forwarded, answered locally, a lock operation,
 //!    or refused); lock requests are parsed into `LockOp`s here.
-//! 6. [`server`]: the listeners (plain and TLS), shutdown, live reload, the
+//! 6. [`acl`]: users and their permissions in Redis's ACL language, compiled
+//!    against the command table; the check of a request, `ACL LOG`, the
+//!    failed-login limit.
+//! 7. [`server`]: the listeners (plain and TLS), shutdown, live reload, the
 //!    operations endpoint (metrics, health), `INFO`/`PROXY`, multiplexed
 //!    backend connections, the Redis Cluster router (slot routing, redirections,
 //!    split commands), and the per-connection state machine that keeps every
 //!    reply in request order (its invariant is written in
 //!    `server/connection/mod.rs`).
-//! 7. [`dev`] (`redlock-proxy dev`: local redis-server children), `fuzzing`
+//! 8. [`dev`] (`redlock-proxy dev`: local redis-server children), `fuzzing`
 //!    (entry points for `fuzz/`), and the binary, `main.rs`.
 
 pub mod acl;

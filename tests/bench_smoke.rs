@@ -112,6 +112,21 @@ fn the_cpu_benchmark_runs() {
 }
 
 #[test]
+fn the_cpu_benchmark_runs_with_acl_rules() {
+    quick_run_prints(
+        "cpu.py",
+        &["--acl", "--quick"],
+        &[
+            "### SET/GET, P=1",
+            "| proxy, no users |",
+            "| proxy, user +@all ~* |",
+            "| proxy, user with rules |",
+            "### lock acquire (SET NX PX)",
+        ],
+    );
+}
+
+#[test]
 fn the_cpu_benchmark_runs_over_tls() {
     quick_run_prints(
         "cpu.py",

@@ -23,7 +23,6 @@ use std::sync::{Arc, Mutex};
 
 pub(crate) use limiter::AuthLimiter;
 pub(crate) use log::{AclLog, Context, Reason};
-pub(crate) use rules::RuleError;
 pub(crate) use selector::Denied;
 pub(crate) use user::{Refusal, User};
 
@@ -168,7 +167,7 @@ pub(crate) fn noperm(r: &Refusal) -> Reply {
             "NOPERM",
             format_args!(
                 "this user has no permissions to run the '{}' command",
-                r.spec.name
+                r.command
             ),
         ),
         Denied::Key(_) => errors::with_code(
@@ -189,11 +188,11 @@ pub(crate) fn noperm(r: &Refusal) -> Reply {
 /// The log entry's reason and object for a refusal of `args` (`None`:
 /// Redis logs no entry for it).
 pub(crate) fn log_object<'a, A: crate::protocol::ArgList + ?Sized>(
-    r: &Refusal,
+    r: &'a Refusal,
     args: &'a A,
 ) -> Option<(Reason, &'a [u8])> {
     Some(match r.denied {
-        Denied::Command => (Reason::Command, r.spec.name.as_bytes()),
+        Denied::Command => (Reason::Command, r.command.as_bytes()),
         Denied::Key(i) => (Reason::Key, args.arg(i)),
         Denied::Channel(i) => (Reason::Channel, args.arg(i)),
         Denied::SortPattern(_) => return None,

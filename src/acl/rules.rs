@@ -43,9 +43,20 @@ impl std::fmt::Display for RuleError {
     }
 }
 
+impl User {
+    /// Applies the rules of `text` in order; on failure, the rule and why.
+    pub(crate) fn apply(&mut self, text: &str) -> Result<(), (String, RuleError)> {
+        for rule in split(text)? {
+            apply(self, &rule).map_err(|e| (rule, e))?;
+        }
+        self.settle();
+        Ok(())
+    }
+}
+
 /// The rules of a string, split on whitespace; a selector `( ... )` is one
 /// rule, spaces and all, as ACL files write it.
-pub(crate) fn split(text: &str) -> Result<Vec<String>, (String, RuleError)> {
+fn split(text: &str) -> Result<Vec<String>, (String, RuleError)> {
     let mut out = Vec::new();
     let mut open: Option<String> = None;
     for word in text.split_whitespace() {
@@ -68,7 +79,7 @@ pub(crate) fn split(text: &str) -> Result<Vec<String>, (String, RuleError)> {
 }
 
 /// Applies one rule to the user (Redis's `ACLSetUser`).
-pub(crate) fn apply(user: &mut User, op: &str) -> Result<(), RuleError> {
+fn apply(user: &mut User, op: &str) -> Result<(), RuleError> {
     let lower = op.to_ascii_lowercase();
     match lower.as_str() {
         "on" => user.enabled = true,
@@ -101,8 +112,8 @@ pub(crate) fn apply(user: &mut User, op: &str) -> Result<(), RuleError> {
                 user.add_password(super::user::hash(&op.as_bytes()[1..]));
             }
             Some(b'#') => user.add_password(parse_hash(&op[1..])?),
-            Some(b'<') => user.remove_password(&super::user::hash(&op.as_bytes()[1..]))?,
-            Some(b'!') => user.remove_password(&parse_hash(&op[1..])?)?,
+            Some(b'<') => forget(user, &super::user::hash(&op.as_bytes()[1..]))?,
+            Some(b'!') => forget(user, &parse_hash(&op[1..])?)?,
             Some(b'(') if op.ends_with(')') && op.len() >= 2 => {
                 let mut sel = Selector::default();
                 for rule in op[1..op.len() - 1].split_whitespace() {
@@ -114,6 +125,14 @@ pub(crate) fn apply(user: &mut User, op: &str) -> Result<(), RuleError> {
         },
     }
     Ok(())
+}
+
+fn forget(user: &mut User, h: &[u8; 32]) -> Result<(), RuleError> {
+    if user.remove_password(h) {
+        Ok(())
+    } else {
+        Err(RuleError::NoSuchPassword)
+    }
 }
 
 fn parse_hash(hex: &str) -> Result<[u8; 32], RuleError> {

@@ -29,12 +29,21 @@ enum Fast {
 }
 
 /// A refused request: why, and the command it named.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Refusal {
     /// What was not allowed.
     pub(crate) denied: Denied,
-    /// The command (a subcommand's own spec).
-    pub(crate) spec: &'static CommandSpec,
+    /// The command's full name, as Redis names it (`get`, `config|set`).
+    pub(crate) command: std::borrow::Cow<'static, str>,
+}
+
+impl Refusal {
+    fn of(denied: Denied, spec: &'static CommandSpec) -> Self {
+        Refusal {
+            denied,
+            command: spec.name.into(),
+        }
+    }
 }
 
 /// SHA-256 of a password.
@@ -58,11 +67,9 @@ impl User {
         }
     }
 
-    /// Applies the rules of `text` in order.
-    pub(crate) fn apply(&mut self, text: &str) -> Result<(), (String, super::RuleError)> {
-        for rule in super::rules::split(text)? {
-            super::rules::apply(self, &rule).map_err(|e| (rule, e))?;
-        }
+    /// Works out what can be decided without looking at a request, once
+    /// rules changed (`rules.rs` calls it).
+    pub(super) fn settle(&mut self) {
         let root = &self.selectors[0];
         self.fast = if root.all_but_channels() && root.all_channels {
             Fast::Anything
@@ -71,7 +78,6 @@ impl User {
         } else {
             Fast::Check
         };
-        Ok(())
     }
 
     pub(super) fn add_password(&mut self, h: [u8; 32]) {
@@ -81,13 +87,11 @@ impl User {
         self.nopass = false;
     }
 
-    pub(super) fn remove_password(&mut self, h: &[u8; 32]) -> Result<(), super::RuleError> {
+    /// Removes a password; `false` if it had none such.
+    pub(super) fn remove_password(&mut self, h: &[u8; 32]) -> bool {
         let before = self.passwords.len();
         self.passwords.retain(|p| p != h);
-        if self.passwords.len() == before {
-            return Err(super::RuleError::NoSuchPassword);
-        }
-        Ok(())
+        self.passwords.len() != before
     }
 
     /// Whether it has `nopass`.
@@ -118,8 +122,8 @@ impl User {
     /// Whether the user may run `args`. `keys_need` overrides what the
     /// command's keys need ([`access`](crate::command::access) bits): a lock
     /// script the proxy knows only reads. Commands Redis would refuse before
-    /// looking at permissions (unknown, wrong arity, unknown subcommand)
-    /// pass: their own error follows.
+    /// looking at permissions (wrong arity, unknown subcommand) pass:
+    /// their own error follows.
     pub(crate) fn check<A: ArgList + ?Sized>(
         &self,
         args: &A,
@@ -131,7 +135,21 @@ impl User {
             _ => {}
         }
         let Some(spec) = lookup_any(args) else {
-            return Ok(());
+            // A command the proxy does not know (a module's): its keys and
+            // channels cannot be found, so only a selector that allows
+            // everything runs it; anyone else is refused as Redis refuses a
+            // module command a user lacks.
+            if self
+                .selectors
+                .iter()
+                .any(|s| s.all_but_channels() && s.all_channels)
+            {
+                return Ok(());
+            }
+            return Err(Refusal {
+                denied: Denied::Command,
+                command: String::from_utf8_lossy(args.arg(0)).to_lowercase().into(),
+            });
         };
         let n = args.len() as i64;
         let arity = i64::from(spec.arity);
@@ -154,17 +172,11 @@ impl User {
         if passed {
             // SORT allowed, but by no selector that reads every key.
             return match sort_pattern(args) {
-                Some(by) => Err(Refusal {
-                    denied: Denied::SortPattern(by),
-                    spec,
-                }),
+                Some(by) => Err(Refusal::of(Denied::SortPattern(by), spec)),
                 None => Ok(()),
             };
         }
-        Err(Refusal {
-            denied: worst.unwrap_or(Denied::Command),
-            spec,
-        })
+        Err(Refusal::of(worst.unwrap_or(Denied::Command), spec))
     }
 }
 
@@ -222,8 +234,15 @@ mod tests {
             Err(Denied::Command)
         );
         assert_eq!(check(&u, &["CONFIG", "GET", "a"]), Ok(()));
-        // Unknown commands, wrong arity, unknown subcommands: Redis's own errors come first.
-        assert_eq!(check(&u, &["NOSUCH"]), Ok(()));
+        // Wrong arity, unknown subcommands: Redis's own errors come first.
+        // A command the proxy does not know cannot be checked: only a user
+        // allowed everything runs it.
+        assert_eq!(check(&u, &["NOSUCH"]), Err(Denied::Command));
+        assert_eq!(check(&user("on nopass ~* &* +@all"), &["JSON.SET"]), Ok(()));
+        assert_eq!(
+            check(&user("on nopass ~* &* -get (+@all ~* &*)"), &["JSON.SET"]),
+            Ok(())
+        );
         assert_eq!(check(&u, &["FLUSHALL", "ASYNC", "x"]), Err(Denied::Command));
         assert_eq!(check(&user("on nopass"), &["GET"]), Ok(()));
         assert_eq!(check(&u, &["CONFIG", "NOSUCH"]), Ok(()));
@@ -323,7 +342,7 @@ mod tests {
         assert!(!u.accepts(b"a"));
         assert_eq!(
             u.apply("<zz").unwrap_err().1,
-            super::super::RuleError::NoSuchPassword
+            super::super::rules::RuleError::NoSuchPassword
         );
         u.apply("off").unwrap();
         assert!(!u.accepts(b"b"));

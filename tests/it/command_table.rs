@@ -201,3 +201,61 @@ fn sort_store_keys_follow_the_command_not_the_proc() {
     );
     assert_eq!(proxy_keys(&args), ["l", "k"]);
 }
+
+/// Every command's and subcommand's ACL categories and each key spec's
+/// permission bits are the live server's (what the ACL checks read).
+#[test]
+fn acl_categories_and_key_permissions_match_the_live_server() {
+    use redlock_proxy::command::{access, category};
+    fn walk(commands: &[redis::Value], checked: &mut usize) {
+        for c in commands {
+            let redis::Value::Array(fields) = c else {
+                panic!("{c:?}")
+            };
+            let full = name(&fields[0]);
+            let args: Vec<&str> = full.split('|').collect();
+            let spec = lookup(&args[..]).unwrap_or_else(|| panic!("{full} missing"));
+            assert_eq!(spec.name, full);
+            let redis::Value::Array(cats) = &fields[6] else {
+                panic!("{full}: categories {:?}", fields[6])
+            };
+            let want = cats.iter().fold(0u32, |bits, c| {
+                let c = name(c);
+                bits | category::bit(c.trim_start_matches('@').as_bytes())
+                    .unwrap_or_else(|| panic!("{full}: unknown category {c}"))
+            });
+            assert_eq!(spec.acl, want, "{full} categories");
+            if let redis::Value::Array(key_specs) = &fields[8] {
+                for (ks, got) in key_specs.iter().zip(spec.key_specs) {
+                    let flags = format!("{ks:?}").to_lowercase();
+                    let has = |f: &str| flags.contains(&format!("\"{f}\""));
+                    let mut want = 0;
+                    if has("access") {
+                        want |= access::READ;
+                    }
+                    if has("insert") || has("delete") || has("update") {
+                        want |= access::WRITE;
+                    }
+                    if has("not_key") {
+                        want |= access::NOT_KEY;
+                    }
+                    if has("variable_flags") {
+                        want |= access::VARIABLE;
+                    }
+                    assert_eq!(got.access, want, "{full} key spec {flags}");
+                }
+            }
+            *checked += 1;
+            if let Some(redis::Value::Array(subs)) = fields.get(9) {
+                walk(subs, checked);
+            }
+        }
+    }
+    let server = RedisServer::start();
+    let redis::Value::Array(commands) = server.query(&["COMMAND"]) else {
+        panic!("COMMAND is not an array")
+    };
+    let mut checked = 0;
+    walk(&commands, &mut checked);
+    assert!(checked > 300, "only {checked} commands and subcommands");
+}

@@ -24,13 +24,15 @@ const LAYERS: &[(&str, u8)] = &[
     ("redlock", 4),
     // Request classification and parsing.
     ("command", 5),
+    // Users and their permissions.
+    ("acl", 6),
     // The listener and the connections.
-    ("server", 6),
+    ("server", 7),
     // Entry points.
-    ("dev", 7),
-    ("fuzzing", 7),
-    ("lib", 7),
-    ("main", 7),
+    ("dev", 8),
+    ("fuzzing", 8),
+    ("lib", 8),
+    ("main", 8),
 ];
 
 fn layer(module: &str) -> Option<u8> {
