@@ -258,12 +258,12 @@ mod tests {
         assert!(!open.auth_required());
         assert!(
             open.default_user()
-                .check(&["GET", "secret"][..], None)
+                .check(&["GET", "secret"][..], None, None)
                 .is_err()
         );
         assert!(
             open.default_user()
-                .check(&["GET", "public:1"][..], None)
+                .check(&["GET", "public:1"][..], None, None)
                 .is_ok()
         );
         assert_eq!(open.names(), ["default"]);

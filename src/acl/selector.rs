@@ -13,9 +13,35 @@ const WORDS: usize = (ID_LIMIT as usize).div_ceil(64);
 pub(super) struct KeyPattern {
     /// As written, without its `~`/`%..~` prefix.
     pub(super) text: String,
-    glob: Glob,
+    matcher: Matcher,
     /// [`access`] bits: read, write.
     pub(super) grants: u8,
+}
+
+/// How a pattern is matched: `prefix*` (the usual `~app:*`) by a prefix
+/// test, anything else as a glob.
+#[derive(Debug, Clone)]
+enum Matcher {
+    Prefix(Vec<u8>),
+    Glob(Glob),
+}
+
+impl Matcher {
+    fn new(p: &str) -> Self {
+        match p.as_bytes().split_last() {
+            Some((b'*', prefix)) if !prefix.iter().any(|c| b"*?[\\".contains(c)) => {
+                Matcher::Prefix(prefix.to_vec())
+            }
+            _ => Matcher::Glob(Glob::compile(p.as_bytes())),
+        }
+    }
+
+    fn matches(&self, s: &[u8]) -> bool {
+        match self {
+            Matcher::Prefix(p) => s.starts_with(p),
+            Matcher::Glob(g) => g.is_match(s),
+        }
+    }
 }
 
 /// A channel pattern (`&p`).
@@ -23,7 +49,7 @@ pub(super) struct KeyPattern {
 pub(super) struct ChannelPattern {
     /// As written, without `&`.
     pub(super) text: String,
-    glob: Glob,
+    matcher: Matcher,
 }
 
 /// What one selector allows. A fresh one allows nothing.
@@ -56,13 +82,6 @@ pub(crate) enum Denied {
     /// without read access to every key: Redis refuses these options
     /// (`-ERR`, not logged), since the keys they read are not arguments.
     SortPattern(bool),
-}
-
-/// The request's keys and channels, found once for all the user's selectors.
-#[derive(Debug, Default)]
-pub(super) struct Targets {
-    keys: Option<Vec<(usize, u8)>>,
-    channels: Option<Vec<(usize, bool)>>,
 }
 
 impl Default for Selector {
@@ -145,7 +164,7 @@ impl Selector {
             Some(k) => k.grants |= grants,
             None => self.keys.push(KeyPattern {
                 text: text.to_string(),
-                glob: Glob::compile(text.as_bytes()),
+                matcher: Matcher::new(text),
                 grants,
             }),
         }
@@ -157,7 +176,7 @@ impl Selector {
         if !self.channels.iter().any(|c| c.text == text) {
             self.channels.push(ChannelPattern {
                 text: text.to_string(),
-                glob: Glob::compile(text.as_bytes()),
+                matcher: Matcher::new(text),
             });
         }
         self.all_channels = false;
@@ -177,13 +196,13 @@ impl Selector {
 
     /// Checks one request: `spec` is its command (a subcommand's own spec);
     /// `keys_need` overrides what its keys need (a lock script the proxy
-    /// knows reads only).
+    /// knows reads only). Nothing is allocated: keys and channels are read
+    /// off the arguments as they are checked.
     pub(super) fn check<A: ArgList + ?Sized>(
         &self,
         spec: &CommandSpec,
         args: &A,
         keys_need: Option<u8>,
-        targets: &mut Targets,
     ) -> Result<(), Denied> {
         if !self.all_commands && !spec.has(flags::NO_AUTH) && !self.allows(spec.id) {
             let idx = if spec.name.contains('|') { 2 } else { 1 };
@@ -200,29 +219,32 @@ impl Selector {
             }
         }
         if !self.all_keys && !spec.key_specs.is_empty() {
-            let keys = targets.keys.get_or_insert_with(|| {
-                let mut v = Vec::new();
-                crate::command::for_each_key_access(spec, args, |i, need| {
-                    v.push((i, keys_need.unwrap_or(need)));
-                });
-                v
-            });
-            for &(i, need) in keys.iter() {
-                let key = args.arg(i);
-                let granted = self
-                    .keys
-                    .iter()
-                    .any(|k| k.grants & need == need && k.glob.is_match(key));
-                if !granted {
-                    return Err(Denied::Key(i));
+            let mut refused = None;
+            crate::command::for_each_key_access(spec, args, |i, need| {
+                let need = keys_need.unwrap_or(need);
+                if refused.is_none() {
+                    let key = args.arg(i);
+                    let granted = self
+                        .keys
+                        .iter()
+                        .any(|k| k.grants & need == need && k.matcher.matches(key));
+                    if !granted {
+                        refused = Some(i);
+                    }
                 }
+            });
+            if let Some(i) = refused {
+                return Err(Denied::Key(i));
             }
         }
         if !self.all_channels {
-            let channels = targets
-                .channels
-                .get_or_insert_with(|| channels_of(spec, args));
-            for &(i, pattern) in channels.iter() {
+            let (from, pattern) = match spec.name {
+                "publish" | "spublish" => (1..args.len().min(2), false),
+                "subscribe" | "ssubscribe" => (1..args.len(), false),
+                "psubscribe" => (1..args.len(), true),
+                _ => (0..0, false),
+            };
+            for i in from {
                 let ch = args.arg(i);
                 // A pattern subscription needs the very same pattern; a
                 // channel needs one that matches it.
@@ -230,7 +252,7 @@ impl Selector {
                     if pattern {
                         c.text.as_bytes() == ch
                     } else {
-                        c.glob.is_match(ch)
+                        c.matcher.matches(ch)
                     }
                 });
                 if !granted {
@@ -258,20 +280,16 @@ impl Selector {
     }
 }
 
-/// The channels a command publishes or subscribes to (as Redis's
-/// `getChannelsFromCommand`, less the unsubscriptions, which are never
-/// refused), with whether each is a pattern.
-fn channels_of<A: ArgList + ?Sized>(spec: &CommandSpec, args: &A) -> Vec<(usize, bool)> {
-    match spec.name {
-        "publish" | "spublish" => (args.len() > 1).then_some((1, false)).into_iter().collect(),
-        "subscribe" | "ssubscribe" => (1..args.len()).map(|i| (i, false)).collect(),
-        "psubscribe" => (1..args.len()).map(|i| (i, true)).collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// Whether a command (by its name's first letters) may name channels: only
-/// those need looking at for a user who may run anything on any key.
+/// Whether a command (by its name) publishes or subscribes: only those need
+/// looking at for a user who may run anything on any key. By length first,
+/// so `SET` and `GET` cost a compare or two.
 pub(super) fn may_name_channels(name: &[u8]) -> bool {
-    matches!(name.first(), Some(b'p' | b'P' | b's' | b'S'))
+    let is = |w: &[u8]| name.eq_ignore_ascii_case(w);
+    match name.len() {
+        7 => is(b"publish"),
+        8 => is(b"spublish"),
+        9 => is(b"subscribe"),
+        10 => is(b"psubscribe") || is(b"ssubscribe"),
+        _ => false,
+    }
 }

@@ -2,7 +2,7 @@
 //! and its selectors; and the check of a request against them, picking the
 //! error to report the way Redis's `ACLCheckAllUserCommandPerm` does.
 
-use super::selector::{Denied, Selector, Targets, may_name_channels};
+use super::selector::{Denied, Selector, may_name_channels};
 use crate::command::{CommandSpec, lookup_any};
 use crate::protocol::ArgList;
 
@@ -119,7 +119,9 @@ impl User {
         ok
     }
 
-    /// Whether the user may run `args`. `keys_need` overrides what the
+    /// Whether the user may run `args`; `found` is its command if the
+    /// caller looked it up already (`None`: looked up here, the proxy's own
+    /// commands included). `keys_need` overrides what the
     /// command's keys need ([`access`](crate::command::access) bits): a lock
     /// script the proxy knows only reads. Commands Redis would refuse before
     /// looking at permissions (wrong arity, unknown subcommand) pass:
@@ -127,6 +129,7 @@ impl User {
     pub(crate) fn check<A: ArgList + ?Sized>(
         &self,
         args: &A,
+        found: Option<&'static CommandSpec>,
         keys_need: Option<u8>,
     ) -> Result<(), Refusal> {
         match self.fast {
@@ -134,7 +137,7 @@ impl User {
             Fast::ChannelsOnly if !may_name_channels(args.arg(0)) => return Ok(()),
             _ => {}
         }
-        let Some(spec) = lookup_any(args) else {
+        let Some(spec) = found.or_else(|| lookup_any(args)) else {
             // A command the proxy does not know (a module's): its keys and
             // channels cannot be found, so only a selector that allows
             // everything runs it; anyone else is refused as Redis refuses a
@@ -157,11 +160,10 @@ impl User {
         if !spec.subcommands.is_empty() || !arity_ok {
             return Ok(());
         }
-        let mut targets = Targets::default();
         let mut worst: Option<Denied> = None;
         let mut passed = false;
         for sel in &self.selectors {
-            match sel.check(spec, args, keys_need, &mut targets) {
+            match sel.check(spec, args, keys_need) {
                 Ok(()) if !matches!(spec.name, "sort" | "sort_ro") || sel.reads_every_key() => {
                     return Ok(());
                 }
@@ -221,7 +223,7 @@ mod tests {
     }
 
     fn check(u: &User, args: &[&str]) -> Result<(), Denied> {
-        u.check(args, None).map_err(|r| r.denied)
+        u.check(args, None, None).map_err(|r| r.denied)
     }
 
     #[test]
@@ -273,9 +275,9 @@ mod tests {
         );
         // A lock script the proxy knows to only read: read permission is enough.
         let args = ["EVALSHA", "sha", "1", "ro:1"];
-        assert!(u.check(&args[..], None).is_err());
+        assert!(u.check(&args[..], None, None).is_err());
         assert!(
-            u.check(&args[..], Some(crate::command::access::READ))
+            u.check(&args[..], None, Some(crate::command::access::READ))
                 .is_ok()
         );
     }

@@ -7,7 +7,9 @@
 //! which `sortGetKeys` misses), this module follows the command: what matters
 //! is what the backend would touch.
 
-use super::spec::{CommandSpec, access, for_each_key_of, for_each_spec_key};
+use super::spec::{
+    BeginSearch, CommandSpec, FindKeys, KeySpec, access, for_each_key_of, for_each_spec_key,
+};
 use crate::protocol::ArgList;
 
 /// One argument that names a key, or may form keys.
@@ -60,6 +62,28 @@ pub fn for_each_key_access<A: ArgList + ?Sized>(
     mut f: impl FnMut(usize, u8),
 ) {
     let rw = access::READ | access::WRITE;
+    // Most commands name one key at a fixed place (`GET k`, `SET k v`,
+    // `HSET k f v`): found without the general walk.
+    if let [
+        KeySpec {
+            begin: BeginSearch::Index(at),
+            find: FindKeys::Range { last_key: 0, .. },
+            incomplete: false,
+            access: flags,
+        },
+    ] = spec.key_specs
+    {
+        let at = usize::try_from(*at).unwrap_or(0);
+        if flags & access::NOT_KEY == 0 && at >= 1 && at < args.len() {
+            let need = if flags & access::VARIABLE == 0 {
+                flags & rw
+            } else {
+                variable_access(spec.name, args)
+            };
+            f(at, need);
+        }
+        return;
+    }
     if !spec.keys_complete() {
         // `SORT` reads its key and writes its `STORE` destination (as
         // `sortGetKeys` flags them); `MIGRATE` reads and deletes each.

@@ -309,17 +309,18 @@ impl Classifier {
         self.classify_spec(args, ctx, &mut None)
     }
 
-    /// [`classify`](Self::classify), and the name of the command in
-    /// Redis's command table, if it is in it (`client|list` for a
-    /// subcommand): what `CLIENT LIST` shows as `cmd=`, at no extra cost.
-    pub fn classify_named<A: ArgList + ?Sized>(
+    /// [`classify`](Self::classify), and the command's entry in Redis's
+    /// command table, if it is in it (the subcommand's for a container):
+    /// its name is what `CLIENT LIST` shows as `cmd=`, and the ACL check
+    /// reads its categories and keys, at no extra lookup.
+    pub fn classify_spec_of<A: ArgList + ?Sized>(
         &self,
         args: &A,
         ctx: Context,
-    ) -> (Command, Option<&'static str>) {
+    ) -> (Command, Option<&'static CommandSpec>) {
         let mut spec = None;
         let cmd = self.classify_spec(args, ctx, &mut spec);
-        (cmd, spec.map(|s| s.name))
+        (cmd, spec)
     }
 
     fn classify_spec<A: ArgList + ?Sized>(

@@ -39,8 +39,8 @@ impl State {
     /// Handles one request (`raw`: its bytes as received; `inline`: an inline
     /// command, re-encoded as RESP before forwarding).
     pub(super) fn handle(&mut self, args: Args<'_>, raw: &[u8], inline: bool) -> Flow {
-        let (mut cmd, name) = self.live.classifier.classify_named(&args, self.context());
-        let denied = self.permitted(&args, &cmd).err();
+        let (mut cmd, spec) = self.live.classifier.classify_spec_of(&args, self.context());
+        let denied = self.permitted(&args, &cmd, spec).err();
         // A refused EXEC still ends the transaction, as in Redis: it goes
         // on as a doomed one (the backend's half discarded).
         let exec = matches!(cmd, Command::Forward(Effect::Exec));
@@ -56,7 +56,7 @@ impl State {
                 return Flow::Retry;
             }
         }
-        self.note_command(name);
+        self.note_command(spec.map(|s| s.name));
         if let Some(r) = &denied {
             let reply = self.refused_by_acl(&args, r);
             match (exec, reply) {

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 
 use super::State;
 use crate::acl::{self, Context, Refusal};
-use crate::command::{Command, Effect, Local, access};
+use crate::command::{Command, CommandSpec, Effect, Local, access};
 use crate::metrics::LockKind;
 use crate::protocol::{ArgList, Args, Reply};
 
@@ -17,7 +17,12 @@ impl State {
     /// The proxy's own refusals come after permissions, as a Redis
     /// command's own errors do; those Redis reports before permissions
     /// (unknown command, wrong arity) pass here (see [`acl::User::check`]).
-    pub(super) fn permitted(&self, args: &Args<'_>, cmd: &Command) -> Result<(), Refusal> {
+    pub(super) fn permitted(
+        &self,
+        args: &Args<'_>,
+        cmd: &Command,
+        spec: Option<&'static CommandSpec>,
+    ) -> Result<(), Refusal> {
         if !self.session.authenticated {
             return Ok(());
         }
@@ -32,7 +37,7 @@ impl State {
             Command::Lock(_) => Some(access::WRITE),
             _ => None,
         };
-        user.check(args, need)
+        user.check(args, spec, need)
     }
 
     /// Counts and logs a refusal, and gives its reply.
