@@ -152,8 +152,10 @@ pub struct Lease {
 pub struct Outcome {
     /// What the client is told.
     pub reply: Reply,
-    /// Set when the reply is true only for a while.
-    pub lease: Option<Lease>,
+    /// Set when the reply is true only for a while (boxed: an outcome is
+    /// returned up through every level of the engine's futures, and most
+    /// outcomes have none).
+    pub lease: Option<Box<Lease>>,
 }
 
 impl Outcome {
@@ -483,7 +485,11 @@ impl Engine {
             LockOp::RemoveSeats { key, members } => self.remove_seats(key, members).await,
             LockOp::Expire { args, ttl } => self.expire(args, ttl).await,
             LockOp::Fence { key, token } => self.fence_op(key, token).await,
-            LockOp::AcquireFenced { key, token, ttl } => self.acquire_fenced(key, token, ttl).await,
+            // Boxed: the largest future of all, for a rare operation; inline
+            // it would make every operation's future (copied at each level) as large.
+            LockOp::AcquireFenced { key, token, ttl } => {
+                Box::pin(self.acquire_fenced(key, token, ttl)).await
+            }
         }
     }
 

@@ -186,7 +186,7 @@ impl Engine {
                 };
                 Outcome {
                     reply: vote::success_reply(conv, &round.answers, nkeys),
-                    lease: Some(lease),
+                    lease: Some(Box::new(lease)),
                 }
             }
             // Extended everywhere, but too late to leave validity.

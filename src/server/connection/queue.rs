@@ -31,7 +31,8 @@ pub(super) struct Revocable {
 
 impl Revocable {
     /// The lease of an operation's outcome, its replacement encoded in `proto`.
-    pub(super) fn new(lease: Lease, proto: Proto) -> Self {
+    pub(super) fn new(lease: Box<Lease>, proto: Proto) -> Self {
+        let lease = *lease;
         Revocable {
             valid_until: lease.valid_until,
             grant: lease.grant,
