@@ -97,7 +97,7 @@ impl Engine {
         let ScriptAction::Acquire { tokens, ttl } = &op.action else {
             return self.script(op).await;
         };
-        let (cmd, preload) = super::script_call(&op.call);
+        let (cmd, preload) = self.script_call(&op.call);
         let a = Acquisition {
             cmd,
             script: Some(preload),

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use redis_protocol::resp2::types::BytesFrame;
 use tokio::time::Instant;
 
-use super::{Engine, Lease, Outcome, command, count, script_call};
+use super::{Engine, Lease, Outcome, command, count};
 use crate::protocol::Reply;
 use crate::redlock::master::{LockRef, Role};
 use crate::redlock::op::{ScriptAction, ScriptOp, Takeback, Tokens};
@@ -20,7 +20,7 @@ impl Engine {
     /// A script that releases, extends or reads.
     pub(super) async fn script(&self, op: Box<ScriptOp>) -> Outcome {
         let op = *op;
-        let (cmd, preload) = script_call(&op.call);
+        let (cmd, preload) = self.script_call(&op.call);
         let conv = op.convention;
         let keys = &op.call.keys;
         let nkeys = keys.len();
