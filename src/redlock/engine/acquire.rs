@@ -213,7 +213,8 @@ const LONGEST_TTL_SENT: Duration = Duration::from_millis(i64::MAX as u64 / 4);
 fn set_nx(key: &[u8], token: &[u8], ttl: Option<Duration>) -> Bytes {
     match ttl {
         Some(ttl) => {
-            let ms = ttl.as_millis().to_string();
+            let mut ms = itoa::Buffer::new();
+            let ms = ms.format(ttl.as_millis());
             command(&[b"SET", key, token, b"NX", b"PX", ms.as_bytes()])
         }
         None => command(&[b"SET", key, token, b"NX"]),
