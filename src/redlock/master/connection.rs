@@ -213,11 +213,16 @@ impl MasterConnection {
     /// Matches every complete reply to its request.
     fn read_replies(&mut self, backlog: &mut Backlog) -> Result<(), BackendError> {
         while let Some(info) = self.conn.next_reply()? {
-            let mut bytes = self.conn.take(info.len);
-            let decoded = redis_protocol::resp2::decode::decode_bytes_mut(&mut bytes)
-                .map_err(|e| self.protocol_error(format_args!("{e:?}")))?;
-            let Some((frame, _, _)) = decoded else {
-                return Err(self.protocol_error("reply framing disagreement"));
+            let frame = match super::frame::simple(self.conn.take(info.len)) {
+                Ok(frame) => frame,
+                Err(mut bytes) => {
+                    let decoded = redis_protocol::resp2::decode::decode_bytes_mut(&mut bytes)
+                        .map_err(|e| self.protocol_error(format_args!("{e:?}")))?;
+                    let Some((frame, _, _)) = decoded else {
+                        return Err(self.protocol_error("reply framing disagreement"));
+                    };
+                    frame
+                }
             };
             let Some(awaiting) = self.pending.pop_front() else {
                 return Err(self.protocol_error("a reply without a request"));

@@ -29,6 +29,7 @@
 mod clock;
 mod clock_guard;
 mod connection;
+mod frame;
 pub mod identity;
 mod lock_ref;
 mod log_limit;
