@@ -14,6 +14,7 @@ mod pattern;
 mod set_args;
 mod shared_locks;
 mod spec;
+mod subcommands;
 mod table;
 
 use bytes::Bytes;
@@ -25,6 +26,7 @@ pub use lookup::{by_full_name, every, lookup, lookup_any};
 pub use own::ID_LIMIT;
 pub use pattern::{Glob, LockPatterns};
 pub use spec::{BeginSearch, CommandSpec, FindKeys, KeySpec, access, category, flags};
+use subcommands::{classify_acl, classify_info, classify_proxy};
 
 use crate::errors;
 use crate::protocol::{ArgList, Proto, Reply, parse_i64};
@@ -263,34 +265,6 @@ pub struct Classifier {
     pub scripts: std::sync::Arc<ScriptRegistry>,
     /// Lock operation parameters.
     pub lock_rules: LockRules,
-}
-
-/// `ACL` when the proxy authenticates clients: what it answers from its own
-/// users, and a refusal for what would change them; `None` (forwarded, for
-/// the backend's answer) for `HELP`, `GENPASS`, unknown subcommands and
-/// wrong arities.
-fn classify_acl<A: ArgList + ?Sized>(args: &A) -> Option<Command> {
-    let mut buf = [0u8; 24];
-    let sub = upper(args.arg(1), &mut buf);
-    let n = args.len();
-    Some(match (sub, n) {
-        (b"WHOAMI", 2) => Command::Local(Local::AclWhoami),
-        (b"USERS", 2) => Command::Local(Local::AclUsers),
-        (b"CAT", 2) => Command::Local(Local::AclCat(None)),
-        (b"CAT", 3) => Command::Local(Local::AclCat(Some(Bytes::copy_from_slice(args.arg(2))))),
-        (b"LOG", 2) => Command::Local(Local::AclLog(Some(10))),
-        (b"LOG", 3) if args.arg(2).eq_ignore_ascii_case(b"RESET") => {
-            Command::Local(Local::AclLog(None))
-        }
-        (b"LOG", 3) => match parse_i64(args.arg(2)) {
-            Some(count) => Command::Local(Local::AclLog(Some(count))),
-            None => Command::Refuse(errors::not_integer()),
-        },
-        (b"SETUSER" | b"DELUSER" | b"GETUSER" | b"LIST" | b"LOAD" | b"SAVE" | b"DRYRUN", _) => {
-            Command::Refuse(errors::acl_not_served(args.arg(1)))
-        }
-        _ => return None,
-    })
 }
 
 fn upper<'a>(name: &[u8], buf: &'a mut [u8; 24]) -> &'a [u8] {
@@ -548,42 +522,6 @@ impl Classifier {
             b"KILL" if args.len() == 2 => Command::Forward(Effect::Control),
             _ => Command::Forward(Effect::None),
         }
-    }
-}
-
-/// `INFO [section ...]`: the proxy's section alone, with the backend's, or
-/// not at all (`None`: forward as is).
-fn classify_info<A: ArgList + ?Sized>(args: &A) -> Option<Command> {
-    let sections = (1..args.len()).map(|i| args.arg(i));
-    let mut proxy = false;
-    let mut others = false;
-    let mut everything = args.len() == 1;
-    for s in sections {
-        if s.eq_ignore_ascii_case(b"proxy") {
-            proxy = true;
-        } else {
-            others = true;
-            everything |= [&b"default"[..], b"all", b"everything"]
-                .iter()
-                .any(|w| s.eq_ignore_ascii_case(w));
-        }
-    }
-    match (proxy, others) {
-        (true, false) => Some(Command::Local(Local::InfoProxy)),
-        _ if proxy || everything => Some(Command::Forward(Effect::InfoWithProxy)),
-        _ => None,
-    }
-}
-
-/// `PROXY MASTERS | CONFIG | HELP`.
-fn classify_proxy<A: ArgList + ?Sized>(args: &A) -> Command {
-    let mut buf = [0u8; 24];
-    match (args.len(), upper(args.get(1).unwrap_or(b""), &mut buf)) {
-        (2, b"MASTERS") => Command::Local(Local::ProxyMasters),
-        (2, b"CONFIG") => Command::Local(Local::ProxyConfig),
-        (2, b"HELP") => Command::Local(Local::ProxyHelp),
-        (1, _) => Command::Refuse(errors::wrong_arity(args.arg(0))),
-        _ => Command::Refuse(errors::unknown_subcommand(args.arg(1), "PROXY")),
     }
 }
 
